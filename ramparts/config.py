@@ -1,0 +1,135 @@
+"""Configuration: one YAML file, every key overridable from the environment, unknown keys rejected.
+
+``ramparts.yaml`` (or ``--config FILE``) is read first; then every environment variable
+``RAMPARTS_<KEY>`` or ``RAMPARTS_<SECTION>__<KEY>__...`` overrides the key at that path
+(values are read as YAML scalars, so ``true`` and ``5`` keep their types). A key that the
+schema does not know is an error whose message names the closest known key.
+
+Each parser declares its own options model (``Parser.Options``); the ``parsers`` section is
+validated against them, so the parser is the single source of truth for what it accepts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from .errors import ConfigError
+
+ENV_PREFIX = "RAMPARTS_"
+DEFAULT_CONFIG_FILE = "ramparts.yaml"
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Config(StrictModel):
+    hash_key: SecretStr | None = Field(
+        default=None, description="Key of the HMAC that turns credentials into principal ids.")
+    hash_key_env: str = Field(
+        default="RAMPARTS_HASH_KEY", description="Environment variable read for hash_key when it is not set here.")
+    parsers: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Per-format parser options, keyed by format name.")
+
+    def resolved_hash_key(self) -> str | None:
+        if self.hash_key is not None:
+            return self.hash_key.get_secret_value()
+        return os.environ.get(self.hash_key_env) or None
+
+    def parser_options(self, name: str) -> BaseModel:
+        from ramparts.streams.parsers import get_parser_class
+
+        cls = get_parser_class(name)
+        try:
+            return cls.Options(**self.parsers.get(name, {}))
+        except ValidationError as e:
+            raise ConfigError(_explain(e, cls.Options, prefix=f"parsers.{name}")) from None
+
+
+def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read the config file (if any), apply environment overrides, validate."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    if path is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        path = DEFAULT_CONFIG_FILE
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must be a mapping of keys, got {type(loaded).__name__}")
+        data = loaded
+    _apply_env(data, env)
+    try:
+        config = Config(**data)
+    except ValidationError as e:
+        raise ConfigError(_explain(e, Config)) from None
+    for name in config.parsers:  # validate every parser section now, not at first use
+        try:
+            config.parser_options(name)
+        except KeyError as e:
+            raise ConfigError(f"parsers.{name}: {e.args[0]}") from None
+    return config
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    top = set(Config.model_fields)
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+        # A plain RAMPARTS_FOO that names no key is someone's secret variable (secret_env,
+        # hash_key_env), not an override; a nested one that names no section is a typo.
+        if len(path) == 1 and path[0] not in top:
+            continue
+        if path[0] not in top:
+            raise ConfigError(f"environment variable {name} names no config key{_suggest(path[0], top)}")
+        node = data
+        for key in path[:-1]:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = {}
+                node[key] = child
+            node = child
+        node[path[-1]] = yaml.safe_load(raw) if raw != "" else ""
+
+
+def _suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(choices))}"
+
+
+def _explain(err: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
+    lines = []
+    for e in err.errors():
+        loc = [str(p) for p in e["loc"]]
+        where = ".".join(([prefix] if prefix else []) + loc)
+        if e["type"] == "extra_forbidden":
+            known = _fields_at(model, e["loc"][:-1])
+            lines.append(f"unknown key '{where}'{_suggest(loc[-1], known) if known else ''}")
+        else:
+            lines.append(f"{where}: {e['msg']}")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def _fields_at(model: type[BaseModel], loc) -> list[str]:
+    current: Any = model
+    for part in loc:
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        current = field.annotation
+    return list(getattr(current, "model_fields", {}))

@@ -1,0 +1,281 @@
+"""What every parser is: a pure function from raw records to normalized events, in batches.
+
+A parser module defines one :class:`Parser` subclass and registers it in
+``streams/parsers/__init__.py``. The base class owns the loop over a chunk of raw records,
+so that every format gets the same guarantees for free:
+
+* a record that raises is never lost and never stops the run: it becomes a
+  :class:`DeadLetter` with the raw bytes, the format, the file, the line and the reason;
+* a record that is not data (blank line, comment, CSV header, a section of a capture that
+  carries no samples) is *skipped* and counted, so every input line is accounted for as
+  parsed, dead-lettered or skipped;
+* parsers that join records (KServe request/response, Kubernetes audit stages) keep bounded
+  state and hand what is still pending to :meth:`Parser.finish` at the end of the input.
+
+Subclasses implement :meth:`Parser.parse_record` (one raw record, ``bytes`` without its
+line ending, to an event, a list of events, or ``None`` for "not data") and
+:meth:`Parser.sniff` (does the head of a file look like this format).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import orjson
+
+from ramparts.config import StrictModel
+from ramparts.errors import ParseError
+from ramparts.redact import Hasher
+
+# Joins keep at most this many records waiting for their partner; the oldest is flushed
+# (emitted unjoined, and counted) when the limit is reached, so memory stays bounded.
+DEFAULT_MAX_PENDING = 100_000
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    """A record that could not be parsed, with everything needed to find and replay it."""
+
+    source: str  # format name
+    file: str
+    line: int  # 1-based line (or record) number in the file
+    reason: str
+    raw: bytes
+    item: int | None = None  # index inside the record, for arrays (Kong batches, pod lists)
+
+    def to_dict(self, hasher: Hasher) -> dict[str, Any]:
+        # The raw bytes may hold a credential (that may be why the record is odd): they are
+        # scrubbed before they are written anywhere.
+        raw = hasher.scrub_bytes(self.raw)
+        out: dict[str, Any] = {
+            "source": self.source,
+            "file": self.file,
+            "line": self.line,
+            "reason": self.reason,
+            "raw_b64": base64.b64encode(raw).decode("ascii"),
+            "raw": raw.decode("utf-8", "replace"),
+        }
+        if self.item is not None:
+            out["item"] = self.item
+        return out
+
+
+@dataclass(slots=True)
+class ParseStats:
+    records: int = 0  # raw records read (lines, or documents for document formats)
+    events: int = 0  # normalized events produced
+    dead_letters: int = 0
+    skipped: int = 0  # records that are not data: blank, comment, header, non-sample sections
+    notes: dict[str, int] = field(default_factory=dict)  # parser-specific counters
+
+    def add(self, other: "ParseStats") -> None:
+        self.records += other.records
+        self.events += other.events
+        self.dead_letters += other.dead_letters
+        self.skipped += other.skipped
+        for k, v in other.notes.items():
+            self.notes[k] = self.notes.get(k, 0) + v
+
+
+class Parser:
+    """Base of every format parser. One instance per input stream (it may keep join state)."""
+
+    name: ClassVar[str]  # the format name: `--format NAME`, the `source` of its events
+    kind: ClassVar[str]  # the normalized kind it produces
+    description: ClassVar[str] = ""
+    # "lines": one record per line. "document": the whole input is one JSON document
+    # (kubectl's pod list, a JSON job registry) and parse_record sees all of it.
+    framing: ClassVar[str] = "lines"
+
+    class Options(StrictModel):
+        """Per-format options, the `parsers.<name>` section of the config."""
+
+    def __init__(self, options: StrictModel | dict | None = None, hasher: Hasher | None = None):
+        if options is None:
+            options = self.Options()
+        elif isinstance(options, dict):
+            options = self.Options(**options)
+        self.options = options
+        self.hasher = hasher or Hasher()
+        self.stats = ParseStats()
+        self._dead: list[DeadLetter] = []
+        self._origin = "-"
+        self._line = 0
+
+    # -- to implement ---------------------------------------------------------------------
+    @classmethod
+    def sniff(cls, head: bytes, lines: list[bytes]) -> bool:
+        """Whether a file whose first bytes are ``head`` (first non-blank ``lines``) is this format."""
+        raise NotImplementedError
+
+    def parse_record(self, raw: bytes) -> dict | list[dict] | None:
+        raise NotImplementedError
+
+    def finish(self) -> list[dict]:
+        """Events still held by a join at the end of the input."""
+        return []
+
+    # -- helpers for subclasses ---------------------------------------------------------
+    def note(self, counter: str, n: int = 1) -> None:
+        self.stats.notes[counter] = self.stats.notes.get(counter, 0) + n
+
+    def reject(self, raw: bytes, reason: str, item: int | None = None) -> None:
+        """Dead-letter one item of the current record (the rest of the record goes on)."""
+        self._dead.append(DeadLetter(self.name, self._origin, self._line, reason, raw, item))
+        self.stats.dead_letters += 1
+
+    def principal(self, raw: Any, secret: bool) -> str | None:
+        """A principal value as found in a record: credentials are hashed, ids kept."""
+        if raw is None or raw == "" or raw == "-":
+            return None
+        if not isinstance(raw, str):
+            raw = str(raw)
+        return self.hasher.principal(raw) if secret else raw
+
+    # -- the loop -----------------------------------------------------------------------
+    def parse_chunk(self, records: list[bytes], origin: str, first_line: int,
+                    events: list[dict], dead: list[DeadLetter]) -> None:
+        """Parse ``records`` (consecutive, starting at line ``first_line`` of ``origin``).
+
+        Events are appended to ``events`` and failures to ``dead``; nothing raises.
+        """
+        self._origin = origin
+        self._dead = dead
+        stats = self.stats
+        parse = self.parse_record
+        n_before = len(events)
+        append, extend = events.append, events.extend
+        line = first_line - 1
+        for raw in records:
+            line += 1
+            self._line = line
+            if not raw or raw.isspace():
+                stats.skipped += 1
+                continue
+            try:
+                out = parse(raw)
+            except Exception as e:  # any failure of one record is that record's problem
+                dead.append(DeadLetter(self.name, origin, line, describe(e), raw))
+                stats.dead_letters += 1
+                continue
+            if out is None:
+                stats.skipped += 1
+            elif type(out) is dict:
+                append(out)
+            else:
+                extend(out)
+        stats.records += len(records)
+        stats.events += len(events) - n_before
+
+    def flush(self, events: list[dict], dead: list[DeadLetter]) -> None:
+        self._dead = dead
+        try:
+            out = self.finish()
+        except Exception as e:
+            dead.append(DeadLetter(self.name, self._origin, self._line, "at end of input: " + describe(e), b""))
+            self.stats.dead_letters += 1
+            return
+        events.extend(out)
+        self.stats.events += len(out)
+
+
+def describe(e: BaseException) -> str:
+    """A reason for a dead-letter record: what went wrong, in one line."""
+    if isinstance(e, ParseError):
+        return e.message
+    if isinstance(e, orjson.JSONDecodeError):
+        return f"invalid JSON: {e}"
+    if isinstance(e, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {e.start}: {e.reason})"
+    if isinstance(e, KeyError):
+        return f"missing field {e.args[0]!r}"
+    if isinstance(e, RecursionError):
+        return "record nested too deeply"
+    if isinstance(e, ValueError) and str(e):
+        return str(e)[:300]
+    text = str(e) or type(e).__name__
+    return f"{type(e).__name__}: {text}"[:300]
+
+
+# -- small, shared coercions ---------------------------------------------------------------
+def as_int(v: Any, what: str) -> int | None:
+    """An integer field that may come as a number or a numeric string; ``-`` and ``""`` mean absent."""
+    if v is None or v == "-" or v == "":
+        return None
+    if isinstance(v, bool):
+        raise ParseError(f"{what}: expected an integer, got a boolean")
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        if v != v or v in (float("inf"), float("-inf")):
+            raise ParseError(f"{what}: expected an integer, got {v}")
+        return int(v)
+    if isinstance(v, str):
+        try:
+            return int(v)
+        except ValueError:
+            try:
+                return int(float(v))
+            except ValueError:
+                raise ParseError(f"{what}: expected an integer, got {v[:40]!r}") from None
+    raise ParseError(f"{what}: expected an integer, got {type(v).__name__}")
+
+
+def as_float(v: Any, what: str) -> float | None:
+    if v is None or v == "-" or v == "":
+        return None
+    if isinstance(v, bool):
+        raise ParseError(f"{what}: expected a number, got a boolean")
+    if isinstance(v, (int, float)):
+        f = float(v)
+    elif isinstance(v, str):
+        try:
+            f = float(v)
+        except ValueError:
+            raise ParseError(f"{what}: expected a number, got {v[:40]!r}") from None
+    else:
+        raise ParseError(f"{what}: expected a number, got {type(v).__name__}")
+    if f != f or f in (float("inf"), float("-inf")):
+        raise ParseError(f"{what}: expected a finite number, got {v!r}")
+    return f
+
+
+def as_str(v: Any, what: str) -> str | None:
+    if v is None or v == "" or v == "-":
+        return None
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return str(v)
+    raise ParseError(f"{what}: expected text, got {type(v).__name__}")
+
+
+def as_object(v: Any, what: str) -> dict:
+    if not isinstance(v, dict):
+        raise ParseError(f"{what}: expected a JSON object, got {type(v).__name__}")
+    return v
+
+
+def dig(obj: Any, path: str) -> Any:
+    """``dig(rec, "consumer.username")``: a dotted path into nested objects, None if absent.
+
+    A key that itself contains dots (Falco's ``k8s.pod.name``) is tried whole first.
+    """
+    if isinstance(obj, dict) and path in obj:
+        return obj[path]
+    for part in path.split("."):
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(part)
+        if obj is None:
+            return None
+    return obj
+
+
+def load_json_object(raw: bytes) -> dict:
+    doc = orjson.loads(raw)
+    if not isinstance(doc, dict):
+        raise ParseError(f"expected a JSON object, got a JSON {type(doc).__name__}")
+    return doc
