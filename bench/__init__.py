@@ -1,1 +1,1 @@
-
+"""Benchmarks behind ``ramparts bench``; each figure is recorded in docs/benchmarks.md."""

@@ -1,1 +1,3 @@
+"""Ramparts: security telemetry and anomaly detection for AI infrastructure."""
 
+__version__ = "0.1.0"

@@ -45,6 +45,47 @@ TIME_FIELDS = ("ts", "start", "end")
 ENTITY_FIELD = {"request": "principal", "prediction": "principal", "gpu": "gpu_uuid", "runtime": "pod", "workload": "gpu_uuid"}
 
 
+_NUM = (int, float)
+FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "principal": (str,), "src_ip": (str,), "model": (str,), "path": (str,), "status": (int,),
+    "latency_ms": _NUM, "tokens_in": (int,), "tokens_out": (int,), "model_version": (str,),
+    "input": (list, dict, str, int, float), "output": (list, dict, str, int, float),
+    "rule": (str,), "verb": (str,), "priority": (str,), "namespace": (str,), "pod": (str,),
+    "container": (str,), "image": (str,), "process": (str,), "user": (str,), "node": (str,),
+    "gpu_uuid": (str,), "util_pct": _NUM, "mem_used_mib": _NUM, "power_w": _NUM,
+    "processes": (list,), "start": (int,), "end": (int,),
+}
+
+
+def check_event(event: dict) -> list[str]:
+    """What is wrong with an event, as a list of problems (empty when it is well-formed).
+
+    Checks the common fields, that every field of its kind is present (``None`` allowed) and
+    that present values have the documented types. Numbers must be finite.
+    """
+    problems = []
+    kind = event.get("kind")
+    if kind not in KIND_FIELDS:
+        return [f"unknown kind {kind!r}"]
+    ts = event.get("ts")
+    if not isinstance(ts, int) or isinstance(ts, bool):
+        problems.append(f"ts must be int nanoseconds, got {type(ts).__name__}")
+    if not isinstance(event.get("source"), str):
+        problems.append("source must be a format name")
+    for f in KIND_FIELDS[kind]:
+        if f not in event:
+            problems.append(f"missing field {f!r}")
+    for f, types in FIELD_TYPES.items():
+        v = event.get(f)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, types):
+            problems.append(f"{f} has type {type(v).__name__}, expected {'/'.join(t.__name__ for t in types)}")
+        elif isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+            problems.append(f"{f} is not finite: {v}")
+    return problems
+
+
 def to_wire(event: dict) -> dict:
     """The JSON-ready form of an event: time fields as RFC 3339 text, everything else as is."""
     out = dict(event)

@@ -68,7 +68,11 @@ def detect_format(head: bytes) -> str | None:
 
 
 class UnknownFormat(ParseError):
-    pass
+    """No registered format recognises the input; ``stream`` still holds all of it."""
+
+    def __init__(self, message: str, stream: BinaryIO | None = None):
+        super().__init__(message)
+        self.stream = stream
 
 
 def make_parser(fmt: str, config=None, hasher: Hasher | None = None) -> Parser:
@@ -133,6 +137,11 @@ class _Rewound(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def close(self) -> None:
+        if self._rest is not sys.stdin.buffer:
+            self._rest.close()
+        super().close()
+
     def read(self, n: int = -1) -> bytes:
         if self._head:
             if n is None or n < 0:
@@ -154,10 +163,10 @@ def decode_file(path: str, fmt: str = "auto", config=None, hasher: Hasher | None
     if fmt == "auto":
         detected = detect_format(head)
         if detected is None:
-            stream.close() if stream is not sys.stdin.buffer else None
             raise UnknownFormat(
                 f"cannot tell the format of {path}; pass --format NAME "
-                f"(one of: {', '.join(c.name for c in PARSER_CLASSES)})")
+                f"(one of: {', '.join(c.name for c in PARSER_CLASSES)})",
+                stream=_Rewound(head, stream))
         fmt = detected
     parser = make_parser(fmt, config, hasher)
     origin = "-" if path == "-" else str(Path(path))

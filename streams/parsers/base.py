@@ -65,13 +65,18 @@ class DeadLetter:
 @dataclass(slots=True)
 class ParseStats:
     records: int = 0  # raw records read (lines, or documents for document formats)
-    events: int = 0  # normalized events produced
-    dead_letters: int = 0
+    parsed: int = 0  # records accepted (an event, several, or held by a join)
     skipped: int = 0  # records that are not data: blank, comment, header, non-sample sections
+    failed: int = 0  # records dead-lettered whole
+    # Every record is exactly one of parsed, skipped or failed.
+    events: int = 0  # normalized events produced
+    dead_letters: int = 0  # dead-letter records written: failed records, rejected items, join failures
     notes: dict[str, int] = field(default_factory=dict)  # parser-specific counters
 
     def add(self, other: "ParseStats") -> None:
         self.records += other.records
+        self.parsed += other.parsed
+        self.failed += other.failed
         self.events += other.events
         self.dead_letters += other.dead_letters
         self.skipped += other.skipped
@@ -159,10 +164,13 @@ class Parser:
             except Exception as e:  # any failure of one record is that record's problem
                 dead.append(DeadLetter(self.name, origin, line, describe(e), raw))
                 stats.dead_letters += 1
+                stats.failed += 1
                 continue
             if out is None:
                 stats.skipped += 1
-            elif type(out) is dict:
+                continue
+            stats.parsed += 1
+            if type(out) is dict:
                 append(out)
             else:
                 extend(out)

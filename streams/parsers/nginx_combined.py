@@ -21,12 +21,13 @@ from ramparts.timeutil import parse_clf
 
 from .base import Parser, as_float
 
+# A quoted field is `[^"\\]*(?:\\.[^"\\]*)*` (escapes allowed), unrolled rather than an
+# alternation per character: the same language, several times faster in Python's re.
+_Q = r'"([^"\\]*(?:\\.[^"\\]*)*)"'
 _LINE = re.compile(
-    rb'(?P<ip>\S+) \S+ (?P<user>\S+) \[(?P<time>[^\]]+)\] "(?P<request>(?:[^"\\]|\\.)*)" '
-    rb'(?P<status>\d{3}) (?P<bytes>\d+|-) "(?P<referer>(?:[^"\\]|\\.)*)" "(?P<ua>(?:[^"\\]|\\.)*)"'
-    rb"(?P<extra>.*)$"
+    r"(\S+) \S+ (\S+) \[([^\]]+)\] " + _Q + r" (\d{3}) (\d+|-) " + _Q.replace("(", "(?:", 1) + " " + _Q + r"(.*)$"
 )
-_EXTRA = re.compile(rb'"((?:[^"\\]|\\.)*)"|(\S+)')
+_EXTRA = re.compile(_Q + r"|(\S+)")
 
 
 class NginxCombinedParser(Parser):
@@ -54,39 +55,42 @@ class NginxCombinedParser(Parser):
 
     @classmethod
     def sniff(cls, head: bytes, lines: list[bytes]) -> bool:
-        return bool(lines) and 2 * sum(1 for l in lines[:3] if _LINE.match(l)) > len(lines[:3])
+        sample = [l.decode("utf-8", "replace") for l in lines[:3]]
+        return bool(sample) and 2 * sum(1 for l in sample if _LINE.match(l)) > len(sample)
 
     def parse_record(self, raw: bytes) -> dict:
-        m = _LINE.match(raw)
+        # Decoded once, leniently: NGINX escapes bytes it does not trust as \xHH, and a
+        # stray invalid byte in a user agent must not cost the whole line.
+        m = _LINE.match(raw.decode("utf-8", "backslashreplace"))
         if m is None:
             raise ValueError("not an NGINX combined log line")
-        ip, user, time, request, status, nbytes, _ref, ua, extra = m.groups()
-        request_s = request.decode("utf-8", "backslashreplace")
-        parts = request_s.split(" ")
+        ip, user, time, request, status, nbytes, ua, extra = m.groups()
+        parts = request.split(" ")
         if len(parts) == 3:
             method, path = parts[0], parts[1]
         else:
-            method, path = None, request_s
-        user_s = user.decode()
+            method, path = None, request
+        if "?" in path:
+            path = self.hasher.scrub_path(path)
         ev = {
             "kind": "request",
-            "ts": parse_clf(time.decode()),
+            "ts": parse_clf(time),
             "source": "nginx_combined",
-            "principal": self.principal(user_s, self.options.principal_is_secret) if user_s != "-" else None,
-            "src_ip": ip.decode(),
+            "principal": None if user == "-" or self._principal_extra is not None else (
+                self.hasher.principal(user) if self.options.principal_is_secret else user),
+            "src_ip": ip,
             "model": None,
             "method": method,
-            "path": self.hasher.scrub_path(path),
+            "path": path,
             "status": int(status),
-            "bytes_out": int(nbytes) if nbytes != b"-" else None,
-            "user_agent": ua.decode("utf-8", "backslashreplace") if ua != b"-" else None,
+            "bytes_out": int(nbytes) if nbytes != "-" else None,
+            "user_agent": ua if ua != "-" else None,
             "latency_ms": None,
             "tokens_in": None,
             "tokens_out": None,
         }
         if self._wants_extra and extra:
-            fields = [(q if q or not b else b).decode("utf-8", "backslashreplace")
-                      for q, b in _EXTRA.findall(extra)]
+            fields = [q if q or not b else b for q, b in _EXTRA.findall(extra)]
             o = self.options
             if self._principal_extra is not None and self._principal_extra < len(fields):
                 ev["principal"] = self.principal(fields[self._principal_extra], o.principal_is_secret)
