@@ -49,6 +49,22 @@ def _cmd_parse(args) -> int:
     return EXIT_OK if not report.failed_files else EXIT_FAILED
 
 
+def _add_formats(sub) -> None:
+    p = sub.add_parser("formats", help="list the input formats, their kinds and options")
+    p.set_defaults(func=_cmd_formats)
+
+
+def _cmd_formats(args) -> int:
+    from ramparts.streams.parsers import PARSER_CLASSES
+
+    for cls in PARSER_CLASSES:
+        print(f"{cls.name:16} {cls.kind:11} {cls.description}")
+        for name, field in cls.Options.model_fields.items():
+            default = field.get_default(call_default_factory=True)
+            print(f"{'':28}  parsers.{cls.name}.{name} (default {default!r}): {field.description or ''}")
+    return EXIT_OK
+
+
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks", description="Benchmarks; figures go to docs/benchmarks.md.")
     bsub = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
@@ -63,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Security telemetry and anomaly detection for AI infrastructure.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_parse(sub)
+    _add_formats(sub)
     _add_bench(sub)
     return parser
 

@@ -32,6 +32,9 @@ _SECRET_IN_TEXT = re.compile(
     rb"(?P<value>[A-Za-z0-9._~+/=-]{6,})",
     re.IGNORECASE,
 )
+# Every spelling above contains one of these; a cheap test that skips the full patterns for
+# the common text that holds no credential at all.
+_MAY_HOLD_SECRET = re.compile(rb"auth|key|token|secret|passw|bearer|k-", re.IGNORECASE)
 _SK_TOKEN = re.compile(rb"\b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}")
 
 _SECRET_QUERY_PARAMS = {"key", "api_key", "apikey", "api-key", "token", "access_token", "auth", "secret", "password", "sig", "signature"}
@@ -75,7 +78,7 @@ class Hasher:
 
     def scrub_bytes(self, raw: bytes) -> bytes:
         """Replace anything that looks like a credential inside free text by its keyed id."""
-        if not raw:
+        if not raw or not _MAY_HOLD_SECRET.search(raw):
             return raw
 
         def labelled(m: re.Match) -> bytes:

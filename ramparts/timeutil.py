@@ -9,6 +9,7 @@ into a dead-letter record.
 from __future__ import annotations
 
 import calendar
+from decimal import Decimal
 import re
 from datetime import datetime, timezone, timedelta, tzinfo
 from functools import lru_cache
@@ -117,9 +118,11 @@ def from_epoch(value: float | int, unit: str) -> int:
     scale = {"s": NS, "ms": 1_000_000, "us": 1_000, "ns": 1}[unit]
     if isinstance(value, int):
         return check_range(value * scale)
-    if value != value:  # NaN
-        raise ValueError("epoch time is NaN")
-    return check_range(int(round(value * scale)))
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"epoch time is not finite: {value}")
+    # Through the shortest decimal spelling of the float, so 1712344878.25 s is exactly
+    # .250000000, not the .249999872 that binary multiplication gives.
+    return check_range(int(Decimal(repr(value)) * scale))
 
 
 @lru_cache(maxsize=64)
