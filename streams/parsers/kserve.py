@@ -1,15 +1,504 @@
-"""PLACEHOLDER: being written; replace this whole module."""
+"""KServe payload logging: CloudEvents of inference requests and responses, joined on ``id``.
 
-from .base import Parser
+KServe's logger (``spec.predictor.logger``, ``pkg/logger`` upstream) sends every request body
+and every 200 response body as a CloudEvent of type ``org.kubeflow.serving.inference.request``
+/ ``.response``. The two share the CloudEvent ``id`` (the client's ``Ce-Id`` header if it sent
+one, else a fresh UUID), and this parser joins them into ONE ``prediction`` event. One JSON
+object per line, in either spelling:
+
+* structured mode: ``{"specversion", "id", "type", "source", "time", "data" | "data_base64",
+  <extension attributes>...}``;
+* a binary-mode dump (what an HTTP sink records): the CloudEvent attributes as ``ce-id`` /
+  ``Ce-Id`` / ``ce_type`` keys, either at the top level or under a ``headers`` object, and
+  the body under ``body`` or ``data``. Header values may be lists (Go's ``http.Header``);
+* a JSON array of structured events on one line (CloudEvents batch mode); a bad item is
+  dead-lettered alone.
+
+Bodies: v1 ``{"instances": [...]}`` -> ``{"predictions": [...]}`` (the TF-style columnar
+``{"inputs": ...}`` / ``{"outputs": ...}`` is read the same way); v2 / Open Inference
+Protocol ``{"inputs": [{"name","shape","datatype","data"}]}`` ->
+``{"model_name","model_version","id","outputs": [...]}``. ``input``/``output`` are the list
+of instances/predictions (v1), or the tensor data (v2): a flat ``data`` is reshaped by its
+``shape`` into nested lists (so a ``[2, 4]`` FP32 input becomes two rows of four, the same
+shape a v1 client would send); with several tensors, ``input`` is the list of the reshaped
+arrays in tensor order and ``input_names`` says which is which. A ``data`` whose length does
+not match its ``shape`` is kept flat (counted as ``tensor_shape_mismatch``). A body that is
+not JSON (binary tensors, images) leaves ``input``/``output`` None (``opaque_bodies``).
+
+Model: the v2 response's ``model_name`` (the model actually served, also right for
+multi-model servers), else the ``inferenceservicename`` extension KServe sets, else the first
+DNS label of ``source`` minus KServe's ``-predictor[-default]`` suffix (recent KServe sets
+``source`` to ``http://localhost:9081/``, which is ignored). Version: the v2
+``model_version``, else the ``endpoint`` extension (``default`` / ``canary``: the only version
+hint a v1 payload carries).
+
+Principal and source IP: the CloudEvent attribute named by ``Options.principal_attribute``
+(default ``principal``), then ``Options.principal_fallbacks`` in order. Each name is looked up
+among the CloudEvent attributes, then in KServe's ``metadata`` extension (a JSON-encoded
+``{"Header-Name": ["value"]}`` of the request headers listed in the logger's
+``metadataHeaders``), then among the plain HTTP headers of a binary-mode dump, case-insensitively.
+Values of ``Options.secret_attributes`` (``authorization``, ``x-api-key``...), and any value
+that looks like a bearer token or an ``sk-`` key, are replaced by their keyed hash.
+``src_ip`` likewise (``x-forwarded-for`` keeps its first hop).
+
+Join: KServe's logger sends from a pool of workers, so a response can arrive before its
+request: whichever half comes first waits in a bounded map (``Options.max_pending``, default
+``DEFAULT_MAX_PENDING``; the oldest is flushed unjoined when full). Unmatched requests are
+emitted at the end with ``output`` None (``unjoined_requests``), unmatched responses with
+``input`` None (``orphan_responses``). A second half of the same kind under an id already
+waiting (clients may reuse ``Ce-Id``) flushes the first one (``duplicate_ids``). CloudEvents of
+other types are skipped (``other_event_types``).
+
+``ts`` is the request's ``time`` (RFC 3339; the response's when there is no request).
+
+Extra fields: ``request_id`` (the CloudEvent id), ``inference_service``, ``namespace``,
+``component``, ``endpoint``, ``protocol`` (``v1`` / ``v2``), ``input_names`` /
+``output_names`` (v2 tensor names), ``latency_ms`` (response time minus request time, as
+the logger stamped each event when it sent it: an approximation of the model's latency;
+None unless joined, or when the response was stamped first).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections import OrderedDict
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from pydantic import Field
+
+from ramparts.errors import ParseError
+from ramparts.timeutil import parse_iso
+
+from .base import DEFAULT_MAX_PENDING, Parser, as_object, describe, load_json_object
+
+REQUEST_TYPE = "org.kubeflow.serving.inference.request"
+RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
+_TYPE_PREFIX = "org.kubeflow.serving.inference."
+
+_BODY_KEYS = ("body", "data", "data_base64", "headers")
+_TOKEN_PREFIXES = ("bearer ", "basic ", "token ")
 
 
 class KServeParser(Parser):
     name = "kserve"
     kind = "prediction"
+    description = "KServe payload logging CloudEvents (v1 and v2 protocol), request and response joined on id"
 
+    class Options(Parser.Options):
+        principal_attribute: str = Field(
+            default="principal",
+            description="CloudEvent attribute (or logged request header) that names the caller.")
+        principal_fallbacks: list[str] = Field(
+            default=["user", "userid", "x-user", "x-user-id", "x-api-key", "authorization"],
+            description="Attributes or headers tried in order when principal_attribute is absent.")
+        secret_attributes: list[str] = Field(
+            default=["authorization", "proxy-authorization", "x-api-key", "api-key", "apikey"],
+            description="Attributes or headers whose value is a credential: hashed, never kept.")
+        src_ip_attribute: str = Field(
+            default="srcip", description="CloudEvent attribute (or logged header) with the client IP.")
+        src_ip_fallbacks: list[str] = Field(
+            default=["sourceip", "clientip", "x-forwarded-for", "x-real-ip"],
+            description="Attributes or headers tried in order when src_ip_attribute is absent.")
+        max_pending: int = Field(
+            default=DEFAULT_MAX_PENDING, ge=1,
+            description="Most request/response halves kept waiting for their partner.")
+
+    def __init__(self, options=None, hasher=None):
+        super().__init__(options, hasher)
+        o = self.options
+        self._principal_names = tuple(n.lower() for n in (o.principal_attribute, *o.principal_fallbacks))
+        self._secret_names = frozenset(n.lower() for n in o.secret_attributes)
+        self._ip_names = tuple(n.lower() for n in (o.src_ip_attribute, *o.src_ip_fallbacks))
+        # id -> (is_request, half): whichever half of a pair came first.
+        self._pending: OrderedDict[str, tuple[bool, dict]] = OrderedDict()
+
+    # -- detection ----------------------------------------------------------------------
     @classmethod
-    def sniff(cls, head, lines):
-        return False
+    def sniff(cls, head: bytes, lines: list[bytes]) -> bool:
+        if _TYPE_PREFIX.encode() not in head:
+            return False
+        hits = 0
+        for line in lines:
+            try:
+                doc = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(doc, list) and doc:  # batch mode
+                doc = doc[0]
+            if isinstance(doc, dict):
+                attrs, _h = _split_envelope(doc)
+                t = _first(attrs.get("type")) if attrs else None
+                if isinstance(t, str) and t.startswith(_TYPE_PREFIX):
+                    hits += 1
+        return 2 * hits > len(lines)
 
-    def parse_record(self, raw):
-        raise NotImplementedError("kserve parser not written yet")
+    # -- parsing ------------------------------------------------------------------------
+    def parse_record(self, raw: bytes) -> list[dict] | None:
+        if raw.lstrip()[:1] == b"[":
+            # CloudEvents batch mode (application/cloudevents-batch+json): one array per line.
+            docs = orjson.loads(raw)
+            out: list[dict] = []
+            for i, doc in enumerate(docs):
+                try:
+                    got = self._one(as_object(doc, f"batch item {i}"))
+                except Exception as e:  # one bad event must not lose the rest of the batch
+                    self.reject(orjson.dumps(doc), describe(e), item=i)
+                    continue
+                if got:
+                    out.extend(got)
+            return out
+        return self._one(load_json_object(raw))
+
+    def _one(self, doc: dict) -> list[dict] | None:
+        attrs, headers = _split_envelope(doc)
+        if attrs is None:
+            raise ParseError("not a CloudEvent: no specversion/type/id and no ce-* attributes")
+        ce_type = _first(attrs.get("type"))
+        if not isinstance(ce_type, str):
+            raise ParseError("CloudEvent without a type")
+        if ce_type == REQUEST_TYPE:
+            is_request = True
+        elif ce_type == RESPONSE_TYPE:
+            is_request = False
+        else:
+            self.note("other_event_types")
+            return None
+        ce_id = _first(attrs.get("id"))
+        if isinstance(ce_id, int) and not isinstance(ce_id, bool):
+            ce_id = str(ce_id)
+        if ce_id is None or ce_id == "":
+            raise ParseError("CloudEvent without an id: cannot join request and response")
+        if not isinstance(ce_id, str):
+            raise ParseError(f"id: expected text, got {type(ce_id).__name__}")
+        t = _first(attrs.get("time"))
+        if not isinstance(t, str):
+            raise ParseError("CloudEvent without a time" if t is None
+                             else f"time: expected RFC 3339 text, got {type(t).__name__}")
+        half = self._half(doc, attrs, headers, is_request, parse_iso(t), ce_id)
+
+        pending = self._pending
+        other = pending.pop(ce_id, None)
+        if other is None:
+            pending[ce_id] = (is_request, half)
+            if len(pending) > self.options.max_pending:
+                self.note("pending_evicted")
+                _id, (old_is_req, old) = pending.popitem(last=False)
+                return [self._alone(old_is_req, old)]
+            return []
+        other_is_request, other_half = other
+        if other_is_request == is_request:
+            self.note("duplicate_ids")
+            pending[ce_id] = (is_request, half)
+            return [self._alone(other_is_request, other_half)]
+        if is_request:
+            return [self._join(half, other_half)]
+        return [self._join(other_half, half)]
+
+    def finish(self) -> list[dict]:
+        out = [self._alone(is_req, half) for is_req, half in self._pending.values()]
+        self._pending.clear()
+        return out
+
+    # -- halves -------------------------------------------------------------------------
+    def _half(self, doc: dict, attrs: dict, headers: dict | None, is_request: bool,
+              ts: int, ce_id: str) -> dict:
+        body = self._body(doc, attrs)
+        values, protocol, names, model_name, model_version = _payload(self, body, is_request)
+        logged = _logged_headers(attrs.get("metadata"), headers)
+        isvc = _text(_first(attrs.get("inferenceservicename")), "inferenceservicename")
+        return {
+            "ts": ts,
+            "request_id": ce_id,
+            "principal": self._find_principal(attrs, logged),
+            "src_ip": self._find_ip(attrs, logged),
+            "values": values,
+            "protocol": protocol,
+            "names": names,
+            "model_name": model_name,
+            "model_version": model_version,
+            "inference_service": isvc,
+            "namespace": _text(_first(attrs.get("namespace")), "namespace"),
+            "component": _text(_first(attrs.get("component")), "component"),
+            "endpoint": _text(_first(attrs.get("endpoint")), "endpoint"),
+            "source_model": _model_from_source(_text(_first(attrs.get("source")), "source")),
+        }
+
+    def _body(self, doc: dict, attrs: dict) -> Any:
+        if attrs is doc:  # structured mode
+            if "data_base64" in doc and doc.get("data") is None:
+                return self._decode_bytes(doc["data_base64"])
+            data = doc.get("data")
+        else:
+            data = doc.get("body", doc.get("data"))
+            if data is None and "data_base64" in doc:
+                return self._decode_bytes(doc["data_base64"])
+        if isinstance(data, str):
+            s = data.lstrip()
+            if s[:1] in ("{", "["):
+                try:
+                    return orjson.loads(s)
+                except orjson.JSONDecodeError:
+                    pass
+            self.note("opaque_bodies")
+            return None
+        return data
+
+    def _decode_bytes(self, b64: Any) -> Any:
+        if not isinstance(b64, str):
+            raise ParseError(f"data_base64: expected text, got {type(b64).__name__}")
+        try:
+            raw = base64.b64decode(b64, validate=True)
+        except (binascii.Error, ValueError):
+            raise ParseError("data_base64 is not valid base64") from None
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            self.note("opaque_bodies")
+            return None
+
+    def _find_principal(self, attrs: dict, logged: dict) -> str | None:
+        for name in self._principal_names:
+            v = attrs.get(name)
+            if v is None:
+                v = logged.get(name)
+                if v is None:
+                    continue
+            if type(v) is list:
+                v = v[0] if v else None
+                if v is None:
+                    continue
+            if not isinstance(v, str):
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    v = str(v)
+                else:
+                    raise ParseError(f"{name}: expected text, got {type(v).__name__}")
+            v = v.strip()
+            if not v or v == "-":
+                continue
+            return self.principal(v, secret=name in self._secret_names or _looks_secret(v))
+        return None
+
+    def _find_ip(self, attrs: dict, logged: dict) -> str | None:
+        for name in self._ip_names:
+            v = attrs.get(name)
+            if v is None:
+                v = logged.get(name)
+                if v is None:
+                    continue
+            if type(v) is list:
+                v = v[0] if v else None
+                if v is None:
+                    continue
+            if not isinstance(v, str):
+                raise ParseError(f"{name}: expected an IP address as text, got {type(v).__name__}")
+            # X-Forwarded-For: "client, proxy1, proxy2": the first hop is the client.
+            v = v.split(",", 1)[0].strip()
+            if v and v != "-":
+                return v
+        return None
+
+    # -- output -------------------------------------------------------------------------
+    def _join(self, req: dict, resp: dict) -> dict:
+        ev = self._event(req, req, resp)
+        # Both times are stamped when the logger sends each event, from a pool of workers,
+        # so a response may be stamped first: no latency can be told then.
+        if resp["ts"] >= req["ts"]:
+            ev["latency_ms"] = (resp["ts"] - req["ts"]) / 1e6
+        return ev
+
+    def _alone(self, is_request: bool, half: dict) -> dict:
+        if is_request:
+            self.note("unjoined_requests")
+            return self._event(half, half, None)
+        self.note("orphan_responses")
+        return self._event(half, None, half)
+
+    def _event(self, first: dict, req: dict | None, resp: dict | None) -> dict:
+        def pick(key: str):
+            if req is not None and req[key] is not None:
+                return req[key]
+            return resp[key] if resp is not None else None
+
+        model = (resp["model_name"] if resp is not None else None) or pick("model_name") \
+            or pick("inference_service") or pick("source_model")
+        version = (resp["model_version"] if resp is not None else None) or pick("model_version") \
+            or pick("endpoint")
+        return {
+            "kind": "prediction",
+            "ts": first["ts"],
+            "source": "kserve",
+            "principal": pick("principal"),
+            "src_ip": pick("src_ip"),
+            "model": model,
+            "model_version": version,
+            "input": req["values"] if req is not None else None,
+            "output": resp["values"] if resp is not None else None,
+            "request_id": first["request_id"],
+            "inference_service": pick("inference_service"),
+            "namespace": pick("namespace"),
+            "component": pick("component"),
+            "endpoint": pick("endpoint"),
+            "protocol": pick("protocol"),
+            "input_names": req["names"] if req is not None else None,
+            "output_names": resp["names"] if resp is not None else None,
+            "latency_ms": None,
+        }
+
+
+# -- envelope ---------------------------------------------------------------------------
+def _split_envelope(doc: dict) -> tuple[dict | None, dict | None]:
+    """(CloudEvent attributes, other HTTP headers) of one record, either spelling."""
+    if "specversion" in doc or ("type" in doc and "id" in doc):
+        return doc, None
+    hdrs = doc.get("headers")
+    src = hdrs if isinstance(hdrs, dict) else doc
+    attrs: dict = {}
+    other: dict = {}
+    for k, v in src.items():
+        if not isinstance(k, str):
+            continue
+        kl = k.lower()
+        if kl[:3] in ("ce-", "ce_"):
+            attrs[kl[3:]] = v
+        elif src is hdrs or kl not in _BODY_KEYS:
+            other[kl] = v
+    if not attrs:
+        return None, None
+    return attrs, other
+
+
+_NO_HEADERS: dict = {}
+
+
+def _logged_headers(meta: Any, headers: dict | None) -> dict:
+    """Request headers KServe logged in its ``metadata`` extension, then a dump's plain headers.
+
+    KServe sets ``metadata`` to json.Marshal(map[string][]string) of the headers named in the
+    logger's metadataHeaders (canonical Go spelling: ``X-Api-Key``); a dump may hold it decoded.
+    Keys are lowercased; CloudEvent attributes are looked up before these.
+    """
+    if isinstance(meta, str) and meta.startswith("{"):
+        try:
+            meta = orjson.loads(meta)
+        except orjson.JSONDecodeError:
+            meta = None
+    if not isinstance(meta, dict) or not meta:
+        return headers or _NO_HEADERS
+    out = {k.lower(): v for k, v in meta.items() if isinstance(k, str)}
+    if headers:
+        for k, v in headers.items():
+            out.setdefault(k, v)
+    return out
+
+
+def _first(v: Any) -> Any:
+    if isinstance(v, list):
+        return v[0] if v else None
+    return v
+
+
+def _text(v: Any, what: str = "CloudEvent attribute") -> str | None:
+    if v is None or v == "":
+        return None
+    if isinstance(v, str):
+        return v
+    raise ParseError(f"{what}: expected text, got {type(v).__name__}")
+
+
+def _looks_secret(v: str) -> bool:
+    low = v[:7].lower()
+    if low.startswith(_TOKEN_PREFIXES):
+        return True
+    return v[:3] in ("sk-", "pk-", "rk-") and len(v) >= 19
+
+
+@lru_cache(maxsize=1024)
+def _model_from_source(source: str | None) -> str | None:
+    if source is None or "://" not in source:
+        return None
+    try:
+        host = urlsplit(source).hostname
+    except ValueError:
+        return None
+    if not host or host == "localhost" or host.replace(".", "").isdigit() or ":" in host:
+        return None
+    label = host.split(".", 1)[0]
+    for suffix in ("-predictor-default", "-predictor-canary", "-predictor",
+                   "-transformer-default", "-transformer", "-explainer-default", "-explainer"):
+        if label.endswith(suffix) and len(label) > len(suffix):
+            return label[: -len(suffix)]
+    return label
+
+
+# -- payloads ---------------------------------------------------------------------------
+def _payload(parser: Parser, body: Any, is_request: bool):
+    """(values, protocol, tensor names, v2 model_name, v2 model_version) of one body."""
+    if body is None:
+        return None, None, None, None, None
+    if isinstance(body, list):  # a bare list body: the instances themselves
+        return body, "v1", None, None, None
+    if not isinstance(body, dict):
+        raise ParseError(f"inference body: expected a JSON object, got {type(body).__name__}")
+    v1_key, v2_key = ("instances", "inputs") if is_request else ("predictions", "outputs")
+    model_name = _opt_text(body.get("model_name"), "model_name")
+    model_version = _opt_text(body.get("model_version"), "model_version")
+    if v1_key in body:
+        values = body[v1_key]
+        if not isinstance(values, list):
+            raise ParseError(f"{v1_key}: expected a list, got {type(values).__name__}")
+        return values, "v1", None, model_name, model_version
+    if v2_key in body:
+        tensors = body[v2_key]
+        if isinstance(tensors, list) and tensors and all(isinstance(t, dict) and "data" in t for t in tensors):
+            arrays, names = [], []
+            for i, t in enumerate(tensors):
+                arrays.append(_tensor(parser, t, f"{v2_key}[{i}]"))
+                names.append(t.get("name") if isinstance(t.get("name"), str) else None)
+            return (arrays[0] if len(arrays) == 1 else arrays), "v2", names, model_name, model_version
+        # TF-serving columnar v1 ("inputs": {...} or [...]) rather than v2 tensors.
+        if isinstance(tensors, list):
+            return tensors, "v1", None, model_name, model_version
+        if isinstance(tensors, dict):
+            return [tensors], "v1", None, model_name, model_version
+        raise ParseError(f"{v2_key}: expected a list of tensors, got {type(tensors).__name__}")
+    if model_name is not None or "id" in body:  # a v2 body without tensors (e.g. an error)
+        return None, "v2", None, model_name, model_version
+    parser.note("unknown_bodies")
+    return None, None, None, None, None
+
+
+def _tensor(parser: Parser, t: dict, what: str) -> list:
+    data = t["data"]
+    if not isinstance(data, list):
+        raise ParseError(f"{what}.data: expected a list, got {type(data).__name__}")
+    shape = t.get("shape")
+    if shape is None:
+        return data
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                              for d in shape):
+        raise ParseError(f"{what}.shape: expected a list of non-negative integers")
+    if len(shape) <= 1 or not data or isinstance(data[0], list):
+        return data  # already 1-D, empty, or sent nested (the OIP allows both)
+    n = 1
+    for d in shape:
+        n *= d
+    if n != len(data):
+        parser.note("tensor_shape_mismatch")
+        return data
+    for dim in reversed(shape[1:]):
+        data = [data[i:i + dim] for i in range(0, len(data), dim)]
+    return data
+
+
+def _opt_text(v: Any, what: str) -> str | None:
+    if v is None or v == "":
+        return None
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return str(v)
+    raise ParseError(f"{what}: expected text, got {type(v).__name__}")
