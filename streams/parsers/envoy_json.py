@@ -1,15 +1,421 @@
-"""PLACEHOLDER: being written; replace this whole module."""
+"""Envoy JSON access logs (``log_format.json_format``), including Envoy AI Gateway's.
 
-from .base import Parser
+Envoy writes one JSON object per request whose keys are whatever the operator put in
+``json_format``. :class:`Options` therefore maps each role (``start_time``,
+``response_code``, ...) to candidate keys, tried in order; the defaults cover Envoy's
+command names in snake case (Istio's and Higress' spelling: ``x_forwarded_for``,
+``user_agent``, ``authority``), Envoy Gateway's default format (``x-envoy-origin-path``,
+``x-forwarded-for``, ``user-agent``, ``:authority``) and Envoy AI Gateway's ``genai_*`` fields
+(``genai_model_name``, ``genai_model_name_override``, ``genai_backend_name``,
+``genai_tokens_input``, ``genai_tokens_output``). A dotted key (``request.method``) reads a
+nested object.
+
+Principal: a non-secret identity set by auth (``user``/``consumer``-style fields, kept
+readable) when present, else an API-key header value logged as a field (``x_api_key``,
+``x-api-key``, ``api_key``, ``authorization``): those are raw credentials and only their keyed
+hash is kept (``Bearer`` is stripped before hashing). ``prefer_identity`` flips the order.
+
+Quirks handled: values are typed when a json_format value is a single command (numbers for
+``%RESPONSE_CODE%``, ``%DURATION%``, ...) and strings otherwise, so numbers may come as
+numeric strings; absent values are JSON ``null`` (newer Envoy) or ``"-"`` (older Envoy,
+``omit_empty_values: false``); ``response_code`` 0 means the downstream went away before a
+response and is kept; ``response_flags`` may be a comma list (``UF,URX``); token counts may be
+numbers, numeric strings or ``-``; ``start_time`` is RFC 3339 or, for
+``%START_TIME(%s)%``-style formats, epoch seconds/ms/us/ns (told apart by magnitude);
+``src_ip`` is the first ``X-Forwarded-For`` address (brackets and port stripped) else the
+downstream remote address without its port (IPv6 brackets understood).
+
+Extra fields: ``method``, ``protocol``, ``response_flags`` (list, or None), ``bytes_in``,
+``bytes_out``, ``upstream_ms``, ``user_agent``, ``request_id``, ``authority``,
+``upstream_host``, ``backend`` (``genai_backend_name``), ``model_override``
+(``genai_model_name_override``). ``latency_ms`` is ``duration``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+import orjson
+from msgspec.structs import asdict
+from pydantic import Field, field_validator
+
+from ramparts.errors import ParseError
+from ramparts.timeutil import from_epoch, parse_iso
+
+from .base import Parser, as_float, as_int, as_str, dig
+from .envoy_text import first_forwarded, host_of
+
+DEFAULT_FIELDS: dict[str, list[str]] = {
+    # numeric roles
+    "start_time": ["start_time", "timestamp", "@timestamp", "time", "startTime"],
+    "response_code": ["response_code", "status_code", "status", "code"],
+    "duration": ["duration", "duration_ms", "request_duration"],
+    "bytes_received": ["bytes_received", "request_bytes"],
+    "bytes_sent": ["bytes_sent", "response_bytes"],
+    "upstream_service_time": ["upstream_service_time", "x-envoy-upstream-service-time",
+                              "x_envoy_upstream_service_time", "resp_x_envoy_upstream_service_time"],
+    "tokens_in": ["genai_tokens_input", "tokens_input", "input_tokens", "prompt_tokens"],
+    "tokens_out": ["genai_tokens_output", "tokens_output", "output_tokens", "completion_tokens"],
+    # text roles
+    "method": ["method", ":method", "request_method"],
+    "path": ["path", "x-envoy-origin-path", "x_envoy_origin_path", "x-envoy-original-path",
+             "original_path", ":path", "request_path", "uri"],
+    "protocol": ["protocol"],
+    "response_flags": ["response_flags", "flags"],
+    "x_forwarded_for": ["x_forwarded_for", "x-forwarded-for", "forwarded_for"],
+    "user_agent": ["user_agent", "user-agent", "useragent"],
+    "request_id": ["request_id", "x-request-id", "x_request_id"],
+    "authority": ["authority", ":authority", "host"],
+    "upstream_host": ["upstream_host"],
+    "downstream_remote_address": ["downstream_remote_address", "downstream_remote_addr", "remote_address",
+                                  "client_address"],
+    "model": ["genai_model_name", "model", "x-ai-eg-model", "x_ai_eg_model"],
+    "model_override": ["genai_model_name_override"],
+    "backend": ["genai_backend_name", "backend"],
+    "api_key": ["x_api_key", "x-api-key", "api_key", "authorization"],
+    "identity": ["user", "consumer", "user_id", "x-user-id", "x_user_id"],
+}
+
+# Keys that, next to a response code, mark an object as an Envoy access log line (Envoy
+# command names as Envoy Gateway, Istio and Envoy AI Gateway spell them).
+_MARKERS = frozenset({
+    "start_time", "upstream_host", "upstream_cluster", "response_flags", "response_code_details",
+    "x-envoy-origin-path", "x-envoy-upstream-service-time", "upstream_service_time",
+    "downstream_remote_address", "downstream_local_address", "upstream_local_address",
+    "bytes_received", "route_name", "upstream_transport_failure_reason",
+})
+_GENAI_MARKERS = ("genai_model_name", "genai_tokens_input", "genai_tokens_output", "genai_backend_name")
+_ABSENT = (None, "-", "")
+_ABSENT_SET = frozenset({"-", ""})
+_ROLES = tuple(DEFAULT_FIELDS)
+_N_NUMERIC = 8  # the first roles above are numbers or times, the others text
+_TEXT_ROLES = _ROLES[_N_NUMERIC:]
+_TEXT_TYPES = frozenset({str, type(None)})
+_NO_KEY = "\x00no key"  # no JSON object has it: rec.get() of it is None
+_MAX_PLANS = 256
+_MAX_CACHE = 65536
+
+
+def epoch_auto(v: int | float) -> int:
+    """An epoch number of unknown unit (s, ms, us or ns) to ns, told apart by magnitude."""
+    a = abs(v)
+    unit = "s" if a < 1e11 else "ms" if a < 1e14 else "us" if a < 1e17 else "ns"
+    return from_epoch(v, unit)
+
+
+def parse_time(v: Any, what: str) -> int:
+    if isinstance(v, str):
+        s = v.strip()
+        if s and (s[0].isdigit() and s.replace(".", "", 1).isdigit()):
+            return epoch_auto(float(s) if "." in s else int(s))
+        return parse_iso(s)
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return epoch_auto(v)
+    raise ParseError(f"{what}: expected a time, got {type(v).__name__}")
+
+
+def check_status(code: int | None) -> int | None:
+    if code is not None and not 0 <= code <= 999:
+        raise ParseError(f"response code out of range: {code}")
+    return code
+
+
+# Fast paths for the common typed values; anything else goes through base's coercions,
+# which raise on wrong types.
+def opt_str(v: Any, what: str) -> str | None:
+    if type(v) is str:
+        return v if v and v != "-" else None
+    return None if v is None else as_str(v, what)
+
+
+def opt_float(v: Any, what: str) -> float | None:
+    if type(v) is int:
+        return float(v)
+    return None if v is None else as_float(v, what)
+
+
+def opt_count(v: Any, what: str) -> int | None:
+    if type(v) is not int:
+        if v is None:
+            return None
+        v = as_int(v, what)
+        if v is None:
+            return None
+    if v < 0:
+        raise ParseError(f"{what}: negative count {v}")
+    return v
 
 
 class EnvoyJsonParser(Parser):
     name = "envoy_json"
     kind = "request"
+    description = "Envoy JSON access log (Envoy Gateway, Istio, Envoy AI Gateway genai_* fields)"
+
+    class Options(Parser.Options):
+        fields: dict[str, list[str]] = Field(
+            default_factory=dict,
+            description="Candidate JSON keys per role, tried in order, replacing the defaults for the "
+                        "roles given (roles: " + ", ".join(DEFAULT_FIELDS) + "). A dotted key reads "
+                        "a nested object.")
+        prefer_identity: bool = Field(
+            default=True,
+            description="Take the principal from the 'identity' fields (kept readable) before the "
+                        "'api_key' fields (raw credentials, hashed).")
+
+        @field_validator("fields")
+        @classmethod
+        def _known_roles(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+            unknown = sorted(set(v) - set(DEFAULT_FIELDS))
+            if unknown:
+                raise ValueError(f"unknown field role(s) {unknown}; known: {', '.join(DEFAULT_FIELDS)}")
+            return v
+
+    def __init__(self, options=None, hasher=None):
+        super().__init__(options, hasher)
+        fields = {**DEFAULT_FIELDS, **self.options.fields}
+        self._keys = {role: tuple(keys) for role, keys in fields.items()}
+        self._plans: dict[tuple, tuple] = {}
+        self._prefer_identity = self.options.prefer_identity
+        self._keys_seen: dict[str, str | None] = {}
+        self._seconds: dict[str, int] = {}
+        self._decoders: dict[tuple, tuple] = {}
+        self._fast: tuple | None = None  # the decoder of the last key set seen
+
+    def _hash_key(self, key: str) -> str | None:
+        # Few distinct keys, many lines: the keyed hash is remembered per raw value.
+        if len(self._keys_seen) >= _MAX_CACHE:
+            self._keys_seen.clear()
+        h = self._keys_seen[key] = self.principal(key, secret=True)
+        return h
+
+    def _iso(self, t: str) -> int:
+        # Envoy's %START_TIME% is 'YYYY-MM-DDTHH:MM:SS.mmmZ': the second is cached, the
+        # milliseconds added; any other spelling goes to parse_iso.
+        if len(t) == 24 and t[19] == "." and t[23] == "Z" and t[10] == "T":
+            head = t[:19]
+            base = self._seconds.get(head)
+            if base is None:
+                if len(self._seconds) >= _MAX_CACHE:
+                    self._seconds.clear()
+                base = self._seconds[head] = parse_iso(head + "Z")
+            ms = t[20:23]
+            if ms.isdigit():
+                return base + int(ms) * 1_000_000
+        return parse_iso(t)
 
     @classmethod
-    def sniff(cls, head, lines):
-        return False
+    def sniff(cls, head: bytes, lines: list[bytes]) -> bool:
+        sample = lines[:3]
+        if not sample or not sample[0].lstrip().startswith(b"{"):
+            return False
+        hits = 0
+        for line in sample:
+            try:
+                doc = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(doc, dict):
+                continue
+            if any(k in doc for k in _GENAI_MARKERS) or (
+                    "response_code" in doc and sum(1 for k in _MARKERS if k in doc) >= 2):
+                hits += 1
+        return 2 * hits > len(sample)
 
-    def parse_record(self, raw):
-        raise NotImplementedError("envoy_json parser not written yet")
+    def _get(self, rec: dict, role: str) -> Any:
+        """The first non-empty value among the role's candidate keys (the general path)."""
+        for k in self._keys[role]:
+            v = rec.get(k)
+            if v is None and "." in k:
+                v = dig(rec, k)
+            if v not in _ABSENT:
+                return v
+        return None
+
+    def _plan(self, rec: dict) -> tuple:
+        """Which key each role reads, for objects with exactly this key set.
+
+        One json_format gives every line the same keys, so the role-to-key resolution is
+        done once per key set and each line is then read with one ``map(rec.get, keys)``.
+        A role with several candidate keys present, or a dotted key, keeps the general path.
+        """
+        keys, slow = [], []
+        for i, role in enumerate(_ROLES):
+            cands = self._keys[role]
+            present = [k for k in cands if k in rec]
+            if len(present) > 1 or any("." in k and k not in rec for k in cands):
+                keys.append(_NO_KEY)
+                slow.append((i, role))
+            else:
+                keys.append(present[0] if present else _NO_KEY)
+        if len(self._plans) >= _MAX_PLANS:  # a stream of ever-changing key sets: stay bounded
+            self._plans.clear()
+        plan = (tuple(keys), tuple(slow))
+        self._plans[tuple(rec)] = plan
+        if not slow:
+            self._fast = self._compile(tuple(rec), plan[0])
+        return plan
+
+    def _compile(self, keyset: tuple[str, ...], keys: tuple[str, ...]):
+        """A msgspec decoder for lines with exactly this key set (the fast path).
+
+        It decodes straight into the intermediate fields that :meth:`_finish` reads, in C,
+        with the common types checked on the way. It forbids unknown keys, so a line with any
+        other key (another json_format, or an alternative spelling of a role) fails to decode
+        and takes the general path: both paths then give the same result. Keys of the set
+        that no role reads are accepted as raw JSON and dropped.
+        """
+        cached = self._decoders.get(keyset)
+        if cached is not None:
+            return cached
+        fields, rename = [], {}
+        for role, key in zip(_ROLES, keys):
+            name = _FIELD_OF_ROLE[role]
+            fields.append((name, _FAST_TYPES.get(role, str | None), None))
+            rename[name] = key if key != _NO_KEY else "ramparts:absent:" + name  # a key no log has
+        unused = [k for k in keyset if k not in set(keys)]
+        for i, key in enumerate(unused):
+            fields.append((f"unused{i}", msgspec.Raw | None, None))
+            rename[f"unused{i}"] = key
+        try:
+            struct = msgspec.defstruct("EnvoyLine", fields, rename=rename, forbid_unknown_fields=True, gc=False)
+        except (TypeError, ValueError):  # keys msgspec cannot name (quotes, backslashes): general path only
+            return None
+        decoder = (msgspec.json.Decoder(struct).decode, tuple(f"unused{i}" for i in range(len(unused))))
+        if len(self._decoders) >= _MAX_PLANS:
+            self._decoders.clear()
+        self._decoders[keyset] = decoder
+        return decoder
+
+    def parse_record(self, raw: bytes) -> dict:
+        fast = self._fast
+        if fast is not None:
+            decode, unused = fast
+            try:
+                d = asdict(decode(raw))
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                pass  # another key set, a rare type, or not JSON: the general path decides
+            else:
+                for k in unused:
+                    del d[k]
+                return self._finish(d, raw, True)
+        rec = orjson.loads(raw)
+        if type(rec) is not dict:
+            raise ParseError(f"expected a JSON object, got a JSON {type(rec).__name__}")
+        keys, slow = self._plans.get(tuple(rec)) or self._plan(rec)
+        vals = list(map(rec.get, keys))
+        for i, role in slow:
+            vals[i] = self._get(rec, role)
+        return self._finish(dict(zip(_FIELDS, vals)), raw, False)
+
+    def _finish(self, d: dict, raw: bytes, typed: bool) -> dict:
+        """The intermediate fields (one per role) to the event; shared by both paths.
+
+        ``typed``: the fast path's decoder has already checked that text fields are text and
+        that status, counts and durations are in range (``_FAST_TYPES``), so those checks
+        are skipped; on any value the general path would have to coerce, the fast decoder
+        fails and the general path runs instead.
+        """
+        # Absent values are "-" (Envoy's empty value) or "": response_flags is "-" on most
+        # lines, so it is handled alone; one set test over the values finds any other (the
+        # general path may hold lists and objects, which cannot be hashed).
+        if d["response_flags"] == "-":
+            d["response_flags"] = None
+        values = d.values()
+        if (not _ABSENT_SET.isdisjoint(values)) if typed else ("-" in values or "" in values):
+            for k, v in d.items():
+                if v == "-" or v == "":
+                    d[k] = None
+        t = d["ts"]
+        if t is None:
+            raise ParseError("no start time (looked for: " + ", ".join(self._keys["start_time"]) + ")")
+        if type(t) is str and len(t) == 24 and t[19] == "." and t[23] == "Z":
+            # Envoy's %START_TIME%: the second is cached, the milliseconds added.
+            base = self._seconds.get(t[:19])
+            ms = t[20:23]
+            if base is not None and ms.isdigit():
+                d["ts"] = base + int(ms) * 1_000_000
+            else:
+                d["ts"] = self._iso(t)
+        else:
+            d["ts"] = parse_time(t, "start_time")
+        if not typed:
+            for name, role in _TEXT_FIELDS:
+                v = d[name]
+                if v is not None and type(v) is not str:
+                    d[name] = opt_str(v, role)
+
+        api_key, identity, remote = d.pop("api_key"), d.pop("identity"), d.pop("remote_addr")
+        if identity is not None and self._prefer_identity:
+            principal = identity
+        elif api_key is not None:
+            principal = self._keys_seen.get(api_key)
+            if principal is None:
+                principal = self._hash_key(api_key)
+        else:
+            principal = identity
+        d["principal"] = principal
+
+        xff = d["src_ip"]
+        if xff is not None:
+            # The common case, one IPv4 address, without the general split.
+            if "," in xff or ":" in xff or " " in xff:
+                d["src_ip"] = first_forwarded(xff)
+        elif remote is not None:
+            d["src_ip"] = host_of(remote)
+
+        if not typed:
+            code = d["status"]
+            if type(code) is not int and code is not None:
+                code = d["status"] = as_int(code, "response_code")
+            if code is not None and not 0 <= code <= 999:
+                raise ParseError(f"response_code out of range: {code}")
+            dur = d["latency_ms"]
+            d["latency_ms"] = float(dur) if type(dur) is int else opt_float(dur, "duration")
+            for name, what in _COUNT_FIELDS:
+                v = d[name]
+                if type(v) is not int or v < 0:
+                    d[name] = opt_count(v, what)
+        ust = d["upstream_ms"]
+        if ust is not None and type(ust) is not float:
+            # A header value (%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%), so usually text.
+            d["upstream_ms"] = float(ust) if type(ust) is int else opt_float(ust, "upstream_service_time")
+        path = d["path"]
+        if path is not None and "?" in path:
+            d["path"] = self.hasher.scrub_path(path)
+        flags = d["response_flags"]
+        if flags is not None and type(flags) is str:
+            d["response_flags"] = flags.split(",")
+        d["kind"] = "request"
+        d["source"] = "envoy_json"
+        return d
+
+
+# The intermediate field each role fills: the event's own name where the role is an event
+# field, a temporary name (popped by _finish) for api_key, identity and the remote address.
+_FIELD_OF_ROLE = {
+    "start_time": "ts", "response_code": "status", "duration": "latency_ms", "bytes_received": "bytes_in",
+    "bytes_sent": "bytes_out", "upstream_service_time": "upstream_ms", "tokens_in": "tokens_in",
+    "tokens_out": "tokens_out", "method": "method", "path": "path", "protocol": "protocol",
+    "response_flags": "response_flags", "x_forwarded_for": "src_ip", "user_agent": "user_agent",
+    "request_id": "request_id", "authority": "authority", "upstream_host": "upstream_host",
+    "downstream_remote_address": "remote_addr", "model": "model", "model_override": "model_override",
+    "backend": "backend", "api_key": "api_key", "identity": "identity",
+}
+assert set(_FIELD_OF_ROLE) == set(DEFAULT_FIELDS)
+_FIELDS = tuple(_FIELD_OF_ROLE[r] for r in _ROLES)
+_TEXT_FIELDS = tuple((_FIELD_OF_ROLE[r], r) for r in _TEXT_ROLES)
+_COUNT_FIELDS = (("tokens_in", "tokens_in"), ("tokens_out", "tokens_out"),
+                 ("bytes_in", "bytes_received"), ("bytes_out", "bytes_sent"))
+# Types the fast path accepts per role (text roles: str | None), checked by msgspec in C;
+# a value outside them (a numeric string, a negative count) falls back to the general path.
+# "-" and "" are Envoy's absent values, mapped to None by _finish.
+_ABSENT_TEXT = Literal["-", ""]
+_COUNT = Annotated[int, msgspec.Meta(ge=0)] | _ABSENT_TEXT | None
+_FAST_TYPES = {
+    "start_time": int | float | str | None,
+    "response_code": Annotated[int, msgspec.Meta(ge=0, le=999)] | _ABSENT_TEXT | None,
+    "duration": float | _ABSENT_TEXT | None,  # msgspec turns an integer duration into a float
+    "bytes_received": _COUNT, "bytes_sent": _COUNT, "tokens_in": _COUNT, "tokens_out": _COUNT,
+    "upstream_service_time": float | str | None,
+}
