@@ -162,10 +162,37 @@ def dcgm(i: int, r: random.Random) -> bytes:
             f'container="trainer",namespace="training",pod="llm-pretrain-0"}} {r.randrange(101)} {ms}').encode()
 
 
+def kserve(i: int, r: random.Random) -> bytes:
+    # Request and response CloudEvents alternate, joined on id by the parser.
+    t = _when(i, r)
+    ev_id = f"{i // 2:08x}-5b6d-4e7f-9a0b-1c2d3e4f5a6b"
+    common = {"specversion": "1.0", "id": ev_id, "source": "http://localhost:9081/",
+              "time": _iso_ms(t), "inferenceservicename": "fraud-xgb", "namespace": "models",
+              "component": "predictor", "endpoint": "default", "principal": f"key-{r.randrange(40)}"}
+    if i % 2 == 0:
+        data = {"inputs": [{"name": "input-0", "shape": [1, 8], "datatype": "FP32",
+                            "data": [round(r.gauss(0, 1), 4) for _ in range(8)]}]}
+        return orjson.dumps({**common, "type": "org.kubeflow.serving.inference.request", "data": data})
+    data = {"model_name": "fraud-xgb", "model_version": "3", "id": ev_id,
+            "outputs": [{"name": "output-0", "shape": [1], "datatype": "FP32", "data": [round(r.random(), 4)]}]}
+    return orjson.dumps({**common, "type": "org.kubeflow.serving.inference.response", "data": data})
+
+
+def nvidia_smi(i: int, r: random.Random) -> bytes:
+    if i == 0:
+        return (b"timestamp, name, uuid, index, utilization.gpu [%], memory.used [MiB], memory.total [MiB], "
+                b"power.draw [W], temperature.gpu, clocks.current.sm [MHz]")
+    gpu = i % 8
+    t = START + timedelta(seconds=i // 8)
+    return (f"{t.strftime('%Y/%m/%d %H:%M:%S')}.{r.randrange(1000):03d}, NVIDIA H100 80GB HBM3, "
+            f"GPU-{gpu:08d}-0000-0000-0000-000000000000, {gpu}, {r.randrange(101)} %, {r.randrange(81559)} MiB, "
+            f"81559 MiB, {r.uniform(60, 700):.2f} W, {r.randrange(30, 80)}, {r.randrange(300, 1980)} MHz").encode()
+
+
 GENERATORS: dict[str, Callable[[int, random.Random], bytes]] = {
     "envoy_json": envoy_json, "envoy_text": envoy_text, "nginx_combined": nginx_combined,
     "kong": kong, "litellm": litellm, "native": native, "falco": falco, "k8s_audit": k8s_audit,
-    "docker_events": docker_events, "dcgm": dcgm,
+    "docker_events": docker_events, "dcgm": dcgm, "kserve": kserve, "nvidia_smi": nvidia_smi,
 }
 
 

@@ -1,9 +1,10 @@
 """``ramparts bench parse``: lines per second per format, one core.
 
 Each format's parser runs over the same deterministic synthetic lines (``bench/corpus.py``)
-in the chunks the pipeline uses; the figure is the median over ``--repeat`` runs of
-lines / wall time of ``Parser.parse_chunk``, excluding generation. The process is pinned to
-one CPU so the figure is a per-core figure on any machine.
+in the chunks the pipeline uses (16,384 lines), each chunk's events handed on and dropped as
+the pipeline does; the figure is the median over ``--repeat`` runs, after one warm-up run,
+of lines / wall time of ``Parser.parse_chunk``, excluding generation. The process is pinned
+to one CPU so the figure is a per-core figure on any machine.
 """
 
 from __future__ import annotations
@@ -36,18 +37,27 @@ def measure(fmt: str, lines: list[bytes], repeat: int) -> tuple[float, int, int]
     """Median lines/s, events and dead letters of the last run."""
     from ramparts.streams.decode import make_parser
 
+    chunks = [lines[i:i + CHUNK] for i in range(0, len(lines), CHUNK)]
     rates = []
-    events: list[dict] = []
-    dead: list = []
-    for _ in range(repeat):
+    n_events = n_dead = 0
+    for run in range(repeat + 1):  # run 0 warms caches and the allocator; it is not counted
         parser = make_parser(fmt, hasher=Hasher(b"bench"))
-        events, dead = [], []
+        n_events = n_dead = 0
         t0 = time.perf_counter()
-        for i in range(0, len(lines), CHUNK):
-            parser.parse_chunk(lines[i:i + CHUNK], "bench", i + 1, events, dead)
+        for i, chunk in enumerate(chunks):
+            events: list[dict] = []
+            dead: list = []
+            parser.parse_chunk(chunk, "bench", i * CHUNK + 1, events, dead)
+            n_events += len(events)
+            n_dead += len(dead)
+        events, dead = [], []
         parser.flush(events, dead)
-        rates.append(len(lines) / (time.perf_counter() - t0))
-    return statistics.median(rates), len(events), len(dead)
+        elapsed = time.perf_counter() - t0
+        n_events += len(events)
+        n_dead += len(dead)
+        if run:
+            rates.append(len(lines) / elapsed)
+    return statistics.median(rates), n_events, n_dead
 
 
 def run(args) -> int:
@@ -59,17 +69,16 @@ def run(args) -> int:
         print(f"ramparts bench parse: no corpus for {', '.join(unknown)}; known: {', '.join(corpus.GENERATORS)}",
               file=sys.stderr)
         return 2
-    print(f"# ramparts bench parse: {args.lines} lines per format, median of {args.repeat} runs, one core")
+    print(f"# ramparts bench parse: {args.lines} lines per format, median of {args.repeat} runs "
+          f"after a warm-up, one core, chunks of {CHUNK} lines")
     print(f"# python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs on the machine")
     print()
     print("| format | lines/s (median) | events | dead letters | target |")
     print("|---|---:|---:|---:|---|")
-    failed = False
     for fmt in formats:
         lines = corpus.lines(fmt, args.lines)
         rate, n_events, n_dead = measure(fmt, lines, args.repeat)
         target = TARGETS.get(fmt)
         verdict = "" if target is None else (f">= {target // 1000}k: {'met' if rate >= target else 'MISSED'}")
-        failed |= target is not None and rate < target
         print(f"| {fmt} | {rate:,.0f} | {n_events} | {n_dead} | {verdict} |", flush=True)
     return 0
