@@ -87,8 +87,12 @@ def check_event(event: dict) -> list[str]:
 
 
 def to_wire(event: dict) -> dict:
-    """The JSON-ready form of an event: time fields as RFC 3339 text, everything else as is."""
-    out = dict(event)
+    """The JSON-ready form of an event: time fields as RFC 3339 text, everything else as is.
+
+    ``kind``, ``ts`` and ``source`` come first, whatever order a parser built the event in.
+    """
+    out = {"kind": event.get("kind"), "ts": None, "source": event.get("source")}
+    out.update(event)
     for f in TIME_FIELDS:
         v = out.get(f)
         if isinstance(v, int):
