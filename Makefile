@@ -16,13 +16,14 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# For now: parse the bundled examples and the upstream samples, print the summary.
+# For now: parse the bundled examples and the upstream samples (../shared, when it is there),
+# print the summary and the first event of each kind.
 run: install
 	@mkdir -p $(OUT)
 	@rm -f $(OUT)/dead-letter.jsonl
 	$(VENV)/bin/ramparts parse examples/* $(SAMPLES) --dead-letter $(OUT)/dead-letter.jsonl > $(OUT)/events.jsonl
 	@echo "normalized events: $(OUT)/events.jsonl ($$(wc -l < $(OUT)/events.jsonl) lines); first of each kind:"
-	@$(PY) -c "import orjson,sys; seen=set(); [(seen.add(e['kind']), print(l.strip()[:300])) for l in open('$(OUT)/events.jsonl','rb') for e in [orjson.loads(l)] if e['kind'] not in seen]"
+	@$(PY) -c "import orjson; seen=set(); [(seen.add(e['kind']), print(l.decode().strip()[:300])) for l in open('$(OUT)/events.jsonl','rb') for e in [orjson.loads(l)] if e['kind'] not in seen]"
 
 test: install
 	$(PY) -m pytest -q
