@@ -3,11 +3,9 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import orjson
 
-from ramparts.events import check_event
 
 NGINX = (b'203.0.113.9 - team-a [08/Apr/2019:16:16:55 +0000] "POST /v1/chat/completions HTTP/1.1" 200 1532 '
          b'"-" "OpenAI/Python 1.40.0"\n')

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import orjson
@@ -280,6 +281,37 @@ def dig(obj: Any, path: str) -> Any:
         if obj is None:
             return None
     return obj
+
+
+def sniff_json_lines(lines: list[bytes], accepts: Callable[[dict], bool], *,
+                     first_of_array: bool = False) -> bool:
+    """Whether most sample lines are JSON objects that ``accepts`` recognises.
+
+    A line that is not JSON, or not an object, counts against. With ``first_of_array`` a line
+    holding an array (a batch) is judged by its first item. ``accepts`` may assume a dict and
+    nothing else: an exception in it counts as a no.
+
+    >>> sniff_json_lines([b'{"rule": "x"}', b'not json'], lambda d: "rule" in d)
+    False
+    >>> sniff_json_lines([b'[{"rule": "x"}]', b'{"rule": "y"}'], lambda d: "rule" in d, first_of_array=True)
+    True
+    """
+    if not lines:
+        return False
+    hits = 0
+    for line in lines:
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if first_of_array and type(doc) is list and doc:
+            doc = doc[0]
+        if type(doc) is dict:
+            try:
+                hits += bool(accepts(doc))
+            except Exception:
+                pass
+    return 2 * hits > len(lines)
 
 
 def load_json_object(raw: bytes) -> dict:

@@ -33,12 +33,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 
 from ramparts.errors import ParseError
 from ramparts.timeutil import from_epoch
 
-from .base import Parser, as_int, as_object, load_json_object
+from .base import Parser, as_int, as_object, load_json_object, sniff_json_lines
 
 _EMPTY: dict = {}
 
@@ -52,19 +51,9 @@ class DockerEventsParser(Parser):
     def sniff(cls, head: bytes, lines: list[bytes]) -> bool:
         if b'"Action"' not in head and b'"status"' not in head:
             return False
-        hits = 0
-        for line in lines:
-            try:
-                doc = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if not isinstance(doc, dict):
-                continue
-            if isinstance(doc.get("Action"), str) and ("Actor" in doc or "Type" in doc) and "time" in doc:
-                hits += 1
-            elif ("status" in doc and "id" in doc and "from" in doc and isinstance(doc.get("time"), int)):
-                hits += 1
-        return 2 * hits > len(lines)
+        return sniff_json_lines(lines, lambda doc: (
+            (isinstance(doc.get("Action"), str) and ("Actor" in doc or "Type" in doc) and "time" in doc)
+            or ("status" in doc and "id" in doc and "from" in doc and isinstance(doc.get("time"), int))))
 
     def parse_record(self, raw: bytes) -> dict:
         doc = load_json_object(raw)

@@ -43,7 +43,7 @@ from pydantic import Field, field_validator
 from ramparts.errors import ParseError
 from ramparts.timeutil import from_epoch, parse_iso
 
-from .base import Parser, as_float, as_int, as_str, dig
+from .base import Parser, as_float, as_int, as_str, dig, sniff_json_lines
 from .envoy_text import first_forwarded, host_of
 
 DEFAULT_FIELDS: dict[str, list[str]] = {
@@ -209,18 +209,9 @@ class EnvoyJsonParser(Parser):
         sample = lines[:3]
         if not sample or not sample[0].lstrip().startswith(b"{"):
             return False
-        hits = 0
-        for line in sample:
-            try:
-                doc = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if not isinstance(doc, dict):
-                continue
-            if any(k in doc for k in _GENAI_MARKERS) or (
-                    "response_code" in doc and sum(1 for k in _MARKERS if k in doc) >= 2):
-                hits += 1
-        return 2 * hits > len(sample)
+        return sniff_json_lines(sample, lambda doc: (
+            any(k in doc for k in _GENAI_MARKERS)
+            or ("response_code" in doc and sum(1 for k in _MARKERS if k in doc) >= 2)))
 
     def _get(self, rec: dict, role: str) -> Any:
         """The first non-empty value among the role's candidate keys (the general path)."""

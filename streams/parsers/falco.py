@@ -36,13 +36,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from pydantic import Field
 
 from ramparts.errors import ParseError
 from ramparts.timeutil import from_epoch, parse_iso
 
-from .base import Parser, as_object, load_json_object
+from .base import Parser, as_object, load_json_object, sniff_json_lines
 
 _PRIORITIES = {
     "emergency": "emergency", "alert": "alert", "critical": "critical", "error": "error",
@@ -71,16 +70,8 @@ class FalcoParser(Parser):
     def sniff(cls, head: bytes, lines: list[bytes]) -> bool:
         if b'"rule"' not in head or b'"priority"' not in head:
             return False
-        hits = 0
-        for line in lines:
-            try:
-                doc = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if (isinstance(doc, dict) and isinstance(doc.get("rule"), str) and "priority" in doc
-                    and ("output" in doc or "output_fields" in doc)):
-                hits += 1
-        return 2 * hits > len(lines)
+        return sniff_json_lines(lines, lambda doc: (
+            isinstance(doc.get("rule"), str) and "priority" in doc and ("output" in doc or "output_fields" in doc)))
 
     def parse_record(self, raw: bytes) -> dict:
         doc = load_json_object(raw)

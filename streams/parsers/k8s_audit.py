@@ -43,7 +43,9 @@ from pydantic import Field
 from ramparts.errors import ParseError
 from ramparts.timeutil import parse_iso
 
-from .base import DEFAULT_MAX_PENDING, Parser, as_int, as_object, as_str, describe, load_json_object
+from .base import (
+    DEFAULT_MAX_PENDING, Parser, as_int, as_object, as_str, describe, load_json_object, sniff_json_lines,
+)
 
 _FINAL_STAGES = frozenset(("ResponseStarted", "ResponseComplete", "Panic"))
 _STAGES = _FINAL_STAGES | {"RequestReceived"}
@@ -71,20 +73,9 @@ class K8sAuditParser(Parser):
     def sniff(cls, head: bytes, lines: list[bytes]) -> bool:
         if b"audit.k8s.io/" not in head and b'"auditID"' not in head:
             return False
-        hits = 0
-        for line in lines:
-            try:
-                doc = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if not isinstance(doc, dict):
-                continue
-            api = doc.get("apiVersion")
-            if isinstance(api, str) and api.startswith("audit.k8s.io/") and doc.get("kind") in ("Event", "EventList"):
-                hits += 1
-            elif "auditID" in doc and "stage" in doc and "requestURI" in doc:
-                hits += 1
-        return 2 * hits > len(lines)
+        return sniff_json_lines(lines, lambda doc: (
+            (str(doc.get("apiVersion")).startswith("audit.k8s.io/") and doc.get("kind") in ("Event", "EventList"))
+            or ("auditID" in doc and "stage" in doc and "requestURI" in doc)))
 
     def parse_record(self, raw: bytes) -> dict | list[dict]:
         doc = load_json_object(raw)

@@ -73,7 +73,7 @@ from pydantic import Field
 from ramparts.errors import ParseError
 from ramparts.timeutil import parse_iso
 
-from .base import DEFAULT_MAX_PENDING, Parser, as_object, describe, load_json_object
+from .base import DEFAULT_MAX_PENDING, Parser, as_object, describe, load_json_object, sniff_json_lines
 
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
@@ -121,20 +121,13 @@ class KServeParser(Parser):
     def sniff(cls, head: bytes, lines: list[bytes]) -> bool:
         if _TYPE_PREFIX.encode() not in head:
             return False
-        hits = 0
-        for line in lines:
-            try:
-                doc = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(doc, list) and doc:  # batch mode
-                doc = doc[0]
-            if isinstance(doc, dict):
-                attrs, _h = _split_envelope(doc)
-                t = _first(attrs.get("type")) if attrs else None
-                if isinstance(t, str) and t.startswith(_TYPE_PREFIX):
-                    hits += 1
-        return 2 * hits > len(lines)
+
+        def accepts(doc: dict) -> bool:
+            attrs, _headers = _split_envelope(doc)
+            t = _first(attrs.get("type")) if attrs else None
+            return isinstance(t, str) and t.startswith(_TYPE_PREFIX)
+
+        return sniff_json_lines(lines, accepts, first_of_array=True)
 
     # -- parsing ------------------------------------------------------------------------
     def parse_record(self, raw: bytes) -> list[dict] | None:

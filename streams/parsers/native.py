@@ -26,13 +26,12 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-import orjson
 from pydantic import Field
 
 from ramparts.errors import ParseError
 from ramparts.timeutil import check_range, parse_iso
 
-from .base import Parser, as_float, as_str, load_json_object
+from .base import Parser, as_float, as_str, load_json_object, sniff_json_lines
 
 
 class NativePredictionParser(Parser):
@@ -50,16 +49,8 @@ class NativePredictionParser(Parser):
     def sniff(cls, head: bytes, lines: list[bytes]) -> bool:
         if b'"input"' not in head and b'"output"' not in head:
             return False
-        hits = 0
-        for line in lines:
-            try:
-                doc = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if (isinstance(doc, dict) and "ts" in doc and ("input" in doc or "output" in doc)
-                    and ("model" in doc or "principal" in doc)):
-                hits += 1
-        return 2 * hits > len(lines)
+        return sniff_json_lines(lines, lambda doc: (
+            "ts" in doc and ("input" in doc or "output" in doc) and ("model" in doc or "principal" in doc)))
 
     def parse_record(self, raw: bytes) -> dict:
         doc = load_json_object(raw)
