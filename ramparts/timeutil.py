@@ -60,14 +60,19 @@ def parse_iso(text: str, default_tz: tzinfo | None = None) -> int:
     >>> parse_iso("2019-04-08T16:16:55.931Z")
     1554740215931000000
     """
-    # Fast path for the common UTC spelling, cached per second: 'YYYY-MM-DDTHH:MM:SS[.f]Z'.
+    # Fast path for the common UTC spelling, cached per second: 'YYYY-MM-DDTHH:MM:SS[.f]Z'
+    # (Envoy's %START_TIME%, Falco, Kubernetes). Logs repeat each second many times.
     n = len(text)
     if n >= 20 and text[-1] == "Z" and text[10] == "T":
+        head = text[:19]
+        base = _UTC_SECONDS.get(head)
+        if base is None:
+            base = _utc_head_ns(head)
         if n == 20:
-            return _utc_head_ns(text[:19])
+            return base
         frac = text[20:-1]
-        if text[19] == "." and 0 < len(frac) <= 9 and frac.isdigit():
-            return _utc_head_ns(text[:19]) + int(frac) * _FRAC_SCALE[len(frac)]
+        if text[19] == "." and len(frac) <= 9 and frac.isdigit():
+            return base + int(frac) * _FRAC_SCALE[len(frac)]
     m = _ISO_RE.match(text.strip())
     if m is None:
         raise ValueError(f"not an RFC 3339 timestamp: {text[:60]!r}")
@@ -82,12 +87,19 @@ def parse_iso(text: str, default_tz: tzinfo | None = None) -> int:
 _FRAC_SCALE = [10 ** (9 - i) for i in range(10)]
 
 
-@lru_cache(maxsize=65536)
+_UTC_SECONDS: dict[str, int] = {}  # 'YYYY-MM-DDTHH:MM:SS' -> ns; cleared when full, so bounded
+_UTC_SECONDS_MAX = 65536
+
+
 def _utc_head_ns(head: str) -> int:
     m = _ISO_RE.match(head + "Z")
     if m is None:
         raise ValueError(f"not an RFC 3339 timestamp: {head[:60]!r}")
-    return check_range(_second_ns(*(int(g) for g in m.groups()[:6])))
+    ns = check_range(_second_ns(*(int(g) for g in m.groups()[:6])))
+    if len(_UTC_SECONDS) >= _UTC_SECONDS_MAX:
+        _UTC_SECONDS.clear()
+    _UTC_SECONDS[head] = ns
+    return ns
 
 
 _MONTHS = {m: i for i, m in enumerate(

@@ -178,7 +178,6 @@ class EnvoyJsonParser(Parser):
         self._plans: dict[tuple, tuple] = {}
         self._prefer_identity = self.options.prefer_identity
         self._keys_seen: dict[str, str | None] = {}
-        self._seconds: dict[str, int] = {}
         self._decoders: dict[tuple, tuple] = {}
         self._fast: tuple | None = None  # the decoder of the last key set seen
 
@@ -188,21 +187,6 @@ class EnvoyJsonParser(Parser):
             self._keys_seen.clear()
         h = self._keys_seen[key] = self.principal(key, secret=True)
         return h
-
-    def _iso(self, t: str) -> int:
-        # Envoy's %START_TIME% is 'YYYY-MM-DDTHH:MM:SS.mmmZ': the second is cached, the
-        # milliseconds added; any other spelling goes to parse_iso.
-        if len(t) == 24 and t[19] == "." and t[23] == "Z" and t[10] == "T":
-            head = t[:19]
-            base = self._seconds.get(head)
-            if base is None:
-                if len(self._seconds) >= _MAX_CACHE:
-                    self._seconds.clear()
-                base = self._seconds[head] = parse_iso(head + "Z")
-            ms = t[20:23]
-            if ms.isdigit():
-                return base + int(ms) * 1_000_000
-        return parse_iso(t)
 
     @classmethod
     def sniff(cls, head: bytes, lines: list[bytes]) -> bool:
@@ -320,16 +304,7 @@ class EnvoyJsonParser(Parser):
         t = d["ts"]
         if t is None:
             raise ParseError("no start time (looked for: " + ", ".join(self._keys["start_time"]) + ")")
-        if type(t) is str and len(t) == 24 and t[19] == "." and t[23] == "Z":
-            # Envoy's %START_TIME%: the second is cached, the milliseconds added.
-            base = self._seconds.get(t[:19])
-            ms = t[20:23]
-            if base is not None and ms.isdigit():
-                d["ts"] = base + int(ms) * 1_000_000
-            else:
-                d["ts"] = self._iso(t)
-        else:
-            d["ts"] = parse_time(t, "start_time")
+        d["ts"] = parse_iso(t) if type(t) is str and t[4:5] == "-" else parse_time(t, "start_time")
         if not typed:
             for name, role in _TEXT_FIELDS:
                 v = d[name]

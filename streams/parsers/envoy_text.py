@@ -56,7 +56,6 @@ _SNIFF = re.compile(rb'\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[^\]]*\] "[^"]*" \d{1,3} 
 
 # Index, among the unquoted fields after UPSTREAM_HOST, of Istio's %DOWNSTREAM_REMOTE_ADDRESS%.
 _ISTIO_DOWNSTREAM_REMOTE = 3
-_MAX_CACHE = 65536
 
 
 def host_of(addr: str | None) -> str | None:
@@ -114,7 +113,6 @@ class EnvoyTextParser(Parser):
         self._principal_idx = o.principal_field
         self._model_idx = o.model_field
         self._secret = o.principal_is_secret
-        self._seconds: dict[str, int] = {}
 
     @classmethod
     def sniff(cls, head: bytes, lines: list[bytes]) -> bool:
@@ -161,7 +159,7 @@ class EnvoyTextParser(Parser):
 
         return {
             "kind": "request",
-            "ts": self._iso(time),
+            "ts": parse_iso(time),
             "source": "envoy_text",
             "principal": principal,
             "src_ip": src_ip,
@@ -183,17 +181,3 @@ class EnvoyTextParser(Parser):
             "upstream_host": _text(upstream),
         }
 
-    def _iso(self, t: str) -> int:
-        # %START_TIME% is 'YYYY-MM-DDTHH:MM:SS.mmmZ': the second is cached, the milliseconds
-        # added; any other spelling goes to parse_iso.
-        if len(t) == 24 and t[19] == "." and t[23] == "Z" and t[10] == "T":
-            head = t[:19]
-            base = self._seconds.get(head)
-            if base is None:
-                if len(self._seconds) >= _MAX_CACHE:
-                    self._seconds.clear()
-                base = self._seconds[head] = parse_iso(head + "Z")
-            ms = t[20:23]
-            if ms.isdigit():
-                return base + int(ms) * 1_000_000
-        return parse_iso(t)
