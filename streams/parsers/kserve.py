@@ -253,8 +253,11 @@ class KServeParser(Parser):
             self.note("opaque_bodies")
             return None
 
-    def _find_principal(self, attrs: dict, logged: dict) -> str | None:
-        for name in self._principal_names:
+    @staticmethod
+    def _candidates(names, attrs: dict, logged: dict, what: str):
+        """``(name, text)`` for each of ``names`` found among the CloudEvent attributes, then
+        the logged request headers; a header list gives its first value."""
+        for name in names:
             v = attrs.get(name)
             if v is None:
                 v = logged.get(name)
@@ -265,29 +268,21 @@ class KServeParser(Parser):
                 if v is None:
                     continue
             if not isinstance(v, str):
-                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                if what == "text" and isinstance(v, (int, float)) and not isinstance(v, bool):
                     v = str(v)
                 else:
-                    raise ParseError(f"{name}: expected text, got {type(v).__name__}")
+                    raise ParseError(f"{name}: expected {what}, got {type(v).__name__}")
+            yield name, v
+
+    def _find_principal(self, attrs: dict, logged: dict) -> str | None:
+        for name, v in self._candidates(self._principal_names, attrs, logged, "text"):
             v = v.strip()
-            if not v or v == "-":
-                continue
-            return self.principal(v, secret=name in self._secret_names or _looks_secret(v))
+            if v and v != "-":
+                return self.principal(v, secret=name in self._secret_names or _looks_secret(v))
         return None
 
     def _find_ip(self, attrs: dict, logged: dict) -> str | None:
-        for name in self._ip_names:
-            v = attrs.get(name)
-            if v is None:
-                v = logged.get(name)
-                if v is None:
-                    continue
-            if type(v) is list:
-                v = v[0] if v else None
-                if v is None:
-                    continue
-            if not isinstance(v, str):
-                raise ParseError(f"{name}: expected an IP address as text, got {type(v).__name__}")
+        for _name, v in self._candidates(self._ip_names, attrs, logged, "an IP address as text"):
             # X-Forwarded-For: "client, proxy1, proxy2": the first hop is the client.
             v = v.split(",", 1)[0].strip()
             if v and v != "-":
