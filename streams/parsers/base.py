@@ -251,8 +251,9 @@ def as_float(v: Any, what: str) -> float | None:
     return f
 
 
-def as_str(v: Any, what: str) -> str | None:
-    if v is None or v == "" or v == "-":
+def as_str(v: Any, what: str, absent: tuple[str, ...] = ("", "-")) -> str | None:
+    """A text field; numbers become text; ``absent`` spellings (default ``""`` and ``-``) are None."""
+    if v is None or v in absent:
         return None
     if isinstance(v, str):
         return v

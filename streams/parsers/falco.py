@@ -41,7 +41,7 @@ from pydantic import Field
 from ramparts.errors import ParseError
 from ramparts.timeutil import from_epoch, parse_iso
 
-from .base import Parser, as_object, load_json_object, sniff_json_lines
+from .base import Parser, as_object, as_str, load_json_object, sniff_json_lines
 
 _PRIORITIES = {
     "emergency": "emergency", "alert": "alert", "critical": "critical", "error": "error",
@@ -174,14 +174,11 @@ class FalcoParser(Parser):
 _SECRET_FRAGMENTS = ("auth", "key", "token", "secret", "passw", "bearer", "k-")
 
 
+_FALCO_ABSENT = (_NA, "")
+
+
 def _s(v: Any, what: str) -> str | None:
-    if v is None or v == _NA or v == "":
-        return None
-    if isinstance(v, str):
-        return v
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return str(v)
-    raise ParseError(f"{what}: expected text, got {type(v).__name__}")
+    return as_str(v, what, _FALCO_ABSENT)
 
 
 def _epoch_field(f: dict) -> int:

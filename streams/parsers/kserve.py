@@ -73,7 +73,7 @@ from pydantic import Field
 from ramparts.errors import ParseError
 from ramparts.timeutil import parse_iso
 
-from .base import DEFAULT_MAX_PENDING, Parser, as_object, describe, load_json_object, sniff_json_lines
+from .base import DEFAULT_MAX_PENDING, Parser, as_object, as_str, describe, load_json_object, sniff_json_lines
 
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
@@ -483,10 +483,4 @@ def _tensor(parser: Parser, t: dict, what: str) -> list:
 
 
 def _opt_text(v: Any, what: str) -> str | None:
-    if v is None or v == "":
-        return None
-    if isinstance(v, str):
-        return v
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return str(v)
-    raise ParseError(f"{what}: expected text, got {type(v).__name__}")
+    return as_str(v, what, absent=("",))
