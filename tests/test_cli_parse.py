@@ -3,9 +3,9 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import orjson
-
 
 NGINX = (b'203.0.113.9 - team-a [08/Apr/2019:16:16:55 +0000] "POST /v1/chat/completions HTTP/1.1" 200 1532 '
          b'"-" "OpenAI/Python 1.40.0"\n')
@@ -78,3 +78,26 @@ def test_every_upstream_sample_parses(samples, tmp_path):
     assert not dead.exists(), dead.read_text() if dead.exists() else ""
     for e in events:
         assert e["ts"].endswith("Z")
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+# Raw credentials planted in the bundled examples (Envoy's x-api-key, KServe's logged
+# X-Api-Key header, Kong's apikey header); none may reach the parsed output.
+PLANTED_SECRETS = [b"sk-proj-7Hq2Lw9Xz4Rt1Yb8Nc3Vm6Kd", b"sk-live-4f9a2b7c1d8e3f6a0b5c",
+                   b"kong-secret-key-1234567890", b"sk-guess-000000000000000001"]
+
+
+def test_bundled_examples_parse_cleanly_and_leak_no_secret(tmp_path):
+    files = sorted(str(p) for p in EXAMPLES.iterdir())
+    raw = b"".join(Path(f).read_bytes() for f in files)
+    assert all(s in raw for s in PLANTED_SECRETS)  # the test means something only if they are there
+    dead = tmp_path / "dead.jsonl"
+    r = ramparts("parse", *files, "--dead-letter", str(dead))
+    assert r.returncode == 0, r.stderr.decode()
+    assert not dead.exists()
+    events = [orjson.loads(l) for l in r.stdout.splitlines()]
+    assert {e["kind"] for e in events} == {"request", "prediction", "runtime", "gpu", "workload"}
+    for secret in PLANTED_SECRETS:
+        assert secret not in r.stdout and secret not in r.stderr
+    hashed = {e["principal"] for e in events if e["source"] in ("envoy_json", "kserve") and e.get("principal")}
+    assert hashed and all(p.startswith("key:") for p in hashed - {"team-support"})
