@@ -30,6 +30,9 @@ def add_arguments(sub) -> None:
     p.add_argument("--repeat", type=int, default=5, help="runs per format; the median is reported (default 5)")
     p.add_argument("--format", action="append", dest="formats", metavar="NAME",
                    help=f"only this format (repeatable); default all of: {', '.join(corpus.GENERATORS)}")
+    p.add_argument("--floors", action="store_true",
+                   help="also measure what bounds JSON parsing on this machine (orjson alone, a bare event "
+                        "dict, a minimal msgspec decode) over the envoy_json corpus")
     p.set_defaults(func=run)
 
 
@@ -60,6 +63,78 @@ def measure(fmt: str, lines: list[bytes], repeat: int) -> tuple[float, int, int]
     return statistics.median(rates), n_events, n_dead
 
 
+def _floor_variants():
+    """Reference loops over Envoy JSON lines that do less than the parser: what bounds it."""
+    from typing import Annotated, Literal
+
+    import msgspec
+    import orjson
+    from msgspec.structs import asdict
+
+    from ramparts.timeutil import parse_iso
+
+    loads = orjson.loads
+
+    def orjson_only(chunk):
+        return [loads(line) for line in chunk]
+
+    def orjson_bare_event(chunk):
+        out = []
+        for line in chunk:
+            g = loads(line).get
+            out.append({
+                "kind": "request", "ts": g("start_time"), "source": "envoy_json", "principal": g("x_api_key"),
+                "src_ip": g("x_forwarded_for"), "model": g("genai_model_name"), "path": g("path"),
+                "status": g("response_code"), "latency_ms": g("duration"), "tokens_in": g("genai_tokens_input"),
+                "tokens_out": g("genai_tokens_output"), "method": g("method"), "protocol": g("protocol"),
+                "response_flags": g("response_flags"), "bytes_in": g("bytes_received"),
+                "bytes_out": g("bytes_sent"), "upstream_ms": g("upstream_service_time"),
+                "user_agent": g("user_agent"), "request_id": g("request_id"), "authority": g("authority"),
+                "upstream_host": g("upstream_host"), "backend": g("genai_backend_name"), "model_override": None})
+        return out
+
+    absent = Literal["-", ""]
+    count = Annotated[int, msgspec.Meta(ge=0)] | absent | None
+    fields = [("kind", str, "request"), ("source", str, "envoy_json"), ("ts", str | None, None),
+              ("principal", str | None, None), ("src_ip", str | None, None), ("model", str | None, None),
+              ("path", str | None, None), ("status", Annotated[int, msgspec.Meta(ge=0, le=999)] | absent | None, None),
+              ("latency_ms", float | absent | None, None), ("tokens_in", count, None), ("tokens_out", count, None),
+              ("method", str | None, None), ("response_flags", str | None, None), ("bytes_in", count, None),
+              ("bytes_out", count, None), ("user_agent", str | None, None), ("request_id", str | None, None)]
+    rename = {"kind": "ramparts:kind", "source": "ramparts:source", "ts": "start_time", "principal": "x_api_key",
+              "src_ip": "x_forwarded_for", "model": "genai_model_name", "status": "response_code",
+              "latency_ms": "duration", "tokens_in": "genai_tokens_input", "tokens_out": "genai_tokens_output",
+              "bytes_in": "bytes_received", "bytes_out": "bytes_sent"}
+    decode = msgspec.json.Decoder(msgspec.defstruct("Minimal", fields, rename=rename, gc=False)).decode
+
+    def msgspec_minimal(chunk):
+        out = []
+        for line in chunk:
+            d = asdict(decode(line))
+            d["ts"] = parse_iso(d["ts"])
+            out.append(d)
+        return out
+
+    return [("orjson.loads only", orjson_only),
+            ("orjson.loads + bare 23-key event dict, no checks", orjson_bare_event),
+            ("msgspec decode + asdict, 17 fields, ts only", msgspec_minimal)]
+
+
+def measure_floors(lines: list[bytes], repeat: int) -> list[tuple[str, float]]:
+    chunks = [lines[i:i + CHUNK] for i in range(0, len(lines), CHUNK)]
+    out = []
+    for name, fn in _floor_variants():
+        rates = []
+        for run in range(repeat + 1):
+            t0 = time.perf_counter()
+            for chunk in chunks:
+                fn(chunk)
+            if run:
+                rates.append(len(lines) / (time.perf_counter() - t0))
+        out.append((name, statistics.median(rates)))
+    return out
+
+
 def run(args) -> int:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
@@ -81,4 +156,10 @@ def run(args) -> int:
         target = TARGETS.get(fmt)
         verdict = "" if target is None else (f">= {target // 1000}k: {'met' if rate >= target else 'MISSED'}")
         print(f"| {fmt} | {rate:,.0f} | {n_events} | {n_dead} | {verdict} |", flush=True)
+    if args.floors:
+        print()
+        print("| reference loop over the envoy_json corpus | lines/s (median) |")
+        print("|---|---:|")
+        for name, rate in measure_floors(corpus.lines("envoy_json", args.lines), args.repeat):
+            print(f"| {name} | {rate:,.0f} |", flush=True)
     return 0
