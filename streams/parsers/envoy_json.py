@@ -268,8 +268,8 @@ class EnvoyJsonParser(Parser):
             decode, unused = fast
             try:
                 d = asdict(decode(raw))
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                pass  # another key set, a rare type, or not JSON: the general path decides
+            except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+                pass  # another key set, a rare type, not JSON or not UTF-8: the general path decides
             else:
                 for k in unused:
                     del d[k]

@@ -52,3 +52,13 @@ def test_fast_path_is_taken_for_a_stable_key_set():
     events, dead, _ = parse_bytes(p, b"\n".join(lines) + b"\n")
     assert len(events) == 50 and not dead
     assert p._fast is not None and len(p._decoders) == 1
+
+
+def test_invalid_utf8_in_a_read_field_gets_the_general_paths_reason():
+    good = orjson.dumps(BASE)
+    bad = good.replace(b'"curl/8.5.0"', b'"curl/\xff\xfe"').replace(b'"python-requests/2.32.3"', b'"x\xff"')
+    bad = bad.replace(b'"user_agent":"', b'"user_agent":"\xff', 1)
+    data = good + b"\n" + bad + b"\n"
+    fast = _outcome(EnvoyJsonParser(hasher=Hasher(b"t")), data)
+    assert fast == _outcome(GeneralOnly(hasher=Hasher(b"t")), data)
+    assert len(fast[1]) == 1 and "invalid JSON" in fast[1][0][1]
