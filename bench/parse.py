@@ -115,9 +115,24 @@ def _floor_variants():
             out.append(d)
         return out
 
+    from ramparts.redact import Hasher
+    from ramparts.streams.parsers.envoy_json import EnvoyJsonParser
+
+    class GeneralPathOnly(EnvoyJsonParser):
+        def _compile(self, keyset, keys):  # no msgspec fast path: every line takes the orjson path
+            return None
+
+    general = GeneralPathOnly(hasher=Hasher(b"bench"))
+
+    def envoy_json_general_path(chunk):
+        events: list[dict] = []
+        general.parse_chunk(chunk, "bench", 1, events, [])
+        return events
+
     return [("orjson.loads only", orjson_only),
             ("orjson.loads + bare 23-key event dict, no checks", orjson_bare_event),
-            ("msgspec decode + asdict, 17 fields, ts only", msgspec_minimal)]
+            ("msgspec decode + asdict, 17 fields, ts only", msgspec_minimal),
+            ("envoy_json with its fast path off (general path only)", envoy_json_general_path)]
 
 
 def measure_floors(lines: list[bytes], repeat: int) -> list[tuple[str, float]]:
