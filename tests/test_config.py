@@ -47,3 +47,16 @@ def test_unreadable_or_invalid_files_say_so(tmp_path):
     bad.write_text("parsers: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad, env={})
+
+
+def test_the_readme_config_example_is_valid(tmp_path):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = re.search(r"```yaml\n(.*?)```", readme, re.S).group(1)
+    path = tmp_path / "ramparts.yaml"
+    path.write_text(example)
+    config = load_config(path, env={})
+    assert config.parser_options("envoy_json").fields == {"api_key": ["x-api-key"]}
+    assert config.parser_options("nvidia_smi").timezone == "Europe/Berlin"
