@@ -132,6 +132,26 @@ class Parser:
         self._dead.append(DeadLetter(self.name, self._origin, self._line, reason, raw, item))
         self.stats.dead_letters += 1
 
+    def each_item(self, items: list, one: Callable[[Any], dict | list[dict]]) -> list[dict]:
+        """The events of every item of a JSON array (a Kong batch, an audit EventList, a job list).
+
+        ``one`` turns an item into its event(s) and raises on a bad one (including an item
+        that is not an object); a bad item is dead-lettered alone, with its index, and the
+        others are kept.
+        """
+        out: list[dict] = []
+        for i, item in enumerate(items):
+            try:
+                r = one(item)
+            except Exception as e:  # one bad item must not cost the others
+                self.reject(dump_item(item), describe(e), item=i)
+                continue
+            if type(r) is dict:
+                out.append(r)
+            else:
+                out.extend(r)
+        return out
+
     def principal(self, raw: Any, secret: bool) -> str | None:
         """A principal value as found in a record: credentials are hashed, ids kept."""
         if raw is None or raw == "" or raw == "-":
@@ -313,6 +333,14 @@ def sniff_json_lines(lines: list[bytes], accepts: Callable[[dict], bool], *,
             except Exception:
                 pass
     return 2 * hits > len(lines)
+
+
+def dump_item(item: Any) -> bytes:
+    """An item's bytes for its dead letter (items come from JSON, so this rarely falls back)."""
+    try:
+        return orjson.dumps(item)
+    except Exception:
+        return repr(item).encode("utf-8", "replace")
 
 
 def load_json_object(raw: bytes) -> dict:

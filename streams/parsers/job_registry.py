@@ -121,13 +121,7 @@ class JobRegistryParser(Parser):
     def _array(self, items) -> list[dict]:
         if not isinstance(items, list):
             raise ParseError(f"expected a JSON array of jobs, got a JSON {type(items).__name__}")
-        out: list[dict] = []
-        for i, item in enumerate(items):
-            try:
-                out.extend(self._entry(as_object(item, "job")))
-            except Exception as e:
-                self.reject(_dump(item), describe(e), item=i)
-        return out
+        return self.each_item(items, lambda item: self._entry(as_object(item, "job")))
 
     def _json_lines(self, raw: bytes) -> list[dict]:
         lines = raw.split(b"\n")
@@ -253,10 +247,3 @@ class JobRegistryParser(Parser):
 
 def _strip(v):
     return v.strip() if isinstance(v, str) else v
-
-
-def _dump(item) -> bytes:
-    try:
-        return orjson.dumps(item)
-    except Exception:
-        return repr(item).encode("utf-8", "replace")

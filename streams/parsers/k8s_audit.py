@@ -37,14 +37,13 @@ from collections import OrderedDict
 from typing import Any
 from urllib.parse import parse_qsl, quote_plus, unquote_plus
 
-import orjson
 from pydantic import Field
 
 from ramparts.errors import ParseError
 from ramparts.timeutil import parse_iso
 
 from .base import (
-    DEFAULT_MAX_PENDING, Parser, as_int, as_object, as_str, describe, load_json_object, sniff_json_lines,
+    DEFAULT_MAX_PENDING, Parser, as_int, as_object, as_str, load_json_object, sniff_json_lines,
 )
 
 _FINAL_STAGES = frozenset(("ResponseStarted", "ResponseComplete", "Panic"))
@@ -83,13 +82,7 @@ class K8sAuditParser(Parser):
             items = doc.get("items")
             if not isinstance(items, list):
                 raise ParseError("EventList without an items list")
-            out: list[dict] = []
-            for i, item in enumerate(items):
-                try:
-                    out.extend(self._one(as_object(item, f"items[{i}]")))
-                except Exception as e:  # one bad item must not lose the others
-                    self.reject(orjson.dumps(item), describe(e), item=i)
-            return out
+            return self.each_item(items, lambda item: self._one(as_object(item, "item")))
         return self._one(doc)
 
     def _one(self, doc: dict) -> list[dict]:

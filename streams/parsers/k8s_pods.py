@@ -42,7 +42,7 @@ from pydantic import Field
 from ramparts.errors import ParseError
 from ramparts.timeutil import parse_iso
 
-from .base import Parser, as_object, as_str, describe, dig
+from .base import Parser, as_object, as_str, describe, dig, dump_item
 
 _KUBECTL_HEAD = re.compile(
     rb'^\s*\{\s*"(?:apiVersion"\s*:\s*"v1"\s*,\s*"(?:items"\s*:\s*\[|kind"\s*:\s*"Pod")'
@@ -197,7 +197,7 @@ class K8sPodsParser(Parser):
             try:
                 out.extend(self._pod(item))
             except Exception as e:  # one bad pod never costs the others
-                body = raw if raw is not None and len(items) == 1 else _dump(item)
+                body = raw if raw is not None and len(items) == 1 else dump_item(item)
                 self.reject(body, describe(e), item=item_base + i)
         return len(items)
 
@@ -303,10 +303,3 @@ class K8sPodsParser(Parser):
         if not uuids:
             return [base]
         return [dict(base, gpu_uuid=u) for u in uuids]
-
-
-def _dump(item) -> bytes:
-    try:
-        return orjson.dumps(item)
-    except Exception:
-        return repr(item).encode("utf-8", "replace")

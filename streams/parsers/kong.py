@@ -52,7 +52,7 @@ from pydantic import Field
 from ramparts.errors import ParseError
 from ramparts.timeutil import MAX_NS, MIN_NS, from_epoch
 
-from .base import Parser, as_float, as_int, describe
+from .base import Parser, as_float, as_int
 from .envoy_json import check_status, opt_count, opt_str
 
 # Plugin keys of the ai section, most specific first: "proxy" in current Kong,
@@ -381,15 +381,12 @@ class KongParser(Parser):
             raise ParseError(f"expected a Kong log entry (JSON object) or a batch (array), got a JSON {type(doc).__name__}")
         if not doc:
             return None
-        out = []
-        for i, item in enumerate(doc):
-            try:
-                if type(item) is not dict:
-                    raise ParseError(f"batch item is a JSON {type(item).__name__}, not an object")
-                out.append(self._event(item))
-            except Exception as e:  # one bad entry must not cost the rest of the batch
-                self.reject(orjson.dumps(item), describe(e), item=i)
-        return out
+        return self.each_item(doc, self._batch_item)
+
+    def _batch_item(self, item: Any) -> dict:
+        if type(item) is not dict:
+            raise ParseError(f"batch item is a JSON {type(item).__name__}, not an object")
+        return self._event(item)
 
     def _fast_event(self, e) -> dict:
         """One entry decoded into the fast path's Structs to its event."""

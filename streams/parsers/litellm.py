@@ -56,7 +56,7 @@ from ramparts.errors import ParseError
 from ramparts.redact import HASH_PREFIX
 from ramparts.timeutil import NS, parse_iso, zone
 
-from .base import Parser, as_str, describe, dig
+from .base import Parser, as_str, dig
 from .envoy_json import opt_count, opt_float, opt_str
 from .envoy_text import host_of
 
@@ -310,15 +310,12 @@ class LiteLLMParser(Parser):
             raise ParseError(f"expected a SpendLogs row (JSON object), got a JSON {type(doc).__name__}")
         if not doc:
             return None
-        out = []
-        for i, item in enumerate(doc):
-            try:
-                if type(item) is not dict:
-                    raise ParseError(f"row is a JSON {type(item).__name__}, not an object")
-                out.append(self._event(item))
-            except Exception as e:  # one bad row must not cost the rest of the array
-                self.reject(orjson.dumps(item), describe(e), item=i)
-        return out
+        return self.each_item(doc, self._array_row)
+
+    def _array_row(self, item: Any) -> dict:
+        if type(item) is not dict:
+            raise ParseError(f"row is a JSON {type(item).__name__}, not an object")
+        return self._event(item)
 
     def _time(self, v: Any, what: str) -> int:
         if type(v) is not str:
