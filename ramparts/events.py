@@ -41,9 +41,6 @@ KINDS = tuple(KIND_FIELDS)
 
 TIME_FIELDS = ("ts", "start", "end")
 
-# The entity a detector keeps state for, per kind (the Kafka key in the streaming runtime).
-ENTITY_FIELD = {"request": "principal", "prediction": "principal", "gpu": "gpu_uuid", "runtime": "pod", "workload": "gpu_uuid"}
-
 
 _NUM = (int, float)
 FIELD_TYPES: dict[str, tuple[type, ...]] = {
