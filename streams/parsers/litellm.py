@@ -56,7 +56,7 @@ from ramparts.errors import ParseError
 from ramparts.redact import HASH_PREFIX
 from ramparts.timeutil import NS, parse_iso, zone
 
-from .base import Parser, as_str, dig
+from .base import Parser, as_str, dig, sniff_json_lines
 from .envoy_json import opt_count, opt_float, opt_str
 from .envoy_text import host_of
 
@@ -271,17 +271,7 @@ class LiteLLMParser(Parser):
         sample = lines[:3]
         if not sample or sample[0].lstrip()[:1] not in (b"{", b"["):
             return False
-        hits = 0
-        for line in sample:
-            try:
-                doc = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(doc, list):
-                doc = doc[0] if doc else None
-            if _looks_like_row(doc):
-                hits += 1
-        return 2 * hits > len(sample)
+        return sniff_json_lines(sample, _looks_like_row, first_of_array=True)
 
     def parse_record(self, raw: bytes) -> dict | list[dict] | None:
         decode = self._fast
