@@ -152,6 +152,29 @@ class Parser:
                 out.extend(r)
         return out
 
+    def object_or_array(self, raw: bytes, one: Callable[[dict], dict], record: str,
+                        item: str) -> dict | list[dict] | None:
+        """A line holding one JSON object, or an array of them (a batch), to events.
+
+        ``record`` names what an object is (in the error for a line that is neither), ``item``
+        what an array element is; an element that is not an object, or that ``one`` rejects,
+        is dead-lettered alone; an empty array is not data.
+        """
+        doc = orjson.loads(raw)
+        if type(doc) is dict:
+            return one(doc)
+        if type(doc) is not list:
+            raise ParseError(f"expected {record} (a JSON object) or an array of them, got a JSON {type(doc).__name__}")
+        if not doc:
+            return None
+
+        def checked(element: Any) -> dict:
+            if type(element) is not dict:
+                raise ParseError(f"{item} is a JSON {type(element).__name__}, not an object")
+            return one(element)
+
+        return self.each_item(doc, checked)
+
     def principal(self, raw: Any, secret: bool) -> str | None:
         """A principal value as found in a record: credentials are hashed, ids kept."""
         if raw is None or raw == "" or raw == "-":

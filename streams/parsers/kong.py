@@ -374,19 +374,7 @@ class KongParser(Parser):
                 return self._fast_event(doc)
             except Exception:
                 pass  # a value outside the fast types, a null object, not JSON: the general path decides
-        doc = orjson.loads(raw)
-        if type(doc) is dict:
-            return self._event(doc)
-        if type(doc) is not list:
-            raise ParseError(f"expected a Kong log entry (JSON object) or a batch (array), got a JSON {type(doc).__name__}")
-        if not doc:
-            return None
-        return self.each_item(doc, self._batch_item)
-
-    def _batch_item(self, item: Any) -> dict:
-        if type(item) is not dict:
-            raise ParseError(f"batch item is a JSON {type(item).__name__}, not an object")
-        return self._event(item)
+        return self.object_or_array(raw, self._event, "a Kong log entry", "batch item")
 
     def _fast_event(self, e) -> dict:
         """One entry decoded into the fast path's Structs to its event."""

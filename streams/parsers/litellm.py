@@ -293,19 +293,7 @@ class LiteLLMParser(Parser):
                 for name in pending:
                     self.note(name)
                 return out
-        doc = orjson.loads(raw)
-        if type(doc) is dict:
-            return self._event(doc)
-        if type(doc) is not list:
-            raise ParseError(f"expected a SpendLogs row (JSON object), got a JSON {type(doc).__name__}")
-        if not doc:
-            return None
-        return self.each_item(doc, self._array_row)
-
-    def _array_row(self, item: Any) -> dict:
-        if type(item) is not dict:
-            raise ParseError(f"row is a JSON {type(item).__name__}, not an object")
-        return self._event(item)
+        return self.object_or_array(raw, self._event, "a SpendLogs row", "row")
 
     def _time(self, v: Any, what: str) -> int:
         if type(v) is not str:
