@@ -29,6 +29,39 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class StoreConfig(StrictModel):
+    """Where events, alerts and actions are stored (``sinks/clickhouse``)."""
+
+    dsn: str = Field(
+        default="ramparts-data",
+        description="A directory (embedded chdb store) or a clickhouse:// / http(s):// server DSN.")
+    database: str = Field(default="ramparts", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                          description="ClickHouse database that holds the tables.")
+    retention_days: int = Field(
+        default=90, ge=0, description="Rows are deleted this many days after they were stored; 0 keeps them.")
+    max_batch_rows: int = Field(default=5000, ge=1, description="An insert is sent when a table buffers this many rows.")
+    flush_interval_seconds: float = Field(
+        default=1.0, gt=0, description="Buffered rows are sent at least this often.")
+    password_env: str = Field(
+        default="RAMPARTS_STORE_PASSWORD",
+        description="Environment variable read for the server password when the DSN has none.")
+
+
+class KafkaConfig(StrictModel):
+    """The broker and topics of the streaming runtime (``streams/app.py``)."""
+
+    bootstrap: str = Field(default="127.0.0.1:9092", description="host:port[,host:port...] of the brokers.")
+    topic_prefix: str = Field(default="ramparts", pattern=r"^[A-Za-z0-9._-]+$",
+                              description="Every topic is named <prefix>.<name>.")
+    partitions: int = Field(default=4, ge=1, description="Partitions of the topics the runtime creates.")
+    group: str = Field(default="ramparts-worker", description="Consumer group (Faust app id) of the workers.")
+    batch_max_events: int = Field(default=5000, ge=1, description="A worker batch holds at most this many messages.")
+    batch_max_seconds: float = Field(default=0.5, gt=0, description="A worker batch waits at most this long to fill.")
+    ship_max_records: int = Field(default=1000, ge=1, description="`ramparts ship` packs up to this many records per message.")
+    compression: str = Field(default="lz4", pattern=r"^(none|gzip|lz4|zstd|snappy)$",
+                             description="Compression of the messages `ramparts ship` and the worker produce.")
+
+
 class Config(StrictModel):
     hash_key: SecretStr | None = Field(
         default=None, description="Key of the HMAC that turns credentials into principal ids.")
@@ -36,6 +69,8 @@ class Config(StrictModel):
         default="RAMPARTS_HASH_KEY", description="Environment variable read for hash_key when it is not set here.")
     parsers: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Per-format parser options, keyed by format name.")
+    store: StoreConfig = Field(default_factory=StoreConfig, description="ClickHouse storage.")
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig, description="Broker, topics and batching.")
 
     def resolved_hash_key(self) -> str | None:
         if self.hash_key is not None:

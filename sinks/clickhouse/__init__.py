@@ -1,0 +1,1 @@
+"""ClickHouse storage (filled in by the streaming issue)."""
