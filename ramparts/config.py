@@ -69,6 +69,9 @@ class Config(StrictModel):
         default="RAMPARTS_HASH_KEY", description="Environment variable read for hash_key when it is not set here.")
     parsers: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Per-format parser options, keyed by format name.")
+    detectors: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per-detector options keyed by detector name; `enabled: false` turns one off.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="ClickHouse storage.")
     kafka: KafkaConfig = Field(default_factory=KafkaConfig, description="Broker, topics and batching.")
 
@@ -85,6 +88,23 @@ class Config(StrictModel):
             return cls.Options(**self.parsers.get(name, {}))
         except ValidationError as e:
             raise ConfigError(_explain(e, cls.Options, prefix=f"parsers.{name}")) from None
+
+
+    def detector_enabled(self, name: str) -> bool:
+        return self.detectors.get(name, {}).get("enabled", True) is not False
+
+    def detector_options(self, name: str) -> BaseModel:
+        from ramparts.detectors import get_detector_class
+
+        try:
+            cls = get_detector_class(name)
+        except KeyError as e:
+            raise ConfigError(f"detectors.{name}: {e.args[0]}") from None
+        section = {k: v for k, v in self.detectors.get(name, {}).items() if k != "enabled"}
+        try:
+            return cls.Options(**section)
+        except ValidationError as e:
+            raise ConfigError(_explain(e, cls.Options, prefix=f"detectors.{name}")) from None
 
 
 def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -112,6 +132,8 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
         config = Config(**data)
     except ValidationError as e:
         raise ConfigError(_explain(e, Config)) from None
+    for name in config.detectors:
+        config.detector_options(name)
     for name in config.parsers:  # validate every parser section now, not at first use
         try:
             config.parser_options(name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import io
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -152,13 +152,40 @@ class _Rewound(io.RawIOBase):
         return self._rest.read(n)
 
 
+class _Counting(io.RawIOBase):
+    """A stream that reports how many bytes were read from it (for progress bars)."""
+
+    def __init__(self, inner: BinaryIO, on_read: Callable[[int], None]):
+        self._inner = inner
+        self._on_read = on_read
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if self._inner is not sys.stdin.buffer:
+            self._inner.close()
+        super().close()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._inner.read(n)
+        self._on_read(len(data))
+        return data
+
+
 def decode_file(path: str, fmt: str = "auto", config=None, hasher: Hasher | None = None,
-                chunk_lines: int = CHUNK_LINES) -> tuple[Parser, Iterator[Chunk]]:
+                chunk_lines: int = CHUNK_LINES, stamp_ids: bool = False,
+                on_read: Callable[[int], None] | None = None) -> tuple[Parser, Iterator[Chunk]]:
     """The parser chosen for a file and an iterator over its chunks.
 
+    ``stamp_ids`` gives every event a position-based ``id`` (the streaming pipeline's
+    idempotent writes need it); ``on_read`` is told the size of every block read from the
+    file (decompressed bytes, for a .gz file).
     Raises :class:`UnknownFormat` when ``fmt`` is ``auto`` and no format recognises the file.
     """
     stream = open_input(path)
+    if on_read is not None:
+        stream = _Counting(stream, on_read)  # type: ignore[assignment]
     head = stream.read(HEAD_BYTES)
     if fmt == "auto":
         detected = detect_format(head)
@@ -169,6 +196,7 @@ def decode_file(path: str, fmt: str = "auto", config=None, hasher: Hasher | None
                 stream=_Rewound(head, stream))
         fmt = detected
     parser = make_parser(fmt, config, hasher)
+    parser.stamp_ids = stamp_ids
     origin = "-" if path == "-" else str(Path(path))
 
     def chunks() -> Iterator[Chunk]:

@@ -90,10 +90,11 @@ def write_events(out: BinaryIO, batch: EventBatch) -> None:
 
 
 def iter_file_batches(path: str, fmt: str, config, hasher: Hasher, report: ParseReport,
-                      dead_out: DeadLetterWriter) -> Iterator[EventBatch]:
+                      dead_out: DeadLetterWriter, stamp_ids: bool = False,
+                      on_read=None) -> Iterator[EventBatch]:
     """Batches of one file's events; dead letters go to ``dead_out``; the report is updated."""
     try:
-        parser, chunks = decode_file(path, fmt, config, hasher)
+        parser, chunks = decode_file(path, fmt, config, hasher, stamp_ids=stamp_ids, on_read=on_read)
     except UnknownFormat as e:
         # Nothing is dropped silently: an unrecognised file goes to the dead letters whole.
         report.failed_files.append((path, e.message))

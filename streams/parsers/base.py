@@ -109,6 +109,10 @@ class Parser:
         self._dead: list[DeadLetter] = []
         self._origin = "-"
         self._line = 0
+        # The streaming pipeline turns this on: every event gets an ``id`` from where it was
+        # read ("<origin>:<line>", ".<k>" for the k-th event of one record), so that a record
+        # read twice (an at-least-once redelivery) writes the same rows, not new ones.
+        self.stamp_ids = False
 
     # -- to implement ---------------------------------------------------------------------
     @classmethod
@@ -194,6 +198,7 @@ class Parser:
         self._dead = dead
         stats = self.stats
         parse = self.parse_record
+        stamp = self.stamp_ids
         n_before = len(events)
         append, extend = events.append, events.extend
         line = first_line - 1
@@ -215,8 +220,13 @@ class Parser:
                 continue
             stats.parsed += 1
             if type(out) is dict:
+                if stamp:
+                    out["id"] = f"{origin}:{line}"
                 append(out)
             else:
+                if stamp:
+                    for k, e in enumerate(out):
+                        e["id"] = f"{origin}:{line}.{k}"
                 extend(out)
         stats.records += len(records)
         stats.events += len(events) - n_before
@@ -229,6 +239,9 @@ class Parser:
             dead.append(DeadLetter(self.name, self._origin, self._line, "at end of input: " + describe(e), b""))
             self.stats.dead_letters += 1
             return
+        if self.stamp_ids:
+            for k, e in enumerate(out):
+                e["id"] = f"{self._origin}:end.{k}"
         events.extend(out)
         self.stats.events += len(out)
 

@@ -1,0 +1,51 @@
+"""Which entity an event belongs to, and so which partition (and which worker) owns it.
+
+A detector keeps state per entity; the worker that owns the entity's partition holds that
+state in its Faust table. Events are keyed so that everything one detector needs about an
+entity lands on one partition:
+
+* requests and predictions by principal; a request that failed authentication (HTTP 401) by
+  its source address instead, because the key it presented identifies nobody and the source
+  is what a credential-stuffing detector follows;
+* GPU samples by GPU UUID, and workloads by the GPU they are authorized on, so that the
+  authorization of a GPU sits beside its samples (by node when the UUID is not known);
+* runtime events by namespace/pod (by node, then by source, when there is no pod).
+
+>>> entity_key({"kind": "request", "principal": "alice", "status": 200})
+'principal:alice'
+>>> entity_key({"kind": "request", "principal": "key:ab12", "status": 401, "src_ip": "192.0.2.7"})
+'src_ip:192.0.2.7'
+>>> entity_key({"kind": "runtime", "namespace": "inference", "pod": "vllm-0"})
+'pod:inference/vllm-0'
+>>> partition_for("pod:inference/vllm-0", 4)
+0
+"""
+
+from __future__ import annotations
+
+import zlib
+
+
+def entity_key(event: dict) -> str:
+    kind = event.get("kind")
+    if kind == "request" or kind == "prediction":
+        p = event.get("principal")
+        if p is None or event.get("status") == 401:
+            return f"src_ip:{event.get('src_ip')}"
+        return f"principal:{p}"
+    if kind == "gpu" or kind == "workload":
+        g = event.get("gpu_uuid")
+        return f"gpu:{g}" if g else f"node:{event.get('node')}"
+    if kind == "runtime":
+        pod = event.get("pod")
+        if pod:
+            ns = event.get("namespace")
+            return f"pod:{ns}/{pod}" if ns else f"pod:{pod}"
+        node = event.get("node") or event.get("hostname")
+        return f"node:{node}" if node else f"source:{event.get('source')}"
+    return f"kind:{kind}"
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """A stable partition for a key (CRC-32: the same in every process and every run)."""
+    return zlib.crc32(key.encode()) % partitions
