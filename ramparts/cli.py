@@ -49,6 +49,152 @@ def _cmd_parse(args) -> int:
     return EXIT_OK if not report.failed_files else EXIT_FAILED
 
 
+def _config_arg(p) -> None:
+    p.add_argument("--config", metavar="FILE", default=None, help="config file (default: ./ramparts.yaml if present)")
+
+
+def _open_store(config, dsn: str | None):
+    """The ClickHouse sink for ``--store DSN`` (or ``store.dsn``); ``none`` means no store."""
+    if dsn is not None and dsn.lower() == "none":
+        return None
+    from ramparts.sinks.clickhouse import ClickHouseSink
+
+    return ClickHouseSink.from_config(config.store, dsn_override=dsn)
+
+
+def _add_replay(sub) -> None:
+    from ramparts.streams.parsers import PARSERS
+
+    p = sub.add_parser(
+        "replay", help="run the whole pipeline over files, no broker",
+        description="Replay FILEs through parsing, detectors and storage, merged in event time. Alerts "
+                    "go to --alerts-out (JSON lines, one per incident), events and alerts to the store, "
+                    "unparseable records to the dead-letter file; a summary goes to stderr.")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--format", default="auto", choices=["auto", *PARSERS], metavar="auto|NAME",
+                   help="input format of every FILE (default: detect per file)")
+    p.add_argument("--alerts-out", metavar="FILE", default=None, help="alerts as JSON lines (default: stdout)")
+    p.add_argument("--store", metavar="DSN", default=None,
+                   help="a directory (embedded chdb), a clickhouse:// or http(s):// DSN, or 'none' "
+                        "(default: store.dsn from the config, ./ramparts-data)")
+    p.add_argument("--dead-letter", metavar="FILE", default=None,
+                   help="where unparseable records go (default: ramparts-dead-letter.jsonl, created only if needed)")
+    p.add_argument("--progress", choices=["auto", "always", "never"], default="auto",
+                   help="progress line on stderr (auto: when stderr is a terminal)")
+    _config_arg(p)
+    p.set_defaults(func=_cmd_replay)
+
+
+def _cmd_replay(args) -> int:
+    import os
+
+    from ramparts.config import load_config
+    from ramparts.streams.replay import Progress, replay, write_alerts
+
+    config = load_config(args.config)
+    total = sum(os.path.getsize(f) for f in args.files if f != "-" and os.path.isfile(f) and not f.endswith(".gz"))
+    progress = Progress(total or None, enabled={"auto": None, "always": True, "never": False}[args.progress])
+    sink = _open_store(config, args.store)
+    try:
+        report = replay(args.files, config=config, fmt=args.format, sink=sink,
+                        dead_letter_path=args.dead_letter, progress=progress)
+    finally:
+        if sink is not None:
+            sink.close()
+    if args.alerts_out:
+        with open(args.alerts_out, "wb") as f:
+            write_alerts(report.alerts.values(), f)
+    else:
+        write_alerts(report.alerts.values(), sys.stdout.buffer)
+        sys.stdout.flush()
+    sys.stderr.write(report.render())
+    return EXIT_OK if not report.parse.failed_files else EXIT_FAILED
+
+
+def _kafka_args(p) -> None:
+    p.add_argument("--bootstrap", metavar="HOST:PORT", default=None,
+                   help="Kafka brokers (default: kafka.bootstrap from the config)")
+
+
+def _config_with(args):
+    """The config, with --bootstrap applied (an override like any RAMPARTS_KAFKA__BOOTSTRAP)."""
+    import os
+
+    from ramparts.config import load_config
+
+    env = dict(os.environ)
+    if getattr(args, "bootstrap", None):
+        env["RAMPARTS_KAFKA__BOOTSTRAP"] = args.bootstrap
+    return load_config(args.config, env=env)
+
+
+def _add_worker(sub) -> None:
+    p = sub.add_parser(
+        "worker", help="the Faust worker over Kafka",
+        description="Consume the raw topics, parse, key events by entity, run the detectors with state "
+                    "in changelog-backed tables, store events and alerts, produce alerts. Run several in "
+                    "one consumer group (kafka.group) to share the partitions. Stops on SIGTERM/Ctrl-C.")
+    _kafka_args(p)
+    p.add_argument("--store", metavar="DSN", default=None,
+                   help="directory (embedded chdb, one worker per directory), clickhouse:// or http(s):// "
+                        "DSN, or 'none' (default: store.dsn from the config)")
+    p.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
+    _config_arg(p)
+    p.set_defaults(func=_cmd_worker)
+
+
+def _cmd_worker(args) -> int:
+    from ramparts.streams.app import run_worker
+    from ramparts.streams.topics import TopicNames, ensure_topics
+
+    config = _config_with(args)
+    k = config.kafka
+    ensure_topics(k.bootstrap, TopicNames(k.topic_prefix).all, k.partitions)
+    sink = _open_store(config, args.store)
+    run_worker(config, sink=sink, loglevel=args.loglevel)
+    return EXIT_OK
+
+
+def _add_ship(sub) -> None:
+    from ramparts.streams.parsers import PARSERS
+
+    p = sub.add_parser(
+        "ship", help="send log files (or stdin) into Kafka",
+        description="Send FILEs (or - for stdin) to the raw topic of their format's family, many records "
+                    "per compressed message, with the format in a header.")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--format", default="auto", choices=["auto", *PARSERS], metavar="auto|NAME",
+                   help="input format (default: detect per file)")
+    p.add_argument("--follow", "-f", action="store_true",
+                   help="keep shipping what is appended to the files (like tail -F) until Ctrl-C")
+    _kafka_args(p)
+    _config_arg(p)
+    p.set_defaults(func=_cmd_ship)
+
+
+def _cmd_ship(args) -> int:
+    import asyncio
+
+    from ramparts.streams.ship import ship_files
+
+    config = _config_with(args)
+    report = asyncio.run(ship_files(config, args.files, fmt=args.format, follow=args.follow))
+    sys.stderr.write(report.render())
+    return EXIT_OK
+
+
+def _add_simulate(sub) -> None:
+    from ramparts.streams.simulate import add_arguments
+
+    add_arguments(sub)
+
+
+def _add_dev(sub) -> None:
+    from ramparts.streams.dev import add_arguments
+
+    add_arguments(sub)
+
+
 def _add_formats(sub) -> None:
     p = sub.add_parser("formats", help="list the input formats, their kinds and options")
     p.set_defaults(func=_cmd_formats)
@@ -79,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Security telemetry and anomaly detection for AI infrastructure.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_parse(sub)
+    _add_replay(sub)
+    _add_worker(sub)
+    _add_ship(sub)
+    _add_simulate(sub)
+    _add_dev(sub)
     _add_formats(sub)
     _add_bench(sub)
     return parser

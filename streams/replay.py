@@ -211,7 +211,7 @@ def replay(paths: list[str], config=None, fmt: str = "auto", sink: Any | None = 
         progress.done()
     report.elapsed_seconds = time.perf_counter() - t0
     if sink is not None:
-        report.store = getattr(sink, "describe", lambda: None)() or "store"
+        report.store = repr(sink)
         report.store_counts = sink.counts()
     return report
 

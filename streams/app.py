@@ -1,0 +1,254 @@
+"""The Faust app: raw topics in, events keyed by entity, detectors over tables, alerts out.
+
+Two agents, both thin shells over pure code:
+
+* ``parse`` reads the raw topics in micro-batches (``take_events``), parses each message with a
+  long-lived parser per (format, topic, partition) so joins survive message boundaries, stamps
+  every event with a position id (``topic:partition:offset:line``), sends dead letters to the
+  ``deadletter`` topic and the store, and sends the events to ``events``, grouped into one
+  message per target partition (the partition of the event's entity).
+* ``detect`` reads ``events`` in micro-batches and, per partition, calls the same
+  :meth:`Pipeline.process_batch` as replay, with the detector state of that partition's
+  entities in a Faust table (changelog-backed: a restarted or rebalanced worker recovers it).
+  The store is flushed before the batch is acknowledged, and Faust commits only acknowledged
+  offsets after flushing its producer: outputs are written before offsets are committed
+  (at-least-once). Rows carry position ids and alerts stable incident ids, so a redelivered
+  batch replaces rows instead of adding them.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import weakref
+from collections import defaultdict
+from typing import Any
+
+import faust
+import orjson
+from faust.streams import _current_event
+
+from ramparts.redact import Hasher
+
+from .decode import HEAD_BYTES, detect_format, make_parser, sniff_lines
+from .keys import entity_key, partition_for
+from .parsers import DeadLetter, get_parser_class
+from .pipeline import Pipeline, alert_to_json
+from .topics import HEADER_FORMAT, HEADER_FRAMING, HEADER_ORIGIN, TopicNames
+
+log = logging.getLogger("ramparts.worker")
+
+# Events per message on the events topic: enough to pay Faust's per-message cost rarely,
+# few enough to stay far below the broker's 1 MB message limit before compression.
+EVENTS_PER_MESSAGE = 500
+UNRECOGNISED = "unrecognised"
+
+
+class TableState:
+    """A :class:`StateStore` over a Faust table of orjson bytes, written back per partition."""
+
+    def __init__(self, table: Any):
+        self.table = table
+        self.dirty: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any:
+        if key in self.dirty:
+            return self.dirty[key]
+        raw = self.table.get(key.encode())
+        return None if raw is None else orjson.loads(raw)
+
+    def set(self, key: str, value: Any) -> None:
+        self.dirty[key] = value
+
+    def write_back(self, event: Any) -> None:
+        """Write the changed keys to the table (and so its changelog) in ``event``'s partition.
+
+        Faust routes a table write to the changelog partition of the *current* event; a
+        micro-batch has no current event, so it is set here to an event of the partition whose
+        entities these keys belong to (Faust keeps it in a context variable).
+        """
+        if not self.dirty:
+            return
+        token = _current_event.set(weakref.ref(event))
+        try:
+            for k, v in self.dirty.items():
+                self.table[k.encode()] = orjson.dumps(v)
+        finally:
+            _current_event.reset(token)
+        self.dirty = {}
+
+
+class RawDecoder:
+    """Raw Kafka messages to events and dead letters (pure apart from the parsers' join state)."""
+
+    def __init__(self, config, hasher: Hasher):
+        self.config = config
+        self.hasher = hasher
+        self.parsers: dict[tuple[str, str, int], Any] = {}
+        self.last_format: dict[str, str] = {}
+        self.records = 0
+
+    def _parser(self, fmt: str, topic: str, partition: int):
+        key = (fmt, topic, partition)
+        p = self.parsers.get(key)
+        if p is None:
+            p = self.parsers[key] = make_parser(fmt, self.config, self.hasher)
+            p.stamp_ids = True
+        return p
+
+    def _format_of(self, topic: str, value: bytes) -> str | None:
+        # A header-less single record: try the format last seen on this topic first.
+        last = self.last_format.get(topic)
+        head = value[:HEAD_BYTES]
+        if last is not None:
+            if get_parser_class(last).sniff(head, sniff_lines(head)):
+                return last
+        fmt = detect_format(head)
+        if fmt is not None:
+            self.last_format[topic] = fmt
+        return fmt
+
+    def decode(self, topic: str, partition: int, offset: int, value: bytes | None,
+               headers: dict[str, bytes], events: list[dict], dead: list[DeadLetter]) -> None:
+        origin = f"{topic}:{partition}:{offset}"
+        if not value:
+            return
+        fmt_b = headers.get(HEADER_FORMAT)
+        fmt = fmt_b.decode() if fmt_b else self._format_of(topic, value)
+        src = headers.get(HEADER_ORIGIN)
+        if src:
+            origin = f"{origin}({src.decode('utf-8', 'replace')})"
+        if fmt is None:
+            dead.append(DeadLetter(UNRECOGNISED, origin, 1, "format not recognised", value))
+            self.records += 1
+            return
+        try:
+            parser = self._parser(fmt, topic, partition)
+        except KeyError:
+            dead.append(DeadLetter(UNRECOGNISED, origin, 1, f"unknown format {fmt!r} in the {HEADER_FORMAT} header",
+                                   value))
+            self.records += 1
+            return
+        if headers.get(HEADER_FRAMING) == b"document" or parser.framing == "document":
+            records = [value]
+        else:
+            records = value.split(b"\n")
+            if records[-1] == b"":
+                records.pop()
+            if value.find(b"\r") >= 0:
+                records = [r[:-1] if r.endswith(b"\r") else r for r in records]
+        self.records += len(records)
+        parser.parse_chunk(records, origin, 1, events, dead)
+
+
+def group_by_partition(events: list[dict], partitions: int) -> dict[int, list[dict]]:
+    out: dict[int, list[dict]] = defaultdict(list)
+    for e in events:
+        out[partition_for(entity_key(e), partitions)].append(e)
+    return out
+
+
+def build_app(config, *, sink: Any | None = None, datadir: str | None = None, noop: bool = False) -> faust.App:
+    """The worker's Faust app. ``noop=True`` builds the benchmark's no-op agent instead."""
+    k = config.kafka
+    names = TopicNames(k.topic_prefix)
+    brokers = ";".join(f"kafka://{b.strip()}" for b in k.bootstrap.split(","))
+    app = faust.App(
+        k.group if not noop else k.group + "-noop",
+        broker=brokers,
+        store="memory://",
+        web_enabled=False,
+        datadir=datadir or tempfile.mkdtemp(prefix="ramparts-faust-"),
+        topic_partitions=k.partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        producer_compression_type=None if k.compression == "none" else k.compression,
+        producer_max_request_size=4 * 1024 * 1024,
+        value_serializer="raw",
+        key_serializer="raw",
+    )
+    raw_topic = app.topic(*names.raw_all, value_type=bytes, value_serializer="raw", partitions=k.partitions)
+    app.ramparts_stats = stats = {"raw_messages": 0, "records": 0, "events": 0, "dead_letters": 0, "alerts": 0,
+                                  "batches": 0}
+
+    if noop:
+        @app.agent(raw_topic, name="noop")
+        async def noop_agent(stream):
+            async for event in stream.events():
+                stats["raw_messages"] += 1
+        return app
+
+    events_topic = app.topic(names.events, value_type=bytes, value_serializer="raw", partitions=k.partitions)
+    alerts_topic = app.topic(names.alerts, value_type=bytes, value_serializer="raw", partitions=k.partitions)
+    dead_topic = app.topic(names.deadletter, value_type=bytes, value_serializer="raw", partitions=k.partitions)
+    # Keys and values are bytes (the app's "raw" serializers): entity keys encoded, values orjson.
+    state_table = app.Table("detector-state", partitions=k.partitions, key_type=bytes, value_type=bytes)
+    hasher = Hasher(config.resolved_hash_key())
+    decoder = RawDecoder(config, hasher)
+    pipeline = Pipeline.from_config(config, sink)
+    app.ramparts_pipeline = pipeline
+
+    @app.agent(raw_topic, name="parse")
+    async def parse_agent(stream):
+        async for batch in stream.take_events(k.batch_max_events, within=k.batch_max_seconds):
+            events: list[dict] = []
+            dead: list[DeadLetter] = []
+            for ev in batch:
+                m = ev.message
+                headers = dict(m.headers or ())
+                decoder.decode(m.topic, m.partition, m.offset, ev.value, headers, events, dead)
+            stats["raw_messages"] += len(batch)
+            if dead:
+                stats["dead_letters"] += len(dead)
+                rows = [d.to_dict(hasher) for d in dead]
+                for row in rows:
+                    await dead_topic.send(value=orjson.dumps(row))
+                if sink is not None:
+                    sink.write_dead_letters(rows)
+                    sink.flush()
+            for p, group in group_by_partition(events, k.partitions).items():
+                for i in range(0, len(group), EVENTS_PER_MESSAGE):
+                    await events_topic.send(value=orjson.dumps(group[i:i + EVENTS_PER_MESSAGE]), partition=p)
+            stats["records"] = decoder.records
+
+    @app.agent(events_topic, name="detect")
+    async def detect_agent(stream):
+        async for batch in stream.take_events(k.batch_max_events, within=k.batch_max_seconds):
+            by_partition: dict[int, tuple[Any, list[dict]]] = {}
+            for ev in batch:
+                p = ev.message.partition
+                entry = by_partition.get(p)
+                if entry is None:
+                    entry = by_partition[p] = (ev, [])
+                entry[1].extend(orjson.loads(ev.value))
+            for p, (anchor, events) in by_partition.items():
+                state = TableState(state_table)
+                alerts = pipeline.process_batch(events, state)
+                state.write_back(anchor)
+                stats["events"] += len(events)
+                for a in alerts:
+                    await alerts_topic.send(key=a["id"].encode(), value=alert_to_json(a))
+                stats["alerts"] += len(alerts)
+            if sink is not None:
+                sink.flush()  # before this batch is acknowledged: at-least-once
+            stats["batches"] += 1
+
+    return app
+
+
+def run_worker(config, sink: Any | None = None, loglevel: str = "warn") -> None:
+    """Run the worker until it is stopped (SIGTERM / Ctrl-C), then flush and close the store."""
+    from faust.worker import Worker
+
+    app = build_app(config, sink=sink)
+    worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+
+    @app.on_after_configured.connect
+    def _noop(*a, **kw):  # pragma: no cover - keeps Faust from looking for a config module
+        pass
+
+    try:
+        worker.execute_from_commandline()
+    finally:
+        if sink is not None:
+            sink.close()

@@ -1,0 +1,84 @@
+"""The topics of the runtime, how raw messages are framed, and creating the topics.
+
+Raw logs arrive on one topic per input family; the worker parses them, keys every event by
+its entity (:mod:`ramparts.streams.keys`) and sends them on to ``events``; detectors read
+``events`` and raise ``alerts``; ``actions`` is for playbooks; ``deadletter`` carries every
+record that could not be parsed, with its reason.
+
+A raw message is either *packed* (what ``ramparts ship`` sends: many records joined by
+newlines, with the ``ramparts-format`` header naming their format, compressed by the
+producer) or a single record from any other producer, with no headers, whose format is
+detected. ``ramparts-framing: document`` marks a whole document (a pod list) as one record.
+
+>>> names = TopicNames("ramparts")
+>>> names.raw_for_kind("request"), names.events
+('ramparts.raw.gateway', 'ramparts.events')
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+FAMILY_OF_KIND = {"request": "gateway", "prediction": "payload", "runtime": "runtime", "gpu": "gpu",
+                  "workload": "workload"}
+FAMILIES = tuple(FAMILY_OF_KIND.values())
+
+HEADER_FORMAT = "ramparts-format"
+HEADER_ORIGIN = "ramparts-origin"
+HEADER_FRAMING = "ramparts-framing"
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    prefix: str
+
+    def raw(self, family: str) -> str:
+        return f"{self.prefix}.raw.{family}"
+
+    def raw_for_kind(self, kind: str) -> str:
+        return self.raw(FAMILY_OF_KIND[kind])
+
+    @property
+    def raw_all(self) -> list[str]:
+        return [self.raw(f) for f in FAMILIES]
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}.events"
+
+    @property
+    def alerts(self) -> str:
+        return f"{self.prefix}.alerts"
+
+    @property
+    def actions(self) -> str:
+        return f"{self.prefix}.actions"
+
+    @property
+    def deadletter(self) -> str:
+        return f"{self.prefix}.deadletter"
+
+    @property
+    def all(self) -> list[str]:
+        return [*self.raw_all, self.events, self.alerts, self.actions, self.deadletter]
+
+
+async def create_topics(bootstrap: str, names: list[str], partitions: int, timeout_seconds: float = 30.0) -> list[str]:
+    """Create the topics that do not exist yet; returns the ones created."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_seconds * 1000))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        if missing:
+            await admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1) for n in missing])
+        return missing
+    finally:
+        await admin.close()
+
+
+def ensure_topics(bootstrap: str, names: list[str], partitions: int) -> list[str]:
+    return asyncio.run(create_topics(bootstrap, names, partitions))
