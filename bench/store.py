@@ -1,0 +1,124 @@
+"""``ramparts bench store``: rows per second into the ClickHouse store, one core.
+
+Events come from the parsers over the synthetic corpus (``bench/corpus.py``), a mix of kinds
+in the proportions below, with ids as the streaming pipeline gives them. Two figures:
+
+* **encode**: ``ClickHouseSink.write_events`` (routing, rows, extras) plus the JSON of every
+  batch (``encode_rows``), i.e. all the Python work of storing, with no insert;
+* **encode+insert**: the same into an embedded chdb store in a temporary directory, flushed
+  every ``max_batch_rows``, as the worker does. This includes ClickHouse's own work (parsing
+  the JSON, sorting, writing parts), which runs in this process.
+
+Each batch is copied just before it is timed, so that its dicts are as fresh as a parsed
+batch's. Each figure is the median of ``repeat`` runs after a warm-up run; CPU seconds are the
+process's (user + system), which counts ClickHouse's threads too. The events are generated
+before the clock starts and frozen out of the garbage collector's walks (``gc.freeze``), as
+the pipeline's short-lived events would not be walked again and again.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import resource
+import statistics
+import tempfile
+import time
+
+from ramparts.redact import Hasher
+
+from . import corpus
+
+# Formats and how many events of each per 100: mostly gateway requests, as in production.
+MIX = {"envoy_json": 40, "nginx_combined": 20, "kong": 10, "native": 15, "falco": 10, "docker_events": 5}
+
+
+def make_events(n_events: int, seed: int = 7) -> list[dict]:
+    """``n_events`` parsed events of the mix, each with a position id."""
+    from ramparts.streams.decode import make_parser
+
+    rng = random.Random(seed)
+    events: list[dict] = []
+    total = sum(MIX.values())
+    for fmt, share in MIX.items():
+        n = max(1, n_events * share // total)
+        lines = [corpus.GENERATORS[fmt](i, rng) for i in range(n)]
+        parser = make_parser(fmt, hasher=Hasher(b"bench"))
+        out: list[dict] = []
+        parser.parse_chunk(lines, f"{fmt}.log", 1, out, [])
+        for i, e in enumerate(out):
+            e["id"] = f"{fmt}.log:{i + 1}"
+        events.extend(out)
+    rng.shuffle(events)
+    return events[:n_events]
+
+
+def _fresh(chunk: list[dict]) -> list[dict]:
+    # In the pipeline a batch is stored right after it was parsed, its dicts new and in the
+    # CPU's caches; copies made just before the clock starts are in the same state.
+    return [dict(e) for e in chunk]
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def bench_store(n_events: int = 100_000, repeat: int = 3, max_batch_rows: int = 5000) -> dict:
+    """Rows per second for encode-only and encode+insert into chdb (medians of ``repeat`` runs)."""
+    from ramparts.sinks.clickhouse import ClickHouseSink
+    from ramparts.sinks.clickhouse.encoding import encode_rows
+
+    events = make_events(n_events)
+    # The pipeline's events live for one batch; these live for the whole benchmark. Frozen,
+    # they are not walked by every garbage collection the benchmark's own allocations trigger.
+    gc.collect()
+    gc.freeze()
+    chunks = [events[i:i + max_batch_rows] for i in range(0, len(events), max_batch_rows)]
+    out: dict = {"events": len(events), "max_batch_rows": max_batch_rows, "mix": dict(MIX)}
+    with tempfile.TemporaryDirectory(prefix="ramparts-bench-store-") as tmp:
+        sink = ClickHouseSink(tmp, database="bench", max_batch_rows=max_batch_rows, flush_interval_seconds=3600)
+        try:
+            enc_rates, enc_ns = [], []
+            for run in range(repeat + 1):
+                dt = 0.0
+                for chunk in chunks:
+                    fresh = _fresh(chunk)
+                    t0 = time.perf_counter()
+                    sink.write_events(fresh)
+                    for table, rows in sink._buffers.items():
+                        if rows:
+                            encode_rows(rows)
+                            rows.clear()
+                    dt += time.perf_counter() - t0
+                if run:
+                    enc_rates.append(len(events) / dt)
+                    enc_ns.append(dt / len(events) * 1e9)
+            ins_rates, ins_cpu = [], []
+            for run in range(repeat + 1):
+                dt = dc = 0.0
+                for chunk in chunks:
+                    fresh = _fresh(chunk)
+                    t0, c0 = time.perf_counter(), _cpu()
+                    sink.write_events(fresh)
+                    sink.flush()
+                    dt, dc = dt + time.perf_counter() - t0, dc + _cpu() - c0
+                if run:
+                    ins_rates.append(len(events) / dt)
+                    ins_cpu.append(dc / len(events) * 1e9)
+            out["stored_rows"] = sum(sink.counts().values())
+        finally:
+            sink.close()
+            gc.unfreeze()
+    out["encode_rows_per_s"] = round(statistics.median(enc_rates))
+    out["encode_ns_per_row"] = round(statistics.median(enc_ns))
+    out["encode_insert_rows_per_s"] = round(statistics.median(ins_rates))
+    out["encode_insert_cpu_ns_per_row"] = round(statistics.median(ins_cpu))
+    return out
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(json.dumps(bench_store(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000), indent=1))

@@ -1,0 +1,362 @@
+"""The ClickHouse sink: events, alerts, playbook actions and dead letters, batched and idempotent.
+
+Writes are buffered per table and sent as one insert when a table holds ``max_batch_rows``
+rows, when ``flush_interval_seconds`` have passed since the oldest buffered row (checked on
+every write: no background thread), or on :meth:`ClickHouseSink.flush`, which the streaming
+worker calls before it commits its offsets. A flush that fails raises and keeps the rows
+buffered; the worker then does not commit, and the batch comes again.
+
+Redelivered records are written again under the same ids and collapse into one row (the
+tables are ReplacingMergeTrees keyed by id), so counts read with ``FINAL`` do not double.
+
+A record the store cannot take (an unknown kind, a value that does not fit its column) never
+costs the rest of its batch: it goes to the ``dead_letters`` table with the reason, and is
+counted.
+
+>>> import tempfile
+>>> with tempfile.TemporaryDirectory() as d, ClickHouseSink(d) as sink:
+...     sink.write_events([{"kind": "request", "ts": 1772442000000000000, "source": "nginx_combined",
+...                         "id": "access.log:1", "status": 200, "method": "GET"}])
+...     sink.write_events([{"kind": "telepathy", "ts": 0, "source": "x", "id": "x:1"}])
+...     sink.flush()
+...     sink.counts()["requests"], sink.counts()["dead_letters"]
+...     sink.select("requests", columns="id, status, extra")
+(1, 1)
+[{'id': 'access.log:1', 'status': 200, 'extra': '{"method":"GET"}'}]
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from ramparts.errors import SinkError
+
+from .backend import Backend, ClickHouseError, open_backend, parse_dsn, is_server_dsn
+from .encoding import (ENCODERS, action_row, alert_row, check_row, dead_letter_row, encode_rows,
+                       record_dead_letter)
+from .migrate import migrate
+from .schema import EVENT_TABLES, TABLE_ORDER, TABLES, check_database_name
+
+log = logging.getLogger("ramparts.sinks.clickhouse")
+
+_TS = 1  # every table's second column is its time, as int nanoseconds
+
+
+class ClickHouseSink:
+    """Batched, idempotent writes of events, alerts, actions and dead letters to ClickHouse.
+
+    Parameters
+    ----------
+    backend_or_dsn
+        A :class:`~ramparts.sinks.clickhouse.backend.Backend`, or a store DSN: a directory
+        (embedded chdb) or a ``clickhouse://`` / ``http(s)://`` server.
+    database
+        The database of the tables (created if missing).
+    retention_days
+        Rows are deleted this many days after they were stored; 0 keeps them.
+    max_batch_rows, flush_interval_seconds
+        An insert is sent when a table buffers this many rows, or this long after the oldest
+        buffered row (checked on each write).
+    password_env
+        The environment variable read for a server password when the DSN has none.
+    clock
+        Seconds from a monotonic clock, for the flush interval (tests pass their own).
+    """
+
+    def __init__(self, backend_or_dsn: Backend | str, database: str = "ramparts", retention_days: int = 90,
+                 max_batch_rows: int = 5000, flush_interval_seconds: float = 1.0,
+                 password_env: str = "RAMPARTS_STORE_PASSWORD", clock: Callable[[], float] = time.monotonic):
+        check_database_name(database)
+        if max_batch_rows < 1:
+            raise SinkError(f"max_batch_rows must be at least 1, got {max_batch_rows}")
+        if not flush_interval_seconds > 0:
+            raise SinkError(f"flush_interval_seconds must be more than 0, got {flush_interval_seconds}")
+        self.database = database
+        self.retention_days = retention_days
+        self.max_batch_rows = max_batch_rows
+        self.flush_interval_seconds = flush_interval_seconds
+        self._clock = clock
+        if isinstance(backend_or_dsn, str):
+            self.backend: Backend = open_backend(backend_or_dsn, password_env)
+            self._owns_backend = True
+        else:
+            self.backend = backend_or_dsn
+            self._owns_backend = False
+        try:
+            migrate(self.backend, database, retention_days)
+        except BaseException:
+            self._close_backend()
+            raise
+        self._buffers: dict[str, list[tuple]] = {t: [] for t in TABLE_ORDER}
+        self._oldest: float | None = None  # monotonic time of the oldest buffered row
+        self._closed = False
+        # Telemetry, counted per batch (STYLE.md, Vector): rows per table, inserts, errors.
+        self.rows_received_total: dict[str, int] = dict.fromkeys(TABLE_ORDER, 0)
+        self.rows_written_total: dict[str, int] = dict.fromkeys(TABLE_ORDER, 0)
+        self.rows_dead_lettered_total: dict[str, int] = dict.fromkeys(TABLE_ORDER, 0)
+        self.inserts_total = 0
+        self.errors_total = 0
+
+    @classmethod
+    def from_config(cls, store: Any, dsn_override: str | None = None) -> "ClickHouseSink":
+        """A sink for the ``store`` section of the configuration (``StoreConfig``).
+
+        ``dsn_override`` (``--store``) replaces ``store.dsn``. A server DSN that names a
+        database (``clickhouse://host/db``) uses it instead of ``store.database``.
+        """
+        dsn = dsn_override or store.dsn
+        database = store.database
+        if is_server_dsn(dsn):
+            database = parse_dsn(dsn, store.password_env).database or database
+        return cls(dsn, database=database, retention_days=store.retention_days,
+                   max_batch_rows=store.max_batch_rows, flush_interval_seconds=store.flush_interval_seconds,
+                   password_env=store.password_env)
+
+    def __repr__(self) -> str:
+        return f"ClickHouseSink({self.backend!r}, database={self.database!r})"
+
+    def __enter__(self) -> "ClickHouseSink":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- writes ----------------------------------------------------------------------------
+    def write_events(self, events: Iterable[dict]) -> None:
+        """Buffer normalized events, each into the table of its kind."""
+        self._check_open()
+        buffers = self._buffers
+        before = {t: len(buffers[t]) for t in EVENT_TABLES.values()}
+        route = {kind: (enc, buffers[enc.table].append) for kind, enc in ENCODERS.items()}
+        rejected: list[tuple[Any, str]] = []
+        # EventEncoder.row, inlined: this loop is the hot path of storage.
+        for e in events:
+            r = route.get(e.get("kind")) if type(e) is dict else None
+            if r is None:
+                rejected.append((e, f"unknown kind {e.get('kind')!r}" if isinstance(e, Mapping)
+                                 else f"not an event object: {type(e).__name__}"))
+                continue
+            enc, append = r
+            try:
+                row = enc.get(e)
+            except KeyError:
+                append(enc.row_slow(e))
+                continue
+            n = len(e)
+            if n == enc.plain:
+                row += (None,)
+            else:
+                row += (enc.extras(e, n),)
+            if enc.json_at:
+                row = enc.fix_json(row)
+            append(row)
+        for table, n in before.items():
+            self.rows_received_total[table] += len(buffers[table]) - n
+        if rejected:
+            self._dead_letter_records(rejected, table=None)
+        self._after_write()
+
+    def write_alerts(self, alerts: Iterable[Mapping[str, Any]]) -> None:
+        """Buffer alerts (SPEC.md "Alerts"); an update of an open incident replaces it (latest updated_at)."""
+        self._write_checked("alerts", alerts, alert_row)
+
+    def write_actions(self, actions: Iterable[Mapping[str, Any]]) -> None:
+        """Buffer playbook action records (id, ts, alert_id, playbook, step, action, target, mode, status, detail)."""
+        self._write_checked("actions", actions, action_row)
+
+    def write_dead_letters(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Buffer dead-letter records (``DeadLetter.to_dict``: raw already scrubbed by the caller)."""
+        now = time.time_ns()
+        self._write_checked("dead_letters", records, lambda d: dead_letter_row(d, now))
+
+    def _write_checked(self, table: str, records: Iterable[Mapping[str, Any]], make_row) -> None:
+        self._check_open()
+        buf = self._buffers[table]
+        rejected = []
+        n = 0
+        for r in records:
+            n += 1
+            try:
+                buf.append(make_row(r))
+            except (ValueError, TypeError, AttributeError) as e:
+                rejected.append((r, str(e)))
+        self.rows_received_total[table] += n
+        if rejected:
+            self._dead_letter_records(rejected, table)
+        self._after_write()
+
+    def _dead_letter_records(self, rejected: list[tuple[Any, str]], table: str | None) -> None:
+        """Buffer dead letters for records of ``table`` (None: events, each counted under its kind's table)."""
+        now = time.time_ns()
+        buf = self._buffers["dead_letters"]
+        counts = self.rows_dead_lettered_total
+        for record, reason in rejected:
+            if not isinstance(record, Mapping):
+                record = {"value": repr(record)}
+            buf.append(dead_letter_row(record_dead_letter(record, reason, now), now))
+            # An event of no known kind is counted under "unknown_kind".
+            target = table or EVENT_TABLES.get(record.get("kind"), "unknown_kind")
+            counts[target] = counts.get(target, 0) + 1
+        log.warning("store: %d record(s) sent to dead_letters, e.g. %s", len(rejected), rejected[0][1])
+
+    def _after_write(self) -> None:
+        buffered = False
+        for table, buf in self._buffers.items():
+            if len(buf) >= self.max_batch_rows:
+                self._flush_table(table, full_batches_only=True)
+            buffered = buffered or bool(buf)
+        if not buffered:
+            self._oldest = None
+            return
+        now = self._clock()
+        if self._oldest is None:
+            self._oldest = now
+        elif now - self._oldest >= self.flush_interval_seconds:
+            self.flush()
+
+    # -- flushing --------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Send everything buffered. Raises SinkError if the store fails; the rows stay buffered."""
+        self._check_open()
+        for table in TABLE_ORDER:
+            self._flush_table(table)
+        self._oldest = None
+
+    def _flush_table(self, table: str, full_batches_only: bool = False) -> None:
+        buf = self._buffers[table]
+        least = self.max_batch_rows if full_batches_only else 1
+        while len(buf) >= least:
+            n = min(len(buf), self.max_batch_rows)
+            self._send(table, buf[:n])
+            del buf[:n]
+
+    def _send(self, table: str, rows: list[tuple]) -> None:
+        bad = [(i, f"ts has type {type(r[_TS]).__name__}, expected int nanoseconds")
+               for i, r in enumerate(rows) if type(r[_TS]) is not int]
+        if bad:
+            self._set_aside(table, rows, bad)
+            skip = {i for i, _ in bad}
+            rows = [r for i, r in enumerate(rows) if i not in skip]
+        body, unencodable = encode_rows(rows)
+        if unencodable:
+            self._set_aside(table, rows, unencodable)
+            skip = {i for i, _ in unencodable}
+            rows = [r for i, r in enumerate(rows) if i not in skip]
+        if not rows:
+            return
+        try:
+            self._insert(table, body, len(rows))
+        except ClickHouseError as e:
+            if not e.is_data_error:
+                raise
+            self._insert_isolating(table, rows, e)
+
+    def _insert(self, table: str, body: bytes, n: int) -> None:
+        try:
+            self.backend.insert_json(f"{self.database}.{table}", body, columns=[c.name for c in TABLES[table]],
+                                     fmt="JSONCompactEachRow")
+        except SinkError:
+            self.errors_total += 1
+            raise
+        self.inserts_total += 1
+        self.rows_written_total[table] += n
+
+    def _insert_isolating(self, table: str, rows: list[tuple], error: ClickHouseError) -> None:
+        """ClickHouse refused a value in a batch: find the rows at fault, set them aside, send the rest."""
+        bad = [(i, p) for i, r in enumerate(rows) if (p := check_row(table, r))]
+        if bad:
+            self._set_aside(table, rows, bad)
+            skip = {i for i, _ in bad}
+            rest = [r for i, r in enumerate(rows) if i not in skip]
+            if rest:
+                self._send(table, rest)
+            return
+        # Nothing the checks know about: halve until the rows ClickHouse refuses stand alone.
+        if len(rows) == 1:
+            self._set_aside(table, rows, [(0, f"ClickHouse refused it: {error.message}")])
+            return
+        mid = len(rows) // 2
+        for part in (rows[:mid], rows[mid:]):
+            try:
+                self._insert(table, encode_rows(part)[0], len(part))
+            except ClickHouseError as e:
+                if not e.is_data_error:
+                    raise
+                self._insert_isolating(table, part, e)
+
+    def _set_aside(self, table: str, rows: list[tuple], bad: list[tuple[int, str]]) -> None:
+        if table == "dead_letters":
+            # A dead letter that cannot be stored has nowhere left to go: say so loudly.
+            self.errors_total += len(bad)
+            log.error("store: %d dead-letter record(s) could not be stored, e.g. %s", len(bad), bad[0][1])
+            return
+        enc = ENCODERS.get(next((k for k, t in EVENT_TABLES.items() if t == table), ""))
+        records = []
+        for i, reason in bad:
+            row = rows[i]
+            if enc is not None:
+                record = enc.record(row)
+            else:
+                record = dict(zip((c.field for c in TABLES[table]), row))
+            records.append((record, reason))
+        self._dead_letter_records(records, table)
+
+    # -- reads -----------------------------------------------------------------------------
+    def query(self, sql: str) -> list[dict]:
+        """Rows of any SQL (without a FORMAT clause) as dicts. Add FINAL for exact counts."""
+        self._check_open()
+        return self.backend.query(sql)
+
+    def select(self, table: str, columns: str = "*", where: str | None = None, order_by: str | None = None,
+               limit: int | None = None) -> list[dict]:
+        """Rows of one table, deduplicated (FINAL): what a redelivery wrote twice appears once."""
+        if table not in TABLES:
+            raise SinkError(f"no table {table!r}; tables: {', '.join(TABLE_ORDER)}")
+        sql = f"SELECT {columns} FROM {self.database}.{table} FINAL"
+        if where:
+            sql += f" WHERE {where}"
+        if order_by:
+            sql += f" ORDER BY {order_by}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self.query(sql)
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table, deduplicated (FINAL)."""
+        sql = " UNION ALL ".join(f"SELECT '{t}' AS t, count() AS n FROM {self.database}.{t} FINAL"
+                                 for t in TABLE_ORDER)
+        got = {r["t"]: int(r["n"]) for r in self.query(sql)}
+        return {t: got.get(t, 0) for t in TABLE_ORDER}
+
+    def metrics(self) -> dict[str, Any]:
+        """Telemetry: rows received, written and dead-lettered per table, inserts, errors, rows buffered."""
+        return {
+            "rows_received_total": dict(self.rows_received_total),
+            "rows_written_total": dict(self.rows_written_total),
+            "rows_dead_lettered_total": dict(self.rows_dead_lettered_total),
+            "inserts_total": self.inserts_total,
+            "errors_total": self.errors_total,
+            "rows_buffered": sum(len(b) for b in self._buffers.values()),
+        }
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SinkError("the ClickHouse sink is closed; create a new one")
+
+    def close(self) -> None:
+        """Flush, then close the backend if this sink opened it."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            self._close_backend()
+
+    def _close_backend(self) -> None:
+        if self._owns_backend:
+            self.backend.close()
