@@ -139,6 +139,9 @@ def _add_worker(sub) -> None:
                    help="directory (embedded chdb, one worker per directory), clickhouse:// or http(s):// "
                         "DSN, or 'none' (default: store.dsn from the config)")
     p.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
+    p.add_argument("--stats-file", metavar="FILE", default=None,
+                   help="write the worker's counters here as JSON, four times a second")
+    p.add_argument("--noop-agent", action="store_true", help=argparse.SUPPRESS)  # the throughput benchmark's baseline
     _config_arg(p)
     p.set_defaults(func=_cmd_worker)
 
@@ -150,8 +153,8 @@ def _cmd_worker(args) -> int:
     config = _config_with(args)
     k = config.kafka
     ensure_topics(k.bootstrap, TopicNames(k.topic_prefix).all, k.partitions)
-    sink = _open_store(config, args.store)
-    run_worker(config, sink=sink, loglevel=args.loglevel)
+    sink = None if args.noop_agent else _open_store(config, args.store)
+    run_worker(config, sink=sink, loglevel=args.loglevel, stats_file=args.stats_file, noop=args.noop_agent)
     return EXIT_OK
 
 

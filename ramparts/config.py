@@ -58,6 +58,8 @@ class KafkaConfig(StrictModel):
     batch_max_events: int = Field(default=5000, ge=1, description="A worker batch holds at most this many messages.")
     batch_max_seconds: float = Field(default=0.5, gt=0, description="A worker batch waits at most this long to fill.")
     ship_max_records: int = Field(default=1000, ge=1, description="`ramparts ship` packs up to this many records per message.")
+    session_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="A worker that stops heartbeating loses its partitions after this long.")
     compression: str = Field(default="lz4", pattern=r"^(none|gzip|lz4|zstd|snappy)$",
                              description="Compression of the messages `ramparts ship` and the worker produce.")
 

@@ -19,7 +19,9 @@ Two agents, both thin shells over pure code:
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
+import time
 import weakref
 from collections import defaultdict
 from typing import Any
@@ -34,7 +36,7 @@ from .decode import HEAD_BYTES, detect_format, make_parser, sniff_lines
 from .keys import entity_key, partition_for
 from .parsers import DeadLetter, get_parser_class
 from .pipeline import Pipeline, alert_to_json
-from .topics import HEADER_FORMAT, HEADER_FRAMING, HEADER_ORIGIN, TopicNames
+from .topics import HEADER_END, HEADER_FORMAT, HEADER_FRAMING, HEADER_ORIGIN, TopicNames
 
 log = logging.getLogger("ramparts.worker")
 
@@ -111,7 +113,7 @@ class RawDecoder:
     def decode(self, topic: str, partition: int, offset: int, value: bytes | None,
                headers: dict[str, bytes], events: list[dict], dead: list[DeadLetter]) -> None:
         origin = f"{topic}:{partition}:{offset}"
-        if not value:
+        if not value and not headers.get(HEADER_END):
             return
         fmt_b = headers.get(HEADER_FORMAT)
         fmt = fmt_b.decode() if fmt_b else self._format_of(topic, value)
@@ -139,6 +141,9 @@ class RawDecoder:
                 records = [r[:-1] if r.endswith(b"\r") else r for r in records]
         self.records += len(records)
         parser.parse_chunk(records, origin, 1, events, dead)
+        if headers.get(HEADER_END):
+            parser.flush(events, dead)
+            del self.parsers[(fmt, topic, partition)]
 
 
 def group_by_partition(events: list[dict], partitions: int) -> dict[int, list[dict]]:
@@ -148,8 +153,14 @@ def group_by_partition(events: list[dict], partitions: int) -> dict[int, list[di
     return out
 
 
-def build_app(config, *, sink: Any | None = None, datadir: str | None = None, noop: bool = False) -> faust.App:
-    """The worker's Faust app. ``noop=True`` builds the benchmark's no-op agent instead."""
+def build_app(config, *, sink: Any | None = None, datadir: str | None = None, noop: bool = False,
+              stats_file: str | None = None) -> faust.App:
+    """The worker's Faust app. ``noop=True`` builds the benchmark's no-op agent instead.
+
+    ``stats_file`` gets the worker's counters as JSON four times a second (written
+    atomically): raw messages, records, events, alerts, dead letters, and the wall-clock
+    times of the first and last batch, from which ``ramparts bench throughput`` computes rates.
+    """
     k = config.kafka
     names = TopicNames(k.topic_prefix)
     brokers = ";".join(f"kafka://{b.strip()}" for b in k.bootstrap.split(","))
@@ -164,18 +175,29 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
         consumer_auto_offset_reset="earliest",
         producer_compression_type=None if k.compression == "none" else k.compression,
         producer_max_request_size=4 * 1024 * 1024,
+        broker_session_timeout=k.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, k.session_timeout_seconds / 3),
         value_serializer="raw",
         key_serializer="raw",
     )
     raw_topic = app.topic(*names.raw_all, value_type=bytes, value_serializer="raw", partitions=k.partitions)
     app.ramparts_stats = stats = {"raw_messages": 0, "records": 0, "events": 0, "dead_letters": 0, "alerts": 0,
-                                  "batches": 0}
+                                  "batches": 0, "first_at": None, "last_at": None}
+
+    if stats_file:
+        @app.timer(0.25)
+        async def write_stats():
+            _write_json_atomic(stats_file, stats)
 
     if noop:
         @app.agent(raw_topic, name="noop")
         async def noop_agent(stream):
             async for event in stream.events():
+                now = time.time()
+                if stats["first_at"] is None:
+                    stats["first_at"] = now
                 stats["raw_messages"] += 1
+                stats["last_at"] = now
         return app
 
     events_topic = app.topic(names.events, value_type=bytes, value_serializer="raw", partitions=k.partitions)
@@ -191,6 +213,8 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
     @app.agent(raw_topic, name="parse")
     async def parse_agent(stream):
         async for batch in stream.take_events(k.batch_max_events, within=k.batch_max_seconds):
+            if stats["first_at"] is None:
+                stats["first_at"] = time.time()
             events: list[dict] = []
             dead: list[DeadLetter] = []
             for ev in batch:
@@ -232,15 +256,24 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
             if sink is not None:
                 sink.flush()  # before this batch is acknowledged: at-least-once
             stats["batches"] += 1
+            stats["last_at"] = time.time()
 
     return app
 
 
-def run_worker(config, sink: Any | None = None, loglevel: str = "warn") -> None:
+def _write_json_atomic(path: str, data: dict) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(orjson.dumps(data))
+    os.replace(tmp, path)
+
+
+def run_worker(config, sink: Any | None = None, loglevel: str = "warn", stats_file: str | None = None,
+               noop: bool = False) -> None:
     """Run the worker until it is stopped (SIGTERM / Ctrl-C), then flush and close the store."""
     from faust.worker import Worker
 
-    app = build_app(config, sink=sink)
+    app = build_app(config, sink=sink, stats_file=stats_file, noop=noop)
     worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
 
     @app.on_after_configured.connect
@@ -250,5 +283,7 @@ def run_worker(config, sink: Any | None = None, loglevel: str = "warn") -> None:
     try:
         worker.execute_from_commandline()
     finally:
+        if stats_file:
+            _write_json_atomic(stats_file, app.ramparts_stats)
         if sink is not None:
             sink.close()

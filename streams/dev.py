@@ -24,7 +24,7 @@ import orjson
 from ramparts.timeutil import format_rfc3339
 
 from .broker import EmbeddedBroker
-from .topics import TopicNames, create_topics
+from .topics import TopicNames, create_topics, wait_until_committed
 
 DEFAULT_DIR = "out/dev"
 SEVERITY_ORDER = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
@@ -98,7 +98,8 @@ async def _run(args) -> int:
 
         report = await ship_files(config, files)
         _say(f"shipped {report.records:,} records in {report.messages:,} messages")
-        done = await _wait_until_consumed(broker.bootstrap, k.group, names, args.timeout_seconds, worker)
+        done = await wait_until_committed(broker.bootstrap, k.group, [*names.raw_all, names.events],
+                                          args.timeout_seconds, alive=lambda: worker.poll() is None)
         await asyncio.sleep(1.0)  # the last alerts travel from the worker to the printer
         if args.follow and done:
             _say(f"following: ship more with `ramparts ship --bootstrap {broker.bootstrap} FILE`; Ctrl-C stops")
@@ -150,43 +151,6 @@ async def _print_alerts(bootstrap: str, topic: str, seen: dict[str, dict]) -> No
                     seen[a["id"]] = a
     finally:
         await consumer.stop()
-
-
-async def _wait_until_consumed(bootstrap: str, group: str, names: TopicNames, timeout: float,
-                               worker: subprocess.Popen) -> bool:
-    """Until the worker's group has committed the end of every raw topic and of the events topic."""
-    from aiokafka import AIOKafkaConsumer
-
-    # A consumer in the worker's group that never subscribes: it only reads the group's
-    # committed offsets (Tansu answers that, not the admin client's variant of it).
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await probe.start()
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if worker.poll() is not None:
-                return False
-            await probe._client.force_metadata_update()
-            tps = [tp for t in (*names.raw_all, names.events) for tp in _partitions(probe, t)]
-            ends = await probe.end_offsets(tps)
-            pending = False
-            for tp, end in ends.items():
-                if end > 0 and ((await probe.committed(tp)) or 0) < end:
-                    pending = True
-                    break
-            if not pending:
-                return True
-            await asyncio.sleep(0.5)
-        return False
-    finally:
-        await probe.stop()
-
-
-def _partitions(consumer, topic: str):
-    from aiokafka.structs import TopicPartition
-
-    parts = consumer.partitions_for_topic(topic) or set()
-    return [TopicPartition(topic, p) for p in sorted(parts)]
 
 
 def _summary(work: Path, store_dir: Path, config, manifest, seen: dict[str, dict], report, elapsed: float,

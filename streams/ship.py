@@ -23,7 +23,7 @@ from ramparts.errors import RampartsError
 
 from .decode import HEAD_BYTES, detect_format, open_input
 from .parsers import PARSER_CLASSES, get_parser_class
-from .topics import HEADER_FORMAT, HEADER_FRAMING, HEADER_ORIGIN, TopicNames, create_topics
+from .topics import HEADER_END, HEADER_FORMAT, HEADER_FRAMING, HEADER_ORIGIN, TopicNames, create_topics
 
 MAX_MESSAGE_BYTES = 512 * 1024
 FOLLOW_FLUSH_SECONDS = 0.5
@@ -69,21 +69,31 @@ class Shipper:
             await self.producer.flush()
             await self.producer.stop()
 
-    async def send(self, topic: str, records: list[bytes], fmt: str, origin: str, document: bool = False) -> None:
+    async def send(self, topic: str, records: list[bytes], fmt: str, origin: str, document: bool = False,
+                   end: bool = False) -> None:
         if not records:
             return
+        real = [r for r in records if r]
         if self.single:
-            for r in records:
+            for r in real:
                 await self.producer.send(topic, r)
-            self.report.messages += len(records)
+            self.report.messages += len(real)
+            self.report.records += len(real)
+            self.report.bytes += sum(len(r) for r in real)
+            return
         else:
             headers = [(HEADER_FORMAT, fmt.encode()), (HEADER_ORIGIN, origin.encode())]
             if document:
                 headers.append((HEADER_FRAMING, b"document"))
-            await self.producer.send(topic, b"\n".join(records), headers=headers)
-            self.report.messages += 1
-        self.report.records += len(records)
-        self.report.bytes += sum(len(r) for r in records)
+            if end:
+                headers.append((HEADER_END, b"1"))
+            # Keyed by the file: its messages stay in order on one partition, so that one
+            # parser sees all of them (joins across lines: KServe request/response, audit
+            # stages, the lines of one DCGM scrape).
+            await self.producer.send(topic, b"\n".join(records), key=origin.encode(), headers=headers)
+        self.report.messages += 1
+        self.report.records += len(real)
+        self.report.bytes += sum(len(r) for r in real)
 
     async def ship_stream(self, stream, path: str, fmt: str, follow: bool = False) -> int:
         head = stream.read(HEAD_BYTES)
@@ -101,7 +111,7 @@ class Shipper:
         origin = os.path.basename(path) if path != "-" else "stdin"
         if cls.framing == "document":
             data = head + stream.read()
-            await self.send(topic, [data], fmt, origin, document=True)
+            await self.send(topic, [data], fmt, origin, document=True, end=True)
             self.report.files[path] = (fmt, 1)
             return 1
         max_records = self.config.kafka.ship_max_records
@@ -140,9 +150,10 @@ class Shipper:
                 stream = await _wait_for_more(stream, path)
         if carry.strip():
             pending.append(carry[:-1] if carry.endswith(b"\r") else carry)
-        if pending:
-            await self.send(topic, pending, fmt, origin)
-            count += len(pending)
+        # The last message says the file ended, so the worker flushes what its parser still
+        # holds for a join (the last scrape, an unanswered request) instead of waiting for more.
+        await self.send(topic, pending or [b""], fmt, origin, end=True)
+        count += len(pending)
         self.report.files[path] = (fmt, count)
         return count
 

@@ -8,7 +8,8 @@ record that could not be parsed, with its reason.
 A raw message is either *packed* (what ``ramparts ship`` sends: many records joined by
 newlines, with the ``ramparts-format`` header naming their format, compressed by the
 producer) or a single record from any other producer, with no headers, whose format is
-detected. ``ramparts-framing: document`` marks a whole document (a pod list) as one record.
+detected. ``ramparts-framing: document`` marks a whole document (a pod list) as one record;
+``ramparts-end`` marks the last message of a shipped file (the parser flushes its joins).
 
 >>> names = TopicNames("ramparts")
 >>> names.raw_for_kind("request"), names.events
@@ -18,6 +19,8 @@ detected. ``ramparts-framing: document`` marks a whole document (a pod list) as 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 FAMILY_OF_KIND = {"request": "gateway", "prediction": "payload", "runtime": "runtime", "gpu": "gpu",
@@ -27,6 +30,7 @@ FAMILIES = tuple(FAMILY_OF_KIND.values())
 HEADER_FORMAT = "ramparts-format"
 HEADER_ORIGIN = "ramparts-origin"
 HEADER_FRAMING = "ramparts-framing"
+HEADER_END = "ramparts-end"  # the last message of a shipped file
 
 
 @dataclass(frozen=True)
@@ -82,3 +86,39 @@ async def create_topics(bootstrap: str, names: list[str], partitions: int, timeo
 
 def ensure_topics(bootstrap: str, names: list[str], partitions: int) -> list[str]:
     return asyncio.run(create_topics(bootstrap, names, partitions))
+
+
+async def wait_until_committed(bootstrap: str, group: str, topics: list[str], timeout_seconds: float,
+                               alive: Callable[[], bool] = lambda: True, poll_seconds: float = 0.5) -> bool:
+    """Wait until ``group`` has committed the end of every partition of ``topics``.
+
+    True when it has; False after ``timeout_seconds`` or as soon as ``alive()`` says the
+    consumer is gone. Ends that move while waiting (a worker producing into ``topics``) are
+    read again on every poll.
+    """
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    # A consumer in the group that never subscribes: it only reads the committed offsets
+    # (Tansu answers that request; the admin client's variant of it is refused).
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await probe.start()
+    deadline = time.monotonic() + timeout_seconds
+    try:
+        while time.monotonic() < deadline:
+            if not alive():
+                return False
+            await probe._client.force_metadata_update()
+            tps = [TopicPartition(t, p) for t in topics for p in sorted(probe.partitions_for_topic(t) or ())]
+            ends = await probe.end_offsets(tps)
+            behind = False
+            for tp, end in ends.items():
+                if end > 0 and ((await probe.committed(tp)) or 0) < end:
+                    behind = True
+                    break
+            if not behind:
+                return True
+            await asyncio.sleep(poll_seconds)
+        return False
+    finally:
+        await probe.stop()

@@ -1,0 +1,203 @@
+"""The worker against a real Kafka-compatible broker (Tansu), with real chdb stores.
+
+Shipped records end up as events and alerts in the store; the worker and replay agree; two
+workers split the partitions and the survivor takes over; a worker killed with SIGKILL
+mid-stream and restarted loses nothing and duplicates no row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ramparts.streams.broker import EmbeddedBroker
+from ramparts.streams.replay import Progress, replay
+from ramparts.streams.simulate import simulate
+
+from .harness import Stack, open_store, replay_alerts, scenario_files, stored_alerts
+
+REPO = Path(__file__).resolve().parents[2]
+TABLE_OF_KIND = {"request": "requests", "prediction": "predictions", "runtime": "runtime", "gpu": "gpu",
+                 "workload": "workloads"}
+
+
+@pytest.fixture(scope="module")
+def broker():
+    with EmbeddedBroker() as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def day1(tmp_path_factory):
+    out = tmp_path_factory.mktemp("day1") / "mix.json"
+    simulate("mix", str(out), seed=7, start="2026-11-20T10:00:00Z")
+    return scenario_files(out)
+
+
+@pytest.fixture(scope="module")
+def day2(tmp_path_factory):
+    out = tmp_path_factory.mktemp("day2") / "mix.json"
+    simulate("mix", str(out), seed=8, start="2026-11-21T10:00:00Z")
+    return scenario_files(out)
+
+
+@pytest.fixture
+def stack(broker, tmp_path):
+    s = Stack(broker.bootstrap, tmp_path)
+    yield s
+    s.stop_all()
+
+
+def _events_by_table(pipeline_stats) -> dict[str, int]:
+    return {TABLE_OF_KIND[k]: n for k, n in pipeline_stats.events_by_kind.items()}
+
+
+def _replay_with_kinds(stack, files, tmp):
+    from ramparts.streams.pipeline import Pipeline
+
+    p = Pipeline.from_config(stack.config)
+    r = replay(files, config=stack.config, progress=Progress(None, enabled=False),
+               dead_letter_path=str(tmp / "replay-dead.jsonl"), pipeline=p)
+    return r, _events_by_table(p.stats)
+
+
+def _table_counts(store_path) -> dict[str, int]:
+    store = open_store(store_path)
+    try:
+        return {t: n for t, n in store.counts().items() if t in TABLE_OF_KIND.values()}
+    finally:
+        store.close()
+
+
+def test_shipped_records_become_stored_events_and_the_same_alerts_as_replay(stack, day1, tmp_path):
+    report, expected = _replay_with_kinds(stack, day1, tmp_path)
+    assert report.alerts, "the scenario's attacks must raise alerts for this comparison to mean something"
+    w = stack.worker("a").start()
+    shipped = stack.ship(day1)
+    assert shipped.messages < shipped.records / 100  # packed, many records per message
+    assert stack.wait_consumed(alive=w.alive), w.log_tail()
+    assert w.stop() == 0, w.log_tail()
+
+    store = open_store(w.store)
+    try:
+        counts = store.counts()
+        for table, n in expected.items():
+            assert counts[table] == n, (table, counts)
+        assert stored_alerts(store) == replay_alerts(report)
+        assert counts.get("dead_letters", 0) == 0
+    finally:
+        store.close()
+
+
+def test_single_record_messages_and_garbage_from_other_producers(stack, tmp_path):
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from ramparts.streams.decode import parse_bytes
+
+    example = (REPO / "examples" / "envoy-ai-gateway.jsonl").read_bytes()
+    records = [l for l in example.split(b"\n") if l.strip()]
+    events, dead, _ = parse_bytes("envoy_json", example, config=stack.config)
+    assert not dead
+    garbage = b"\x00this is not a log line of any format\xff"
+
+    async def produce_and_read_dead():
+        producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap)
+        await producer.start()
+        try:
+            for r in records:
+                await producer.send_and_wait(stack.names.raw("gateway"), r)
+            await producer.send_and_wait(stack.names.raw("gateway"), garbage)
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce_and_read_dead())
+    w = stack.worker("single").start()
+    assert stack.wait_consumed(alive=w.alive), w.log_tail()
+    assert w.stop() == 0, w.log_tail()
+
+    async def read_dead_topic():
+        c = AIOKafkaConsumer(stack.names.deadletter, bootstrap_servers=stack.bootstrap,
+                             auto_offset_reset="earliest", group_id=None)
+        await c.start()
+        try:
+            got = []
+            deadline = time.monotonic() + 20
+            while not got and time.monotonic() < deadline:
+                for recs in (await c.getmany(timeout_ms=500)).values():
+                    got.extend(orjson.loads(r.value) for r in recs)
+            return got
+        finally:
+            await c.stop()
+
+    dead_msgs = asyncio.run(read_dead_topic())
+    assert [d["reason"] for d in dead_msgs] == ["format not recognised"]
+    store = open_store(w.store)
+    try:
+        assert store.counts()["requests"] == len(events)
+        rows = store.query("SELECT reason, source FROM ramparts.dead_letters FINAL")
+        assert [(r["reason"], r["source"]) for r in rows] == [("format not recognised", "unrecognised")]
+    finally:
+        store.close()
+
+
+def test_two_workers_split_the_partitions_and_the_survivor_takes_over(stack, day1, day2, tmp_path):
+    _, expected1 = _replay_with_kinds(stack, day1, tmp_path)
+    _, expected2 = _replay_with_kinds(stack, day2, tmp_path)
+    a = stack.worker("a").start()
+    b = stack.worker("b").start()
+    stack.ship(day1)
+    assert stack.wait_consumed(alive=lambda: a.alive() and b.alive()), a.log_tail() + b.log_tail()
+    assert b.stop() == 0, b.log_tail()
+    stack.ship(day2)
+    assert stack.wait_consumed(alive=a.alive), a.log_tail()
+    assert a.stop() == 0, a.log_tail()
+
+    ca, cb = _table_counts(a.store), _table_counts(b.store)
+    assert ca["requests"] > 0 and cb["requests"] > 0, "both workers must have owned partitions"
+    for table in expected1:
+        assert ca.get(table, 0) + cb.get(table, 0) == expected1[table] + expected2[table], table
+    store = open_store(a.store)
+    try:
+        day2_requests = store.query("SELECT count() AS n FROM ramparts.requests FINAL "
+                                    "WHERE ts >= toDateTime64('2026-11-21 00:00:00', 9, 'UTC')")[0]["n"]
+    finally:
+        store.close()
+    assert int(day2_requests) == expected2["requests"], "the survivor must have taken every partition"
+
+
+def test_a_worker_killed_mid_stream_and_restarted_loses_nothing_and_duplicates_nothing(stack, day1, day2,
+                                                                                        tmp_path):
+    import signal
+
+    report, expected1 = _replay_with_kinds(stack, day1 + day2, tmp_path)
+    w = stack.worker("k").start()
+    stack.ship(day1)
+    assert stack.wait_consumed(alive=w.alive), w.log_tail()
+    done_before = w.stats().get("events", 0)
+    stack.ship(day2)
+    deadline = time.monotonic() + 60
+    while w.stats().get("events", 0) <= done_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert w.stats().get("events", 0) > done_before, "the worker never started on the second half"
+    w.stop(signal.SIGKILL)
+
+    w2 = stack.worker("k")  # the same store directory
+    w2.start()
+    assert stack.wait_consumed(alive=w2.alive), w2.log_tail()
+    assert w2.stop() == 0, w2.log_tail()
+
+    store = open_store(w2.store)
+    try:
+        counts = store.counts()
+        for table, n in expected1.items():
+            assert counts[table] == n, (table, counts)
+            distinct = store.query(f"SELECT uniqExact(id) AS n FROM ramparts.{table}")[0]["n"]
+            assert int(distinct) == n, table
+        stored_ids = {a[0] for a in stored_alerts(store)}
+        assert stored_ids == {a[0] for a in replay_alerts(report)}
+    finally:
+        store.close()
