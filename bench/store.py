@@ -117,8 +117,18 @@ def bench_store(n_events: int = 100_000, repeat: int = 3, max_batch_rows: int = 
     return out
 
 
-if __name__ == "__main__":
-    import json
-    import sys
+def add_arguments(sub) -> None:
+    p = sub.add_parser("store", help="ClickHouse sink: rows/s to encode, and to encode and insert into chdb")
+    p.add_argument("--events", type=int, default=100_000, help="events per run (default 100000)")
+    p.add_argument("--repeat", type=int, default=3, help="runs; medians are reported (default 3)")
+    p.set_defaults(func=run)
 
-    print(json.dumps(bench_store(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000), indent=1))
+
+def run(args) -> int:
+    import json
+    import os
+
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    print(json.dumps(bench_store(args.events, repeat=args.repeat), indent=1))
+    return 0

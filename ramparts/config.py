@@ -56,8 +56,11 @@ class KafkaConfig(StrictModel):
     partitions: int = Field(default=4, ge=1, description="Partitions of the topics the runtime creates.")
     group: str = Field(default="ramparts-worker", description="Consumer group (Faust app id) of the workers.")
     batch_max_events: int = Field(default=5000, ge=1, description="A worker batch holds at most this many messages.")
-    batch_max_seconds: float = Field(default=0.5, gt=0, description="A worker batch waits at most this long to fill.")
+    batch_max_seconds: float = Field(default=0.05, gt=0,
+                                     description="A worker micro-batch waits at most this long to fill.")
     ship_max_records: int = Field(default=1000, ge=1, description="`ramparts ship` packs up to this many records per message.")
+    fetch_max_wait_ms: int = Field(
+        default=100, ge=1, description="Longest a worker's fetch waits for data (Faust's own is 1500).")
     session_timeout_seconds: float = Field(
         default=10.0, gt=0, description="A worker that stops heartbeating loses its partitions after this long.")
     compression: str = Field(default="lz4", pattern=r"^(none|gzip|lz4|zstd|snappy)$",

@@ -331,6 +331,11 @@ class ClickHouseSink:
         got = {r["t"]: int(r["n"]) for r in self.query(sql)}
         return {t: got.get(t, 0) for t in TABLE_ORDER}
 
+    @property
+    def rows_buffered(self) -> int:
+        """Rows waiting for the next insert (the worker acknowledges its input only at 0)."""
+        return sum(len(b) for b in self._buffers.values())
+
     def metrics(self) -> dict[str, Any]:
         """Telemetry: rows received, written and dead-lettered per table, inserts, errors, rows buffered."""
         return {
