@@ -3,7 +3,6 @@ VENV    ?= .venv
 PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 SHARED  ?= ../shared
-SAMPLES := $(wildcard $(SHARED)/data/samples/*/*.txt $(SHARED)/data/samples/*/*.log)
 OUT     ?= out
 
 .PHONY: install run test bench clean
@@ -16,20 +15,17 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# For now: parse the bundled examples and the upstream samples (../shared, when it is there),
-# print the summary and the first event of each kind.
+# The demo: embedded broker, a worker, simulated telemetry with attacks, embedded ClickHouse;
+# prints alerts as they fire and a summary, then exits (ramparts dev --follow keeps it running).
 run: install
-	@mkdir -p $(OUT)
-	@rm -f $(OUT)/dead-letter.jsonl
-	$(VENV)/bin/ramparts parse examples/* $(SAMPLES) --dead-letter $(OUT)/dead-letter.jsonl > $(OUT)/events.jsonl
-	@echo "normalized events: $(OUT)/events.jsonl ($$(wc -l < $(OUT)/events.jsonl) lines); first of each kind:"
-	@$(PY) -c "import orjson; seen=set(); [(seen.add(e['kind']), print(l.decode().strip()[:300])) for l in open('$(OUT)/events.jsonl','rb') for e in [orjson.loads(l)] if e['kind'] not in seen]"
+	$(VENV)/bin/ramparts dev --dir $(OUT)/dev
 
 test: install
 	$(PY) -m pytest -q
 
 bench: install
 	$(VENV)/bin/ramparts bench parse
+	$(VENV)/bin/ramparts bench throughput
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .hypothesis

@@ -302,6 +302,7 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
                 for a in alerts:
                     await alerts_topic.send(key=a["id"].encode(), value=alert_to_json(a))
                 stats["alerts"] += len(alerts)
+            stats["detector_errors"] = pipeline.stats.detector_errors
             unacked.extend(batch)
             await settle()
             stats["batches"] += 1

@@ -18,6 +18,7 @@ store is flushed (the worker flushes before it lets Faust commit offsets).
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,8 @@ from ramparts.errors import DetectorError
 from ramparts.events import EventBatch
 from ramparts.timeutil import format_rfc3339
 
+log = logging.getLogger("ramparts.pipeline")
+
 
 @dataclass
 class PipelineStats:
@@ -41,6 +44,7 @@ class PipelineStats:
     events_by_kind: dict[str, int] = field(default_factory=dict)
     alerts_by_detector: dict[str, int] = field(default_factory=dict)
     detector_errors: int = 0
+    last_detector_error: str | None = None
     busy_seconds: float = 0.0
 
 
@@ -64,9 +68,9 @@ class Pipeline:
         """Run every detector over ``events`` (sorted here by event time, stably) and store.
 
         Returns the alerts raised or updated by this batch, one per incident id. A detector
-        that fails on a batch raises :class:`DetectorError` naming itself: the shell decides
-        (the worker crashes the batch and lets Kafka redeliver; replay stops with the error)
-        rather than losing the batch's alerts silently.
+        that fails on a batch is logged as a :class:`DetectorError` naming it and the batch's
+        time span, and counted (``stats.detector_errors``); the other detectors and the store
+        still get the batch. Redelivering the batch would fail the same way forever.
         """
         t0 = time.perf_counter()
         if isinstance(events, EventBatch):
@@ -77,9 +81,12 @@ class Pipeline:
         for d in self.detectors:
             try:
                 raised.extend(d.update(batch, state))
-            except Exception as e:
+            except Exception as e:  # one broken detector must not stop the others or the store
                 self.stats.detector_errors += 1
-                raise DetectorError(f"detector {d.name} failed on a batch of {len(events)} events: {e}") from e
+                err = DetectorError(f"detector {d.name} failed on a batch of {len(events)} events "
+                                    f"({_span(events)}): {type(e).__name__}: {e}")
+                self.stats.last_detector_error = str(err)
+                log.error("%s", err, exc_info=e)
         alerts = merge_alerts(raised)
         if self.sink is not None:
             self.sink.write_events(events)
@@ -99,6 +106,12 @@ class Pipeline:
 
 def _ts(e: dict) -> int:
     return e["ts"]
+
+
+def _span(events: list[dict]) -> str:
+    if not events:
+        return "empty"
+    return f"{format_rfc3339(events[0]['ts'])} .. {format_rfc3339(events[-1]['ts'])}"
 
 
 def alert_to_wire(alert: dict) -> dict:

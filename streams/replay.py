@@ -153,6 +153,8 @@ class ReplayReport:
     store: str | None = None
     store_counts: dict[str, int] = field(default_factory=dict)
     placeholders: list[str] = field(default_factory=list)
+    detector_errors: int = 0
+    last_detector_error: str | None = None
 
     def render(self) -> str:
         out = [self.parse.render().rstrip("\n")]
@@ -163,6 +165,8 @@ class ReplayReport:
             by_det[a["detector"]] = by_det.get(a["detector"], 0) + 1
         out.append(f"alerts: {len(self.alerts)} incident(s)" +
                    (": " + ", ".join(f"{d} {n}" for d, n in sorted(by_det.items())) if by_det else ""))
+        if self.detector_errors:
+            out.append(f"error: {self.detector_errors} detector failure(s); last: {self.last_detector_error}")
         if self.placeholders:
             out.append("note: alerts come from placeholder rules (" + ", ".join(self.placeholders) +
                        ") until the detector issues land")
@@ -210,6 +214,8 @@ def replay(paths: list[str], config=None, fmt: str = "auto", sink: Any | None = 
         dead_out.writer.close()
         progress.done()
     report.elapsed_seconds = time.perf_counter() - t0
+    report.detector_errors = pipeline.stats.detector_errors
+    report.last_detector_error = pipeline.stats.last_detector_error
     if sink is not None:
         report.store = repr(sink)
         report.store_counts = sink.counts()
