@@ -1,0 +1,312 @@
+"""The contract every detector keeps (STYLE.md: river's estimator checks), run over the registry.
+
+A new detector joins ``DETECTOR_CLASSES`` and adds an entry to ``ATTACKS`` below (events that
+make it alert for one entity); every check here then runs against it. The checks are what the
+runtime relies on: the worker keeps state in a changelog (JSON, small, per entity, on the
+partition of the entity's events) and deduplicates on alert ids, whatever the batch cuts.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import pickle
+import random
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ramparts.config import load_config
+from ramparts.detectors import DETECTOR_CLASSES, DETECTORS, build_detectors
+from ramparts.detectors.base import ENTITY_TYPES, SEVERITIES, DictState, merge_alerts
+from ramparts.errors import ConfigError
+from ramparts.events import KIND_FIELDS, EventBatch
+from ramparts.streams.keys import entity_key
+
+NS = 1_000_000_000
+T0 = 1_795_000_000 * NS
+PROPERTY = settings(max_examples=25, deadline=None, derandomize=True, database=None)
+
+
+def stuffing(ip: str, t: int) -> dict:
+    return {"kind": "request", "ts": t, "source": "envoy_json", "principal": f"key:{t % 977:x}", "src_ip": ip,
+            "model": "llama-3-8b", "path": "/v1/chat/completions", "status": 401, "latency_ms": 1.5,
+            "tokens_in": None, "tokens_out": None}
+
+
+def falco(pod: str, t: int) -> dict:
+    return {"kind": "runtime", "ts": t, "source": "falco", "rule": "Detect crypto miners using the Stratum protocol",
+            "verb": None, "priority": "Critical", "namespace": "ml-sandbox", "pod": pod, "container": "c",
+            "image": "jupyter/scipy-notebook", "process": "xmrig", "user": "root", "src_ip": None,
+            "hostname": "gpu-node-3"}
+
+
+def k8s_exec(pod: str, t: int) -> dict:
+    return {"kind": "runtime", "ts": t, "source": "k8s_audit", "rule": None, "verb": "create",
+            "priority": None, "namespace": "inference", "pod": pod, "container": None, "image": None,
+            "process": None, "user": "contractor-7@example.com", "src_ip": "198.51.100.200",
+            "resource": "pods", "subresource": "exec"}
+
+
+# Per detector: events (entity, ts) -> an event that counts towards an alert for that entity.
+ATTACKS = {"access.stuffing": stuffing, "runtime.falco": falco, "access.k8s_exec": k8s_exec}
+
+by_name = pytest.mark.parametrize("cls", DETECTOR_CLASSES, ids=lambda c: c.name)
+
+
+def noise(rng: random.Random, t: int) -> dict:
+    """A benign event of a random kind, with the fields of its kind (some None)."""
+    kind = rng.choice(list(KIND_FIELDS))
+    e = {"kind": kind, "ts": t, "source": rng.choice(["envoy_json", "falco", "k8s_audit", "dcgm", "k8s_pods"])}
+    for f in KIND_FIELDS[kind]:
+        e[f] = None if rng.random() < 0.2 else rng.choice(["a", "b", "inference", "vllm-0", "GPU-1"])
+    if kind == "request":
+        e["status"] = rng.choice([200, 200, 200, 403, 429, 500, None])
+    if kind == "runtime":
+        e["priority"] = rng.choice(["Notice", "Warning", "Error", None])
+    return e
+
+
+def stream(cls, seed: int = 7, n: int = 3000) -> list[dict]:
+    """Benign traffic with bursts of ``cls``'s attack on three entities, in time order.
+
+    The bursts are dense, then sparse, then dense again, so incidents open, stay open, close
+    on a gap and open again: every path of an incident rule is walked.
+    """
+    rng = random.Random(seed)
+    attack = ATTACKS[cls.name]
+    events, t = [], T0
+    for i in range(n):
+        t += rng.randint(1, 200) * 1_000_000
+        events.append(noise(rng, t))
+        phase = (i * 4) // n
+        rate = {0: 0.5, 1: 0.02, 2: 0.0, 3: 0.5}[phase]
+        if rng.random() < rate:
+            events.append(attack(f"ent-{rng.randint(0, 2)}", t))
+        if phase == 2 and i % 200 == 0:  # a long quiet gap for every incident
+            t += 600 * NS
+    return events
+
+
+def batches_of(events: list[dict], size: int) -> list[EventBatch]:
+    return [EventBatch(events[i:i + size]) for i in range(0, len(events), size)]
+
+
+def run(detector, batches, state=None) -> tuple[dict[str, dict], DictState]:
+    """Feed batches; the final state of every incident (by id) and the state store."""
+    state = state or DictState()
+    final: dict[str, dict] = {}
+    for b in batches:
+        for a in detector.update(b, state):
+            final[a["id"]] = a
+    return final, state
+
+
+def test_every_registered_detector_has_contract_inputs():
+    assert sorted(ATTACKS) == sorted(DETECTORS), "add an ATTACKS entry for a new detector"
+
+
+@by_name
+def test_the_attack_stream_raises_alerts(cls):
+    # Guards the other checks: a contract met by a detector that never alerts proves little.
+    alerts, _ = run(cls(), batches_of(stream(cls), 500))
+    assert len(alerts) >= 2
+
+
+@by_name
+def test_update_is_deterministic(cls):
+    events = stream(cls)
+    a1, s1 = run(cls(), batches_of(copy.deepcopy(events), 700))
+    a2, s2 = run(cls(), batches_of(copy.deepcopy(events), 700))
+    assert a1 == a2
+    assert s1.data == s2.data
+
+
+@by_name
+def test_update_does_not_mutate_its_input(cls):
+    events = stream(cls)
+    before = copy.deepcopy(events)
+    run(cls(), batches_of(events, 500))
+    assert events == before
+
+
+@by_name
+def test_detector_pickles_and_the_copy_behaves_the_same(cls):
+    d = cls()
+    events = stream(cls)
+    first, rest = batches_of(events[:1000], 1000), batches_of(events[1000:], 1000)
+    _, state = run(d, first)
+    twin, twin_state = pickle.loads(pickle.dumps(d)), DictState()
+    twin_state.data = copy.deepcopy(state.data)
+    assert run(d, rest, state)[0] == run(twin, rest, twin_state)[0]
+
+
+@by_name
+def test_state_round_trips_through_json(cls):
+    _, state = run(cls(), batches_of(stream(cls), 500))
+    assert state.data
+    for key, value in state.data.items():
+        assert orjson.loads(orjson.dumps(value)) == value, key
+
+
+@by_name
+def test_state_keys_start_with_the_detector_name(cls):
+    _, state = run(cls(), batches_of(stream(cls), 500))
+    assert all(k.startswith(cls.name + "/") for k in state.data)
+
+
+@by_name
+def test_state_per_entity_stays_under_2kb_after_100k_matching_events(cls):
+    attack = ATTACKS[cls.name]
+    d, state = cls(), DictState()
+    # 100k matches for one entity, 5 ms apart, in batches of 10k: one long open incident.
+    for start in range(0, 100_000, 10_000):
+        d.update(EventBatch([attack("victim", T0 + i * 5_000_000) for i in range(start, start + 10_000)]), state)
+    assert state.data
+    for key, value in state.data.items():
+        assert len(orjson.dumps(value)) < 2048, (key, len(orjson.dumps(value)))
+
+
+@by_name
+def test_state_of_an_entity_lives_on_the_partition_of_its_events(cls):
+    # The worker holds each partition's state in a table: every event that touches a state key
+    # must be keyed (streams.keys) to the same entity, or two workers would share one state.
+    d, state = cls(), DictState()
+    owners: dict[str, set[str]] = {}
+    for e in stream(cls, n=1500):
+        d.update(EventBatch([e]), state)
+        for k in state.take_dirty():
+            owners.setdefault(k, set()).add(entity_key(e))
+    assert owners
+    assert {k: v for k, v in owners.items() if len(v) > 1} == {}
+
+
+def _mangled(events: list[dict], rng: random.Random) -> list[dict]:
+    out = []
+    for e in events:
+        e = dict(e)
+        r = rng.random()
+        if r < 0.25:  # fields the source did not carry
+            for f in rng.sample(sorted(e), k=min(3, len(e))):
+                if f not in ("kind", "ts"):
+                    e.pop(f)
+        elif r < 0.5:  # every field known but empty
+            e = {k: (v if k in ("kind", "ts", "source") else None) for k, v in e.items()}
+        elif r < 0.75:  # fields nobody has heard of
+            e["x_new_field"] = {"nested": [1, None]}
+            e["status_text"] = "weird"
+        out.append(e)
+    return out
+
+
+@by_name
+def test_tolerates_missing_none_and_unknown_fields(cls):
+    events = _mangled(stream(cls), random.Random(11))
+    alerts, state = run(cls(), batches_of(events, 400))
+    for key, value in state.data.items():
+        assert orjson.loads(orjson.dumps(value)) == value, key
+    for a in alerts.values():
+        assert math.isfinite(a["score"])
+
+
+@by_name
+def test_alerts_have_the_spec_shape_and_finite_scores(cls):
+    events = stream(cls)
+    alerts, _ = run(cls(), batches_of(events, 500))
+    spec_fields = {"id", "ts", "detector", "severity", "entity", "score", "summary", "evidence", "window",
+                   "first_event_ts", "event_count"}
+    t_min, t_max = events[0]["ts"], events[-1]["ts"]
+    for a in alerts.values():
+        assert spec_fields <= set(a), spec_fields - set(a)
+        assert a["detector"] == cls.name
+        assert a["severity"] in SEVERITIES
+        assert set(a["entity"]) == {"type", "id"}
+        assert a["entity"]["type"] in ENTITY_TYPES and isinstance(a["entity"]["id"], str)
+        assert isinstance(a["score"], float) and math.isfinite(a["score"])
+        assert isinstance(a["summary"], str) and a["summary"] and "\n" not in a["summary"]
+        assert isinstance(a["evidence"], dict) and a["evidence"]
+        orjson.dumps(a["evidence"])  # evidence is stored and sent as JSON
+        assert t_min <= a["first_event_ts"] == a["window"]["start"] <= a["window"]["end"] == a["ts"] <= t_max
+        assert isinstance(a["event_count"], int) and a["event_count"] >= 1
+        assert isinstance(a["id"], str) and a["id"]
+
+
+@by_name
+@PROPERTY
+@given(cuts=st.lists(st.integers(min_value=1, max_value=3999), max_size=30))
+def test_alert_ids_and_counts_do_not_depend_on_batch_cuts(cls, cuts):
+    events = stream(cls, n=2000)
+    whole, whole_state = run(cls(), [EventBatch(events)])
+    bounds = [0, *sorted(set(c for c in cuts if c < len(events))), len(events)]
+    split, split_state = run(cls(), [EventBatch(events[a:b]) for a, b in zip(bounds, bounds[1:])])
+    assert {i: a["event_count"] for i, a in split.items()} == {i: a["event_count"] for i, a in whole.items()}
+    assert split == whole
+    assert split_state.data == whole_state.data
+
+
+@by_name
+def test_one_incident_updated_within_a_batch_is_returned_once(cls):
+    attack = ATTACKS[cls.name]
+    batch = EventBatch([attack("victim", T0 + i * NS) for i in range(50)])
+    raised = cls().update(batch, DictState())
+    assert len(raised) == len(merge_alerts(raised)) == 1
+
+
+# -- options through the config -------------------------------------------------------------
+
+def _config(tmp_path, detectors: dict):
+    path = tmp_path / "ramparts.yaml"
+    path.write_bytes(orjson.dumps({"detectors": detectors}))  # JSON is YAML
+    return load_config(path, env={})
+
+
+@by_name
+def test_an_unknown_option_is_a_config_error_that_names_the_option_meant(cls, tmp_path):
+    options = list(cls.Options.model_fields)
+    if not options:
+        pytest.skip(f"{cls.name} has no options")
+    typo = options[0][:-1] + options[0][-1] * 2 + "x"
+    with pytest.raises(ConfigError) as err:
+        _config(tmp_path, {cls.name: {typo: 1}})
+    msg = str(err.value)
+    assert f"detectors.{cls.name}.{typo}" in msg and f"did you mean '{options[0]}'" in msg
+    assert "\n" not in msg
+
+
+@by_name
+def test_a_bad_option_value_is_a_config_error(cls, tmp_path):
+    fields = cls.Options.model_fields
+    numeric = [n for n, f in fields.items() if f.annotation in (int, float)]
+    if not numeric:
+        pytest.skip(f"{cls.name} has no numeric option")
+    with pytest.raises(ConfigError, match=f"detectors.{cls.name}.{numeric[0]}"):
+        _config(tmp_path, {cls.name: {numeric[0]: -5}})
+
+
+def test_an_unknown_detector_is_a_config_error_with_a_suggestion(tmp_path):
+    with pytest.raises(ConfigError, match=r"detectors\.access\.stufing: .*did you mean 'access\.stuffing'"):
+        _config(tmp_path, {"access.stufing": {"min_count": 3}})
+
+
+@by_name
+def test_enabled_false_removes_the_detector_and_only_it(cls, tmp_path):
+    built = [d.name for d in build_detectors(_config(tmp_path, {cls.name: {"enabled": False}}))]
+    assert cls.name not in built
+    assert built == [c.name for c in DETECTOR_CLASSES if c is not cls]
+
+
+def test_without_a_config_every_detector_runs_with_defaults():
+    built = build_detectors(None)
+    assert [d.name for d in built] == [c.name for c in DETECTOR_CLASSES]
+    assert all(d.options == type(d).Options() for d in built)
+
+
+@by_name
+def test_options_from_the_config_reach_the_detector(cls, tmp_path):
+    fields = cls.Options.model_fields
+    if "min_count" not in fields:
+        pytest.skip(f"{cls.name} has no min_count")
+    (d,) = [d for d in build_detectors(_config(tmp_path, {cls.name: {"min_count": 7}})) if d.name == cls.name]
+    assert d.options.min_count == 7
