@@ -46,21 +46,25 @@ class IncidentRule(Detector):
     def entity_of(self, event: dict) -> str | None:
         raise NotImplementedError
 
+    def entity_type_of(self, event: dict) -> str:
+        return self.entity_type
+
     def describe(self, entity: str, count: int, event: dict) -> str:
         raise NotImplementedError
 
     def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
-        by_entity: dict[str, list[dict]] = {}
+        by_entity: dict[tuple[str, str], list[dict]] = {}
         for i in self.matches(batch):
             e = batch.events[i]
             ent = self.entity_of(e)
             if ent is not None:
-                by_entity.setdefault(ent, []).append(e)
+                by_entity.setdefault((self.entity_type_of(e), ent), []).append(e)
         o = self.options
         window, gap, need = int(o.window_seconds * NS), int(o.gap_seconds * NS), o.min_count
         alerts = []
-        for ent, events in by_entity.items():
-            key = self.key(ent)
+        for (etype, ent), events in by_entity.items():
+            # A second entity type gets its own keys: a node and a pod of one name stay apart.
+            key = self.key(ent if etype == self.entity_type else f"{etype}:{ent}")
             st = state.get(key) or {"recent": [], "inc": None}
             recent, inc = list(st["recent"]), st["inc"]
             touched: dict[int, dict] = {}
@@ -84,7 +88,7 @@ class IncidentRule(Detector):
             state.set(key, {"recent": recent, "inc": inc})
             for i in touched.values():
                 alerts.append(make_alert(
-                    self.name, self.severity, (self.entity_type, ent), score=float(i["count"]),
+                    self.name, self.severity, (etype, ent), score=float(i["count"]),
                     summary=self.describe(ent, i["count"], last_event),
                     evidence=self.evidence(i, last_event), first_ts=i["first"], last_ts=i["last"],
                     count=i["count"]))
@@ -135,6 +139,10 @@ class FalcoCritical(IncidentRule):
 
     def entity_of(self, event: dict) -> str | None:
         return pod_id(event) or event.get("node") or event.get("hostname") or "unknown"
+
+    def entity_type_of(self, event: dict) -> str:
+        # Host-level rules (outside any container) fire with no pod: the alert is about the node.
+        return "pod" if event.get("pod") else "node"
 
     def describe(self, entity: str, count: int, event: dict) -> str:
         return f"Falco: {event.get('rule')} ({count} alert{'s' if count > 1 else ''}) in {entity}"
