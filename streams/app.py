@@ -86,12 +86,14 @@ class RawDecoder:
     def __init__(self, config, hasher: Hasher):
         self.config = config
         self.hasher = hasher
-        self.parsers: dict[tuple[str, str, int], Any] = {}
+        # One parser per shipped file: files of one format can share a partition, and a join
+        # (a DCGM scrape, a KServe request and response) must never mix lines of two files.
+        self.parsers: dict[tuple[str, str, int, bytes | None], Any] = {}
         self.last_format: dict[str, str] = {}
         self.records = 0
 
-    def _parser(self, fmt: str, topic: str, partition: int):
-        key = (fmt, topic, partition)
+    def _parser(self, fmt: str, topic: str, partition: int, source: bytes | None = None):
+        key = (fmt, topic, partition, source)
         p = self.parsers.get(key)
         if p is None:
             p = self.parsers[key] = make_parser(fmt, self.config, self.hasher)
@@ -125,7 +127,7 @@ class RawDecoder:
             self.records += 1
             return
         try:
-            parser = self._parser(fmt, topic, partition)
+            parser = self._parser(fmt, topic, partition, src)
         except KeyError:
             dead.append(DeadLetter(UNRECOGNISED, origin, 1, f"unknown format {fmt!r} in the {HEADER_FORMAT} header",
                                    value))
@@ -143,7 +145,7 @@ class RawDecoder:
         parser.parse_chunk(records, origin, 1, events, dead)
         if headers.get(HEADER_END):
             parser.flush(events, dead)
-            del self.parsers[(fmt, topic, partition)]
+            del self.parsers[(fmt, topic, partition, src)]
 
 
 def group_by_partition(events: list[dict], partitions: int) -> dict[int, list[dict]]:
