@@ -172,13 +172,15 @@ def run(args) -> int:
         if not args.skip_kafka:
             with EmbeddedBroker(log_path=str(work / "broker.log")) as broker:
                 _pin(broker.proc.pid, other)
-                batched = _KafkaRun(broker.bootstrap, work, "batched", core)
-                shipped = batched.ship(files, single=False)
-                single = _KafkaRun(broker.bootstrap, work, "single", core)
-                sent = single.ship([str(single_file)], single=True)
                 b_rates, s_rates, n_rates = [], [], []
                 for run_i in range(args.repeat):
+                    # Fresh topics for every run: a worker of a new group would otherwise find
+                    # the events topic already filled by the previous run's parse agent.
+                    batched = _KafkaRun(broker.bootstrap, work, f"batched{run_i}", core)
+                    shipped = batched.ship(files, single=False)
                     b_rates.append(batched.time_worker(run_i, noop=False, expect=n_events, key="events"))
+                    single = _KafkaRun(broker.bootstrap, work, f"single{run_i}", core)
+                    sent = single.ship([str(single_file)], single=True)
                     s_rates.append(single.time_worker(run_i, noop=False, expect=sent, key="events"))
                     n_rates.append(single.time_worker(run_i, noop=True, expect=sent, key="raw_messages"))
                 print(f"kafka: {shipped:,} records batched; {sent:,} single-record messages; runs "
