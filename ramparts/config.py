@@ -166,7 +166,21 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
                 child = {}
                 node[key] = child
             node = child
-        node[path[-1]] = yaml.safe_load(raw) if raw != "" else ""
+        node[path[-1]] = raw if _is_text_field(path) or raw == "" else yaml.safe_load(raw)
+
+
+def _is_text_field(path: list[str]) -> bool:
+    """Whether the key at ``path`` holds text (a secret or a name): its value is taken as written.
+
+    Read as YAML, a hash key of digits would become a number and ``no`` a boolean.
+    """
+    current: Any = Config
+    for part in path:
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return False
+        current = field.annotation
+    return current in (str, SecretStr, SecretStr | None, str | None)
 
 
 def _suggest(word: str, choices) -> str:

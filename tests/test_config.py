@@ -60,3 +60,12 @@ def test_the_readme_config_example_is_valid(tmp_path):
     config = load_config(path, env={})
     assert config.parser_options("envoy_json").fields == {"api_key": ["x-api-key"]}
     assert config.parser_options("nvidia_smi").timezone == "Europe/Berlin"
+
+
+def test_text_keys_from_the_environment_are_taken_as_written():
+    # Read as YAML, a key of digits would be a number and fail; a group "007" would lose its zeros.
+    config = load_config(None, env={"RAMPARTS_HASH_KEY": "123456789012", "RAMPARTS_KAFKA__GROUP": "007",
+                                    "RAMPARTS_KAFKA__PARTITIONS": "8"})
+    assert config.resolved_hash_key() == "123456789012"
+    assert config.kafka.group == "007"
+    assert config.kafka.partitions == 8
