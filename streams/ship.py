@@ -147,7 +147,15 @@ class Shipper:
                     count += len(pending)
                     pending, pending_bytes, first_at = [], 0, None
                     await self.producer.flush()
-                stream = await _wait_for_more(stream, path)
+                fresh = await _wait_for_more(stream, path)
+                if fresh is not stream:
+                    # Lines written to the old file between our last read and its rotation are
+                    # still its lines, and its last line ends there, not in the new file's first.
+                    carry += stream.read()
+                    if carry and not carry.endswith(b"\n"):
+                        carry += b"\n"
+                    stream.close()
+                    stream = fresh
         if carry.strip():
             pending.append(carry[:-1] if carry.endswith(b"\r") else carry)
         # The last message says the file ended, so the worker flushes what its parser still
@@ -159,7 +167,7 @@ class Shipper:
 
 
 async def _wait_for_more(stream, path: str):
-    """Sleep a little; reopen the file if it was rotated or truncated (``tail -F``)."""
+    """Sleep a little; a new stream if the file was rotated or truncated (``tail -F``), else ``stream``."""
     await asyncio.sleep(0.1)
     if path == "-":
         return stream
@@ -170,7 +178,6 @@ async def _wait_for_more(stream, path: str):
     except (OSError, ValueError):
         return stream
     if st.st_ino != fst.st_ino or st.st_size < pos:
-        stream.close()
         return open(path, "rb")
     return stream
 
