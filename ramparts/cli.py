@@ -16,17 +16,21 @@ from .errors import RampartsError
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def _add_parse(sub) -> None:
+def _files_and_format(p) -> None:
     from ramparts.streams.parsers import PARSERS
 
+    p.add_argument("files", nargs="+", metavar="FILE", help="input files; - reads stdin")
+    p.add_argument("--format", default="auto", choices=["auto", *PARSERS], metavar="auto|NAME",
+                   help=f"input format of every FILE (default: detect per file). One of: {', '.join(PARSERS)}")
+
+
+def _add_parse(sub) -> None:
     p = sub.add_parser(
         "parse", help="print normalized events of log files as JSON lines",
         description="Parse FILEs (or - for stdin) into normalized events, one JSON object per line on "
                     "stdout. Records that cannot be parsed go to the dead-letter file with their raw "
                     "bytes, file, line and reason; a summary per format goes to stderr.")
-    p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--format", default="auto", choices=["auto", *PARSERS], metavar="auto|NAME",
-                   help=f"input format (default: detect per file). One of: {', '.join(PARSERS)}")
+    _files_and_format(p)
     p.add_argument("--dead-letter", metavar="FILE", default=None,
                    help="where unparseable records go (JSON lines; default: "
                         "ramparts-dead-letter.jsonl, created only if needed)")
@@ -63,16 +67,12 @@ def _open_store(config, dsn: str | None):
 
 
 def _add_replay(sub) -> None:
-    from ramparts.streams.parsers import PARSERS
-
     p = sub.add_parser(
         "replay", help="run the whole pipeline over files, no broker",
         description="Replay FILEs through parsing, detectors and storage, merged in event time. Alerts "
                     "go to --alerts-out (JSON lines, one per incident), events and alerts to the store, "
                     "unparseable records to the dead-letter file; a summary goes to stderr.")
-    p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--format", default="auto", choices=["auto", *PARSERS], metavar="auto|NAME",
-                   help="input format of every FILE (default: detect per file)")
+    _files_and_format(p)
     p.add_argument("--alerts-out", metavar="FILE", default=None, help="alerts as JSON lines (default: stdout)")
     p.add_argument("--store", metavar="DSN", default=None,
                    help="a directory (embedded chdb), a clickhouse:// or http(s):// DSN, or 'none' "
@@ -159,15 +159,11 @@ def _cmd_worker(args) -> int:
 
 
 def _add_ship(sub) -> None:
-    from ramparts.streams.parsers import PARSERS
-
     p = sub.add_parser(
         "ship", help="send log files (or stdin) into Kafka",
         description="Send FILEs (or - for stdin) to the raw topic of their format's family, many records "
                     "per compressed message, with the format in a header.")
-    p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--format", default="auto", choices=["auto", *PARSERS], metavar="auto|NAME",
-                   help="input format (default: detect per file)")
+    _files_and_format(p)
     p.add_argument("--follow", "-f", action="store_true",
                    help="keep shipping what is appended to the files (like tail -F) until Ctrl-C")
     _kafka_args(p)

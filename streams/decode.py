@@ -127,37 +127,11 @@ def decode_stream(stream: BinaryIO, parser: Parser, origin: str,
         yield Chunk(EventBatch(events), dead)
 
 
-class _Rewound(io.RawIOBase):
-    """A stream whose first bytes (already read to detect the format) are served again."""
+class _Wrapper(io.RawIOBase):
+    """A readable stream over another; closing it closes the inner one (never stdin)."""
 
-    def __init__(self, head: bytes, rest: BinaryIO):
-        self._head = head
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        if self._rest is not sys.stdin.buffer:
-            self._rest.close()
-        super().close()
-
-    def read(self, n: int = -1) -> bytes:
-        if self._head:
-            if n is None or n < 0:
-                data, self._head = self._head + self._rest.read(), b""
-                return data
-            data, self._head = self._head[:n], self._head[n:]
-            return data
-        return self._rest.read(n)
-
-
-class _Counting(io.RawIOBase):
-    """A stream that reports how many bytes were read from it (for progress bars)."""
-
-    def __init__(self, inner: BinaryIO, on_read: Callable[[int], None]):
+    def __init__(self, inner: BinaryIO):
         self._inner = inner
-        self._on_read = on_read
 
     def readable(self) -> bool:
         return True
@@ -166,6 +140,31 @@ class _Counting(io.RawIOBase):
         if self._inner is not sys.stdin.buffer:
             self._inner.close()
         super().close()
+
+
+class _Rewound(_Wrapper):
+    """A stream whose first bytes (already read to detect the format) are served again."""
+
+    def __init__(self, head: bytes, rest: BinaryIO):
+        super().__init__(rest)
+        self._head = head
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            if n is None or n < 0:
+                data, self._head = self._head + self._inner.read(), b""
+                return data
+            data, self._head = self._head[:n], self._head[n:]
+            return data
+        return self._inner.read(n)
+
+
+class _Counting(_Wrapper):
+    """A stream that reports how many bytes were read from it (for progress bars)."""
+
+    def __init__(self, inner: BinaryIO, on_read: Callable[[int], None]):
+        super().__init__(inner)
+        self._on_read = on_read
 
     def read(self, n: int = -1) -> bytes:
         data = self._inner.read(n)
