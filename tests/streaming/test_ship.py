@@ -232,3 +232,37 @@ def test_follow_ships_appended_lines_and_follows_a_rotated_file(make_config, tmp
     assert {m.key for m in r.messages} == {b"live.log"}
     assert all(headers(m)[HEADER_FORMAT] == b"envoy_json" for m in r.messages)
     assert not any(HEADER_END in headers(m) for m in r.messages)  # a followed file never ends
+
+
+def test_topic_names_cover_every_family_once(make_config):
+    from ramparts.streams.topics import FAMILY_OF_KIND, TopicNames
+
+    names = TopicNames("p")
+    assert [names.raw_for_kind(k) for k in FAMILY_OF_KIND] == \
+        ["p.raw.gateway", "p.raw.payload", "p.raw.runtime", "p.raw.gpu", "p.raw.workload"]
+    assert len(set(names.all)) == len(names.all) == 9
+    assert {names.events, names.alerts, names.actions, names.deadletter} == \
+        {"p.events", "p.alerts", "p.actions", "p.deadletter"}
+
+
+def test_create_topics_creates_only_the_missing_ones(make_config):
+    from ramparts.streams.topics import TopicNames
+
+    config = make_config()
+    names = TopicNames(config.kafka.topic_prefix)
+    k = config.kafka
+    assert sorted(asyncio.run(create_topics(k.bootstrap, names.raw_all[:2], 2))) == sorted(names.raw_all[:2])
+    assert asyncio.run(create_topics(k.bootstrap, names.all, 2)) == names.all[2:]
+    assert asyncio.run(create_topics(k.bootstrap, names.all, 2)) == []
+
+
+def test_an_embedded_broker_listens_on_loopback_and_stops_on_exit():
+    import socket
+
+    with EmbeddedBroker() as b:
+        host, port = b.bootstrap.split(":")
+        assert host == "127.0.0.1"
+        proc = b.proc
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    assert b.proc is None and proc.poll() is not None
