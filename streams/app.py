@@ -44,8 +44,7 @@ log = logging.getLogger("ramparts.worker")
 # few enough to stay far below the broker's 1 MB message limit before compression.
 EVENTS_PER_MESSAGE = 500
 UNRECOGNISED = "unrecognised"
-PREFIX_BYTES = 16
-PREFIX_CACHE_SIZE = 4096
+
 
 
 class TableState:
@@ -92,7 +91,6 @@ class RawDecoder:
         # (a DCGM scrape, a KServe request and response) must never mix lines of two files.
         self.parsers: dict[tuple[str, str, int, bytes | None], Any] = {}
         self.last_format: dict[str, str] = {}
-        self.by_prefix: dict[bytes, str] = {}
         self.records = 0
 
     def _parser(self, fmt: str, topic: str, partition: int, source: bytes | None = None):
@@ -104,28 +102,18 @@ class RawDecoder:
         return p
 
     def _format_of(self, topic: str, value: bytes) -> str | None:
-        # A header-less single record. Sniffing every record costs as much as parsing it, so
-        # the answer is remembered per leading bytes: JSON formats open with the same key on
-        # every line ('{"start_time":"'), so one sniff serves a whole stream; text formats
-        # whose lines open with varying bytes (an IP address) miss and are sniffed each time,
-        # trying the format last seen on the topic first.
-        prefix = value[:PREFIX_BYTES]
-        fmt = self.by_prefix.get(prefix)
-        if fmt is not None:
-            return fmt
+        # A header-less single record: try the format last seen on this topic first (one
+        # sniff instead of all of them). Every record is sniffed: two JSON formats can open
+        # with the same bytes (an Envoy log whose json_format starts with request_id, and
+        # LiteLLM's SpendLogs), so no cheaper shortcut tells them apart.
         head = value[:HEAD_BYTES]
         lines = sniff_lines(head)
         last = self.last_format.get(topic)
         if last is not None and get_parser_class(last).sniff(head, lines):
-            fmt = last
-        else:
-            fmt = detect_format(head)
+            return last
+        fmt = detect_format(head)
         if fmt is not None:
             self.last_format[topic] = fmt
-            if value.startswith(b"{"):
-                if len(self.by_prefix) >= PREFIX_CACHE_SIZE:
-                    self.by_prefix.clear()
-                self.by_prefix[prefix] = fmt
         return fmt
 
     def decode(self, topic: str, partition: int, offset: int, value: bytes | None,

@@ -249,7 +249,6 @@ def test_two_files_of_one_format_interleaved_on_a_partition_decode_as_if_apart(d
     assert without_ids(from_b) == reference("dcgm", b, config)
 
 
-@pytest.mark.xfail(strict=True, reason="the per-prefix format cache trusts 16 leading bytes; reported to the lead")
 def test_two_json_formats_that_open_alike_are_not_confused(decoder):
     # An Envoy JSON access log is configured by its operator: one that opens with request_id
     # shares its first 16 bytes with LiteLLM's SpendLogs (and so, often, its prefix).
