@@ -159,6 +159,8 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
             continue
         if path[0] not in top:
             raise ConfigError(f"environment variable {name} names no config key{_suggest(path[0], top)}")
+        if path[0] == "detectors" and len(path) > 2:
+            path[1] = _detector_name(path[1])
         node = data
         for key in path[:-1]:
             child = node.get(key)
@@ -167,6 +169,18 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
                 node[key] = child
             node = child
         node[path[-1]] = raw if _is_text_field(path) or raw == "" else yaml.safe_load(raw)
+
+
+def _detector_name(word: str) -> str:
+    """``access_stuffing`` -> ``access.stuffing``: a shell cannot export a variable with a dot."""
+    from ramparts.detectors import DETECTORS
+
+    if word in DETECTORS:
+        return word
+    for name in DETECTORS:
+        if name.replace(".", "_") == word:
+            return name
+    return word
 
 
 def _is_text_field(path: list[str]) -> bool:

@@ -69,3 +69,9 @@ def test_text_keys_from_the_environment_are_taken_as_written():
     assert config.resolved_hash_key() == "123456789012"
     assert config.kafka.group == "007"
     assert config.kafka.partitions == 8
+
+
+def test_detector_options_from_a_shell_exportable_variable():
+    # `export RAMPARTS_DETECTORS__ACCESS.STUFFING__...` is not valid shell; the dot may be written as _.
+    config = load_config(None, env={"RAMPARTS_DETECTORS__ACCESS_STUFFING__MIN_COUNT": "7"})
+    assert config.detector_options("access.stuffing").min_count == 7
