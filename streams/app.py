@@ -279,7 +279,7 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
             return
         if sink is not None:
             fresh = time.monotonic() - last_settle[0] < sink.flush_interval_seconds
-            if not force and fresh and sink.rows_buffered < sink.max_batch_rows:
+            if not force and fresh and sink.fullest_buffer < sink.max_batch_rows:
                 return
             sink.flush()
         last_settle[0] = time.monotonic()

@@ -67,7 +67,7 @@ class ClickHouseSink:
     """
 
     def __init__(self, backend_or_dsn: Backend | str, database: str = "ramparts", retention_days: int = 90,
-                 max_batch_rows: int = 5000, flush_interval_seconds: float = 1.0,
+                 max_batch_rows: int = 20000, flush_interval_seconds: float = 1.0,
                  password_env: str = "RAMPARTS_STORE_PASSWORD", clock: Callable[[], float] = time.monotonic):
         check_database_name(database)
         if max_batch_rows < 1:
@@ -335,6 +335,15 @@ class ClickHouseSink:
     def rows_buffered(self) -> int:
         """Rows waiting for the next insert (the worker acknowledges its input only at 0)."""
         return sum(len(b) for b in self._buffers.values())
+
+    @property
+    def fullest_buffer(self) -> int:
+        """Rows buffered for the table that has most: inserts pay off per table, not in total.
+
+        Measured (docs/storage.md): ClickHouse's cost per row falls from 16.5 µs at 1,000 rows
+        per insert to 8.0 at 5,000 and 4.7 at 20,000, so a flush waits for one table to fill.
+        """
+        return max((len(b) for b in self._buffers.values()), default=0)
 
     def metrics(self) -> dict[str, Any]:
         """Telemetry: rows received, written and dead-lettered per table, inserts, errors, rows buffered."""
