@@ -45,6 +45,9 @@ def add_arguments(sub) -> None:
                    help="records sent one per message for the single-record and no-op runs (default 60000)")
     p.add_argument("--repeat", type=int, default=3, help="runs of each measurement; medians are reported (default 3)")
     p.add_argument("--skip-kafka", action="store_true", help="replay only")
+    p.add_argument("--stages", action="store_true",
+                   help="also time the worker's stages in this process, without a broker: decode packed "
+                        "messages, re-key and serialize, deserialize, detect; and decode single records")
     p.set_defaults(func=run)
 
 
@@ -67,7 +70,60 @@ def measure_parse(files: list[str], config) -> float:
 
     t0 = time.perf_counter()
     report = parse_files(files, config=config, out=None, dead_letter_path=os.devnull)
-    return report.totals().events / (time.perf_counter() - t0)
+    return report.totals.events / (time.perf_counter() - t0)
+
+
+def measure_stages(files: list[str], single_file: Path, config) -> dict[str, float]:
+    """Events/s of each stage of the worker's path, in this process and without a broker."""
+    import orjson as _orjson
+
+    from ramparts.detectors.base import DictState
+    from ramparts.redact import Hasher
+    from ramparts.streams.app import EVENTS_PER_MESSAGE, RawDecoder, group_by_partition
+    from ramparts.streams.decode import HEAD_BYTES, detect_format
+    from ramparts.streams.pipeline import Pipeline
+    from ramparts.streams.topics import HEADER_END, HEADER_FORMAT
+
+    messages = []
+    for f in files:
+        data = Path(f).read_bytes()
+        fmt = detect_format(data[:HEAD_BYTES]).encode()
+        lines = data.split(b"\n")
+        step = len(lines) if fmt == b"k8s_pods" else 1000
+        for i in range(0, len(lines), step):
+            headers = {HEADER_FORMAT: fmt}
+            if i + step >= len(lines):
+                headers[HEADER_END] = b"1"
+            messages.append((f, b"\n".join(lines[i:i + step]), headers))
+    hasher = Hasher(config.resolved_hash_key())
+    decoder = RawDecoder(config, hasher)
+    events: list[dict] = []
+    dead: list = []
+    t0 = time.perf_counter()
+    for offset, (f, value, headers) in enumerate(messages):
+        decoder.decode("raw", 0, offset, value, headers, events, dead)
+    t1 = time.perf_counter()
+    payloads = [_orjson.dumps(g[i:i + EVENTS_PER_MESSAGE])
+                for g in group_by_partition(events, config.kafka.partitions).values()
+                for i in range(0, len(g), EVENTS_PER_MESSAGE)]
+    t2 = time.perf_counter()
+    batches = [_orjson.loads(p) for p in payloads]
+    t3 = time.perf_counter()
+    pipeline, state = Pipeline.from_config(config), DictState()
+    for b in batches:
+        pipeline.process_batch(b, state)
+    t4 = time.perf_counter()
+    singles = [line for line in single_file.read_bytes().split(b"\n") if line]
+    single_decoder = RawDecoder(config, hasher)
+    s_events: list[dict] = []
+    t5 = time.perf_counter()
+    for offset, value in enumerate(singles):
+        single_decoder.decode("raw", 0, offset, value, {}, s_events, dead)
+    t6 = time.perf_counter()
+    n = len(events)
+    return {"decode packed messages": n / (t1 - t0), "re-key and serialize": n / (t2 - t1),
+            "deserialize": n / (t3 - t2), "detect (process_batch)": n / (t4 - t3),
+            "all of the above": n / (t4 - t0), "decode single records (detect format + parse)": len(s_events) / (t6 - t5)}
 
 
 def measure_replay(files: list[str], config, store_dir: str | None) -> tuple[float, int]:
@@ -173,6 +229,12 @@ def run(args) -> int:
             replay_rates.append(rate)
             rate, _ = measure_replay(files, config, str(work / "replay-store"))
             replay_store_rates.append(rate)
+        if args.stages:
+            stage_runs = [measure_stages(files, single_file, config) for _ in range(args.repeat)]
+            print("worker stages in this process, events/s (median of runs):")
+            for name in stage_runs[0]:
+                vals = [r[name] for r in stage_runs]
+                print(f"  {name:48} {statistics.median(vals):12,.0f}   runs {', '.join(f'{v:,.0f}' for v in vals)}")
         _pin(0, other if other is not None else core)
         rows = [("parse only (the ceiling)", statistics.median(parse_rates), None),
                 ("replay, detectors, no store", statistics.median(replay_rates), TARGET_REPLAY),

@@ -21,8 +21,6 @@ from pathlib import Path
 
 import orjson
 
-from ramparts.timeutil import format_rfc3339
-
 from .broker import EmbeddedBroker
 from .topics import TopicNames, create_topics, wait_until_committed
 
@@ -177,6 +175,3 @@ def _summary(work: Path, store_dir: Path, config, manifest, seen: dict[str, dict
     _say(f"  logs      {work / 'worker.log'}, {work / 'broker.log'}; telemetry and ground truth in {work / 'sim'}")
     _say(f"  query     python -c \"from ramparts.sinks.clickhouse import ClickHouseSink as S; "
          f"print(S('{store_dir}').query('SELECT detector, severity, summary FROM ramparts.alerts FINAL'))\"")
-    if seen:
-        last = max(a["ts"] for a in seen.values())
-        _say(f"  newest alert event time {last if isinstance(last, str) else format_rfc3339(last)}")
