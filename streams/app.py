@@ -337,10 +337,6 @@ def run_worker(config, sink: Any | None = None, loglevel: str = "warn", stats_fi
     app = build_app(config, sink=sink, stats_file=stats_file, noop=noop)
     worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
 
-    @app.on_after_configured.connect
-    def _noop(*a, **kw):  # pragma: no cover - keeps Faust from looking for a config module
-        pass
-
     try:
         worker.execute_from_commandline()
     finally:

@@ -43,7 +43,10 @@ class EmbeddedBroker:
         url = f"tcp://127.0.0.1:{self.port}"
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen([binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
-                                     stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "RUST_LOG": "warn"})
+                                     stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "RUST_LOG": "warn"},
+                                     # Its own session: a Ctrl-C meant for the demo must not stop the
+                                     # broker before the worker has committed and left.
+                                     start_new_session=True)
         deadline = time.monotonic() + timeout_seconds
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

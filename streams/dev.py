@@ -80,7 +80,8 @@ async def _run(args) -> int:
         cmd = [sys.executable, "-m", "ramparts.cli", "worker", "--store", str(store_dir)]
         if args.config:
             cmd += ["--config", args.config]
-        worker = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        # Its own session too: on Ctrl-C, dev stops the worker (it commits) before the broker.
+        worker = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         _say(f"worker started (pid {worker.pid}, log {work / 'worker.log'}, store {store_dir})")
 
         from ramparts.detectors import build_detectors
@@ -101,11 +102,15 @@ async def _run(args) -> int:
         await asyncio.sleep(1.0)  # the last alerts travel from the worker to the printer
         if args.follow and done:
             _say(f"following: ship more with `ramparts ship --bootstrap {broker.bootstrap} FILE`; Ctrl-C stops")
-            try:
-                while worker.poll() is None:
-                    await asyncio.sleep(1)
-            except (KeyboardInterrupt, asyncio.CancelledError):
-                pass
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            while worker.poll() is None and not stop.is_set():
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+                except asyncio.TimeoutError:
+                    pass
         printer.cancel()
         code = _stop(worker)
         worker = None
