@@ -34,7 +34,7 @@ def _add_parse(sub) -> None:
     p.add_argument("--dead-letter", metavar="FILE", default=None,
                    help="where unparseable records go (JSON lines; default: "
                         "ramparts-dead-letter.jsonl, created only if needed)")
-    p.add_argument("--config", metavar="FILE", default=None, help="config file (default: ./ramparts.yaml if present)")
+    _config_arg(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no summary on stderr")
     p.set_defaults(func=_cmd_parse)
 
