@@ -61,6 +61,8 @@ class KafkaConfig(StrictModel):
     batch_max_seconds: float = Field(default=0.05, gt=0,
                                      description="A worker micro-batch waits at most this long to fill.")
     ship_max_records: int = Field(default=1000, ge=1, description="`ramparts ship` packs up to this many records per message.")
+    fetch_max_wait_ms: int = Field(
+        default=100, ge=1, description="Longest a worker's fetch waits for data (Faust's own is 1500).")
     session_timeout_seconds: float = Field(
         default=10.0, gt=0, description="A worker that stops heartbeating loses its partitions after this long.")
     compression: str = Field(default="lz4", pattern=r"^(none|gzip|lz4|zstd|snappy)$",
