@@ -162,9 +162,12 @@ def group_by_partition(events: list[dict], partitions: int) -> dict[int, list[di
 def _limit_fetch_wait(max_wait_ms: int) -> None:
     """Cap the consumer's fetch long-poll, which Faust hard-codes to 1500 ms.
 
-    Measured against Tansu: a fetch that finds no data waits out its whole max wait even when
-    data arrives meanwhile, so the detect agent (reading what the parse agent just produced)
-    idled up to 1.5 s per round. A short cap costs a few empty fetches a second when idle.
+    Measured (docs/benchmarks.md): with 1500 ms the batched Kafka path ran a third slower
+    against Tansu, the worker idling between its two agents; a fetch of one partition is
+    answered within 2 ms of new data, so the wait comes from fetches that span many
+    partitions (not isolated further). A short cap costs a few empty fetches a second when
+    idle. Faust's driver builds its consumer from the ``aiokafka`` module's class, so the
+    capped class replaces it there, for every consumer this process makes afterwards.
     """
     import aiokafka
     from faust.transport.drivers import aiokafka as driver
