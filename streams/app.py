@@ -162,7 +162,7 @@ def group_by_partition(events: list[dict], partitions: int) -> dict[int, list[di
 def _limit_fetch_wait(max_wait_ms: int) -> None:
     """Cap the consumer's fetch long-poll, which Faust hard-codes to 1500 ms.
 
-    Measured (docs/benchmarks.md): with 1500 ms the batched Kafka path ran a third slower
+    Measured (docs/benchmarks.md): with 1500 ms the batched Kafka path ran about 15% slower
     against Tansu, the worker idling between its two agents; a fetch of one partition is
     answered within 2 ms of new data, so the wait comes from fetches that span many
     partitions (not isolated further). A short cap costs a few empty fetches a second when
