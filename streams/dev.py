@@ -178,5 +178,5 @@ def _summary(work: Path, store_dir: Path, config, manifest, seen: dict[str, dict
         _say(f"  attack    {att.name:22} {att.detector:18} {att.entity_type}={att.entity_id}: {mark}")
     _say(f"  labelled attacks caught: {caught}/{len(manifest.attacks)}")
     _say(f"  logs      {work / 'worker.log'}, {work / 'broker.log'}; telemetry and ground truth in {work / 'sim'}")
-    _say(f"  query     python -c \"from ramparts.sinks.clickhouse import ClickHouseSink as S; "
+    _say(f"  query     {os.path.relpath(sys.executable)} -c \"from ramparts.sinks.clickhouse import ClickHouseSink as S; "
          f"print(S('{store_dir}').query('SELECT detector, severity, summary FROM ramparts.alerts FINAL'))\"")
