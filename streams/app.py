@@ -23,7 +23,7 @@ import os
 import tempfile
 import time
 import weakref
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from typing import Any
 
 import faust
@@ -44,6 +44,7 @@ log = logging.getLogger("ramparts.worker")
 # few enough to stay far below the broker's 1 MB message limit before compression.
 EVENTS_PER_MESSAGE = 500
 UNRECOGNISED = "unrecognised"
+MAX_OPEN_PARSERS = 1024
 
 
 
@@ -89,16 +90,25 @@ class RawDecoder:
         self.hasher = hasher
         # One parser per shipped file: files of one format can share a partition, and a join
         # (a DCGM scrape, a KServe request and response) must never mix lines of two files.
-        self.parsers: dict[tuple[str, str, int, bytes | None], Any] = {}
+        # Bounded: a shipper that dies never sends its file's end marker; the parser least
+        # recently used is flushed (its joins emitted) when a new one would exceed the bound.
+        self.parsers: OrderedDict[tuple[str, str, int, bytes | None], Any] = OrderedDict()
         self.last_format: dict[str, str] = {}
         self.records = 0
 
-    def _parser(self, fmt: str, topic: str, partition: int, source: bytes | None = None):
+    def _parser(self, fmt: str, topic: str, partition: int, source: bytes | None,
+                events: list[dict], dead: list[DeadLetter]):
         key = (fmt, topic, partition, source)
         p = self.parsers.get(key)
-        if p is None:
-            p = self.parsers[key] = make_parser(fmt, self.config, self.hasher)
-            p.stamp_ids = True
+        if p is not None:
+            self.parsers.move_to_end(key)
+            return p
+        p = make_parser(fmt, self.config, self.hasher)
+        p.stamp_ids = True
+        self.parsers[key] = p
+        while len(self.parsers) > MAX_OPEN_PARSERS:
+            _, oldest = self.parsers.popitem(last=False)
+            oldest.flush(events, dead)
         return p
 
     def _format_of(self, topic: str, value: bytes) -> str | None:
@@ -131,7 +141,7 @@ class RawDecoder:
             self.records += 1
             return
         try:
-            parser = self._parser(fmt, topic, partition, src)
+            parser = self._parser(fmt, topic, partition, src, events, dead)
         except KeyError:
             dead.append(DeadLetter(UNRECOGNISED, origin, 1, f"unknown format {fmt!r} in the {HEADER_FORMAT} header",
                                    value))

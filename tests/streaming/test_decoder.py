@@ -260,3 +260,18 @@ def test_two_json_formats_that_open_alike_are_not_confused(decoder):
     assert envoy_line[:16] == litellm_line[:16] and detect_format(envoy_line) == "envoy_json"
     events, dead = decode(decoder, [(litellm_line, {}), (envoy_line, {})])
     assert [e["source"] for e in events] == ["litellm", "envoy_json"] and not dead
+
+
+def test_open_parsers_are_bounded_and_the_evicted_one_emits_what_it_held(decoder, config, monkeypatch):
+    # A shipper that dies never sends its end marker; its parser (and a request waiting for its
+    # response) must neither stay forever nor be lost.
+    import ramparts.streams.app as app
+
+    monkeypatch.setattr(app, "MAX_OPEN_PARSERS", 2)
+    request_only = (EXAMPLES / "kserve-payloads.jsonl").read_bytes().split(b"\n")[0]
+    msgs = [(request_only, {HEADER_FORMAT: b"kserve", HEADER_ORIGIN: f"host{i}.log".encode()}) for i in range(3)]
+    events, dead = decode(decoder, msgs)
+    assert not dead
+    assert len(decoder.parsers) == 2
+    assert [e["id"] for e in events] == [f"{TOPIC}:0:0(host0.log):end.0"]
+    assert without_ids(events) == reference("kserve", request_only + b"\n", config)
