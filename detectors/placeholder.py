@@ -17,6 +17,7 @@ growing ``event_count``) while matches keep coming less than ``gap_seconds`` apa
 
 from __future__ import annotations
 
+import zlib
 from typing import ClassVar
 
 from pydantic import Field
@@ -26,6 +27,7 @@ from ramparts.events import EventBatch
 from .base import Detector, StateStore, make_alert
 
 NS = 1_000_000_000
+SEEN_IDS = 64
 
 
 class IncidentRule(Detector):
@@ -67,9 +69,21 @@ class IncidentRule(Detector):
             key = self.key(ent if etype == self.entity_type else f"{etype}:{ent}")
             st = state.get(key) or {"recent": [], "inc": None}
             recent, inc = list(st["recent"]), st["inc"]
+            seen = list(st.get("seen", ()))
+            seen_set = set(seen)
             touched: dict[int, dict] = {}
             last_event = events[-1]
             for e in events:
+                # At-least-once delivery redoes the tail of a killed worker's input with the
+                # same position ids: an event counted already must not count twice (it would
+                # push a benign source over the threshold). The last SEEN_IDS ids are kept.
+                eid = e.get("id")
+                if eid is not None:
+                    h = zlib.crc32(eid.encode())
+                    if h in seen_set:
+                        continue
+                    seen.append(h)
+                    seen_set.add(h)
                 t = e["ts"]
                 if inc is not None and t - inc["last"] > gap:
                     inc = None
@@ -85,7 +99,7 @@ class IncidentRule(Detector):
                 if inc is not None:
                     touched[inc["first"]] = inc
                     last_event = e
-            state.set(key, {"recent": recent, "inc": inc})
+            state.set(key, {"recent": recent, "inc": inc, "seen": seen[-SEEN_IDS:]})
             for i in touched.values():
                 alerts.append(make_alert(
                     self.name, self.severity, (etype, ent), score=float(i["count"]),

@@ -45,6 +45,7 @@ log = logging.getLogger("ramparts.worker")
 EVENTS_PER_MESSAGE = 500
 UNRECOGNISED = "unrecognised"
 MAX_OPEN_PARSERS = 1024
+MAX_HELD_MESSAGES = 256
 
 
 
@@ -95,6 +96,7 @@ class RawDecoder:
         self.parsers: OrderedDict[tuple[str, str, int, bytes | None], Any] = OrderedDict()
         self.last_format: dict[str, str] = {}
         self.records = 0
+        self.evicted: list[tuple] = []  # parser keys flushed for the bound; the agent releases their messages
 
     def _parser(self, fmt: str, topic: str, partition: int, source: bytes | None,
                 events: list[dict], dead: list[DeadLetter]):
@@ -107,8 +109,9 @@ class RawDecoder:
         p.stamp_ids = True
         self.parsers[key] = p
         while len(self.parsers) > MAX_OPEN_PARSERS:
-            _, oldest = self.parsers.popitem(last=False)
+            old_key, oldest = self.parsers.popitem(last=False)
             oldest.flush(events, dead)
+            self.evicted.append(old_key)
         return p
 
     def _format_of(self, topic: str, value: bytes) -> str | None:
@@ -127,10 +130,15 @@ class RawDecoder:
         return fmt
 
     def decode(self, topic: str, partition: int, offset: int, value: bytes | None,
-               headers: dict[str, bytes], events: list[dict], dead: list[DeadLetter]) -> None:
+               headers: dict[str, bytes], events: list[dict], dead: list[DeadLetter]) -> tuple[tuple | None, bool]:
+        """Decode one message into ``events`` and ``dead``.
+
+        Returns the key of the parser that read it (None when none did) and whether that
+        parser still holds records for a join: then the message must not be acknowledged yet.
+        """
         origin = f"{topic}:{partition}:{offset}"
         if not value and not headers.get(HEADER_END):
-            return
+            return None, False
         fmt_b = headers.get(HEADER_FORMAT)
         fmt = fmt_b.decode() if fmt_b else self._format_of(topic, value)
         src = headers.get(HEADER_ORIGIN)
@@ -139,14 +147,14 @@ class RawDecoder:
         if fmt is None:
             dead.append(DeadLetter(UNRECOGNISED, origin, 1, "format not recognised", value))
             self.records += 1
-            return
+            return None, False
         try:
             parser = self._parser(fmt, topic, partition, src, events, dead)
         except KeyError:
             dead.append(DeadLetter(UNRECOGNISED, origin, 1, f"unknown format {fmt!r} in the {HEADER_FORMAT} header",
                                    value))
             self.records += 1
-            return
+            return None, False
         if headers.get(HEADER_FRAMING) == b"document" or parser.framing == "document":
             records = [value]
         else:
@@ -157,9 +165,12 @@ class RawDecoder:
                 records = [r[:-1] if r.endswith(b"\r") else r for r in records]
         self.records += len(records)
         parser.parse_chunk(records, origin, 1, events, dead)
+        key = (fmt, topic, partition, src)
         if headers.get(HEADER_END):
             parser.flush(events, dead)
-            del self.parsers[(fmt, topic, partition, src)]
+            del self.parsers[key]
+            return key, False
+        return key, parser.holds_state()
 
 
 def group_by_partition(events: list[dict], partitions: int) -> dict[int, list[dict]]:
@@ -254,17 +265,38 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
     pipeline = Pipeline.from_config(config, sink)
     app.ramparts_pipeline = pipeline
 
+    # A raw message is acknowledged once its events are sent on and no parser still holds
+    # any of its records for a join: after a restart the parser must read them again (a DCGM
+    # scrape cut by a message boundary, a KServe request waiting for its response), or it
+    # would emit part of a join under an id the whole one already has. A shipped file's end
+    # marker releases everything; a stream whose parser never lets go (a followed file) is
+    # released every MAX_HELD_MESSAGES messages, a bounded risk (docs/streaming.md).
+    held: dict[tuple, list[Any]] = defaultdict(list)
+
     @app.agent(raw_topic, name="parse")
     async def parse_agent(stream):
-        async for batch in stream.take_events(k.batch_max_events, within=k.batch_max_seconds):
+        async for batch in stream.noack_take(k.batch_max_events, within=k.batch_max_seconds):
             if stats["first_at"] is None:
                 stats["first_at"] = time.time()
             events: list[dict] = []
             dead: list[DeadLetter] = []
+            release: list[Any] = []
             for ev in batch:
                 m = ev.message
                 headers = dict(m.headers or ())
-                decoder.decode(m.topic, m.partition, m.offset, ev.value, headers, events, dead)
+                key, holding = decoder.decode(m.topic, m.partition, m.offset, ev.value, headers, events, dead)
+                if not holding:
+                    if key in held:
+                        release.extend(held.pop(key))
+                    release.append(ev)
+                else:
+                    waiting = held[key]
+                    waiting.append(ev)
+                    if len(waiting) >= MAX_HELD_MESSAGES:
+                        release.extend(held.pop(key))
+            for key in decoder.evicted:
+                release.extend(held.pop(key, ()))
+            decoder.evicted.clear()
             stats["raw_messages"] += len(batch)
             if dead:
                 stats["dead_letters"] += len(dead)
@@ -278,6 +310,8 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
                 for i in range(0, len(group), EVENTS_PER_MESSAGE):
                     await events_topic.send(value=orjson.dumps(group[i:i + EVENTS_PER_MESSAGE]), partition=p)
             stats["records"] = decoder.records
+            for ev in release:
+                await stream.ack(ev)
 
     # Input of the detect agent is acknowledged only once the store has its outputs: rows are
     # buffered across micro-batches into inserts of thousands of rows (or about a second,

@@ -127,6 +127,23 @@ class Parser:
         """Events still held by a join at the end of the input."""
         return []
 
+    def id_suffix(self, event: dict, k: int) -> str:
+        """What tells apart the events one record emits, in their ids (their position by default).
+
+        A parser whose record emits a set of joined events whose order depends on what it read
+        before (DCGM closing the groups of a scrape) names them by content instead, so that a
+        parse restarted mid-stream gives each the id the first parse gave it.
+        """
+        return str(k)
+
+    def holds_state(self) -> bool:
+        """Whether records already read are still needed by what follows (an open join or table).
+
+        The worker does not acknowledge a Kafka message while its parser holds state: after a
+        restart the parser must see those records again, or it would emit part of a join.
+        """
+        return False
+
     # -- helpers for subclasses ---------------------------------------------------------
     def note(self, counter: str, n: int = 1) -> None:
         self.stats.notes[counter] = self.stats.notes.get(counter, 0) + n
@@ -225,8 +242,9 @@ class Parser:
                 append(out)
             else:
                 if stamp:
+                    suffix = self.id_suffix
                     for k, e in enumerate(out):
-                        e["id"] = f"{origin}:{line}.{k}"
+                        e["id"] = f"{origin}:{line}.{suffix(e, k)}"
                 extend(out)
         stats.records += len(records)
         stats.events += len(events) - n_before
@@ -241,7 +259,7 @@ class Parser:
             return
         if self.stamp_ids:
             for k, e in enumerate(out):
-                e["id"] = f"{self._origin}:end.{k}"
+                e["id"] = f"{self._origin}:end.{self.id_suffix(e, k)}"
         events.extend(out)
         self.stats.events += len(out)
 

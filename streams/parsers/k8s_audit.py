@@ -126,6 +126,9 @@ class K8sAuditParser(Parser):
         if len(emitted) > self.options.max_pending:
             emitted.popitem(last=False)
 
+    def holds_state(self) -> bool:
+        return bool(self._held)
+
     def finish(self) -> list[dict]:
         out = list(self._held.values())
         if out:

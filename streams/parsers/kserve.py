@@ -191,6 +191,9 @@ class KServeParser(Parser):
             return [self._join(half, other_half)]
         return [self._join(other_half, half)]
 
+    def holds_state(self) -> bool:
+        return bool(self._pending)
+
     def finish(self) -> list[dict]:
         out = [self._alone(is_req, half) for is_req, half in self._pending.values()]
         self._pending.clear()

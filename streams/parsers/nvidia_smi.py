@@ -244,6 +244,9 @@ class NvidiaSmiParser(Parser):
         raise ParseError("CSV row before any nvidia-smi header line "
                          "(for --format=csv,noheader set parsers.nvidia_smi.columns)")
 
+    def holds_state(self) -> bool:
+        return self._table is not None  # its header is needed by the rows that follow
+
     def finish(self) -> list[dict]:
         return self._end_table()
 

@@ -189,3 +189,14 @@ def test_a_node_and_a_pod_of_one_name_are_separate_incidents():
     assert sorted((a["entity"]["type"], a["entity"]["id"], a["event_count"]) for a in alerts) == \
         [("node", "gpu-node-3", 1), ("pod", "gpu-node-3", 1)]
     assert len(state.data) == 2
+
+
+def test_a_redelivered_event_is_not_counted_twice():
+    # At-least-once: a restarted worker redoes its predecessor's tail with the same position ids.
+    events = [{**req(i), "id": f"raw:0:{i}:1"} for i in range(12)]
+    rule = AuthFailureBurst({"min_count": 20})
+    alerts, state = feed(rule, EventBatch(events), EventBatch(events[4:]), EventBatch(events))
+    assert alerts == [[], [], []]  # 12 distinct failures stay under 20, however often they arrive
+    fresh = [{**req(12 + i), "id": f"raw:0:{12 + i}:1"} for i in range(8)]
+    alerts, _ = feed(rule, EventBatch(events + fresh))
+    assert only(alerts[0])["event_count"] == 20

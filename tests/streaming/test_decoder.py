@@ -275,3 +275,16 @@ def test_open_parsers_are_bounded_and_the_evicted_one_emits_what_it_held(decoder
     assert len(decoder.parsers) == 2
     assert [e["id"] for e in events] == [f"{TOPIC}:0:0(host0.log):end.0"]
     assert without_ids(events) == reference("kserve", request_only + b"\n", config)
+
+
+def test_the_decoder_says_while_a_parser_holds_records_of_a_message(decoder):
+    # The worker acknowledges a message only once no parser holds its records for a join.
+    lines = (EXAMPLES / "kserve-payloads.jsonl").read_bytes().split(b"\n")
+    request, response = lines[0], lines[1]
+    h = {HEADER_FORMAT: b"kserve", HEADER_ORIGIN: b"k.log"}
+    events: list = []
+    key, holding = decoder.decode(TOPIC, 0, 0, request, h, events, [])
+    assert key == ("kserve", TOPIC, 0, b"k.log") and holding and events == []
+    key, holding = decoder.decode(TOPIC, 0, 1, response, h, events, [])
+    assert key == ("kserve", TOPIC, 0, b"k.log") and not holding and len(events) == 1
+    assert decoder.decode(TOPIC, 0, 2, b"\x00 not a log", {}, events, []) == (None, False)
