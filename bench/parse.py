@@ -151,8 +151,9 @@ def measure_floors(lines: list[bytes], repeat: int) -> list[tuple[str, float]]:
 
 
 def run(args) -> int:
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    from .cores import cores, pin
+
+    pin(0, cores()[0])
     formats = args.formats or list(corpus.GENERATORS)
     unknown = [f for f in formats if f not in corpus.GENERATORS]
     if unknown:

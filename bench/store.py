@@ -131,9 +131,9 @@ def add_arguments(sub) -> None:
 
 def run(args) -> int:
     import json
-    import os
 
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    from .cores import cores, pin
+
+    pin(0, cores()[0])
     print(json.dumps(bench_store(args.events, repeat=args.repeat), indent=1))
     return 0

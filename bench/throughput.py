@@ -32,6 +32,8 @@ from pathlib import Path
 
 import orjson
 
+from .cores import cores, pin
+
 TARGET_REPLAY = 200_000
 TARGET_BATCHED = 150_000
 TARGET_SINGLE_RATIO = 0.85
@@ -49,19 +51,6 @@ def add_arguments(sub) -> None:
                    help="also time the worker's stages in this process, without a broker: decode packed "
                         "messages, re-key and serialize, deserialize, detect; and decode single records")
     p.set_defaults(func=run)
-
-
-def _cores() -> tuple[int, int | None]:
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
-    return cores[0], (cores[1] if len(cores) > 1 else None)
-
-
-def _pin(pid: int, core: int | None) -> None:
-    if core is not None and hasattr(os, "sched_setaffinity"):
-        try:
-            os.sched_setaffinity(pid, {core})
-        except OSError:
-            pass
 
 
 def measure_parse(files: list[str], config) -> float:
@@ -172,7 +161,7 @@ class _KafkaRun:
             cmd.append("--noop-agent")
         log = open(self.work / f"worker-{self.tag}-{run}.log", "wb")
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-        _pin(proc.pid, self.core)
+        pin(proc.pid, self.core)
         deadline = time.monotonic() + timeout
         stats: dict = {}
         try:
@@ -201,7 +190,7 @@ def run(args) -> int:
     from ramparts.streams.broker import EmbeddedBroker
     from ramparts.streams.simulate import simulate
 
-    core, other = _cores()
+    core, other = cores()
     work = Path(tempfile.mkdtemp(prefix="ramparts-bench-throughput-"))
     try:
         manifest_path = work / "sim" / "mix.json"
@@ -220,7 +209,7 @@ def run(args) -> int:
               f"single-record runs: {args.single_records:,} Envoy lines; cores: worker {core}, broker {other}",
               flush=True)
 
-        _pin(0, core)
+        pin(0, core)
         replay_rates, replay_store_rates, parse_rates = [], [], []
         n_events = 0
         for _ in range(args.repeat):
@@ -235,7 +224,7 @@ def run(args) -> int:
             for name in stage_runs[0]:
                 vals = [r[name] for r in stage_runs]
                 print(f"  {name:48} {statistics.median(vals):12,.0f}   runs {', '.join(f'{v:,.0f}' for v in vals)}")
-        _pin(0, other if other is not None else core)
+        pin(0, other if other is not None else core)
         rows = [("parse only (the ceiling)", statistics.median(parse_rates), None),
                 ("replay, detectors, no store", statistics.median(replay_rates), TARGET_REPLAY),
                 ("replay, detectors, chdb store", statistics.median(replay_store_rates), None)]
@@ -245,7 +234,7 @@ def run(args) -> int:
 
         if not args.skip_kafka:
             with EmbeddedBroker(log_path=str(work / "broker.log")) as broker:
-                _pin(broker.proc.pid, other)
+                pin(broker.proc.pid, other)
                 b_rates, s_rates, n_rates = [], [], []
                 for run_i in range(args.repeat):
                     # Fresh topics for every run: a worker of a new group would otherwise find

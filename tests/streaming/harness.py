@@ -125,7 +125,3 @@ def stored_alerts(store) -> set[tuple]:
 
 def replay_alerts(report) -> set[tuple]:
     return {(a["id"], a["detector"], a["entity"]["id"], a["event_count"]) for a in report.alerts.values()}
-
-
-def interrupt(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGKILL)
