@@ -113,6 +113,10 @@ class Parser:
         # read ("<origin>:<line>", ".<k>" for the k-th event of one record), so that a record
         # read twice (an at-least-once redelivery) writes the same rows, not new ones.
         self.stamp_ids = False
+        # What names the input as a whole, across the chunks and messages it arrives in (the
+        # worker: "<topic>:<partition>(<file>)"); ids built from an event's own key use it.
+        # The origin of a chunk stands in when unset.
+        self.stream: str | None = None
 
     # -- to implement ---------------------------------------------------------------------
     @classmethod
@@ -136,6 +140,15 @@ class Parser:
         """
         return str(k)
 
+    def event_key(self, event: dict) -> str | None:
+        """The event's own identity in its input, when the format has one (None: by position).
+
+        A format whose records repeat one identity across several lines (the stages of a
+        Kubernetes audit event) names its event by it: which line emits the event depends on
+        what the parser remembered, which a restarted parse has forgotten.
+        """
+        return None
+
     def holds_state(self) -> bool:
         """Whether records already read are still needed by what follows (an open join or table).
 
@@ -143,6 +156,11 @@ class Parser:
         restart the parser must see those records again, or it would emit part of a join.
         """
         return False
+
+    def _key_id(self, event: dict, stream: str) -> None:
+        key = self.event_key(event)
+        if key is not None:
+            event["id"] = f"{stream}#{key}"
 
     # -- helpers for subclasses ---------------------------------------------------------
     def note(self, counter: str, n: int = 1) -> None:
@@ -216,6 +234,8 @@ class Parser:
         stats = self.stats
         parse = self.parse_record
         stamp = self.stamp_ids
+        keyed = stamp and type(self).event_key is not Parser.event_key
+        stream = self.stream if self.stream is not None else origin
         n_before = len(events)
         append, extend = events.append, events.extend
         line = first_line - 1
@@ -239,12 +259,16 @@ class Parser:
             if type(out) is dict:
                 if stamp:
                     out["id"] = f"{origin}:{line}"
+                    if keyed:
+                        self._key_id(out, stream)
                 append(out)
             else:
                 if stamp:
                     suffix = self.id_suffix
                     for k, e in enumerate(out):
                         e["id"] = f"{origin}:{line}.{suffix(e, k)}"
+                        if keyed:
+                            self._key_id(e, stream)
                 extend(out)
         stats.records += len(records)
         stats.events += len(events) - n_before
@@ -258,8 +282,10 @@ class Parser:
             self.stats.dead_letters += 1
             return
         if self.stamp_ids:
+            stream = self.stream if self.stream is not None else self._origin
             for k, e in enumerate(out):
                 e["id"] = f"{self._origin}:end.{self.id_suffix(e, k)}"
+                self._key_id(e, stream)
         events.extend(out)
         self.stats.events += len(out)
 

@@ -287,6 +287,19 @@ class DcgmParser(Parser):
             metrics[name.decode("ascii")] = value
         return out
 
+    def holds_state(self) -> bool:
+        # Open GPU groups: a restart must read their first samples again, or it would emit
+        # part of a group under the id the whole one has.
+        return bool(self._groups)
+
+    def id_suffix(self, event: dict, k: int) -> str:
+        # The groups a record closes come out in the order they were opened, which depends
+        # on where the parse started: name them by GPU and time instead.
+        gpu = event["gpu_uuid"] or f"{event['node']}/{event['gpu_index']}"
+        if event["mig_instance"] is not None:
+            gpu = f"{gpu}/{event['mig_instance']}"
+        return f"{gpu}@{event['ts']}"
+
     def finish(self) -> list[dict]:
         out: list[dict] = []
         self._close(out, None)

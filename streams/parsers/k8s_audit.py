@@ -129,6 +129,11 @@ class K8sAuditParser(Parser):
     def holds_state(self) -> bool:
         return bool(self._held)
 
+    def event_key(self, event: dict) -> str | None:
+        # One request, one auditID, over up to four stage lines: which of them emits the
+        # event depends on the stages the parser has seen (a restart forgets them).
+        return event["audit_id"]
+
     def finish(self) -> list[dict]:
         out = list(self._held.values())
         if out:

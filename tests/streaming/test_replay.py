@@ -189,7 +189,7 @@ def test_replay_sees_events_in_event_time_order(scenario, config, tmp_path):
     assert seen == sorted(seen)
 
 
-def test_replay_stamps_every_event_with_a_unique_position_id(scenario, config, tmp_path):
+def test_replay_stamps_every_event_with_a_unique_id_of_its_file(scenario, config, tmp_path):
     from ramparts.streams.pipeline import Pipeline
 
     _, files = scenario
@@ -202,7 +202,13 @@ def test_replay_stamps_every_event_with_a_unique_position_id(scenario, config, t
 
     _replay(files, config, tmp_path, pipeline=Recorder.from_config(config))
     assert len(ids) == len(set(ids))
-    assert all(i.rsplit(":", 1)[0].endswith(".log") for i in ids if ":end." not in i)
+    # By position ("<file>:<line>"), or by the event's own key in its file (an audit request:
+    # "<file>#<auditID>").
+    positional = [i for i in ids if "#" not in i]
+    keyed = [i for i in ids if "#" in i]
+    assert positional and keyed
+    assert all(i.rsplit(":", 1)[0].endswith(".log") for i in positional if ":end." not in i)
+    assert all(i.split("#", 1)[0].endswith(".k8s_audit.log") for i in keyed)
 
 
 def test_unrecognised_files_and_directories_fail_loudly_and_go_to_dead_letters(scenario, config, tmp_path):
