@@ -83,6 +83,53 @@ class TableState:
         self.dirty = {}
 
 
+class AckOrder:
+    """Hands back a partition's messages for acknowledgement in offset order only.
+
+    Faust commits past a message that was never acknowledged in two cases: on a partition
+    with no committed offset yet, and when the gap after the committed offset is a single
+    message (``Consumer._new_offset`` checks the head gap only ``if committed_offset`` and
+    only for gaps wider than one). A raw message held for a join while a later message of
+    another file on the same partition is acknowledged would then be skipped by the next
+    owner of the partition. Here a message is released for acknowledgement only once every
+    earlier message of its partition is, so what Faust sees acknowledged is always a prefix.
+
+    A revoked partition is forgotten: its messages are neither acknowledged later (a stale
+    release is ignored) nor kept; the next owner reads them again from the committed offset.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[str, int], OrderedDict[int, list]] = {}
+
+    def received(self, ev: Any) -> None:
+        m = ev.message
+        self._pending.setdefault((m.topic, m.partition), OrderedDict())[m.offset] = [ev, False]
+
+    def release(self, ev: Any) -> list[Any]:
+        """``ev`` may be acknowledged: the messages that now can be, in offset order."""
+        m = ev.message
+        waiting = self._pending.get((m.topic, m.partition))
+        entry = waiting.get(m.offset) if waiting else None
+        if entry is None or entry[0] is not ev:
+            return []  # a partition revoked since ``ev`` was read
+        entry[1] = True
+        ready = []
+        while waiting:
+            offset, (first, done) = next(iter(waiting.items()))
+            if not done:
+                break
+            del waiting[offset]
+            ready.append(first)
+        return ready
+
+    def forget(self, partitions: set[tuple[str, int]]) -> None:
+        for tp in partitions:
+            self._pending.pop(tp, None)
+
+    def __len__(self) -> int:
+        return sum(len(w) for w in self._pending.values())
+
+
 class RawDecoder:
     """Raw Kafka messages to events and dead letters (pure apart from the parsers' join state)."""
 
@@ -107,12 +154,22 @@ class RawDecoder:
             return p
         p = make_parser(fmt, self.config, self.hasher)
         p.stamp_ids = True
+        p.stream = f"{topic}:{partition}" + (f"({source.decode('utf-8', 'replace')})" if source else "")
         self.parsers[key] = p
         while len(self.parsers) > MAX_OPEN_PARSERS:
             old_key, oldest = self.parsers.popitem(last=False)
             oldest.flush(events, dead)
             self.evicted.append(old_key)
         return p
+
+    def forget(self, partitions: set[tuple[str, int]]) -> None:
+        """Drop the parsers of revoked partitions without emitting what they hold.
+
+        The partition's next owner reads the held records again from the committed offset
+        (they were never acknowledged) and emits the joins whole.
+        """
+        for key in [key for key in self.parsers if (key[1], key[2]) in partitions]:
+            del self.parsers[key]
 
     def _format_of(self, topic: str, value: bytes) -> str | None:
         # A header-less single record: try the format last seen on this topic first (one
@@ -231,6 +288,10 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
         producer_compression_type=None if k.compression == "none" else k.compression,
         producer_max_request_size=4 * 1024 * 1024,
         broker_session_timeout=k.session_timeout_seconds,
+        # Faust's default waits, on a rebalance, until every message read is acknowledged:
+        # raw messages held for an open join never would be (their partition is paused), and
+        # the rebalance would hang. The revocation handler below settles what can be settled.
+        stream_wait_empty=False,
         broker_heartbeat_interval=min(3.0, k.session_timeout_seconds / 3),
         value_serializer="raw",
         key_serializer="raw",
@@ -272,6 +333,13 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
     # marker releases everything; a stream whose parser never lets go (a followed file) is
     # released every MAX_HELD_MESSAGES messages, a bounded risk (docs/streaming.md).
     held: dict[tuple, list[Any]] = defaultdict(list)
+    order = AckOrder()
+
+    def current(ev: Any) -> bool:
+        # A message read before a rebalance (left in a micro-batch) belongs to a partition
+        # this worker may no longer own, or owns again from its committed offset.
+        generation = ev.message.generation_id
+        return generation is None or generation == app.consumer_generation_id
 
     @app.agent(raw_topic, name="parse")
     async def parse_agent(stream):
@@ -281,8 +349,10 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
             events: list[dict] = []
             dead: list[DeadLetter] = []
             release: list[Any] = []
+            batch = [ev for ev in batch if current(ev)]
             for ev in batch:
                 m = ev.message
+                order.received(ev)
                 headers = dict(m.headers or ())
                 key, holding = decoder.decode(m.topic, m.partition, m.offset, ev.value, headers, events, dead)
                 if not holding:
@@ -311,7 +381,9 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
                     await events_topic.send(value=orjson.dumps(group[i:i + EVENTS_PER_MESSAGE]), partition=p)
             stats["records"] = decoder.records
             for ev in release:
-                await stream.ack(ev)
+                for ready in order.release(ev):
+                    await stream.ack(ready)
+            stats["raw_held"] = len(order)
 
     # Input of the detect agent is acknowledged only once the store has its outputs: rows are
     # buffered across micro-batches into inserts of thousands of rows (or about a second,
@@ -340,6 +412,7 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
     async def detect_agent(stream):
         detect_stream[:] = [stream]
         async for batch in stream.noack_take(k.batch_max_events, within=k.batch_max_seconds):
+            batch = [ev for ev in batch if current(ev)]
             by_partition: dict[int, tuple[Any, list[dict]]] = {}
             for ev in batch:
                 p = ev.message.partition
@@ -365,6 +438,20 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
     async def settle_idle():
         if detect_stream:
             await settle()
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: set, **kwargs: Any) -> None:
+        # Before the partitions go: what the detect agent has done is written and committed
+        # (less for the next owner to redo); what the parse agent holds for joins is dropped
+        # unacknowledged, with its parsers, so that the next owner parses it whole.
+        gone = {(tp.topic, tp.partition) for tp in revoked}
+        order.forget(gone)
+        decoder.forget(gone)
+        for key in [key for key in held if (key[1], key[2]) in gone]:
+            del held[key]
+        if detect_stream:
+            await settle(force=True)
+        await app.consumer.commit()
 
     return app
 

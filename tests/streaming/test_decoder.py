@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import orjson
 import pytest
 
 from ramparts.config import load_config
@@ -288,3 +289,60 @@ def test_the_decoder_says_while_a_parser_holds_records_of_a_message(decoder):
     key, holding = decoder.decode(TOPIC, 0, 1, response, h, events, [])
     assert key == ("kserve", TOPIC, 0, b"k.log") and not holding and len(events) == 1
     assert decoder.decode(TOPIC, 0, 2, b"\x00 not a log", {}, events, []) == (None, False)
+
+
+@pytest.mark.parametrize("crash_after", [3, 7, 12])
+def test_a_dcgm_parse_restarted_from_the_oldest_held_message_gives_the_same_rows(config, scenario, crash_after):
+    # What the worker does after a crash: messages still held for an open GPU group were not
+    # acknowledged, so a new worker reads again from the oldest of them. Every event it emits
+    # must carry the id (and content) the uninterrupted parse gave it, or the store gets a row twice.
+    data = scenario["dcgm"].read_bytes()
+    msgs = shipped(data, "dcgm", "dcgm.log", 37)  # boundaries that cut scrapes
+    full, _ = decode(RawDecoder(config, Hasher(HASH_KEY)), msgs)
+    by_id = {e["id"]: e for e in full}
+    assert len(by_id) == len(full)
+
+    first = RawDecoder(config, Hasher(HASH_KEY))
+    before: list = []
+    oldest_held = None
+    for offset, (value, headers) in enumerate(msgs[:crash_after]):
+        _, holding = first.decode(TOPIC, 0, offset, value, headers, before, [])
+        if not holding:
+            oldest_held = None
+        elif oldest_held is None:
+            oldest_held = offset
+    assert oldest_held is not None, "a cut scrape must hold its message"
+    after, _ = decode(RawDecoder(config, Hasher(HASH_KEY)), msgs[oldest_held:], first_offset=oldest_held)
+    for e in after:
+        assert by_id[e["id"]] == e
+    assert {e["id"] for e in before} | {e["id"] for e in after} == set(by_id)
+
+
+def test_forgetting_a_partition_drops_its_parsers_without_emitting(decoder):
+    lines = (EXAMPLES / "kserve-payloads.jsonl").read_bytes().split(b"\n")
+    h = {HEADER_FORMAT: b"kserve", HEADER_ORIGIN: b"k.log"}
+    events: list = []
+    decoder.decode(TOPIC, 0, 0, lines[0], h, events, [])
+    decoder.decode(TOPIC, 1, 0, lines[0], h, events, [])
+    decoder.forget({(TOPIC, 0)})
+    assert list(decoder.parsers) == [("kserve", TOPIC, 1, b"k.log")]
+    assert events == [] and decoder.evicted == []
+
+
+def test_an_audit_request_is_one_row_whichever_of_its_stages_a_restarted_parse_sees_first(config):
+    # ResponseStarted emits the event and the parser then drops the same request's
+    # ResponseComplete; a worker restarted between the two has forgotten that, and emits it
+    # again. The id names the request (its auditID), so the store keeps one row.
+    def stage(name: str) -> bytes:
+        return orjson.dumps({
+            "kind": "Event", "apiVersion": "audit.k8s.io/v1", "auditID": "a-1", "stage": name,
+            "requestURI": "/api/v1/namespaces/models/pods/m-0/exec?command=sh", "verb": "create",
+            "requestReceivedTimestamp": "2026-11-22T10:00:00Z", "user": {"username": "eve"},
+            "objectRef": {"resource": "pods", "subresource": "exec", "name": "m-0", "namespace": "models"}})
+
+    h = {HEADER_FORMAT: b"k8s_audit", HEADER_ORIGIN: b"audit.log"}
+    msgs = [(stage("ResponseStarted"), h), (stage("ResponseComplete"), h)]
+    whole, _ = decode(RawDecoder(config, Hasher(HASH_KEY)), msgs)
+    restarted, _ = decode(RawDecoder(config, Hasher(HASH_KEY)), msgs[1:], first_offset=1)
+    assert len(whole) == len(restarted) == 1
+    assert whole[0]["id"] == restarted[0]["id"] == f"{TOPIC}:0(audit.log)#a-1"
