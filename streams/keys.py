@@ -4,9 +4,12 @@ A detector keeps state per entity; the worker that owns the entity's partition h
 state in its Faust table. Events are keyed so that everything one detector needs about an
 entity lands on one partition:
 
-* requests and predictions by principal; a request that failed authentication (HTTP 401) by
-  its source address instead, because the key it presented identifies nobody and the source
-  is what a credential-stuffing detector follows;
+* requests by principal; a request that failed authentication (HTTP 401) by its source
+  address instead, because the key it presented identifies nobody and the source is what a
+  credential-stuffing detector follows;
+* predictions by source address (by principal when none is known): the extraction detector
+  keeps each principal's statistics and, beside them, the pooled statistics of all principals
+  of one source, which is how a Sybil split (one attack over many keys) shows;
 * GPU samples by GPU UUID, and workloads by the GPU they are authorized on, so that the
   authorization of a GPU sits beside its samples (by node when the UUID is not known);
 * runtime events by namespace/pod (by node, then by source, when there is no pod).
@@ -15,6 +18,8 @@ entity lands on one partition:
 'principal:alice'
 >>> entity_key({"kind": "request", "principal": "key:ab12", "status": 401, "src_ip": "192.0.2.7"})
 'src_ip:192.0.2.7'
+>>> entity_key({"kind": "prediction", "principal": "svc-a", "src_ip": "10.42.3.14"})
+'src_ip:10.42.3.14'
 >>> entity_key({"kind": "runtime", "namespace": "inference", "pod": "vllm-0"})
 'pod:inference/vllm-0'
 >>> partition_for("pod:inference/vllm-0", 4)
@@ -28,7 +33,10 @@ import zlib
 
 def entity_key(event: dict) -> str:
     kind = event.get("kind")
-    if kind == "request" or kind == "prediction":
+    if kind == "prediction":
+        ip = event.get("src_ip")
+        return f"src_ip:{ip}" if ip else f"principal:{event.get('principal')}"
+    if kind == "request":
         p = event.get("principal")
         if p is None or event.get("status") == 401:
             return f"src_ip:{event.get('src_ip')}"
