@@ -9,9 +9,10 @@ from __future__ import annotations
 import difflib
 
 from .base import Detector
+from .extraction import ExtractionDetector
 from .placeholder import AuthFailureBurst, FalcoCritical, PodExec
 
-DETECTOR_CLASSES: list[type[Detector]] = [AuthFailureBurst, FalcoCritical, PodExec]
+DETECTOR_CLASSES: list[type[Detector]] = [AuthFailureBurst, FalcoCritical, PodExec, ExtractionDetector]
 DETECTORS: dict[str, type[Detector]] = {c.name: c for c in DETECTOR_CLASSES}
 
 

@@ -50,8 +50,18 @@ def k8s_exec(pod: str, t: int) -> dict:
             "resource": "pods", "subresource": "exec"}
 
 
+def boundary_walk(principal: str, t: int) -> dict:
+    # A line search: each query a small step from the last along one segment, each answered
+    # near the decision boundary (Tramer et al.): close queries and low confidence.
+    step = (t // 1_000_000) % 4096
+    x = [round(1.0 + 0.001 * step * (j % 7), 4) for j in range(16)]
+    return {"kind": "prediction", "ts": t, "source": "kserve", "principal": principal, "src_ip": f"10.0.0.{len(principal)}",
+            "model": "digits", "model_version": "1", "input": [x], "output": [[0.52, 0.48]]}
+
+
 # Per detector: events (entity, ts) -> an event that counts towards an alert for that entity.
-ATTACKS = {"access.stuffing": stuffing, "runtime.falco": falco, "access.k8s_exec": k8s_exec}
+ATTACKS = {"access.stuffing": stuffing, "runtime.falco": falco, "access.k8s_exec": k8s_exec,
+           "extraction.queries": boundary_walk}
 
 by_name = pytest.mark.parametrize("cls", DETECTOR_CLASSES, ids=lambda c: c.name)
 

@@ -1,0 +1,182 @@
+"""The extraction detector's statistics, each on a hand-made stream (numpy, seeded)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ramparts.detectors.base import DictState
+from ramparts.detectors.extraction import (ExtractionDetector, binomial_tail, median_pairwise, query_rows,
+                                           shapiro_w)
+from ramparts.events import EventBatch
+
+NS = 1_000_000_000
+T0 = 1_795_000_000 * NS
+WIDTH = 16
+
+
+def event(principal: str, t: int, x, probs, src: str | None = None, model: str = "m") -> dict:
+    return {"kind": "prediction", "ts": t, "source": "kserve", "principal": principal,
+            "src_ip": src if src is not None else f"10.0.0.{abs(hash(principal)) % 200 + 1}",
+            "model": model, "model_version": "1", "input": [list(map(float, x))], "output": [list(map(float, probs))]}
+
+
+def natural(rng: np.random.Generator, n: int) -> np.ndarray:
+    # A "population" of clustered inputs: 5 centres, features in [0, 10], as real data is structured.
+    centres = np.random.default_rng(0).uniform(2, 8, size=(5, WIDTH))
+    return np.clip(centres[rng.integers(0, 5, n)] + rng.normal(0, 0.8, (n, WIDTH)), 0, 10).round(2)
+
+
+def confident(rng: np.random.Generator) -> list[float]:
+    p = rng.uniform(0.85, 0.99)
+    return [p, 1 - p]
+
+
+def warm(det: ExtractionDetector, state: DictState, rng: np.random.Generator, n_clients: int = 20,
+         per_client: int = 30) -> int:
+    """Benign clients that teach the detector its population; returns the next free time."""
+    t = T0
+    for i in range(per_client):
+        batch = []
+        for c in range(n_clients):
+            t += NS // 10
+            batch.append(event(f"benign-{c}", t, natural(rng, 1)[0], confident(rng)))
+        assert det.update(EventBatch(batch), state) == []
+    return t
+
+
+def feed(det, state, principal, X, probs_of, t, src=None, step=NS // 4):
+    alerts = []
+    for i, x in enumerate(X):
+        t += step
+        alerts += det.update(EventBatch([event(principal, t, x, probs_of(i), src)]), state)
+    return alerts, t
+
+
+def first_alert_query(alerts, principal=None):
+    return alerts[0]["evidence"]["queries"] if alerts else None
+
+
+# -- pieces ---------------------------------------------------------------------------------------
+def test_query_rows_reads_one_row_batches_and_binary_scores():
+    rows = query_rows({"input": [1, 2, 3], "output": [0.1, 0.7, 0.2]})
+    assert len(rows) == 1 and rows[0][1] == 0.7 and rows[0][2] == 1
+    rows = query_rows({"input": [[1, 2], [3, 4]], "output": [0.9, 0.2]})  # a binary model's scores
+    assert [(r[1], r[2]) for r in rows] == [(0.9, 1), (0.8, 0)]
+    rows = query_rows({"input": "a prompt", "output": None})
+    assert rows == [(None, None, None)]
+    assert query_rows({"input": [[1, float("nan")]], "output": [[0.5, 0.5]]})[0][0] is None
+
+
+def test_binomial_tail_matches_the_exact_sum():
+    from math import comb
+
+    n, p = 30, 0.05
+    for k in (0, 1, 3, 10, 30):
+        exact = sum(comb(n, j) * p ** j * (1 - p) ** (n - j) for j in range(k, n + 1))
+        assert binomial_tail(k, n, p) == pytest.approx(exact, rel=1e-9, abs=1e-300)
+
+
+def test_median_pairwise_and_shapiro_on_known_points():
+    pts = np.array([[0, 0], [3, 0], [0, 4]], dtype=np.float32)  # distances 3, 4, 5
+    assert median_pairwise(pts) == pytest.approx(4.0)
+    rng = np.random.default_rng(1)
+    assert shapiro_w(rng.normal(size=48)) > 0.9
+    assert shapiro_w(np.r_[np.zeros(40), np.full(8, 5.0)]) < 0.6
+
+
+# -- statistics on hand-made streams ------------------------------------------------------------------
+def test_natural_clients_and_a_repeating_client_raise_nothing():
+    rng = np.random.default_rng(2)
+    det, state = ExtractionDetector(), DictState()
+    t = warm(det, state, rng)
+    base = natural(rng, 5)
+    repeats = np.repeat(base, 40, axis=0)  # five rows, each sent 40 times (retries, a re-run batch job)
+    alerts, t = feed(det, state, "cache-client", repeats, lambda i: confident(rng), t)
+    assert alerts == []
+    s = state.get("extraction.queries/p|" + event("cache-client", 0, [0], [1, 0])["src_ip"] + "|cache-client|m")
+    assert s["rep"] == 195 and s["nd"] == 5
+
+
+def test_uniform_random_queries_are_out_of_range_within_min_queries():
+    rng = np.random.default_rng(3)
+    det, state = ExtractionDetector(), DictState()
+    t = warm(det, state, rng)
+    alerts, _ = feed(det, state, "thief", rng.uniform(0, 10, (60, WIDTH)).round(2), lambda i: confident(rng), t)
+    assert alerts, "uniform random probes must be caught"
+    a = alerts[0]
+    assert a["entity"] == {"type": "principal", "id": "thief"}
+    ev = a["evidence"]
+    assert ev["statistic"] == "out_of_range" and ev["value"] >= ev["threshold"] and ev["queries"] == 20
+
+
+def test_a_line_search_is_close_queries_without_any_population():
+    # Bisection between two points: each probe half as far from the last. No warm-up: the
+    # statistic is scale-free and needs no population.
+    rng = np.random.default_rng(4)
+    det, state = ExtractionDetector(), DictState()
+    X = []
+    for _ in range(6):
+        a, b = natural(rng, 2)
+        lo, hi = 0.0, 1.0
+        for _ in range(10):
+            mid = (lo + hi) / 2
+            X.append(a + mid * (b - a))
+            lo, hi = (mid, hi) if rng.random() < 0.5 else (lo, mid)
+    alerts, _ = feed(det, state, "prober", np.array(X), lambda i: [0.55, 0.45], T0)
+    assert alerts
+    assert alerts[0]["evidence"]["statistic"] == "close_queries"
+    assert alerts[0]["evidence"]["queries"] <= 30
+
+
+def test_low_confidence_outputs_alert_once_the_population_has_a_base_rate():
+    rng = np.random.default_rng(5)
+    det, state = ExtractionDetector({"close_ratio": 0.01}), DictState()  # isolate the output statistic
+    t = warm(det, state, rng)
+    alerts, _ = feed(det, state, "edge", natural(rng, 60), lambda i: [0.52, 0.48], t)
+    assert alerts and alerts[0]["evidence"]["statistic"] == "low_confidence"
+
+
+def test_a_sybil_split_alerts_on_the_shared_source_and_no_key_alone():
+    rng = np.random.default_rng(6)
+    det, state = ExtractionDetector(), DictState()
+    t = warm(det, state, rng)
+    X = rng.uniform(0, 10, (64, WIDTH)).round(2)
+    alerts = []
+    for i, x in enumerate(X):  # 16 keys, four queries each: every key under min_queries
+        t += NS // 4
+        alerts += det.update(EventBatch([event(f"key-{i % 16}", t, x, confident(rng), src="192.0.2.150")]), state)
+    assert {(a["entity"]["type"], a["entity"]["id"]) for a in alerts} == {("src_ip", "192.0.2.150")}
+    assert alerts[0]["evidence"]["queries"] == 20
+
+
+def test_two_benign_clients_behind_one_address_do_not_add_up_to_an_attack():
+    rng = np.random.default_rng(7)
+    det, state = ExtractionDetector(), DictState()
+    t = warm(det, state, rng)
+    alerts = []
+    for i, x in enumerate(natural(rng, 200)):
+        t += NS // 4
+        alerts += det.update(EventBatch([event(f"office-{i % 2}", t, x, confident(rng), src="203.0.113.10")]), state)
+    assert alerts == []
+
+
+def test_an_incident_keeps_its_id_and_grows_while_the_attack_goes_on():
+    rng = np.random.default_rng(8)
+    det, state = ExtractionDetector(), DictState()
+    t = warm(det, state, rng)
+    alerts, _ = feed(det, state, "thief", rng.uniform(0, 10, (80, WIDTH)).round(2), lambda i: confident(rng), t)
+    assert len({a["id"] for a in alerts}) == 1
+    assert [a["event_count"] for a in alerts] == sorted(a["event_count"] for a in alerts)
+    assert alerts[-1]["event_count"] == 80
+
+
+def test_state_per_stream_stays_under_2kb():
+    import orjson
+
+    rng = np.random.default_rng(9)
+    det, state = ExtractionDetector(), DictState()
+    t = warm(det, state, rng)
+    feed(det, state, "thief", rng.uniform(0, 10, (300, 64)).round(3), lambda i: list(rng.dirichlet(np.ones(10))), t)
+    sizes = {k: len(orjson.dumps(v)) for k, v in state.data.items()}
+    assert max(sizes.values()) < 2048, max(sizes.items(), key=lambda kv: kv[1])
