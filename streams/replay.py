@@ -167,9 +167,10 @@ class ReplayReport:
                    (": " + ", ".join(f"{d} {n}" for d, n in sorted(by_det.items())) if by_det else ""))
         if self.detector_errors:
             out.append(f"error: {self.detector_errors} detector failure(s); last: {self.last_detector_error}")
-        if self.placeholders:
-            out.append("note: alerts come from placeholder rules (" + ", ".join(self.placeholders) +
-                       ") until the detector issues land")
+        fired = sorted(p for p in self.placeholders if p in by_det)
+        if fired:
+            out.append("note: " + ", ".join(fired) + " alerts come from placeholder rules until their "
+                       "detector issues land")
         if self.store:
             counts = ", ".join(f"{t} {n:,}" for t, n in sorted(self.store_counts.items()) if n)
             out.append(f"store: {self.store}" + (f" ({counts})" if counts else ""))
