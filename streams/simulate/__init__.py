@@ -12,7 +12,7 @@ timeline; the manifest lists each attack's interval, the alert family expected t
 and its entity as the pipeline sees it. The same seed and start give the same bytes.
 
 >>> sorted(SCENARIOS)
-['baseline', 'mix']
+['baseline', 'extraction', 'mix']
 >>> [p.attack for p in SCENARIOS["mix"].attacks]
 ['credential-stuffing', 'kubectl-exec', 'crypto-miner']
 """
@@ -57,6 +57,13 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                     "on a spare GPU",
              attacks=(Placement("credential-stuffing", 0.20, 0.35), Placement("kubectl-exec", 0.40, 0.75),
                       Placement("crypto-miner", 0.55, 0.90))),
+    # The thieves one after another, each alone on the victim with its honest callers.
+    Scenario("extraction", "baseline plus 12 honest callers of a digits classifier on KServe and five model-extraction "
+                           "attacks on it: Jacobian augmentation, boundary line search, random inputs, Knockoff "
+                           "natural images, and a Sybil spreading Jacobian augmentation over 16 accounts",
+             attacks=(Placement("extraction-benign-clients", 0.0, 1.0), Placement("extraction-jbda", 0.10, 0.27),
+                      Placement("extraction-boundary", 0.27, 0.44), Placement("extraction-random", 0.44, 0.61),
+                      Placement("extraction-knockoff", 0.61, 0.78), Placement("extraction-sybil", 0.78, 0.95))),
 )}
 
 

@@ -26,9 +26,9 @@ class Attack:
 
 
 def _registry() -> dict[str, Attack]:
-    from . import k8s_exec, miner, stuffing
+    from . import extraction, k8s_exec, miner, stuffing
 
-    attacks = [stuffing.ATTACK, miner.ATTACK, k8s_exec.ATTACK]
+    attacks = [stuffing.ATTACK, miner.ATTACK, k8s_exec.ATTACK, *extraction.EXTRACTION_ATTACKS]
     return {a.name: a for a in attacks}
 
 
