@@ -213,6 +213,7 @@ def _cmd_formats(args) -> int:
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks", description="Benchmarks; figures go to docs/benchmarks.md.")
     bsub = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    from ramparts.bench import extraction as bench_extraction
     from ramparts.bench import parse as bench_parse
     from ramparts.bench import store as bench_store
     from ramparts.bench import throughput as bench_throughput
@@ -220,6 +221,7 @@ def _add_bench(sub) -> None:
     bench_parse.add_arguments(bsub)
     bench_throughput.add_arguments(bsub)
     bench_store.add_arguments(bsub)
+    bench_extraction.add_arguments(bsub)
 
 
 def build_parser() -> argparse.ArgumentParser:
