@@ -17,7 +17,7 @@ WIDTH = 16
 
 def event(principal: str, t: int, x, probs, src: str | None = None, model: str = "m") -> dict:
     return {"kind": "prediction", "ts": t, "source": "kserve", "principal": principal,
-            "src_ip": src if src is not None else f"10.0.0.{abs(hash(principal)) % 200 + 1}",
+            "src_ip": src if src is not None else f"address-of-{principal}",  # one address per principal
             "model": model, "model_version": "1", "input": [list(map(float, x))], "output": [list(map(float, probs))]}
 
 
