@@ -76,16 +76,13 @@ def run_seed(seed: int, *, delta: float = 0.95, n_benign: int = 30, queries_per_
 
     # PRADA, per principal, on every row in the order the principal sent them.
     prada = Prada(delta=delta)
-    prada_first: dict[str, int] = {}
     for e in events:
         inp, out = e.get("input"), e.get("output")
         if not inp or not out:
             continue
         for x, probs in zip(inp, out):
-            if prada.query(e["principal"], np.asarray(x, dtype=np.float64), int(np.argmax(probs))):
-                prada_first.setdefault(e["principal"], 0)
-    for p in prada_first:
-        prada_first[p] = prada.first_flag(p)
+            prada.query(e["principal"], np.asarray(x, dtype=np.float64), int(np.argmax(probs)))
+    prada_first = {p: prada.first_flag(p) for p in traffic.principals if prada.flagged(p)}
 
     def alert_time(principal: str) -> int | None:
         times = [t for k, t in first.items()

@@ -69,7 +69,7 @@ from pydantic import Field
 
 from ramparts.events import EventBatch
 
-from .base import Detector, StateStore, make_alert
+from .base import Detector, StateStore, make_alert, merge_alerts
 
 PROJECTED_DIMS = 12
 RESERVOIR = 16
@@ -290,7 +290,7 @@ class ExtractionDetector(Detector):
     # -- state -------------------------------------------------------------------------------
     @staticmethod
     def _fresh(ts: int) -> dict:
-        return {"t0": ts, "tl": ts, "n": 0, "rep": 0, "nd": 0.0, "ood": 0.0, "nj": 0.0, "close": 0.0,
+        return {"tl": ts, "n": 0, "rep": 0, "nd": 0.0, "ood": 0.0, "nj": 0.0, "close": 0.0,
                 "nc": 0.0, "low": 0.0, "h": "", "r": "", "d": "", "w": None, "inc": None}
 
     def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
@@ -343,7 +343,7 @@ class ExtractionDetector(Detector):
                         self._population(model, len(vec)).add(vec, conf)
         for key in dirty:
             state.set(key, cache[key])
-        return _latest_per_incident(out)
+        return merge_alerts(out)
 
     def _population(self, model: str, width: int) -> Population:
         p = self.populations.get((model, width))
@@ -400,21 +400,14 @@ class ExtractionDetector(Detector):
     def _judge(self, s: dict, model: str, ts: int, etype: str, eid: str, event: dict) -> dict | None:
         o = self.options
         findings = []
-        pop = None
-        for (m, _w), p in self.populations.items():
-            if m == model and p.ready:
-                pop = p
-                break
+        pops = [p for (m, _w), p in self.populations.items() if m == model]
+        pop = next((p for p in pops if p.ready), None)
         if pop is not None and s["nj"] >= o.min_queries:
             base = max(pop.ood_rate or 0.0, o.base_floor)
             findings.append(self._share("out_of_range", s["ood"], s["nj"], base))
         if s["nd"] >= o.min_queries:
             findings.append(self._share("close_queries", s["close"], max(s["nd"] - 4, 1.0), o.close_base))
-        low_base = None
-        for (m, _w), p in self.populations.items():
-            if m == model:
-                low_base = p.low_rate()
-                break
+        low_base = pops[0].low_rate() if pops else None
         if low_base is not None and s["nc"] >= o.min_queries:
             findings.append(self._share("low_confidence", s["low"], s["nc"], max(low_base, o.base_floor)))
         w = s.get("w")
@@ -462,10 +455,3 @@ class ExtractionDetector(Detector):
         return {"statistic": statistic, "value": round(share, 4), "threshold": round(o.min_ratio * base, 4),
                 "base_rate": round(base, 4), "p_value": float(f"{p:.3g}"), "hit": hit,
                 "strength": -math.log10(max(p, 1e-300))}
-
-
-def _latest_per_incident(alerts: list[dict]) -> list[dict]:
-    latest: dict[str, dict] = {}
-    for a in alerts:
-        latest[a["id"]] = a
-    return list(latest.values())
