@@ -59,9 +59,11 @@ the model in ``evidence``.
 from __future__ import annotations
 
 import base64
+import bisect
 import math
 import random
 import zlib
+from collections import OrderedDict, deque
 from typing import Any
 
 import numpy as np
@@ -76,6 +78,12 @@ RESERVOIR = 16
 HASHES = 32
 DISTANCES = 48
 POPULATION_ROWS = 1024
+PEER_FLAGS = 32  # last out-of-range flags kept per source address, for the peer rate
+PEER_MIN_FLAGS = 8  # a source with fewer recent flags is not a peer yet
+MAX_PEERS = 512  # sources a population tracks (least recently seen dropped first)
+PEER_EVERY = 16  # notes between two recomputations of the peers' shares
+SHIFT_MIN_SOURCES = 3  # a population-wide shift needs at least this many sources (with PEER_FLAGS flags)
+SHIFT_SHARE = 0.25  # ... and their median out-of-range share this high (4x it would be 1: nothing could alert)
 SEVERITY_RANK = {"medium": 0, "high": 1}
 NORMALITY_EVERY = 8  # distinct queries between two Shapiro-Wilk tests (the test costs ~100 us)
 
@@ -199,6 +207,18 @@ class Population:
     A reservoir of rows (deterministic: seeded by the model's name) gives per-feature ranges
     (quantiles), refreshed every 128 rows; counts of low-confidence outputs give the base rate
     of ``low_confidence``.
+
+    It also keeps, per source address, whether its last ``PEER_FLAGS`` queries were out of
+    range. A stream is judged against its *peers*: the median share of the other sources that
+    have taught the population (judged clean: a thief or a short-lived prober never has) and
+    were active within ``gap_seconds``. When the inputs of the whole population move (a new upstream
+    feature pipeline, a new season: drift, which ``detectors/drift`` reports), every source
+    goes out of range at once, the peer rate rises with them and none of them stands out.
+    When the median share of the active sources (at least ``SHIFT_MIN_SOURCES`` of them) reaches
+    ``SHIFT_SHARE``, the ranges are stale: the reservoir is emptied and learnt again, and ``epoch`` counts up so that
+    streams drop the out-of-range counts they gathered against the old ranges. A thief would
+    have to control half of a model's active source addresses to pass for such a shift; a Sybil split
+    from one address is one source.
     """
 
     def __init__(self, model: str, width: int, options):
@@ -213,6 +233,11 @@ class Population:
         self.low = 0
         self.o = options
         self._since = 0
+        self.epoch = 0
+        self.peers: OrderedDict[str, list] = OrderedDict()  # source -> [last ts, 0/1 flags, their sum]
+        self._notes = 0
+        self._shares: dict[str, float] = {}  # the active peers' shares, recomputed every PEER_EVERY notes
+        self._sorted: list[float] = []
 
     def add(self, vec: np.ndarray | None, conf: float | None) -> None:
         if conf is not None:
@@ -251,6 +276,54 @@ class Population:
 
     def low_rate(self) -> float | None:
         return self.low / self.outputs if self.outputs >= self.o.min_population else None
+
+    # -- peers ---------------------------------------------------------------------------------
+    def note(self, source: str, ts: int, ood: bool, taught: bool) -> None:
+        """One judged query of ``source`` (``taught``: it went into the population); resets the
+        ranges on a population-wide shift."""
+        entry = self.peers.get(source)
+        if entry is None:
+            entry = self.peers[source] = [ts, deque(maxlen=PEER_FLAGS), 0, False]
+            if len(self.peers) > MAX_PEERS:
+                self.peers.popitem(last=False)
+        else:
+            self.peers.move_to_end(source)
+            if ts - entry[0] > self.o.gap_seconds * 1e9:  # idle: its old flags say nothing of now
+                entry[1].clear()
+                entry[2] = 0
+        flags = entry[1]
+        if len(flags) == PEER_FLAGS:
+            entry[2] -= flags[0]
+        flags.append(1 if ood else 0)
+        entry[0], entry[2] = ts, entry[2] + (1 if ood else 0)
+        entry[3] = entry[3] or taught
+        self._notes += 1
+        if self._notes % PEER_EVERY == 0:
+            since = ts - int(self.o.gap_seconds * 1e9)
+            self._shares = {src: n / len(f) for src, (last, f, n, known) in self.peers.items()
+                            if known and last >= since and len(f) >= PEER_MIN_FLAGS}
+            self._sorted = sorted(self._shares.values())
+            # A shift is decided on full memories only: 8 flags are too few (2 of 8 is 0.25).
+            full = [self._shares[src] for src, e in self.peers.items()
+                    if src in self._shares and len(e[1]) == PEER_FLAGS]
+            if len(full) >= SHIFT_MIN_SOURCES and float(np.median(full)) >= SHIFT_SHARE:
+                self._reset()
+
+    def peer_rate(self, source: str | None) -> float | None:
+        """Median out-of-range share of the other sources active lately (None: no such peer)."""
+        shares = self._sorted
+        own = self._shares.get(source)
+        if own is not None:
+            shares = shares.copy()
+            shares.pop(bisect.bisect_left(shares, own))
+        return float(np.median(shares)) if shares else None
+
+    def _reset(self) -> None:
+        self.filled = self.seen = self._since = 0
+        self.lo = self.hi = self.ood_rate = None
+        self.peers.clear()
+        self._shares, self._sorted = {}, []
+        self.epoch += 1
 
 
 # -- the detector ------------------------------------------------------------------------------
@@ -291,7 +364,7 @@ class ExtractionDetector(Detector):
     @staticmethod
     def _fresh(ts: int) -> dict:
         return {"tl": ts, "n": 0, "rep": 0, "nd": 0.0, "ood": 0.0, "nj": 0.0, "close": 0.0,
-                "nc": 0.0, "low": 0.0, "h": "", "r": "", "d": "", "w": None, "inc": None}
+                "nc": 0.0, "low": 0.0, "h": "", "r": "", "d": "", "w": None, "inc": None, "ep": 0}
 
     def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
         o = self.options
@@ -328,6 +401,7 @@ class ExtractionDetector(Detector):
             if src is not None:
                 streams.append(("src_ip", src, f"{self.name}/s|{src}|{model}"))
             flagged = False
+            seasoned = True
             for etype, eid, key in streams:
                 s = load(key, ts)
                 dirty.add(key)
@@ -335,12 +409,21 @@ class ExtractionDetector(Detector):
                 alert = self._feed(s, rows, model, ts, etype, eid, e, quiet=flagged)
                 if s["inc"] is not None:
                     flagged = True
+                seasoned = seasoned and s["nd"] >= o.min_queries
                 if alert is not None:
                     out.append(alert)
-            if not flagged:
-                for vec, conf, _cls in rows:
-                    if vec is not None:
-                        self._population(model, len(vec)).add(vec, conf)
+            # What the population learns from: streams judged (min_queries) and found clean. A
+            # thief's first queries, before it can be judged, would otherwise widen the ranges
+            # for every other thief (two rows at a range's end are enough to move a quantile).
+            learn = seasoned and not flagged
+            for vec, conf, _cls in rows:
+                if vec is None:
+                    continue
+                pop = self._population(model, len(vec))
+                if pop.ready:
+                    pop.note(src or principal, ts, pop.outside(vec), learn)
+                if learn:
+                    pop.add(vec, conf)
         for key in dirty:
             state.set(key, cache[key])
         return merge_alerts(out)
@@ -373,6 +456,8 @@ class ExtractionDetector(Detector):
             s["nd"] += 1
             pop = self.populations.get((model, len(vec)))
             if pop is not None and pop.ready:
+                if s.get("ep", 0) != pop.epoch:  # counts against ranges since learnt again
+                    s["ep"], s["nj"], s["ood"] = pop.epoch, 0.0, 0.0
                 s["nj"] += 1
                 s["ood"] += pop.outside(vec)
             if conf is not None:
@@ -403,7 +488,8 @@ class ExtractionDetector(Detector):
         pops = [p for (m, _w), p in self.populations.items() if m == model]
         pop = next((p for p in pops if p.ready), None)
         if pop is not None and s["nj"] >= o.min_queries:
-            base = max(pop.ood_rate or 0.0, o.base_floor)
+            peers = pop.peer_rate(event.get("src_ip") or event.get("principal"))
+            base = max(pop.ood_rate or 0.0, peers or 0.0, o.base_floor)
             findings.append(self._share("out_of_range", s["ood"], s["nj"], base))
         if s["nd"] >= o.min_queries:
             findings.append(self._share("close_queries", s["close"], max(s["nd"] - 4, 1.0), o.close_base))

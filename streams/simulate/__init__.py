@@ -57,13 +57,15 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                     "on a spare GPU",
              attacks=(Placement("credential-stuffing", 0.20, 0.35), Placement("kubectl-exec", 0.40, 0.75),
                       Placement("crypto-miner", 0.55, 0.90))),
-    # The thieves one after another, each alone on the victim with its honest callers.
+    # The thieves one after another, each alone on the victim with its honest callers, after the
+    # first 30% of the window in which only the honest callers run: the detector learns what a
+    # model's callers send from callers it has judged (as it would have in a running deployment).
     Scenario("extraction", "baseline plus 12 honest callers of a digits classifier on KServe and five model-extraction "
                            "attacks on it: Jacobian augmentation, boundary line search, random inputs, Knockoff "
                            "natural images, and a Sybil spreading Jacobian augmentation over 16 accounts",
-             attacks=(Placement("extraction-benign-clients", 0.0, 1.0), Placement("extraction-jbda", 0.10, 0.27),
-                      Placement("extraction-boundary", 0.27, 0.44), Placement("extraction-random", 0.44, 0.61),
-                      Placement("extraction-knockoff", 0.61, 0.78), Placement("extraction-sybil", 0.78, 0.95))),
+             attacks=(Placement("extraction-benign-clients", 0.0, 1.0), Placement("extraction-jbda", 0.30, 0.43),
+                      Placement("extraction-boundary", 0.43, 0.56), Placement("extraction-random", 0.56, 0.69),
+                      Placement("extraction-knockoff", 0.69, 0.82), Placement("extraction-sybil", 0.82, 0.95))),
 )}
 
 

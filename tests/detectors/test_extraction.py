@@ -33,8 +33,9 @@ def confident(rng: np.random.Generator) -> list[float]:
 
 
 def warm(det: ExtractionDetector, state: DictState, rng: np.random.Generator, n_clients: int = 20,
-         per_client: int = 30) -> int:
-    """Benign clients that teach the detector its population; returns the next free time."""
+         per_client: int = 40) -> int:
+    """Benign clients that teach the detector its population (from each client's 21st query on:
+    streams are judged before they teach); returns the next free time."""
     t = T0
     for i in range(per_client):
         batch = []
@@ -159,6 +160,63 @@ def test_two_benign_clients_behind_one_address_do_not_add_up_to_an_attack():
         t += NS // 4
         alerts += det.update(EventBatch([event(f"office-{i % 2}", t, x, confident(rng), src="203.0.113.10")]), state)
     assert alerts == []
+
+
+def _shifted(rng: np.random.Generator, n: int) -> np.ndarray:
+    # The same clients after an upstream change: every feature moved by 6 (outside the old range).
+    return (natural(rng, n) + 6.0).round(2)
+
+
+def test_a_shift_of_the_whole_population_is_not_an_attack_and_the_ranges_are_learnt_again():
+    rng = np.random.default_rng(10)
+    det, state = ExtractionDetector(), DictState()
+    t = warm(det, state, rng)
+    pop = det.populations[("m", WIDTH)]
+    assert pop.epoch == 0
+    alerts = []
+    for i in range(60):  # the same 20 clients, now all sending shifted inputs
+        batch = []
+        for c in range(20):
+            t += NS // 10
+            batch.append(event(f"benign-{c}", t, _shifted(rng, 1)[0], confident(rng)))
+        alerts += det.update(EventBatch(batch), state)
+    assert alerts == []
+    assert pop.epoch == 1 and pop.ready, "the stale ranges must be replaced by the shifted population's"
+    # ... and a thief is judged against the new ranges: the old population's inputs are now out of range.
+    thief, _ = feed(det, state, "thief", natural(rng, 40), lambda i: confident(rng), t)
+    assert thief and thief[0]["evidence"]["statistic"] == "out_of_range"
+
+
+def test_one_source_moving_out_of_range_alone_is_still_judged_against_its_peers():
+    rng = np.random.default_rng(11)
+    det, state = ExtractionDetector(), DictState()
+    t = warm(det, state, rng)
+    alerts = []
+    for i in range(40):  # 19 clients as before, one of them sends shifted inputs
+        batch = []
+        for c in range(20):
+            t += NS // 10
+            x = _shifted(rng, 1)[0] if c == 0 else natural(rng, 1)[0]
+            batch.append(event(f"benign-{c}", t, x, confident(rng)))
+        alerts += det.update(EventBatch(batch), state)
+    assert {a["entity"]["id"] for a in alerts} == {"benign-0"}
+    assert alerts[0]["evidence"]["statistic"] == "out_of_range"
+    assert det.populations[("m", WIDTH)].epoch == 0
+
+
+def test_streams_teach_the_population_only_once_judged_clean():
+    rng = np.random.default_rng(12)
+    det, state = ExtractionDetector(), DictState()
+    t = warm(det, state, rng)
+    pop = det.populations[("m", WIDTH)]
+    seen = pop.seen
+    # Three short-lived thieves, each under min_queries: none of their rows may widen the ranges
+    # the next thief is judged against.
+    for k in range(3):
+        feed(det, state, f"prober-{k}", rng.uniform(0, 10, (19, WIDTH)).round(2), lambda i: confident(rng), t)
+    assert pop.seen == seen
+    feed(det, state, "benign-0", natural(rng, 5), lambda i: confident(rng), t)
+    assert pop.seen == seen + 5  # a judged, clean stream does teach
 
 
 def test_an_incident_keeps_its_id_and_grows_while_the_attack_goes_on():
