@@ -29,6 +29,7 @@ from typing import Any
 import faust
 import orjson
 from faust.streams import _current_event
+from faust.types import TP
 
 from ramparts.redact import Hasher
 
@@ -128,6 +129,70 @@ class AckOrder:
 
     def __len__(self) -> int:
         return sum(len(w) for w in self._pending.values())
+
+
+class InOrder:
+    """Lets through each partition's messages once and in offset order, or asks for a seek back.
+
+    Faust's consumer keeps its own read offsets and treats a jump in them as a gap in the log
+    (``Consumer._add_gap``, which then counts as acknowledged); records it fetched before a
+    rebalance but hands over after the seek that follows it move that offset past messages
+    the seek was meant to deliver again, and those are then dropped as already read. Kafka
+    offsets of our topics are contiguous, so the agents check every message against the next
+    offset they expect from its partition (the committed offset after an assignment):
+
+    * the expected one: goes through;
+    * an earlier one: delivered twice (a seek, a rebalance); dropped, the first copy counts;
+    * a later one: messages were skipped. It is dropped, the hole is logged and counted, and
+      the caller seeks the partition back to the expected offset (at most once per second
+      per partition while the hole lasts), so nothing is lost and no offset is acknowledged
+      past a message that was never processed.
+    """
+
+    def __init__(self, committed, log) -> None:
+        self.committed = committed  # (topic, partition) -> committed offset or None
+        self.expected: dict[tuple[str, int], int] = {}
+        self.asked: dict[tuple[str, int], tuple[int, float]] = {}
+        self.holes: list[dict] = []
+        self.duplicates = 0
+        self.log = log
+
+    def admit(self, m: Any) -> bool:
+        tp = (m.topic, m.partition)
+        want = self.expected.get(tp)
+        if want is None:
+            c = self.committed(tp)
+            want = c if c is not None else m.offset
+        if m.offset == want:
+            self.expected[tp] = want + 1
+            self.asked.pop(tp, None)
+            return True
+        if m.offset < want:
+            self.duplicates += 1
+            return False
+        self.expected[tp] = want
+        last = self.asked.get(tp)
+        if last is None or last[0] != want or (last[1] and time.monotonic() - last[1] > 1.0):
+            self.asked[tp] = (want, 0.0)  # the caller seeks and stamps the time
+            self.holes.append({"topic": m.topic, "partition": m.partition, "expected": want, "got": m.offset})
+            del self.holes[:-20]
+            self.log.warning("%s[%d]: offset %d read while %d was expected; seeking back to %d",
+                             m.topic, m.partition, m.offset, want, want)
+        return False
+
+    def seeks(self) -> list[tuple[tuple[str, int], int]]:
+        """Partitions to seek back now, and where to."""
+        out = []
+        for tp, (offset, at) in self.asked.items():
+            if at == 0.0:
+                self.asked[tp] = (offset, time.monotonic())
+                out.append((tp, offset))
+        return out
+
+    def forget(self, partitions: set[tuple[str, int]]) -> None:
+        for tp in partitions:
+            self.expected.pop(tp, None)
+            self.asked.pop(tp, None)
 
 
 class RawDecoder:
@@ -335,11 +400,37 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
     held: dict[tuple, list[Any]] = defaultdict(list)
     order = AckOrder()
 
-    def current(ev: Any) -> bool:
-        # A message read before a rebalance (left in a micro-batch) belongs to a partition
-        # this worker may no longer own, or owns again from its committed offset.
-        generation = ev.message.generation_id
-        return generation is None or generation == app.consumer_generation_id
+    def committed(tp: tuple[str, int]) -> int | None:
+        return app.consumer._committed_offset.get(TP(*tp))
+
+    inorder = InOrder(committed, logging.getLogger("ramparts.streams"))
+    stats["offset_holes"] = inorder.holes
+
+    async def admitted(batch: list[Any]) -> list[Any]:
+        """The batch's messages of partitions this worker owns, each once, in offset order."""
+        generation = app.consumer_generation_id
+        assigned = None
+        out = []
+        for ev in batch:
+            m = ev.message
+            if m.generation_id is not None and m.generation_id != generation:
+                # Read before a rebalance (left in a micro-batch): kept if the partition is
+                # still this worker's, dropped if it has gone to another one or the rebalance
+                # is not over (its seek to the committed offsets reads it again).
+                if app.rebalancing:
+                    continue
+                if assigned is None:
+                    assigned = {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
+                if (m.topic, m.partition) not in assigned:
+                    continue
+            if inorder.admit(m):
+                out.append(ev)
+        for (topic, partition), offset in inorder.seeks():
+            tp = TP(topic, partition)
+            app.consumer._gap.pop(tp, None)  # Faust's "gap" there was never one: see InOrder
+            await app.consumer.seek(tp, offset)
+        stats["duplicates_dropped"] = inorder.duplicates
+        return out
 
     @app.agent(raw_topic, name="parse")
     async def parse_agent(stream):
@@ -349,7 +440,7 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
             events: list[dict] = []
             dead: list[DeadLetter] = []
             release: list[Any] = []
-            batch = [ev for ev in batch if current(ev)]
+            batch = await admitted(batch)
             for ev in batch:
                 m = ev.message
                 order.received(ev)
@@ -412,7 +503,7 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
     async def detect_agent(stream):
         detect_stream[:] = [stream]
         async for batch in stream.noack_take(k.batch_max_events, within=k.batch_max_seconds):
-            batch = [ev for ev in batch if current(ev)]
+            batch = await admitted(batch)
             by_partition: dict[int, tuple[Any, list[dict]]] = {}
             for ev in batch:
                 p = ev.message.partition
@@ -445,6 +536,7 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
         # (less for the next owner to redo); what the parse agent holds for joins is dropped
         # unacknowledged, with its parsers, so that the next owner parses it whole.
         gone = {(tp.topic, tp.partition) for tp in revoked}
+        inorder.forget(gone)
         order.forget(gone)
         decoder.forget(gone)
         for key in [key for key in held if (key[1], key[2]) in gone]:

@@ -57,3 +57,53 @@ def test_a_revoked_partition_is_forgotten_and_a_stale_release_is_ignored():
     order.received(again)
     assert order.release(held) == []
     assert order.release(again) == [again]
+
+
+# -- InOrder: each partition's messages once and in offset order -------------------------------------
+class Log:
+    def __init__(self):
+        self.warnings = []
+
+    def warning(self, msg, *args):
+        self.warnings.append(msg % args)
+
+
+def test_in_order_starts_at_the_committed_offset_and_drops_what_it_has_seen():
+    from ramparts.streams.app import InOrder
+
+    log = Log()
+    gate = InOrder(lambda tp: {("raw", 0): 10}.get(tp), log)
+    m = lambda p, o: message("raw", p, o).message
+    assert [gate.admit(m(0, o)) for o in (10, 11, 12)] == [True, True, True]
+    assert gate.admit(m(0, 11)) is False and gate.duplicates == 1  # delivered again after a seek
+    assert gate.admit(m(1, 40)) is True  # no commit yet on partition 1: its first message starts it
+    assert gate.seeks() == [] and log.warnings == []
+
+
+def test_a_skipped_offset_is_never_admitted_past_and_the_partition_is_sought_back_once():
+    from ramparts.streams.app import InOrder
+
+    log = Log()
+    gate = InOrder(lambda tp: 10, log)
+    m = lambda o: message("raw", 0, o).message
+    assert gate.admit(m(10)) is True
+    # Faust handed over 14 (read before a rebalance, delivered after its seek): 11-13 never came.
+    assert gate.admit(m(14)) is False and gate.admit(m(15)) is False
+    assert gate.seeks() == [(("raw", 0), 11)]
+    assert gate.seeks() == []  # asked once: the seek is under way
+    assert len(log.warnings) == 1 and "seeking back to 11" in log.warnings[0]
+    assert gate.holes == [{"topic": "raw", "partition": 0, "expected": 11, "got": 14}]
+    assert [gate.admit(m(o)) for o in (11, 12, 13, 14, 15)] == [True] * 5  # the seek's delivery
+    assert gate.admit(m(14)) is False  # a late copy of the first delivery
+
+
+def test_a_revoked_partition_starts_again_from_its_committed_offset():
+    from ramparts.streams.app import InOrder
+
+    committed = {("raw", 0): 10}
+    gate = InOrder(lambda tp: committed.get(tp), Log())
+    m = lambda o: message("raw", 0, o).message
+    assert all(gate.admit(m(o)) for o in range(10, 20))
+    committed[("raw", 0)] = 15  # the new assignment's committed offset (15..19 were held, not acked)
+    gate.forget({("raw", 0)})
+    assert gate.admit(m(15)) is True
