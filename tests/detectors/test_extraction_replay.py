@@ -36,3 +36,25 @@ def test_replay_of_the_extraction_scenario_finds_every_attack_with_its_evidence(
     # Nothing else: the benign digits clients (natural, repeating, batch) and the baseline's
     # KServe callers raise no extraction alert.
     assert len(extraction) == len(labels), sorted(by_entity)
+
+
+def test_a_day_on_which_every_caller_sends_other_inputs_raises_no_extraction_alert(tmp_path):
+    """Two days of the mix scenario, the second simulated with another seed: every KServe
+    caller's feature means move at once (drift, not theft). The peers move with each caller,
+    and the ranges are learnt again."""
+    from ramparts.config import load_config
+    from ramparts.streams.pipeline import Pipeline
+    from ramparts.streams.replay import Progress, replay
+
+    files = []
+    for day, seed in (("2026-11-20", 7), ("2026-11-21", 8)):
+        manifest = simulate("mix", str(tmp_path / f"{day}.json"), seed=seed, start=f"{day}T10:00:00Z")
+        files += [str(tmp_path / name) for name in manifest.files.values()]
+    config = load_config(None, env={"RAMPARTS_HASH_KEY": "extraction-shift-hash-key-0123456789"})
+    pipeline = Pipeline.from_config(config)
+    report = replay(files, config=config, progress=Progress(None, enabled=False),
+                    dead_letter_path=str(tmp_path / "dead.jsonl"), pipeline=pipeline)
+    assert [a for a in report.alerts.values() if a["detector"] == "extraction.queries"] == []
+    detector = next(d for d in pipeline.detectors if d.name == "extraction.queries")
+    epochs = {model: p.epoch for (model, _w), p in detector.populations.items()}
+    assert epochs == {"fraud-xgb": 1, "churn-lgbm": 1}, epochs
