@@ -147,15 +147,24 @@ class InOrder:
       the caller seeks the partition back to the expected offset (at most once per second
       per partition while the hole lasts), so nothing is lost and no offset is acknowledged
       past a message that was never processed.
+
+    A hole that seeking does not fill within ``GIVE_UP_SECONDS`` is not in the log any more
+    (retention deleted it before this group read it: Kafka then starts from the earliest
+    offset it has): the partition goes on from the message at hand, and the hole is logged as
+    an error and counted with ``"lost": true``.
     """
 
-    def __init__(self, committed, log) -> None:
+    GIVE_UP_SECONDS = 10.0
+
+    def __init__(self, committed, log, clock=time.monotonic) -> None:
         self.committed = committed  # (topic, partition) -> committed offset or None
         self.expected: dict[tuple[str, int], int] = {}
         self.asked: dict[tuple[str, int], tuple[int, float]] = {}
+        self.since: dict[tuple[str, int], tuple[int, float]] = {}  # the open hole: (offset, first seen)
         self.holes: list[dict] = []
         self.duplicates = 0
         self.log = log
+        self.clock = clock
 
     def admit(self, m: Any) -> bool:
         tp = (m.topic, m.partition)
@@ -166,26 +175,43 @@ class InOrder:
         if m.offset == want:
             self.expected[tp] = want + 1
             self.asked.pop(tp, None)
+            self.since.pop(tp, None)
             return True
         if m.offset < want:
             self.duplicates += 1
             return False
         self.expected[tp] = want
+        now = self.clock()
+        opened = self.since.get(tp)
+        if opened is None or opened[0] != want:
+            opened = self.since[tp] = (want, now)
+        elif now - opened[1] > self.GIVE_UP_SECONDS:
+            self._note(m, want, lost=True)
+            self.log.error("%s[%d]: offsets %d..%d are not in the log any more; going on from %d",
+                           m.topic, m.partition, want, m.offset - 1, m.offset)
+            self.expected[tp] = m.offset + 1
+            self.asked.pop(tp, None)
+            self.since.pop(tp, None)
+            return True
         last = self.asked.get(tp)
-        if last is None or last[0] != want or (last[1] and time.monotonic() - last[1] > 1.0):
+        if last is None or last[0] != want or (last[1] and now - last[1] > 1.0):
             self.asked[tp] = (want, 0.0)  # the caller seeks and stamps the time
-            self.holes.append({"topic": m.topic, "partition": m.partition, "expected": want, "got": m.offset})
-            del self.holes[:-20]
+            self._note(m, want, lost=False)
             self.log.warning("%s[%d]: offset %d read while %d was expected; seeking back to %d",
                              m.topic, m.partition, m.offset, want, want)
         return False
+
+    def _note(self, m: Any, want: int, lost: bool) -> None:
+        self.holes.append({"topic": m.topic, "partition": m.partition, "expected": want, "got": m.offset,
+                           "lost": lost})
+        del self.holes[:-20]
 
     def seeks(self) -> list[tuple[tuple[str, int], int]]:
         """Partitions to seek back now, and where to."""
         out = []
         for tp, (offset, at) in self.asked.items():
             if at == 0.0:
-                self.asked[tp] = (offset, time.monotonic())
+                self.asked[tp] = (offset, self.clock())
                 out.append((tp, offset))
         return out
 
@@ -193,6 +219,7 @@ class InOrder:
         for tp in partitions:
             self.expected.pop(tp, None)
             self.asked.pop(tp, None)
+            self.since.pop(tp, None)
 
 
 class RawDecoder:

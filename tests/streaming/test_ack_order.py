@@ -67,6 +67,8 @@ class Log:
     def warning(self, msg, *args):
         self.warnings.append(msg % args)
 
+    error = warning
+
 
 def test_in_order_starts_at_the_committed_offset_and_drops_what_it_has_seen():
     from ramparts.streams.app import InOrder
@@ -92,7 +94,7 @@ def test_a_skipped_offset_is_never_admitted_past_and_the_partition_is_sought_bac
     assert gate.seeks() == [(("raw", 0), 11)]
     assert gate.seeks() == []  # asked once: the seek is under way
     assert len(log.warnings) == 1 and "seeking back to 11" in log.warnings[0]
-    assert gate.holes == [{"topic": "raw", "partition": 0, "expected": 11, "got": 14}]
+    assert gate.holes == [{"topic": "raw", "partition": 0, "expected": 11, "got": 14, "lost": False}]
     assert [gate.admit(m(o)) for o in (11, 12, 13, 14, 15)] == [True] * 5  # the seek's delivery
     assert gate.admit(m(14)) is False  # a late copy of the first delivery
 
@@ -107,3 +109,20 @@ def test_a_revoked_partition_starts_again_from_its_committed_offset():
     committed[("raw", 0)] = 15  # the new assignment's committed offset (15..19 were held, not acked)
     gate.forget({("raw", 0)})
     assert gate.admit(m(15)) is True
+
+
+def test_a_hole_no_seek_fills_is_given_up_and_logged_as_lost():
+    from ramparts.streams.app import InOrder
+
+    now = [100.0]
+    log = Log()
+    gate = InOrder(lambda tp: 10, log, clock=lambda: now[0])  # committed 10, but retention kept 25 on
+    m = lambda o: message("raw", 0, o).message
+    assert gate.admit(m(25)) is False and gate.seeks() == [(("raw", 0), 10)]
+    now[0] += 5
+    assert gate.admit(m(25)) is False  # the seek lands on 25 again: still within the wait
+    now[0] += 6
+    assert gate.admit(m(25)) is True  # not in the log any more: go on from 25
+    assert gate.admit(m(26)) is True
+    assert gate.holes[-1] == {"topic": "raw", "partition": 0, "expected": 10, "got": 25, "lost": True}
+    assert "not in the log any more" in log.warnings[-1]
