@@ -211,14 +211,14 @@ class Population:
     It also keeps, per source address, whether its last ``PEER_FLAGS`` queries were out of
     range. A stream is judged against its *peers*: the median share of the other sources that
     have taught the population (judged clean: a thief or a short-lived prober never has) and
-    were active within ``gap_seconds``. When the inputs of the whole population move (a new upstream
-    feature pipeline, a new season: drift, which ``detectors/drift`` reports), every source
-    goes out of range at once, the peer rate rises with them and none of them stands out.
-    When the median share of the active sources (at least ``SHIFT_MIN_SOURCES`` of them) reaches
-    ``SHIFT_SHARE``, the ranges are stale: the reservoir is emptied and learnt again, and ``epoch`` counts up so that
-    streams drop the out-of-range counts they gathered against the old ranges. A thief would
-    have to control half of a model's active source addresses to pass for such a shift; a Sybil split
-    from one address is one source.
+    were active within ``gap_seconds``. When the inputs of the whole population move (a new
+    upstream feature pipeline: drift, which ``detectors/drift`` reports), every source goes out
+    of range at once, the peer rate rises with them and none of them stands out. When the
+    median share of such sources with full memories (at least ``SHIFT_MIN_SOURCES`` of them)
+    reaches ``SHIFT_SHARE``, the ranges are stale: the reservoir is emptied and learnt again,
+    and ``epoch`` counts up so that streams drop the out-of-range counts they gathered against
+    the old ranges. A thief would have to control half of a model's active, judged source
+    addresses to pass for such a shift; a Sybil split from one address is one source.
     """
 
     def __init__(self, model: str, width: int, options):
