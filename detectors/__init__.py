@@ -11,8 +11,10 @@ import difflib
 from .base import Detector
 from .extraction import ExtractionDetector
 from .placeholder import AuthFailureBurst, FalcoCritical, PodExec
+from .volume import VolumeDetector
 
-DETECTOR_CLASSES: list[type[Detector]] = [AuthFailureBurst, FalcoCritical, PodExec, ExtractionDetector]
+DETECTOR_CLASSES: list[type[Detector]] = [AuthFailureBurst, FalcoCritical, PodExec, ExtractionDetector,
+                                           VolumeDetector]
 DETECTORS: dict[str, type[Detector]] = {c.name: c for c in DETECTOR_CLASSES}
 
 

@@ -217,11 +217,13 @@ def _add_bench(sub) -> None:
     from ramparts.bench import parse as bench_parse
     from ramparts.bench import store as bench_store
     from ramparts.bench import throughput as bench_throughput
+    from ramparts.bench import volume as bench_volume
 
     bench_parse.add_arguments(bsub)
     bench_throughput.add_arguments(bsub)
     bench_store.add_arguments(bsub)
     bench_extraction.add_arguments(bsub)
+    bench_volume.add_arguments(bsub)
 
 
 def build_parser() -> argparse.ArgumentParser:
