@@ -116,7 +116,7 @@ class VolumeDetector(Detector):
         minute = ts // MINUTE
         if minute > s["m"]:  # the minute closes: its counts become history
             pk, tp = self._decay(s["pk"], minute - s["pm"]), self._decay(s["tp"], minute - s["pm"])
-            s["pk"], s["tp"], s["pm"] = max(pk, float(s["q"])), max(tp, float(s["t"])), s["m"]
+            s["pk"], s["tp"], s["pm"] = max(pk, float(s["q"])), max(tp, float(s["t"])), minute  # decayed to now
             s["m"], s["q"], s["t"] = minute, 0, 0
             peers = self.peaks.setdefault(model, OrderedDict())
             peers[key] = (s["pk"], s["tp"])
