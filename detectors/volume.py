@@ -17,9 +17,9 @@ reference peak:
   a bursty batch job's peak is its burst, so its bursts do not alert);
 * before that, for a stream that first appeared once this worker had known the model for
   ``min_minutes``, the ``population_quantile`` (90%) of the peaks of the model's *other*
-  callers (the population: a new key pulling four times what nine callers in ten ever did). A stream that was already there when
-  the worker started waits for its own history: the busiest callers of a model are only
-  ever like themselves.
+  callers (the population: a new key pulling four times what nine callers in ten ever
+  did). A stream that was already there when the worker started waits for its own history:
+  the busiest callers of a model are only ever like themselves.
 
 Alerts: ``extraction.volume`` on the principal, with the statistic (``queries_per_minute`` or
 ``tokens_per_minute``), its value, the threshold, the reference it came from (``own`` or
