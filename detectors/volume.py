@@ -29,6 +29,7 @@ closes after ``gap_seconds`` without one. State per stream: a dozen numbers.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import OrderedDict
 
@@ -67,6 +68,7 @@ class VolumeDetector(Detector):
         # model -> stream key -> (query peak, token peak), the population of callers
         self.peaks: dict[str, OrderedDict[str, tuple[float, float]]] = {}
         self.first_minute: dict[str, int] = {}  # model -> the first minute this worker saw it
+        self._sorted: dict[str, tuple[list[float], list[float]]] = {}  # model -> its peaks, sorted (until one changes)
 
     @staticmethod
     def _fresh(ts: int) -> dict:
@@ -107,6 +109,13 @@ class VolumeDetector(Detector):
             state.set(key, s)
         return merge_alerts(out)
 
+    def _sorted_peaks(self, model: str) -> tuple[list[float], list[float]]:
+        got = self._sorted.get(model)
+        if got is None:
+            peers = self.peaks.get(model, {}).values()
+            got = self._sorted[model] = (sorted(v[0] for v in peers), sorted(v[1] for v in peers))
+        return got
+
     # -- one stream -------------------------------------------------------------------------------
     def _decay(self, peak: float, minutes: int) -> float:
         return peak * 0.5 ** (minutes / (self.options.half_life_hours * 60.0))
@@ -120,6 +129,7 @@ class VolumeDetector(Detector):
             s["m"], s["q"], s["t"] = minute, 0, 0
             peers = self.peaks.setdefault(model, OrderedDict())
             peers[key] = (s["pk"], s["tp"])
+            self._sorted.pop(model, None)
             peers.move_to_end(key)
             if len(peers) > MAX_PEERS:
                 peers.popitem(last=False)
@@ -134,9 +144,9 @@ class VolumeDetector(Detector):
         if minute - s["f"] >= o.min_minutes:
             ref_q, ref_t, source = s["pk"], s["tp"], "own"
         elif s["f"] >= warm:  # a newcomer to a model whose callers this worker knows
-            others = [v for k, v in self.peaks.get(model, {}).items() if k != key]
-            ref_q = _quantile([v[0] for v in others], o.population_quantile)
-            ref_t = _quantile([v[1] for v in others], o.population_quantile)
+            own_peaks = self.peaks.get(model, {}).get(key, (None, None))
+            ref_q, ref_t = (_quantile(values, own, o.population_quantile)
+                            for values, own in zip(self._sorted_peaks(model), own_peaks))
             source = "population"
         else:
             return None  # there when this worker started: judged once it has its own history
@@ -168,9 +178,11 @@ class VolumeDetector(Detector):
                           summary=summary, evidence=evidence, first_ts=inc["first"], last_ts=ts, count=inc["n"])
 
 
-def _quantile(values: list[float], q: float) -> float:
-    """The ``q`` quantile of ``values`` (nearest rank, no interpolation; 0 for none)."""
+def _quantile(values: list[float], own: float | None, q: float) -> float:
+    """The ``q`` quantile (nearest rank) of sorted ``values`` less one ``own`` value; 0 for none."""
+    if own is not None:
+        values = values.copy()
+        values.pop(bisect.bisect_left(values, own))
     if not values:
         return 0.0
-    values = sorted(values)
     return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]

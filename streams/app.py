@@ -134,19 +134,18 @@ class AckOrder:
 class InOrder:
     """Lets through each partition's messages once and in offset order, or asks for a seek back.
 
-    Faust's consumer keeps its own read offsets and treats a jump in them as a gap in the log
-    (``Consumer._add_gap``, which then counts as acknowledged); records it fetched before a
-    rebalance but hands over after the seek that follows it move that offset past messages
-    the seek was meant to deliver again, and those are then dropped as already read. Kafka
-    offsets of our topics are contiguous, so the agents check every message against the next
-    offset they expect from its partition (the committed offset after an assignment):
+    Faust's own read offsets are switched off (``_NoReadOffsets``: they dropped the messages
+    of a seek back), so Faust hands over every message it fetches, twice or out of order
+    around a rebalance. Kafka offsets of our topics are contiguous, so the agents check every
+    message against the next offset they expect from its partition (the committed offset
+    after an assignment):
 
     * the expected one: goes through;
     * an earlier one: delivered twice (a seek, a rebalance); dropped, the first copy counts;
     * a later one: messages were skipped. It is dropped, the hole is logged and counted, and
-      the caller seeks the partition back to the expected offset (at most once per second
-      per partition while the hole lasts), so nothing is lost and no offset is acknowledged
-      past a message that was never processed.
+      the caller seeks the partition back to the expected offset (again every second while
+      the hole lasts), so nothing is lost and no offset is acknowledged past a message that
+      was never processed.
 
     A hole that seeking does not fill within ``GIVE_UP_SECONDS`` is not in the log any more
     (retention deleted it before this group read it: Kafka then starts from the earliest
@@ -159,8 +158,8 @@ class InOrder:
     def __init__(self, committed, log, clock=time.monotonic) -> None:
         self.committed = committed  # (topic, partition) -> committed offset or None
         self.expected: dict[tuple[str, int], int] = {}
-        self.asked: dict[tuple[str, int], tuple[int, float]] = {}
-        self.since: dict[tuple[str, int], tuple[int, float]] = {}  # the open hole: (offset, first seen)
+        # the open hole per partition: [expected offset, first seen, last sought (None: not yet)]
+        self.open: dict[tuple[str, int], list] = {}
         self.holes: list[dict] = []
         self.duplicates = 0
         self.log = log
@@ -174,31 +173,26 @@ class InOrder:
             want = c if c is not None else m.offset
         if m.offset == want:
             self.expected[tp] = want + 1
-            self.asked.pop(tp, None)
-            self.since.pop(tp, None)
+            self.open.pop(tp, None)
             return True
         if m.offset < want:
             self.duplicates += 1
             return False
         self.expected[tp] = want
         now = self.clock()
-        opened = self.since.get(tp)
-        if opened is None or opened[0] != want:
-            opened = self.since[tp] = (want, now)
-        elif now - opened[1] > self.GIVE_UP_SECONDS:
+        hole = self.open.get(tp)
+        if hole is None or hole[0] != want:
+            self.open[tp] = [want, now, None]
+            self._note(m, want, lost=False)
+            self.log.warning("%s[%d]: offset %d read while %d was expected; seeking back to %d",
+                             m.topic, m.partition, m.offset, want, want)
+        elif now - hole[1] > self.GIVE_UP_SECONDS:
             self._note(m, want, lost=True)
             self.log.error("%s[%d]: offsets %d..%d are not in the log any more; going on from %d",
                            m.topic, m.partition, want, m.offset - 1, m.offset)
             self.expected[tp] = m.offset + 1
-            self.asked.pop(tp, None)
-            self.since.pop(tp, None)
+            del self.open[tp]
             return True
-        last = self.asked.get(tp)
-        if last is None or last[0] != want:
-            self.asked[tp] = (want, 0.0)  # the caller seeks (and again every second while it lasts)
-            self._note(m, want, lost=False)
-            self.log.warning("%s[%d]: offset %d read while %d was expected; seeking back to %d",
-                             m.topic, m.partition, m.offset, want, want)
         return False
 
     def _note(self, m: Any, want: int, lost: bool) -> None:
@@ -212,17 +206,16 @@ class InOrder:
         on a timer, so a hole at the end of a partition, with nothing arriving, is sought too)."""
         out = []
         now = self.clock()
-        for tp, (offset, at) in self.asked.items():
-            if at == 0.0 or now - at > 1.0:
-                self.asked[tp] = (offset, now)
-                out.append((tp, offset))
+        for tp, hole in self.open.items():
+            if hole[2] is None or now - hole[2] > 1.0:
+                hole[2] = now
+                out.append((tp, hole[0]))
         return out
 
     def forget(self, partitions: set[tuple[str, int]]) -> None:
         for tp in partitions:
             self.expected.pop(tp, None)
-            self.asked.pop(tp, None)
-            self.since.pop(tp, None)
+            self.open.pop(tp, None)
 
 
 class RawDecoder:
