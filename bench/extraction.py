@@ -165,8 +165,10 @@ def markdown(summary: dict, delta: float) -> str:
 
 def add_arguments(sub) -> None:
     p = sub.add_parser("extraction", help="extraction detector vs PRADA: queries to first alert, benign flagged")
-    p.add_argument("--seeds", type=int, default=5, help="seeds 1..N (default 5)")
+    p.add_argument("--seeds", type=int, default=5, help="how many seeds (default 5)")
+    p.add_argument("--first-seed", type=int, default=1, help="the first seed (default 1)")
     p.add_argument("--benign", type=int, default=30, help="benign clients per seed (default 30)")
+    p.add_argument("--queries-per-benign", type=int, default=200, help="queries per benign client (default 200)")
     p.add_argument("--delta", type=float, default=0.95, help="PRADA's Shapiro-Wilk threshold (default 0.95)")
     p.add_argument("--json", action="store_true", help="print the full summary as JSON too")
     p.set_defaults(func=run)
@@ -175,7 +177,9 @@ def add_arguments(sub) -> None:
 def run(args) -> int:
     import json
 
-    results = [run_seed(s, delta=args.delta, n_benign=args.benign) for s in range(1, args.seeds + 1)]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    results = [run_seed(s, delta=args.delta, n_benign=args.benign, queries_per_benign=args.queries_per_benign)
+               for s in seeds]
     summary = summarize(results)
     print(markdown(summary, args.delta))
     if args.json:
