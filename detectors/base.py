@@ -95,6 +95,10 @@ class Detector:
     kinds: ClassVar[tuple[str, ...]]
     description: ClassVar[str] = ""
     placeholder: ClassVar[bool] = False
+    # Which key the worker routes this detector's events by (streams.keys.route_key): "entity"
+    # (the event's own entity: principal, source, GPU, pod) or "model" (every request and
+    # prediction of one model on one partition, for detectors that judge a model as a whole).
+    route: ClassVar[str] = "entity"
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid", frozen=True)
