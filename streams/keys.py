@@ -14,6 +14,15 @@ entity lands on one partition:
   authorization of a GPU sits beside its samples (by node when the UUID is not known);
 * runtime events by namespace/pod (by node, then by source, when there is no pod).
 
+Detectors that judge a model as a whole (drift per model version, a model's latency and error
+rate) need every request and prediction of one model on one partition instead. A detector
+names the key its state follows in ``Detector.route``; :func:`route_key` gives an event's key
+for a route: its entity for ``"entity"``, ``model:<model>`` for ``"model"``. An event with no
+model (a runtime event, a GPU sample, a request whose gateway logged none) has no model key
+(``None``): it is not routed to model detectors at all. The worker sends an event with a model
+key a second time, to ``events.model`` (streams/app.py); replay needs no routing (one process
+owns every key).
+
 >>> entity_key({"kind": "request", "principal": "alice", "status": 200})
 'principal:alice'
 >>> entity_key({"kind": "request", "principal": "key:ab12", "status": 401, "src_ip": "192.0.2.7"})
@@ -24,6 +33,12 @@ entity lands on one partition:
 'pod:inference/vllm-0'
 >>> partition_for("pod:inference/vllm-0", 4)
 0
+>>> route_key({"kind": "prediction", "principal": "svc-a", "src_ip": "10.42.3.14", "model": "digits"}, "model")
+'model:digits'
+>>> route_key({"kind": "prediction", "principal": "svc-a", "src_ip": "10.42.3.14", "model": "digits"}, "entity")
+'src_ip:10.42.3.14'
+>>> route_key({"kind": "gpu", "gpu_uuid": "GPU-1", "node": "n1"}, "model") is None
+True
 """
 
 from __future__ import annotations
@@ -52,6 +67,27 @@ def entity_key(event: dict) -> str:
         node = event.get("node") or event.get("hostname")
         return f"node:{node}" if node else f"source:{event.get('source')}"
     return f"kind:{kind}"
+
+
+ROUTES = ("entity", "model")
+MODEL_KINDS = ("request", "prediction")
+
+
+def route_key(event: dict, route: str) -> str | None:
+    """The key an event is routed by for detectors of ``route`` (``Detector.route``).
+
+    ``"entity"``: :func:`entity_key`. ``"model"``: ``model:<model>`` for a request or
+    prediction that names a model, else ``None`` (the event does not reach model detectors).
+    """
+    if route == "entity":
+        return entity_key(event)
+    if route == "model":
+        if event.get("kind") in MODEL_KINDS:
+            m = event.get("model")
+            if m:
+                return f"model:{m}"
+        return None
+    raise ValueError(f"unknown route {route!r}; known: {', '.join(ROUTES)}")
 
 
 def partition_for(key: str, partitions: int) -> int:

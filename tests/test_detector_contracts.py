@@ -23,7 +23,7 @@ from ramparts.detectors import DETECTOR_CLASSES, DETECTORS, build_detectors
 from ramparts.detectors.base import ENTITY_TYPES, SEVERITIES, DictState, merge_alerts
 from ramparts.errors import ConfigError
 from ramparts.events import KIND_FIELDS, EventBatch
-from ramparts.streams.keys import entity_key
+from ramparts.streams.keys import route_key
 
 NS = 1_000_000_000
 T0 = 1_795_000_000 * NS
@@ -198,13 +198,14 @@ def test_state_per_entity_stays_under_2kb_after_100k_matching_events(cls):
 @by_name
 def test_state_of_an_entity_lives_on_the_partition_of_its_events(cls):
     # The worker holds each partition's state in a table: every event that touches a state key
-    # must be keyed (streams.keys) to the same entity, or two workers would share one state.
+    # must be routed (streams.keys.route_key, by the detector's route) to the same key, or two
+    # workers would share one state.
     d, state = make(cls), DictState()
     owners: dict[str, set[str]] = {}
     for e in stream(cls, n=1500):
         d.update(EventBatch([e]), state)
         for k in state.take_dirty():
-            owners.setdefault(k, set()).add(entity_key(e))
+            owners.setdefault(k, set()).add(route_key(e, cls.route))
     assert owners
     assert {k: v for k, v in owners.items() if len(v) > 1} == {}
 
