@@ -6,6 +6,14 @@ alerts for the same input" true by construction. The shell owns the I/O around i
 batch came from, where the detector state lives (a dict, or a Faust table), and when the
 store is flushed (the worker flushes before it lets Faust commit offsets).
 
+A pipeline may run only some detectors, and may leave the events to another pipeline and
+write only its alerts. The worker runs two: the detectors routed by entity over the
+``events`` topic, storing the events, and the detectors routed by model
+(``Detector.route == "model"``) over ``events.model``, storing only their alerts, since those
+events are already stored by the first (:meth:`Pipeline.from_config` with ``route=`` and
+``write_events=False``). Replay keeps one pipeline with every detector over the whole batch:
+one process owns every entity and every model there, so routing changes nothing.
+
 >>> from ramparts.detectors.base import DictState
 >>> p = Pipeline.from_config(None)
 >>> events = [{"kind": "request", "ts": i * 10**9, "source": "nginx", "status": 401,
@@ -31,6 +39,8 @@ from ramparts.errors import DetectorError
 from ramparts.events import EventBatch
 from ramparts.timeutil import format_rfc3339
 
+from .keys import ROUTES
+
 log = logging.getLogger("ramparts.pipeline")
 
 
@@ -49,16 +59,28 @@ class PipelineStats:
 
 
 class Pipeline:
-    """Detectors over a batch, then the store: ``process_batch(events, state) -> alerts``."""
+    """Detectors over a batch, then the store: ``process_batch(events, state) -> alerts``.
 
-    def __init__(self, detectors: list[Detector], sink: Any | None = None):
+    ``write_events=False`` stores only the alerts (the events are another pipeline's to store).
+    """
+
+    def __init__(self, detectors: list[Detector], sink: Any | None = None, *, write_events: bool = True):
         self.detectors = detectors
         self.sink = sink
+        self.write_events = write_events
         self.stats = PipelineStats()
 
     @classmethod
-    def from_config(cls, config, sink: Any | None = None) -> "Pipeline":
-        return cls(build_detectors(config), sink)
+    def from_config(cls, config, sink: Any | None = None, *, route: str | None = None,
+                    write_events: bool = True) -> "Pipeline":
+        """The enabled detectors of ``config``; with ``route``, only those routed that way
+        (``Detector.route``: ``"entity"`` or ``"model"``); without, all of them (replay)."""
+        detectors = build_detectors(config)
+        if route is not None:
+            if route not in ROUTES:
+                raise ValueError(f"unknown route {route!r}; known: {', '.join(ROUTES)}")
+            detectors = [d for d in detectors if d.route == route]
+        return cls(detectors, sink, write_events=write_events)
 
     @property
     def placeholders(self) -> list[str]:
@@ -89,7 +111,8 @@ class Pipeline:
                 log.error("%s", err, exc_info=e)
         alerts = merge_alerts(raised)
         if self.sink is not None:
-            self.sink.write_events(events)
+            if self.write_events:
+                self.sink.write_events(events)
             if alerts:
                 self.sink.write_alerts(alerts)
         s = self.stats

@@ -5,6 +5,11 @@ workloads apply from their start; DCGM scrapes interleave with gateway logs), cu
 batches and handed to the same :meth:`Pipeline.process_batch` the worker calls. Alerts are
 written as JSON lines at the end, one line per incident in its final state.
 
+Replay runs one pipeline with every enabled detector over each whole batch, those routed by
+model (``Detector.route == "model"``) beside those routed by entity: the worker splits them
+over two topics only because its entities and models are spread over partitions and workers,
+and here one process owns them all, with one state.
+
 The merge is by watermark, not per event: the file whose newest event is oldest is read
 next, and everything no later than the oldest "newest event" of all open files is released,
 sorted with numpy. A file that is itself out of order is tolerated (its events are released
@@ -185,7 +190,7 @@ def replay(paths: list[str], config=None, fmt: str = "auto", sink: Any | None = 
     hasher.warn_if_development_key()
     parse_report = ParseReport(dead_letter_path=dead_letter_path or DEFAULT_DEAD_LETTER)
     report = ReplayReport(parse=parse_report)
-    pipeline = pipeline or Pipeline.from_config(config, sink)
+    pipeline = pipeline or Pipeline.from_config(config, sink)  # every detector, whatever its route
     report.placeholders = pipeline.placeholders
     state = DictState()
     if progress is None:
