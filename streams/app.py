@@ -1,6 +1,6 @@
 """The Faust app: raw topics in, events keyed by entity, detectors over tables, alerts out.
 
-Two agents, both thin shells over pure code:
+Two agents (three with model-routed detectors), all thin shells over pure code:
 
 * ``parse`` reads the raw topics in micro-batches (``take_events``), parses each message with a
   long-lived parser per (format, topic, partition) so joins survive message boundaries, stamps
@@ -13,7 +13,14 @@ Two agents, both thin shells over pure code:
   The store is flushed before the batch is acknowledged, and Faust commits only acknowledged
   offsets after flushing its producer: outputs are written before offsets are committed
   (at-least-once). Rows carry position ids and alerts stable incident ids, so a redelivered
-  batch replaces rows instead of adding them.
+  batch replaces rows instead of adding them. It runs the detectors routed by entity
+  (``Detector.route == "entity"``).
+* ``detect-model``, only when an enabled detector is routed by model
+  (``Detector.route == "model"``): ``parse`` also sends the requests and predictions that
+  name a model (of the kinds those detectors read) to ``events.model``, partitioned by model
+  (``route_key(e, "model")``), and this agent runs the model-routed detectors over them the
+  same way, with their state in a table of its own (``detector-state-model``) and storing
+  only their alerts: the events are stored once, by ``detect``.
 """
 
 from __future__ import annotations
@@ -34,10 +41,10 @@ from faust.types import TP
 from ramparts.redact import Hasher
 
 from .decode import HEAD_BYTES, detect_format, make_parser, sniff_lines
-from .keys import entity_key, partition_for
+from .keys import partition_for, route_key
 from .parsers import DeadLetter, get_parser_class
 from .pipeline import Pipeline, alert_to_json
-from .topics import HEADER_END, HEADER_FORMAT, HEADER_FRAMING, HEADER_ORIGIN, TopicNames
+from .topics import HEADER_END, HEADER_FORMAT, HEADER_FRAMING, HEADER_ORIGIN, TopicNames, model_routed_kinds
 
 log = logging.getLogger("ramparts.worker")
 
@@ -318,11 +325,53 @@ class RawDecoder:
         return key, parser.holds_state()
 
 
-def group_by_partition(events: list[dict], partitions: int) -> dict[int, list[dict]]:
+def group_by_partition(events: list[dict], partitions: int, route: str = "entity") -> dict[int, list[dict]]:
+    """``events`` by the partition of their ``route`` key, in order; events with no key are left out."""
     out: dict[int, list[dict]] = defaultdict(list)
     for e in events:
-        out[partition_for(entity_key(e), partitions)].append(e)
+        key = route_key(e, route)
+        if key is not None:
+            out[partition_for(key, partitions)].append(e)
     return out
+
+
+class AckAfterFlush:
+    """Acknowledges agents' input only once the store holds what it produced.
+
+    Agents ``add`` what they have processed (rows already handed to the sink's buffers);
+    ``settle`` flushes the sink when a buffer is full or ``flush_interval_seconds`` have
+    passed since the last settle (or always, ``force``), then acknowledges everything added
+    before that flush, each on the stream it came from. One instance serves every agent: a
+    flush writes the rows of all of them, so one flush releases them all. With no sink
+    (benchmarks), everything added is acknowledged at once.
+    """
+
+    def __init__(self, sink: Any | None, clock=time.monotonic) -> None:
+        self.sink = sink
+        self.clock = clock
+        self.unacked: list[tuple[Any, Any]] = []  # (stream, event)
+        self.last = clock()
+
+    def add(self, stream: Any, events: list[Any]) -> None:
+        self.unacked.extend((stream, ev) for ev in events)
+
+    def __len__(self) -> int:
+        return len(self.unacked)
+
+    async def settle(self, force: bool = False) -> None:
+        if not self.unacked:
+            return
+        sink = self.sink
+        if sink is not None:
+            fresh = self.clock() - self.last < sink.flush_interval_seconds
+            if not force and fresh and sink.fullest_buffer < sink.max_batch_rows:
+                return
+            sink.flush()
+        self.last = self.clock()
+        # Swapped before the first await: what an agent adds meanwhile waits for the next flush.
+        done, self.unacked = self.unacked, []
+        for stream, ev in done:
+            await stream.ack(ev)
 
 
 class _NoReadOffsets(dict):
@@ -445,14 +494,28 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
         return app
 
     events_topic = app.topic(names.events, value_type=bytes, value_serializer="raw", partitions=k.partitions)
+    model_kinds = model_routed_kinds(config)
+    model_topic = (app.topic(names.events_model, value_type=bytes, value_serializer="raw", partitions=k.partitions)
+                   if model_kinds else None)
     alerts_topic = app.topic(names.alerts, value_type=bytes, value_serializer="raw", partitions=k.partitions)
     dead_topic = app.topic(names.deadletter, value_type=bytes, value_serializer="raw", partitions=k.partitions)
     # Keys and values are bytes (the app's "raw" serializers): entity keys encoded, values orjson.
     state_table = app.Table("detector-state", partitions=k.partitions, key_type=bytes, value_type=bytes)
     hasher = Hasher(config.resolved_hash_key())
     decoder = RawDecoder(config, hasher)
-    pipeline = Pipeline.from_config(config, sink)
+    pipeline = Pipeline.from_config(config, sink, route="entity")
     app.ramparts_pipeline = pipeline
+    model_pipeline = None
+    if model_kinds:
+        # A table of its own rather than a share of ``detector-state``: its changelog partition
+        # N is written only from ``events.model`` partition N, so which worker restores a
+        # model's state follows that topic alone, and a worker that takes over a partition
+        # restores no more than each agent needs.
+        model_table = app.Table("detector-state-model", partitions=k.partitions, key_type=bytes, value_type=bytes)
+        # The events are stored by ``pipeline``: this one writes only its alerts.
+        model_pipeline = Pipeline.from_config(config, sink, route="model", write_events=False)
+        app.ramparts_model_pipeline = model_pipeline
+        stats["model_events"] = 0
 
     # A raw message is acknowledged once its events are sent on and no parser still holds
     # any of its records for a join: after a restart the parser must read them again (a DCGM
@@ -540,38 +603,25 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
             for p, group in group_by_partition(events, k.partitions).items():
                 for i in range(0, len(group), EVENTS_PER_MESSAGE):
                     await events_topic.send(value=orjson.dumps(group[i:i + EVENTS_PER_MESSAGE]), partition=p)
+            if model_topic is not None:
+                wanted = [e for e in events if e["kind"] in model_kinds]
+                for p, group in group_by_partition(wanted, k.partitions, "model").items():
+                    for i in range(0, len(group), EVENTS_PER_MESSAGE):
+                        await model_topic.send(value=orjson.dumps(group[i:i + EVENTS_PER_MESSAGE]), partition=p)
             stats["records"] = decoder.records
             for ev in release:
                 for ready in order.release(ev):
                     await stream.ack(ready)
             stats["raw_held"] = len(order)
 
-    # Input of the detect agent is acknowledged only once the store has its outputs: rows are
+    # Input of the detect agents is acknowledged only once the store has its outputs: rows are
     # buffered across micro-batches into inserts of thousands of rows (or about a second,
     # store.flush_interval_seconds), and the Kafka offsets behind them stay uncommitted until
     # that insert is done. A timer settles what an idle stream leaves buffered.
-    unacked: list[Any] = []
-    detect_stream: list[Any] = []
-    last_settle = [time.monotonic()]
+    acks = AckAfterFlush(sink)
 
-    async def settle(force: bool = False) -> None:
-        if not unacked:
-            return
-        if sink is not None:
-            fresh = time.monotonic() - last_settle[0] < sink.flush_interval_seconds
-            if not force and fresh and sink.fullest_buffer < sink.max_batch_rows:
-                return
-            sink.flush()
-        last_settle[0] = time.monotonic()
-        done = unacked[:]
-        unacked.clear()
-        stream = detect_stream[0]
-        for ev in done:
-            await stream.ack(ev)
-
-    @app.agent(events_topic, name="detect")
-    async def detect_agent(stream):
-        detect_stream[:] = [stream]
+    async def detect(stream, pipe: Pipeline, table: Any, counter: str) -> None:
+        """The body of a detect agent: ``pipe`` over ``stream``'s micro-batches, per partition."""
         async for batch in stream.noack_take(k.batch_max_events, within=k.batch_max_seconds):
             batch = await admitted(batch)
             by_partition: dict[int, tuple[Any, list[dict]]] = {}
@@ -582,23 +632,34 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
                     entry = by_partition[p] = (ev, [])
                 entry[1].extend(orjson.loads(ev.value))
             for p, (anchor, events) in by_partition.items():
-                state = TableState(state_table)
-                alerts = pipeline.process_batch(events, state)
+                state = TableState(table)
+                alerts = pipe.process_batch(events, state)
                 state.write_back(anchor)
-                stats["events"] += len(events)
+                stats[counter] += len(events)
                 for a in alerts:
                     await alerts_topic.send(key=a["id"].encode(), value=alert_to_json(a))
                 stats["alerts"] += len(alerts)
-            stats["detector_errors"] = pipeline.stats.detector_errors
-            unacked.extend(batch)
-            await settle()
+            stats["detector_errors"] = pipeline.stats.detector_errors + (
+                model_pipeline.stats.detector_errors if model_pipeline is not None else 0)
+            if sink is not None:
+                stats["rows_received"] = dict(sink.rows_received_total)
+            acks.add(stream, batch)
+            await acks.settle()
             stats["batches"] += 1
             stats["last_at"] = time.time()
 
+    @app.agent(events_topic, name="detect")
+    async def detect_agent(stream):
+        await detect(stream, pipeline, state_table, "events")
+
+    if model_topic is not None:
+        @app.agent(model_topic, name="detect-model")
+        async def detect_model_agent(stream):
+            await detect(stream, model_pipeline, model_table, "model_events")
+
     @app.timer(0.25)
     async def settle_idle():
-        if detect_stream:
-            await settle()
+        await acks.settle()
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set, **kwargs: Any) -> None:
@@ -611,8 +672,7 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
         decoder.forget(gone)
         for key in [key for key in held if (key[1], key[2]) in gone]:
             del held[key]
-        if detect_stream:
-            await settle(force=True)
+        await acks.settle(force=True)
         await app.consumer.commit()
 
     return app

@@ -22,7 +22,7 @@ from pathlib import Path
 import orjson
 
 from .broker import EmbeddedBroker
-from .topics import TopicNames, create_topics, wait_until_committed
+from .topics import TopicNames, consumed_topics, create_topics, wait_until_committed
 
 DEFAULT_DIR = "out/dev"
 SEVERITY_ORDER = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
@@ -97,7 +97,7 @@ async def _run(args) -> int:
 
         report = await ship_files(config, files)
         _say(f"shipped {report.records:,} records in {report.messages:,} messages")
-        done = await wait_until_committed(broker.bootstrap, k.group, [*names.raw_all, names.events],
+        done = await wait_until_committed(broker.bootstrap, k.group, consumed_topics(config),
                                           args.timeout_seconds, alive=lambda: worker.poll() is None)
         await asyncio.sleep(1.0)  # the last alerts travel from the worker to the printer
         if args.follow and done:

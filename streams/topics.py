@@ -3,7 +3,9 @@
 Raw logs arrive on one topic per input family; the worker parses them, keys every event by
 its entity (:mod:`ramparts.streams.keys`) and sends them on to ``events``; detectors read
 ``events`` and raise ``alerts``; ``actions`` is for playbooks; ``deadletter`` carries every
-record that could not be parsed, with its reason.
+record that could not be parsed, with its reason. ``events.model`` carries the requests and
+predictions that name a model a second time, keyed by model, for the detectors that judge a
+model as a whole (``Detector.route == "model"``); it stays empty when none is enabled.
 
 A raw message is either *packed* (what ``ramparts ship`` sends: many records joined by
 newlines, with the ``ramparts-format`` header naming their format, compressed by the
@@ -12,8 +14,8 @@ detected. ``ramparts-framing: document`` marks a whole document (a pod list) as 
 ``ramparts-end`` marks the last message of a shipped file (the parser flushes its joins).
 
 >>> names = TopicNames("ramparts")
->>> names.raw_for_kind("request"), names.events
-('ramparts.raw.gateway', 'ramparts.events')
+>>> names.raw_for_kind("request"), names.events, names.events_model
+('ramparts.raw.gateway', 'ramparts.events', 'ramparts.events.model')
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ class TopicNames:
         return f"{self.prefix}.events"
 
     @property
+    def events_model(self) -> str:
+        return f"{self.prefix}.events.model"
+
+    @property
     def alerts(self) -> str:
         return f"{self.prefix}.alerts"
 
@@ -65,7 +71,29 @@ class TopicNames:
 
     @property
     def all(self) -> list[str]:
-        return [*self.raw_all, self.events, self.alerts, self.actions, self.deadletter]
+        return [*self.raw_all, self.events, self.events_model, self.alerts, self.actions, self.deadletter]
+
+
+def model_routed_kinds(config) -> frozenset[str]:
+    """The event kinds the enabled model-routed detectors read; empty when there are none
+    (then the worker neither sends to ``events.model`` nor reads it)."""
+    from ramparts.detectors import build_detectors
+
+    kinds: set[str] = set()
+    for d in build_detectors(config):
+        if d.route == "model":
+            kinds.update(d.kinds)
+    return frozenset(kinds)
+
+
+def consumed_topics(config) -> list[str]:
+    """The topics the worker's group consumes with ``config``: what a caller waits on to know
+    that everything sent has been processed (``topics.wait_until_committed``)."""
+    names = TopicNames(config.kafka.topic_prefix)
+    topics = [*names.raw_all, names.events]
+    if model_routed_kinds(config):
+        topics.append(names.events_model)
+    return topics
 
 
 async def create_topics(bootstrap: str, names: list[str], partitions: int, timeout_seconds: float = 30.0) -> list[str]:

@@ -240,9 +240,9 @@ def test_topic_names_cover_every_family_once(make_config):
     names = TopicNames("p")
     assert [names.raw_for_kind(k) for k in FAMILY_OF_KIND] == \
         ["p.raw.gateway", "p.raw.payload", "p.raw.runtime", "p.raw.gpu", "p.raw.workload"]
-    assert len(set(names.all)) == len(names.all) == 9
-    assert {names.events, names.alerts, names.actions, names.deadletter} == \
-        {"p.events", "p.alerts", "p.actions", "p.deadletter"}
+    assert len(set(names.all)) == len(names.all) == 10
+    assert {names.events, names.events_model, names.alerts, names.actions, names.deadletter} == \
+        {"p.events", "p.events.model", "p.alerts", "p.actions", "p.deadletter"}
 
 
 def test_create_topics_creates_only_the_missing_ones(make_config):
