@@ -1,0 +1,98 @@
+"""Model-routed detectors in real workers (Tansu, chdb): two workers raise what replay raises.
+
+Detectors with ``route = "model"`` judge every request and prediction of one model, so the
+worker sends those events a second time, keyed by model, to ``events.model``, where a second
+detect agent runs them (docs/streaming.md, "Routes"). Two workers in one group split the
+entity partitions and the model partitions; together they must store exactly replay's alerts
+and every event once.
+
+The test runs ``ModelCalls`` (tests/streaming/harness.py), a model-routed test detector
+whose alerts do not depend on event order, registered in the workers by a prelude; it checks
+the routing whatever detectors the registry holds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ramparts import detectors
+from ramparts.sinks.clickhouse.schema import EVENT_TABLES
+from ramparts.streams.broker import EmbeddedBroker
+from ramparts.streams.replay import Progress, replay
+from ramparts.streams.simulate import simulate
+from ramparts.streams.topics import consumed_topics
+
+from .harness import (REGISTER_MODEL_CALLS, ModelCalls, Stack, latest_alerts, open_store, replay_alerts,
+                      scenario_files, stored_alerts)
+
+TABLE_OF_KIND = dict(EVENT_TABLES)
+
+
+@pytest.fixture(scope="module")
+def broker():
+    with EmbeddedBroker() as b:
+        yield b
+
+
+def _replay(stack: Stack, files: list[str], tmp: Path):
+    from ramparts.streams.pipeline import Pipeline
+
+    p = Pipeline.from_config(stack.config)
+    report = replay(files, config=stack.config, progress=Progress(None, enabled=False),
+                    dead_letter_path=str(tmp / "replay-dead.jsonl"), pipeline=p)
+    return report, {TABLE_OF_KIND[k]: n for k, n in p.stats.events_by_kind.items()}
+
+
+def _two_workers_agree_with_replay(stack: Stack, files: list[str], tmp: Path, model_detectors: set[str]) -> None:
+    report, expected = _replay(stack, files, tmp)
+    expected_alerts = replay_alerts(report)
+    assert {a[1] for a in expected_alerts} & model_detectors, \
+        f"the input must raise alerts of {sorted(model_detectors)} for this comparison to mean something"
+
+    a = stack.worker("a").start()
+    b = stack.worker("b").start()
+    shipped = stack.ship(files)
+    assert shipped.records > 0
+    assert stack.wait_consumed(alive=lambda: a.alive() and b.alive()), a.log_tail() + b.log_tail()
+    assert a.stop() == 0, a.log_tail()
+    assert b.stop() == 0, b.log_tail()
+
+    stats = [a.stats(), b.stats()]
+    assert sum(s.get("model_events", 0) for s in stats) > 0, stats  # the model agent ran
+    for w, s in zip((a, b), stats):
+        # Every event the entity agent processed was handed to the store once, and none by the
+        # model agent (it writes only alerts): rows received by the event tables = its events.
+        rows = s.get("rows_received", {})
+        assert sum(rows.get(t, 0) for t in EVENT_TABLES.values()) == s.get("events", 0), (w.store, s)
+
+    counts, ids, alerts = [], {t: set() for t in expected}, []
+    for w in (a, b):  # one chdb store open at a time: chdb opens one directory per process
+        store = open_store(w.store)
+        try:
+            counts.append(store.counts())
+            for table in expected:
+                ids[table].update(r["id"] for r in store.query(f"SELECT id FROM ramparts.{table} FINAL"))
+            alerts.append(stored_alerts(store))
+        finally:
+            store.close()
+    assert all(c["requests"] > 0 for c in counts), "both workers must have owned partitions"
+    for table, n in expected.items():
+        assert sum(c[table] for c in counts) == n, (table, counts)
+        assert len(ids[table]) == n, table
+    assert latest_alerts(alerts) == expected_alerts
+
+
+def test_two_workers_with_a_model_routed_test_detector_store_replays_alerts_and_each_event_once(
+        broker, tmp_path, monkeypatch):
+    monkeypatch.setattr(detectors, "DETECTOR_CLASSES", [*detectors.DETECTOR_CLASSES, ModelCalls])
+    monkeypatch.setitem(detectors.DETECTORS, ModelCalls.name, ModelCalls)
+    stack = Stack(broker.bootstrap, tmp_path, prelude=REGISTER_MODEL_CALLS)
+    try:
+        assert stack.names.events_model in consumed_topics(stack.config)  # waited on, as the workers read it
+        out = tmp_path / "sim" / "mix.json"
+        simulate("mix", str(out), seed=7, start="2026-11-20T10:00:00Z")
+        _two_workers_agree_with_replay(stack, scenario_files(out), tmp_path, {ModelCalls.name})
+    finally:
+        stack.stop_all()
