@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import difflib
 
+from .anomaly import GpuMetrics, ModelMetrics
 from .base import Detector
 from .extraction import ExtractionDetector
 from .placeholder import AuthFailureBurst, FalcoCritical, PodExec
 from .volume import VolumeDetector
 
 DETECTOR_CLASSES: list[type[Detector]] = [AuthFailureBurst, FalcoCritical, PodExec, ExtractionDetector,
-                                           VolumeDetector]
+                                           VolumeDetector, ModelMetrics, GpuMetrics]
 DETECTORS: dict[str, type[Detector]] = {c.name: c for c in DETECTOR_CLASSES}
 
 

@@ -65,14 +65,46 @@ def bulk_pull(principal: str, t: int) -> dict:
             "model": "digits", "model_version": "1", "input": [[0.5] * 4] * 20, "output": [0.9] * 20}
 
 
+def _spiky(t: int) -> float:
+    # A value that keeps climbing: after the stream's quiet gaps, each minute is a new extreme.
+    return 1.0 + (t - T0) / NS
+
+
+def latency_spikes(model: str, t: int) -> dict:
+    return {"kind": "request", "ts": t, "source": "envoy_json", "principal": "svc", "src_ip": "10.0.0.2",
+            "model": model, "path": "/v1/chat/completions", "status": 200, "latency_ms": _spiky(t),
+            "tokens_in": 10, "tokens_out": 20}
+
+
+def power_spikes(gpu: str, t: int) -> dict:
+    return {"kind": "gpu", "ts": t, "source": "dcgm", "node": "gpu-node-1", "gpu_uuid": gpu, "util_pct": 50.0,
+            "mem_used_mib": 1000.0, "power_w": _spiky(t), "processes": [], "namespace": None, "pod": None}
+
+
+def input_regimes(model: str, t: int) -> dict:
+    # A model whose inputs jump between two regimes every 20 s (outputs steady): every other
+    # regime is a drift of the inputs away from the model's first rows.
+    phase = (t - T0) // (20 * NS) % 2
+    rows = [[round(((t // 1_000_000 + 37 * k + 11 * j) % 97) / 97 + 3.0 * phase, 4) for j in range(4)]
+            for k in range(5)]
+    return {"kind": "prediction", "ts": t, "source": "kserve", "principal": "svc-a", "src_ip": "10.0.0.5",
+            "model": model, "model_version": "2", "input": rows, "output": [0.9] * 5}
+
+
 # Per detector: events (entity, ts) -> an event that counts towards an alert for that entity.
 ATTACKS = {"access.stuffing": stuffing, "runtime.falco": falco, "access.k8s_exec": k8s_exec,
-           "extraction.queries": boundary_walk, "extraction.volume": bulk_pull}
+           "extraction.queries": boundary_walk, "extraction.volume": bulk_pull,
+           "anomaly.model": latency_spikes, "anomaly.gpu": power_spikes,
+           "drift.model": input_regimes}
 
 # Options a detector runs the contract with, where its defaults need more time than the contract's
 # streams span: extraction.volume judges a stream against its own history, 30 minutes of it by
 # default; these streams last minutes, so it judges after one, a minute at or over its peak.
-CONTRACT_OPTIONS = {"extraction.volume": {"min_minutes": 1, "ratio": 1.0, "min_queries": 100}}
+# The metric series learn 720 minutes by default; an entity's attack here fills a few minutes, so 2.
+# drift.model judges windows of 500 rows at p 1e-6; a regime here lasts about 150 rows.
+CONTRACT_OPTIONS = {"extraction.volume": {"min_minutes": 1, "ratio": 1.0, "min_queries": 100},
+                    "anomaly.model": {"learn_minutes": 2}, "anomaly.gpu": {"learn_minutes": 2},
+                    "drift.model": {"window_rows": 20, "p_value": 0.01, "chunk_rows": 5}}
 
 
 def make(cls):
@@ -276,7 +308,8 @@ def test_alert_ids_and_counts_do_not_depend_on_batch_cuts(cls, cuts):
 @by_name
 def test_one_incident_updated_within_a_batch_is_returned_once(cls):
     attack = ATTACKS[cls.name]
-    batch = EventBatch([attack("victim", T0 + i * NS) for i in range(50)])
+    spacing = 60 * NS if cls.name.startswith("anomaly.") else NS  # per-minute series need minutes
+    batch = EventBatch([attack("victim", T0 + i * spacing) for i in range(50)])
     raised = make(cls).update(batch, DictState())
     assert len(raised) == len(merge_alerts(raised)) == 1
 

@@ -1,0 +1,436 @@
+"""Anomalies in metric series: a model of each series' normal shapes, scored point by point.
+
+The core is :class:`SeriesModel`, an online detector for one metric series (a model's
+latency or error rate, a GPU's utilisation or power) that emits an anomaly score in [0, 1]
+per point, in bounded time and memory. It is what ``ramparts bench nab`` scores on the
+Numenta Anomaly Benchmark, and what the detectors :class:`ModelMetrics` (``anomaly.model``)
+and :class:`GpuMetrics` (``anomaly.gpu``) run over per-minute aggregates of the event stream.
+
+How a series is judged:
+
+* **Learning.** The first ``learn_points`` points are learned and never scored (NAB's
+  probationary period: 15% of a file, at most 750 points).
+* **Shapes.** Points are downsampled in steps of ``learn_points / (window * 13)`` points:
+  a step is represented by its mean, or by its extreme (the one further from a moving
+  average of step means) when that lies more than 5% of the series' range from the mean,
+  so a spike survives the downsampling. The last ``window`` steps form a *shape*, a vector
+  in the units of the series; a day of five-minute samples spans a few shapes, so a
+  series' daily (and, with a long enough learning period, weekly) rhythm is what the
+  memory of shapes holds.
+* **Novelty.** A shape is compared with every remembered shape that does not overlap it
+  (mean absolute difference, divided by the series' range): its distance to the nearest
+  one is how new it is. Normal shapes recur, so their distances are small; a level shift,
+  a flat stretch where the series always moves, a burst of spikes, a missing daily peak
+  give a shape unlike any before.
+* **Calibration.** Each series' distances are judged against its own: the 90th percentile
+  of the distances of its unflagged shapes (estimated with the P-squared algorithm, five
+  markers) and 0.7 times the largest distance of the recent past (halving every 400
+  steps), whichever is larger. The novelty ratio is distance over that reference; a ratio
+  above ``novelty`` (0.8) flags the point, scored ``ratio / (1 + ratio)``. A series that
+  is always surprising has a high reference and flags only what surprises it more.
+* **New extremes.** A point more than ``extreme`` (5%) of the learned range beyond the
+  highest or lowest value seen is flagged at once, scored 0.9, without waiting for its
+  step to end.
+* **One flag per anomaly.** After a flag the series is masked for 1.5 windows of steps:
+  only a ratio 1.5 times the last flagged one (an escalating anomaly) flags again inside
+  it. Every other point scores 0.
+
+Memory: the series keeps at most ``memory`` shapes (oldest forgotten first). The benchmark
+runs with 4096; the detectors keep 128 per series so that a series' state stays under 2 KB
+of JSON (each step of a shape stored as a byte: its place in the series' range).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections import deque
+
+import numpy as np
+from pydantic import Field
+
+from ramparts.events import EventBatch
+
+from .base import Detector, StateStore, make_alert, merge_alerts
+
+STEPS_PER_LEARNING = 13  # downsampled steps of one window that fit in the learning period
+EXTREME_SHARE = 0.05  # a step is represented by its extreme when it lies this share of the range off its mean
+START = 0.5  # distances count towards the reference from halfway through the learning period
+QUANTILE = 0.9  # the reference: this quantile of the unflagged distances ...
+RECENT_SHARE = 0.7  # ... or this share of the largest recent distance, whichever is larger
+RECENT_HALF_LIFE = 400  # steps over which the largest recent distance halves
+MASK_WINDOWS = 1.5  # after a flag, this many windows of steps are masked
+ESCALATION = 1.5  # inside the mask, a ratio this many times the last flagged one flags again
+EXTREME_SCORE = 0.9  # the score of a new extreme
+
+
+class P2Quantile:
+    """The P-squared estimate of one quantile (Jain and Chlamtac, 1985): five markers, O(1).
+
+    >>> q = P2Quantile(0.9)
+    >>> for x in range(1, 1001):
+    ...     q.add(float(x))
+    >>> round(q.value())
+    900
+    """
+
+    def __init__(self, p: float, state: list | None = None):
+        self.p = p
+        if state is None:
+            self.n = 0
+            self.q: list[float] = []
+            self.pos = [1.0, 2.0, 3.0, 4.0, 5.0]
+        else:
+            self.n, self.q, self.pos = int(state[0]), list(state[1]), list(state[2])
+
+    def state(self) -> list:
+        return [self.n, [float(f"{v:.6g}") for v in self.q], self.pos]
+
+    def add(self, x: float) -> None:
+        self.n += 1
+        q = self.q
+        if self.n <= 5:
+            q.append(x)
+            q.sort()
+            return
+        if x < q[0]:
+            q[0] = x
+            k = 0
+        elif x >= q[4]:
+            q[4] = x
+            k = 3
+        else:
+            k = 0
+            while k < 3 and x >= q[k + 1]:
+                k += 1
+        pos = self.pos
+        for i in range(k + 1, 5):
+            pos[i] += 1
+        p, n = self.p, self.n
+        want = (1.0, 1 + (n - 1) * p / 2, 1 + (n - 1) * p, 1 + (n - 1) * (1 + p) / 2, float(n))
+        for i in (1, 2, 3):
+            d = want[i] - pos[i]
+            if (d >= 1 and pos[i + 1] - pos[i] > 1) or (d <= -1 and pos[i - 1] - pos[i] < -1):
+                s = 1.0 if d > 0 else -1.0
+                # the parabolic prediction, or the linear one when that leaves the neighbours' range
+                qp = q[i] + s / (pos[i + 1] - pos[i - 1]) * (
+                    (pos[i] - pos[i - 1] + s) * (q[i + 1] - q[i]) / (pos[i + 1] - pos[i])
+                    + (pos[i + 1] - pos[i] - s) * (q[i] - q[i - 1]) / (pos[i] - pos[i - 1]))
+                if not q[i - 1] < qp < q[i + 1]:
+                    j = i + int(s)
+                    qp = q[i] + s * (q[j] - q[i]) / (pos[j] - pos[i])
+                q[i] = qp
+                pos[i] += s
+
+    def value(self) -> float:
+        if not self.q:
+            return 0.0
+        if self.n <= 5:
+            return float(np.quantile(self.q, self.p))
+        return self.q[2]
+
+
+class SeriesModel:
+    """One metric series: ``score(value) -> float`` in [0, 1], learning as it goes.
+
+    ``learn_points``: points learned before any is scored; ``window``: steps per shape;
+    ``memory``: shapes kept; ``novelty``: the novelty ratio that flags; ``extreme``: how far
+    past the learned range (as a share of it) a new extreme must go.
+
+    >>> m = SeriesModel(learn_points=200, window=8)
+    >>> rng = np.random.default_rng(1)
+    >>> calm = [m.score(50 + 10 * math.sin(i / 5) + rng.normal()) for i in range(600)]
+    >>> max(calm[:200]), sum(s > 0 for s in calm[200:]) <= 3
+    (0.0, True)
+    >>> m.score(400.0)  # far past anything seen: a new extreme
+    0.9
+    """
+
+    def __init__(self, learn_points: int = 750, window: int = 8, memory: int = 4096, novelty: float = 0.8,
+                 extreme: float = 0.05, state: dict | None = None):
+        self.learn = int(learn_points)
+        self.window = int(window)
+        self.memory = int(memory)
+        self.novelty = float(novelty)
+        self.extreme = float(extreme)
+        self.step = max(1, round(self.learn / (self.window * STEPS_PER_LEARNING)))
+        self.mask = int(self.window * MASK_WINDOWS)
+        self.decay = 0.5 ** (1 / RECENT_HALF_LIFE)
+        if state is None:
+            self.n = 0  # points seen
+            self.acc = [0, 0.0, math.inf, -math.inf]  # the open step: count, sum, min, max
+            self.ma: float | None = None
+            self.lo, self.hi = math.inf, -math.inf
+            self.ds: deque[float] = deque(maxlen=2 * self.window + 1)
+            self.steps = 0
+            self.mem = np.empty((0, self.window))  # shapes, in the units of the series
+            self.ref = P2Quantile(QUANTILE)
+            self.recent = 0.0
+            self.last_flag = -(10 ** 9)
+            self.last_ratio = 0.0
+        else:
+            self._load(state)
+
+    # -- scoring ---------------------------------------------------------------------------
+
+    def score(self, x: float) -> float:
+        """The anomaly score of the next point (0 while learning, and for unremarkable points)."""
+        x = float(x)
+        self.n += 1
+        flag = 0.0
+        if self.n > self.learn and self.hi > self.lo:
+            span = self.hi - self.lo
+            beyond = max(x - self.hi, self.lo - x) / span
+            if beyond > self.extreme and (self.steps - self.last_flag > self.mask or beyond > self.last_ratio):
+                flag = EXTREME_SCORE
+                self.last_flag = self.steps
+                self.last_ratio = max(self.last_ratio, 1.0)
+        if x < self.lo:
+            self.lo = x
+        if x > self.hi:
+            self.hi = x
+        acc = self.acc
+        acc[0] += 1
+        acc[1] += x
+        acc[2] = min(acc[2], x)
+        acc[3] = max(acc[3], x)
+        if acc[0] < self.step:
+            return flag
+        return max(flag, self._end_step())
+
+    def _end_step(self) -> float:
+        count, total, low, high = self.acc
+        self.acc = [0, 0.0, math.inf, -math.inf]
+        mean = total / count
+        self.ma = mean if self.ma is None else (self.ma + mean) / 2
+        extreme = high if abs(high - self.ma) >= abs(low - self.ma) else low
+        span = (self.hi - self.lo) or 1.0
+        self.ds.append(extreme if abs(extreme - mean) >= EXTREME_SHARE * span else mean)
+        self.steps += 1
+        w = self.window
+        if len(self.ds) > 2 * w:  # the shape ending w + 1 steps ago no longer overlaps the current one
+            old = np.fromiter((self.ds[i] for i in range(w)), float, w)
+            self.mem = np.vstack([self.mem[-(self.memory - 1):] if self.memory > 1 else self.mem[:0], old])
+        if len(self.ds) < w or len(self.mem) == 0:
+            return 0.0
+        shape = np.fromiter((self.ds[i] for i in range(len(self.ds) - w, len(self.ds))), float, w)
+        d = float(np.abs(self.mem - shape).mean(axis=1).min()) / span
+        score = 0.0
+        if self.n > self.learn and self.ref.n > 10:
+            reference = max(self.ref.value(), RECENT_SHARE * self.recent)
+            ratio = d / (reference + 1e-9)
+            if ratio > self.novelty and (self.steps - self.last_flag > self.mask
+                                         or ratio > self.last_ratio * ESCALATION):
+                score = min(1.0, ratio / (1 + ratio))
+                self.last_flag = self.steps
+                self.last_ratio = ratio
+        if self.n > self.learn * START and score == 0.0:
+            self.ref.add(d)
+        if self.n > self.learn:
+            self.recent = max(self.recent * self.decay, d)
+        return score
+
+    def explain(self) -> dict:
+        """The numbers behind the last score: range, reference distance, last ratio, points seen."""
+        return {"learned_low": _r(self.lo), "learned_high": _r(self.hi), "reference_distance": _r(self.ref.value()),
+                "novelty_ratio": _r(self.last_ratio), "points": self.n, "learn_points": self.learn}
+
+    # -- state -------------------------------------------------------------------------------
+
+    def state(self) -> dict:
+        """Plain JSON: scalars, the recent steps, the P-squared markers and the shapes.
+
+        Shapes lie inside the series' range (they are means and extremes of its points), so
+        each value is stored as a byte, its place in the range in 255ths, base64: 128 shapes
+        of 8 steps take 1.4 KB. The range's 255th is the precision lost by a round trip.
+        """
+        span = (self.hi - self.lo) if self.hi > self.lo else 1.0
+        lo = self.lo if math.isfinite(self.lo) else 0.0
+        rel = np.clip(np.rint((self.mem - lo) / span * 255), 0, 255).astype(np.uint8)
+        return {"n": self.n, "a": [self.acc[0], _r(self.acc[1]), _r(self.acc[2]), _r(self.acc[3])],
+                "ma": _r(self.ma), "lo": _r(self.lo), "hi": _r(self.hi), "ds": [_r(v) for v in self.ds],
+                "s": self.steps, "m": base64.b64encode(rel.tobytes()).decode(), "q": self.ref.state(),
+                "r": _r(self.recent), "f": self.last_flag, "fr": _r(self.last_ratio)}
+
+    def _load(self, s: dict) -> None:
+        self.n = int(s["n"])
+        a = s["a"]
+        self.acc = [int(a[0]), float(a[1]), _f(a[2], math.inf), _f(a[3], -math.inf)]
+        self.ma = None if s["ma"] is None else float(s["ma"])
+        self.lo, self.hi = _f(s["lo"], math.inf), _f(s["hi"], -math.inf)
+        self.ds = deque((float(v) for v in s["ds"]), maxlen=2 * self.window + 1)
+        self.steps = int(s["s"])
+        span = (self.hi - self.lo) if self.hi > self.lo else 1.0
+        lo = self.lo if math.isfinite(self.lo) else 0.0
+        rel = np.frombuffer(base64.b64decode(s["m"]), dtype=np.uint8).astype(float)
+        self.mem = (rel.reshape(-1, self.window) / 255 * span + lo)[-self.memory:]
+        self.ref = P2Quantile(QUANTILE, s["q"])
+        self.recent = float(s["r"])
+        self.last_flag = int(s["f"])
+        self.last_ratio = float(s["fr"])
+
+
+def _r(v: float | None) -> float | None:
+    """Six significant digits for state and evidence; infinities (an empty range) as None."""
+    if v is None or not math.isfinite(v):
+        return None
+    return float(f"{v:.6g}")
+
+
+def _f(v, default: float) -> float:
+    return default if v is None else float(v)
+
+
+# -- the detectors: per-minute series of the event stream --------------------------------------
+
+MINUTE = 60 * 1_000_000_000
+
+
+def _num(v) -> float | None:
+    """A finite number, or None (a missing field, a string where a number belongs)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+class _MetricSeries(Detector):
+    """Per entity and metric: a value per minute, scored by a :class:`SeriesModel`.
+
+    Subclasses say which events feed which series (:meth:`points`): ``(entity id, metric,
+    ts, value)`` tuples, and how a minute aggregates (``MEAN`` metrics average their points,
+    ``SUM`` metrics add them and count an empty minute as 0, up to ``fill_minutes``).
+    """
+
+    entity_type: str = "model"
+    MEAN: tuple[str, ...] = ()
+    SUM: tuple[str, ...] = ()
+
+    class Options(Detector.Options):
+        learn_minutes: int = Field(default=720, ge=2, description="Minutes a series is learned before it is "
+                                                                  "scored (NAB's probationary period: 750 points).")
+        window: int = Field(default=8, ge=2, le=32, description="Downsampled steps per shape.")
+        memory: int = Field(default=128, ge=1, le=160, description="Shapes kept per series (128 keep its state "
+                                                                   "under 2 KB).")
+        novelty: float = Field(default=0.8, gt=0, description="Novelty ratio (distance to the nearest known shape "
+                                                              "over the series' reference) that flags a minute.")
+        extreme: float = Field(default=0.05, ge=0, description="A minute this share of the learned range beyond "
+                                                               "its highest or lowest value is flagged at once.")
+        alert_score: float = Field(default=0.6, gt=0, le=1, description="Scores from here alert (0.55 was NAB's "
+                                                                        "best threshold for the standard profile).")
+        fill_minutes: int = Field(default=60, ge=0, description="Empty minutes of a counted series scored as 0 "
+                                                                "before a longer silence is taken as downtime.")
+        gap_seconds: float = Field(default=3600.0, gt=0, description="An incident closes after this long without "
+                                                                     "a flagged minute.")
+
+    def points(self, batch: EventBatch):
+        raise NotImplementedError
+
+    def _model(self, s: dict | None) -> SeriesModel:
+        o = self.options
+        return SeriesModel(learn_points=o.learn_minutes, window=o.window, memory=o.memory, novelty=o.novelty,
+                           extreme=o.extreme, state=s)
+
+    def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
+        out: list[dict] = []
+        cache: dict[str, dict] = {}
+        for entity, metric, ts, value in self.points(batch):
+            key = f"{self.name}/{entity}/{metric}"
+            st = cache.get(key)
+            if st is None:
+                st = cache[key] = state.get(key) or {"m": ts // MINUTE, "n": 0, "v": 0.0, "sm": None, "inc": None}
+            minute = ts // MINUTE
+            if minute > st["m"]:
+                out.extend(self._close(st, entity, metric, minute))
+            elif minute < st["m"]:
+                continue  # a straggler from a minute already scored
+            st["n"] += 1
+            st["v"] += value
+        for key, st in cache.items():
+            state.set(key, st)
+        return merge_alerts(out)
+
+    def _close(self, st: dict, entity: str, metric: str, minute: int) -> list[dict]:
+        """Score the minute ``st`` holds (and empty ones up to ``minute`` for counted series).
+
+        The series model is loaded from its state and stored again around every minute, so
+        what it remembers is the same whichever batches the minutes came in.
+        """
+        done = [(st["m"], st["v"] / st["n"] if metric in self.MEAN else st["v"])] if st["n"] else []
+        if metric in self.SUM and minute - st["m"] - 1 <= self.options.fill_minutes:
+            done.extend((k, 0.0) for k in range(st["m"] + 1, minute))
+        st["m"], st["n"], st["v"] = minute, 0, 0.0
+        out = []
+        for k, value in done:
+            m = self._model(st["sm"])
+            score = m.score(value)
+            st["sm"] = m.state()
+            ts = k * MINUTE
+            inc = st["inc"]
+            if inc is not None and ts - inc[1] > self.options.gap_seconds * 1e9:
+                inc = st["inc"] = None
+            if score < self.options.alert_score:
+                continue
+            if inc is None:
+                inc = st["inc"] = [ts, ts, 0]
+            inc[1] = ts
+            inc[2] += 1
+            kind = "new extreme" if score == EXTREME_SCORE else "new shape"
+            evidence = {"metric": metric, "value": _r(value), "minute": ts, "statistic": kind, "score": _r(score),
+                        "threshold": self.options.alert_score, **m.explain()}
+            out.append(make_alert(self.name, "high" if score >= 0.85 else "medium", (self.entity_type, entity),
+                                  score=score, evidence=evidence, first_ts=inc[0], last_ts=ts + MINUTE - 1,
+                                  count=inc[2], summary=f"{metric} of {self.entity_type} {entity}: {kind} "
+                                  f"({_r(value)} in the minute, anomaly score {score:.2f})"))
+        return out
+
+
+class ModelMetrics(_MetricSeries):
+    """Latency, server error rate, output tokens and requests per minute of each model."""
+
+    name = "anomaly.model"
+    kinds = ("request",)
+    route = "model"
+    description = "anomalies in a model's per-minute latency, server error rate, output tokens and request count"
+    MEAN = ("latency_ms", "error_rate")
+    SUM = ("tokens_out", "requests")
+
+    def points(self, batch: EventBatch):
+        for e in batch:
+            if e.get("kind") != "request":
+                continue
+            model, ts = e.get("model"), e.get("ts")
+            if not isinstance(model, str) or not isinstance(ts, int):
+                continue
+            yield model, "requests", ts, 1.0
+            lat = _num(e.get("latency_ms"))
+            if lat is not None:
+                yield model, "latency_ms", ts, lat
+            status = _num(e.get("status"))
+            if status is not None:
+                yield model, "error_rate", ts, 1.0 if status >= 500 else 0.0
+            out = _num(e.get("tokens_out"))
+            if out is not None:
+                yield model, "tokens_out", ts, out
+
+
+class GpuMetrics(_MetricSeries):
+    """Utilisation and power per minute of each GPU."""
+
+    name = "anomaly.gpu"
+    kinds = ("gpu",)
+    entity_type = "gpu"
+    description = "anomalies in a GPU's per-minute utilisation and power"
+    MEAN = ("util_pct", "power_w")
+
+    def points(self, batch: EventBatch):
+        for e in batch:
+            if e.get("kind") != "gpu":
+                continue
+            gpu, ts = e.get("gpu_uuid"), e.get("ts")
+            if not isinstance(gpu, str) or not isinstance(ts, int):
+                continue
+            for metric in self.MEAN:
+                v = _num(e.get(metric))
+                if v is not None:
+                    yield gpu, metric, ts, v
