@@ -372,13 +372,14 @@ class _MetricSeries(Detector):
             if score < self.options.alert_score:
                 continue
             if inc is None:
-                inc = st["inc"] = [ts, ts, 0]
+                inc = st["inc"] = [ts, ts, 0, 0.0]
             inc[1] = ts
             inc[2] += 1
+            inc[3] = max(inc[3], score)  # an incident's severity follows its worst minute
             kind = "new extreme" if score == EXTREME_SCORE else "new shape"
             evidence = {"metric": metric, "value": _r(value), "minute": ts, "statistic": kind, "score": _r(score),
                         "threshold": self.options.alert_score, **m.explain()}
-            out.append(make_alert(self.name, "high" if score >= 0.85 else "medium", (self.entity_type, entity),
+            out.append(make_alert(self.name, "high" if inc[3] >= 0.85 else "medium", (self.entity_type, entity),
                                   score=score, evidence=evidence, first_ts=inc[0], last_ts=ts + MINUTE - 1,
                                   count=inc[2], summary=f"{metric} of {self.entity_type} {entity}: {kind} "
                                   f"({_r(value)} in the minute, anomaly score {score:.2f})"))

@@ -1,0 +1,147 @@
+"""The metric series model (anomaly.py) and its two stream detectors, on hand-made series."""
+
+import math
+
+import numpy as np
+import orjson
+import pytest
+
+from ramparts.detectors.anomaly import EXTREME_SCORE, GpuMetrics, ModelMetrics, P2Quantile, SeriesModel
+from ramparts.detectors.base import DictState
+from ramparts.events import EventBatch
+
+NS = 1_000_000_000
+MIN = 60 * NS
+T0 = 1_795_000_020 * NS
+
+
+def daily(n: int, seed: int = 3, period: int = 96) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    i = np.arange(n)
+    return 50 + 20 * np.sin(2 * math.pi * i / period) + rng.normal(0, 1, n)
+
+
+@pytest.mark.parametrize("p", [0.5, 0.9, 0.99])
+def test_p2_quantile_tracks_numpy(p):
+    x = np.random.default_rng(5).lognormal(size=5000)
+    q = P2Quantile(p)
+    for v in x:
+        q.add(float(v))
+    assert q.value() == pytest.approx(np.quantile(x, p), rel=0.05)
+    assert P2Quantile(p, q.state()).value() == pytest.approx(q.value(), rel=1e-5)
+
+
+def test_nothing_is_scored_while_learning_and_a_repeating_series_stays_quiet():
+    m = SeriesModel(learn_points=300)
+    scores = [m.score(v) for v in daily(3000)]
+    assert not any(scores[:300])
+    assert sum(s > 0.55 for s in scores[300:]) <= 3  # at most a few flags over 27 periods
+
+
+def test_a_new_extreme_scores_at_once_and_a_level_shift_is_flagged_once():
+    m = SeriesModel(learn_points=300)
+    for v in daily(1500):
+        m.score(v)
+    assert m.score(200.0) == EXTREME_SCORE  # far above the learned range
+    m2 = SeriesModel(learn_points=300)
+    x = daily(2400)
+    x[1500:] += 8  # up by a fifth of the range: new shapes, not new extremes at first
+    scores = np.array([m2.score(v) for v in x])
+    flagged = np.nonzero(scores > 0.55)[0]
+    assert len(flagged) and flagged[0] >= 1500 and flagged[0] < 1500 + 200
+    assert len(flagged[flagged >= 1500]) <= 4  # masked after the first flag
+
+
+def test_a_flat_stretch_where_the_series_always_moves_is_its_most_novel_moment():
+    x = daily(2400)
+    x[1600:1750] = 50.0
+    m = SeriesModel(learn_points=300)
+    scores = np.array([m.score(v) for v in x])
+    assert scores[1600:1800].max() > 0
+    assert scores[1600:1800].max() >= scores[300:1600].max()
+    assert scores[1600:1800].max() >= scores[1800:].max()
+
+
+def test_state_round_trips_through_json_and_scores_go_on_the_same():
+    x = daily(2000)
+    a = SeriesModel(learn_points=300, memory=128)
+    b = SeriesModel(learn_points=300, memory=128)
+    sa, sb = [], []
+    for i, v in enumerate(x):
+        sa.append(a.score(v))
+        a = SeriesModel(learn_points=300, memory=128, state=orjson.loads(orjson.dumps(a.state())))
+        sb.append(b.score(v))
+        if i % 97 == 0:  # the other reloads rarely: a state stores what the model uses
+            b = SeriesModel(learn_points=300, memory=128, state=b.state())
+    assert len(orjson.dumps(a.state())) < 2048
+    flagged_a = {i for i, s in enumerate(sa) if s > 0.55}
+    flagged_b = {i for i, s in enumerate(sb) if s > 0.55}
+    assert len(flagged_a ^ flagged_b) <= 2
+
+
+def requests(model: str, minutes: int, latency, start: int = 0) -> list[dict]:
+    out = []
+    for k in range(start, start + minutes):
+        for j in range(4):
+            out.append({"kind": "request", "ts": T0 + k * MIN + j * 10 * NS, "source": "envoy_json",
+                        "principal": "svc", "src_ip": "10.0.0.1", "model": model, "path": "/v1/chat/completions",
+                        "status": 503 if latency(k) is None else 200, "latency_ms": latency(k) or 5.0,
+                        "tokens_in": 10, "tokens_out": 100})
+    return out
+
+
+def test_model_metrics_alerts_on_a_latency_spike_with_its_numbers():
+    d = ModelMetrics({"learn_minutes": 60})
+    rng = np.random.default_rng(2)
+    base = 100 + 10 * np.sin(np.arange(400) / 10) + rng.normal(0, 1, 400)
+    events = requests("llama", 300, lambda k: float(base[k]))
+    events += requests("llama", 5, lambda k: 900.0, start=300)
+    events += requests("llama", 2, lambda k: 100.0, start=305)
+    state = DictState()
+    alerts = d.update(EventBatch(events[:500]), state) + d.update(EventBatch(events[500:]), state)
+    lat = [a for a in alerts if a["evidence"]["metric"] == "latency_ms"]
+    assert lat and all(a["entity"] == {"type": "model", "id": "llama"} for a in lat)
+    first = lat[0]
+    assert first["detector"] == "anomaly.model" and first["severity"] == "high"
+    # The incident opened on minute 300, a new extreme (high); its last update is the minute after.
+    assert first["first_event_ts"] == (T0 // MIN + 300) * MIN
+    assert first["evidence"]["value"] == 900.0 and first["evidence"]["learned_high"] < 200
+    assert first["evidence"]["threshold"] == 0.6 and first["evidence"]["points"] >= 300
+    assert not [a for a in alerts if a["evidence"]["metric"] in ("requests", "tokens_out")]
+
+
+def test_model_metrics_sees_a_burst_of_server_errors():
+    d = ModelMetrics({"learn_minutes": 60})
+    events = requests("m", 300, lambda k: 50.0 + k % 5)
+    events += requests("m", 3, lambda k: None, start=300)  # every request a 503
+    events += requests("m", 1, lambda k: 50.0, start=303)
+    alerts = d.update(EventBatch(events), DictState())
+    assert any(a["evidence"]["metric"] == "error_rate" for a in alerts)
+
+
+def test_counted_series_score_silent_minutes_as_zero_until_the_fill_limit():
+    d = ModelMetrics({"learn_minutes": 20, "fill_minutes": 5})
+    state = DictState()
+    d.update(EventBatch(requests("m", 30, lambda k: 50.0)), state)
+    before = state.get("anomaly.model/m/requests")["sm"]["n"]
+    # Minute 34 closes minute 29 (the last one sent) and fills the 4 silent minutes between.
+    d.update(EventBatch(requests("m", 1, lambda k: 50.0, start=34)), state)
+    assert state.get("anomaly.model/m/requests")["sm"]["n"] == before + 1 + 4
+    # Minute 60 closes minute 34; the 25 silent minutes after it are downtime, not zeros.
+    d.update(EventBatch(requests("m", 1, lambda k: 50.0, start=60)), state)
+    assert state.get("anomaly.model/m/requests")["sm"]["n"] == before + 1 + 4 + 1
+
+
+def test_gpu_metrics_reads_utilisation_and_power_and_skips_garbage():
+    d = GpuMetrics({"learn_minutes": 30})
+    events = []
+    for k in range(200):
+        power = 300.0 + (k % 7) if k < 150 else 60.0  # the GPU drops to idle power
+        events.append({"kind": "gpu", "ts": T0 + k * MIN, "source": "dcgm", "node": "n1", "gpu_uuid": "GPU-1",
+                       "util_pct": "busy" if k % 11 == 0 else 90.0, "mem_used_mib": 1.0, "power_w": power,
+                       "processes": [], "namespace": None, "pod": None})
+    state = DictState()
+    alerts = d.update(EventBatch(events), state)
+    assert any(a["evidence"]["metric"] == "power_w" and a["entity"] == {"type": "gpu", "id": "GPU-1"}
+               for a in alerts)
+    assert set(state.data) == {"anomaly.gpu/GPU-1/util_pct", "anomaly.gpu/GPU-1/power_w"}
