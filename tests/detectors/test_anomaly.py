@@ -105,7 +105,7 @@ def test_model_metrics_alerts_on_a_latency_spike_with_its_numbers():
     assert first["detector"] == "anomaly.model" and first["severity"] == "high"
     # The incident opened on minute 300, a new extreme (high); its last update is the minute after.
     assert first["first_event_ts"] == (T0 // MIN + 300) * MIN
-    assert first["evidence"]["value"] == 900.0 and first["evidence"]["learned_high"] < 200
+    assert first["evidence"]["value"] == 900.0 and first["evidence"]["learned_low"] < 200
     assert first["evidence"]["threshold"] == 0.6 and first["evidence"]["points"] >= 300
     assert not [a for a in alerts if a["evidence"]["metric"] in ("requests", "tokens_out")]
 
