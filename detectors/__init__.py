@@ -10,12 +10,13 @@ import difflib
 
 from .anomaly import GpuMetrics, ModelMetrics
 from .base import Detector
+from .drift import DriftDetector
 from .extraction import ExtractionDetector
 from .placeholder import AuthFailureBurst, FalcoCritical, PodExec
 from .volume import VolumeDetector
 
 DETECTOR_CLASSES: list[type[Detector]] = [AuthFailureBurst, FalcoCritical, PodExec, ExtractionDetector,
-                                           VolumeDetector, ModelMetrics, GpuMetrics]
+                                           VolumeDetector, ModelMetrics, GpuMetrics, DriftDetector]
 DETECTORS: dict[str, type[Detector]] = {c.name: c for c in DETECTOR_CLASSES}
 
 

@@ -104,7 +104,7 @@ ATTACKS = {"access.stuffing": stuffing, "runtime.falco": falco, "access.k8s_exec
 # drift.model judges windows of 500 rows at p 1e-6; a regime here lasts about 150 rows.
 CONTRACT_OPTIONS = {"extraction.volume": {"min_minutes": 1, "ratio": 1.0, "min_queries": 100},
                     "anomaly.model": {"learn_minutes": 2}, "anomaly.gpu": {"learn_minutes": 2},
-                    "drift.model": {"window_rows": 20, "p_value": 0.01, "chunk_rows": 5}}
+                    "drift.model": {"window_rows": 40, "p_value": 0.01, "chunk_rows": 5}}
 
 
 def make(cls):
