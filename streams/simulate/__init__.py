@@ -12,7 +12,7 @@ timeline; the manifest lists each attack's interval, the alert family expected t
 and its entity as the pipeline sees it. The same seed and start give the same bytes.
 
 >>> sorted(SCENARIOS)
-['baseline', 'extraction', 'mix']
+['baseline', 'drift', 'extraction', 'mix']
 >>> [p.attack for p in SCENARIOS["mix"].attacks]
 ['credential-stuffing', 'kubectl-exec', 'crypto-miner']
 """
@@ -66,6 +66,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              attacks=(Placement("extraction-benign-clients", 0.0, 1.0), Placement("extraction-jbda", 0.30, 0.43),
                       Placement("extraction-boundary", 0.43, 0.56), Placement("extraction-random", 0.56, 0.69),
                       Placement("extraction-knockoff", 0.69, 0.82), Placement("extraction-sybil", 0.82, 0.95))),
+    # Long enough for a version's reference (its first 500 rows) and a few judged windows at the
+    # KServe rate of the default gateway rate.
+    Scenario("drift", "baseline plus a canary of fraud-xgb version 4 whose feature pipeline breaks part way, and "
+                      "a partner's traffic to churn-lgbm drifting slowly away from the usual inputs",
+             attacks=(Placement("drift-rollout", 0.25, 1.0), Placement("drift-gradual", 0.40, 1.0)),
+             duration_seconds=1200.0),
 )}
 
 

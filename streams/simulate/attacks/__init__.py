@@ -26,9 +26,9 @@ class Attack:
 
 
 def _registry() -> dict[str, Attack]:
-    from . import extraction, k8s_exec, miner, stuffing
+    from . import drift, extraction, k8s_exec, miner, stuffing
 
-    attacks = [stuffing.ATTACK, miner.ATTACK, k8s_exec.ATTACK, *extraction.EXTRACTION_ATTACKS]
+    attacks = [stuffing.ATTACK, miner.ATTACK, k8s_exec.ATTACK, *extraction.EXTRACTION_ATTACKS, *drift.ATTACKS]
     return {a.name: a for a in attacks}
 
 
