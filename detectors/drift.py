@@ -327,14 +327,14 @@ def prediction_rows(e: dict, names: list[str] | None) -> tuple[list[list], list 
             rows = inp
         elif type(first) is dict:
             if names is None:
-                names = sorted(k[:MAX_NAME] for k, v in first.items() if type(v) in (int, float))[:MAX_INPUTS]
-            rows = [[_dict_get(r, k) for k in names] if type(r) is dict else [] for r in inp]
+                names = sorted(short_name(k) for k, v in first.items() if type(v) in (int, float))[:MAX_INPUTS]
+            rows = [_pick(r, names) if type(r) is dict else [] for r in inp]
         elif type(first) in (int, float):
             rows = [inp]
     elif type(inp) is dict and inp:
         if names is None:
-            names = sorted(k[:MAX_NAME] for k, v in inp.items() if type(v) in (int, float, list))[:MAX_INPUTS]
-        cols = [_dict_get(inp, k) for k in names]
+            names = sorted(short_name(k) for k, v in inp.items() if type(v) in (int, float, list))[:MAX_INPUTS]
+        cols = _pick(inp, names)
         if cols and all(type(c) is list for c in cols):
             rows = [list(r) for r in zip(*cols)]
         else:
@@ -347,11 +347,19 @@ def prediction_rows(e: dict, names: list[str] | None) -> tuple[list[list], list 
     return rows, out, names
 
 
-def _dict_get(d: dict, name: str) -> Any:
-    v = d.get(name)
-    if v is None and len(name) == MAX_NAME:  # a name cut to MAX_NAME characters
-        v = next((x for k, x in d.items() if k[:MAX_NAME] == name), None)
-    return v
+def short_name(name: str) -> str:
+    """A feature name as the state keeps it: at most ``MAX_NAME`` characters, its start and end.
+
+    >>> short_name("income"), short_name("customer_lifetime_value_usd")
+    ('income', 'customer~lue_usd')
+    """
+    return name if len(name) <= MAX_NAME else f"{name[:8]}~{name[9 - MAX_NAME:]}"
+
+
+def _pick(d: dict, names: list[str]) -> list:
+    if any(len(n) == MAX_NAME and "~" in n for n in names):
+        d = {short_name(k): v for k, v in d.items()}
+    return [d.get(n) for n in names]
 
 
 def _matrix(rows: list, width: int) -> np.ndarray:
@@ -789,9 +797,6 @@ class DriftDetector(Detector):
                row: int, *, rows_judged: int) -> list[dict]:
         o = self.options
         since = min(f.pop("_since") for f in findings)
-        if self.trace is not None:
-            self.trace.extend({"model": model, "version": version, "family": family, "ts": ts, "since": since, **f}
-                              for f in findings)
         findings.sort(key=lambda f: -f["value"] / f["threshold"])
         best = findings[0]
         ratio = best["value"] / best["threshold"]
@@ -820,4 +825,7 @@ class DriftDetector(Detector):
                            evidence=evidence, first_ts=inc["f"], last_ts=ts, count=inc["n"])
         # One incident per version and family: the family is part of the incident's identity.
         alert["id"] = alert_id(f"{self.name}:{family}", "model", entity, inc["f"])
+        if self.trace is not None:
+            self.trace.extend({"model": model, "version": version, "family": family, "ts": ts, "since": since,
+                               "incident": alert["id"], **f} for f in findings)
         return [alert]

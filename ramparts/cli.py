@@ -213,6 +213,7 @@ def _cmd_formats(args) -> int:
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks", description="Benchmarks; figures go to docs/benchmarks.md.")
     bsub = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    from ramparts.bench import drift as bench_drift
     from ramparts.bench import extraction as bench_extraction
     from ramparts.bench import nab as bench_nab
     from ramparts.bench import parse as bench_parse
@@ -226,6 +227,7 @@ def _add_bench(sub) -> None:
     bench_extraction.add_arguments(bsub)
     bench_volume.add_arguments(bsub)
     bench_nab.add_arguments(bsub)
+    bench_drift.add_arguments(bsub)
 
 
 def build_parser() -> argparse.ArgumentParser:
