@@ -94,14 +94,17 @@ def input_regimes(model: str, t: int) -> dict:
 # Per detector: events (entity, ts) -> an event that counts towards an alert for that entity.
 ATTACKS = {"access.stuffing": stuffing, "runtime.falco": falco, "access.k8s_exec": k8s_exec,
            "extraction.queries": boundary_walk, "extraction.volume": bulk_pull,
-           "anomaly.model": latency_spikes, "anomaly.gpu": power_spikes}
+           "anomaly.model": latency_spikes, "anomaly.gpu": power_spikes,
+           "drift.model": input_regimes}
 
 # Options a detector runs the contract with, where its defaults need more time than the contract's
 # streams span: extraction.volume judges a stream against its own history, 30 minutes of it by
 # default; these streams last minutes, so it judges after one, a minute at or over its peak.
 # The metric series learn 720 minutes by default; an entity's attack here fills a few minutes, so 2.
+# drift.model judges windows of 500 rows at p 1e-6; a regime here lasts about 150 rows.
 CONTRACT_OPTIONS = {"extraction.volume": {"min_minutes": 1, "ratio": 1.0, "min_queries": 100},
-                    "anomaly.model": {"learn_minutes": 2}, "anomaly.gpu": {"learn_minutes": 2}}
+                    "anomaly.model": {"learn_minutes": 2}, "anomaly.gpu": {"learn_minutes": 2},
+                    "drift.model": {"window_rows": 40, "p_value": 0.01, "chunk_rows": 5}}
 
 
 def make(cls):
