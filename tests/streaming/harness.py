@@ -36,7 +36,8 @@ _ids = itertools.count(1)
 class Stack:
     """One test's view of the broker: its prefix, group, config and workers."""
 
-    def __init__(self, bootstrap: str, tmp: Path, partitions: int = 4, prelude: str | None = None):
+    def __init__(self, bootstrap: str, tmp: Path, partitions: int = 4, prelude: str | None = None,
+                 env: dict[str, str] | None = None):
         n = next(_ids)
         self.tmp = tmp
         self.prelude = prelude
@@ -46,7 +47,7 @@ class Stack:
                     "RAMPARTS_KAFKA__GROUP": f"g{n}-{os.getpid()}",
                     "RAMPARTS_KAFKA__PARTITIONS": str(partitions),
                     "RAMPARTS_KAFKA__BATCH_MAX_SECONDS": "0.2",
-                    "RAMPARTS_HASH_KEY": HASH_KEY}
+                    "RAMPARTS_HASH_KEY": HASH_KEY, **(env or {})}
         self.config = load_config(None, env=self.env)
         self.names = TopicNames(self.config.kafka.topic_prefix)
         self.bootstrap = bootstrap

@@ -6,9 +6,10 @@ detect agent runs them (docs/streaming.md, "Routes"). Two workers in one group s
 entity partitions and the model partitions; together they must store exactly replay's alerts
 and every event once.
 
-The test runs ``ModelCalls`` (tests/streaming/harness.py), a model-routed test detector
+The first test runs ``ModelCalls`` (tests/streaming/harness.py), a model-routed test detector
 whose alerts do not depend on event order, registered in the workers by a prelude; it checks
-the routing whatever detectors the registry holds.
+the routing whatever detectors the registry holds. The second runs the registry's own
+model-routed detectors, on the ``drift`` scenario when ``ramparts simulate`` has it.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from pathlib import Path
 import pytest
 
 from ramparts import detectors
+from ramparts.detectors import build_detectors
 from ramparts.sinks.clickhouse.schema import EVENT_TABLES
 from ramparts.streams.broker import EmbeddedBroker
 from ramparts.streams.replay import Progress, replay
-from ramparts.streams.simulate import simulate
+from ramparts.streams.simulate import SCENARIOS, simulate
 from ramparts.streams.topics import consumed_topics
 
 from .harness import (REGISTER_MODEL_CALLS, ModelCalls, Stack, latest_alerts, open_store, replay_alerts,
@@ -86,13 +88,32 @@ def _two_workers_agree_with_replay(stack: Stack, files: list[str], tmp: Path, mo
 
 def test_two_workers_with_a_model_routed_test_detector_store_replays_alerts_and_each_event_once(
         broker, tmp_path, monkeypatch):
+    # The registry's own model-routed detectors are the next test's: off here, so that this
+    # one checks the routing alone, with a detector whose alerts do not depend on event order.
+    others = {f"RAMPARTS_DETECTORS__{c.name.replace('.', '_').upper()}__ENABLED": "false"
+              for c in detectors.DETECTOR_CLASSES if c.route == "model"}
     monkeypatch.setattr(detectors, "DETECTOR_CLASSES", [*detectors.DETECTOR_CLASSES, ModelCalls])
     monkeypatch.setitem(detectors.DETECTORS, ModelCalls.name, ModelCalls)
-    stack = Stack(broker.bootstrap, tmp_path, prelude=REGISTER_MODEL_CALLS)
+    stack = Stack(broker.bootstrap, tmp_path, prelude=REGISTER_MODEL_CALLS, env=others)
+    assert [d.name for d in build_detectors(stack.config) if d.route == "model"] == [ModelCalls.name]
     try:
         assert stack.names.events_model in consumed_topics(stack.config)  # waited on, as the workers read it
         out = tmp_path / "sim" / "mix.json"
         simulate("mix", str(out), seed=7, start="2026-11-20T10:00:00Z")
         _two_workers_agree_with_replay(stack, scenario_files(out), tmp_path, {ModelCalls.name})
+    finally:
+        stack.stop_all()
+
+
+def test_two_workers_with_the_registered_model_routed_detectors_store_replays_alerts(broker, tmp_path):
+    model_detectors = {c.name for c in detectors.DETECTOR_CLASSES if c.route == "model"}
+    assert model_detectors, ("no registered detector has route = 'model' yet (detectors/__init__.py): "
+                             "this test cannot exercise one")
+    scenario = "drift" if "drift" in SCENARIOS else "mix"
+    stack = Stack(broker.bootstrap, tmp_path)
+    try:
+        out = tmp_path / "sim" / f"{scenario}.json"
+        simulate(scenario, str(out), seed=7, start="2026-11-20T10:00:00Z")
+        _two_workers_agree_with_replay(stack, scenario_files(out), tmp_path, model_detectors)
     finally:
         stack.stop_all()
