@@ -5,7 +5,10 @@
 2. **kafka, batched**: ``ramparts ship`` packs many records per compressed message; one
    ``ramparts worker`` process (pinned to one core, no store) parses, keys, re-partitions
    and detects. Rate = events / (last batch done - first batch started), from the worker's
-   stats file, so broker start-up and group joins are not counted.
+   stats file, so broker start-up and group joins are not counted. With a model-routed
+   detector enabled (``Detector.route == "model"``), the worker also re-sends requests and
+   predictions keyed by model to ``events.model`` and a second agent detects over them; the
+   run then ends when the group has committed that topic too, so the rate includes that work.
 3. **kafka, single-record**: the same worker, with one record per message and no headers
    (what a log forwarder that is not ``ramparts ship`` sends).
 4. **no-op Faust agent** over the same single-record messages: the ceiling that Faust's
@@ -172,6 +175,9 @@ class _KafkaRun:
                 except (OSError, orjson.JSONDecodeError):
                     continue
                 if stats.get(key, 0) >= expect:
+                    if not noop:
+                        self._wait_model_route(proc, env["RAMPARTS_KAFKA__GROUP"], deadline - time.monotonic())
+                        stats = orjson.loads(stats_file.read_bytes())
                     break
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -183,6 +189,21 @@ class _KafkaRun:
             raise RuntimeError(f"the worker handled {stats.get(key, 0)} of {expect} {key}; "
                                f"see {self.work / f'worker-{self.tag}-{run}.log'}")
         return stats[key] / (stats["last_at"] - stats["first_at"])
+
+    def _wait_model_route(self, proc, group: str, timeout: float) -> None:
+        """With a model-routed detector, wait until the group has committed ``events.model``
+        too (its agent may lag the entity agent), then let the stats file catch up."""
+        from ramparts.streams.topics import TopicNames, consumed_topics, wait_until_committed
+
+        topics = consumed_topics(self.config)
+        model_topic = TopicNames(self.config.kafka.topic_prefix).events_model
+        if model_topic not in topics:
+            return
+        done = asyncio.run(wait_until_committed(self.config.kafka.bootstrap, group, topics, timeout,
+                                                alive=lambda: proc.poll() is None))
+        if not done:
+            raise RuntimeError(f"the worker did not commit {model_topic} within {timeout:.0f} s")
+        time.sleep(0.5)  # the stats file is written four times a second
 
 
 def run(args) -> int:
