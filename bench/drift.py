@@ -13,7 +13,8 @@ stream go through ``drift.model`` (default options), one point a second of event
   value) as output;
 * **labels**: the model's mistakes, as a gateway's error rate (``request`` events with
   status 500 when the model was wrong, 200 when right; for a regression, wrong is an
-  absolute error above the 90th percentile of the training errors). Labels seldom arrive
+  absolute error above the 90th percentile of its errors on the first 1,000 replayed points,
+  before the change). Labels seldom arrive
   in time in production; this view shows what the statistics could do with them.
 
 A *concept* drift (P(y | x) changes, the inputs do not) leaves the inputs and a fixed model's
@@ -126,7 +127,7 @@ def _fit(stream: Stream, X: np.ndarray, y: np.ndarray, train: int) -> tuple[np.n
     if stream.regression:
         model = HistGradientBoostingRegressor(max_iter=80, random_state=0).fit(fit_X, fit_y)
         out = model.predict(X)
-        held = np.abs(y[:train // 2] - out[:train // 2])  # errors on new points before the change set "wrong"
+        held = np.abs(y[:train // 2] - out[:train // 2])  # the first replayed points, before the change
         return out, np.abs(y - out) > np.quantile(held, 0.9)
     model = HistGradientBoostingClassifier(max_iter=80, random_state=0).fit(fit_X, fit_y)
     proba = model.predict_proba(X)[:, 1]

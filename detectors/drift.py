@@ -458,6 +458,8 @@ class DriftDetector(Detector):
                 if type(model) is not str or not model or type(ts) is not int:
                     continue
                 version = e.get("model_version")
+                if version is not None and (type(version) is not str or not version):
+                    version = None
                 g = requests.get((model, version))
                 if g is None:
                     g = requests[(model, version)] = []
@@ -466,7 +468,8 @@ class DriftDetector(Detector):
                 model, ts = e.get("model"), e.get("ts")
                 if type(model) is not str or not model or type(ts) is not int:
                     continue
-                gk = (model, e.get("model_version"))
+                version = e.get("model_version")
+                gk = (model, version if type(version) is str and version else None)
                 g = predictions.get(gk)
                 if g is None:
                     g = predictions[gk] = []
@@ -480,7 +483,6 @@ class DriftDetector(Detector):
             for (model, version), g in groups.items():
                 if not g:
                     continue
-                version = version if type(version) is str and version else None
                 key = self._key(kind, model, version)
                 s = state.get(key)
                 if s is None:
