@@ -74,7 +74,7 @@ def measure_stages(files: list[str], single_file: Path, config) -> dict[str, flo
     from ramparts.streams.app import EVENTS_PER_MESSAGE, RawDecoder, group_by_partition
     from ramparts.streams.decode import HEAD_BYTES, detect_format
     from ramparts.streams.pipeline import Pipeline
-    from ramparts.streams.topics import HEADER_END, HEADER_FORMAT
+    from ramparts.streams.topics import HEADER_END, HEADER_FORMAT, model_routed_kinds
 
     messages = []
     for f in files:
@@ -113,9 +113,22 @@ def measure_stages(files: list[str], single_file: Path, config) -> dict[str, flo
         single_decoder.decode("raw", 0, offset, value, {}, s_events, dead)
     t6 = time.perf_counter()
     n = len(events)
-    return {"decode packed messages": n / (t1 - t0), "re-key and serialize": n / (t2 - t1),
-            "deserialize": n / (t3 - t2), "detect (process_batch)": n / (t4 - t3),
-            "all of the above": n / (t4 - t0), "decode single records (detect format + parse)": len(s_events) / (t6 - t5)}
+    out = {"decode packed messages": n / (t1 - t0), "re-key and serialize": n / (t2 - t1),
+           "deserialize": n / (t3 - t2), "detect (process_batch)": n / (t4 - t3),
+           "all of the above": n / (t4 - t0), "decode single records (detect format + parse)": len(s_events) / (t6 - t5)}
+    kinds = model_routed_kinds(config)
+    if kinds:
+        # The model route's extra hop, per event of the whole stream (routed or not): pick the
+        # routed events, re-key them by model, serialize, and read them back.
+        t7 = time.perf_counter()
+        routed = [e for e in events if e["kind"] in kinds]
+        model_payloads = [_orjson.dumps(g[i:i + EVENTS_PER_MESSAGE])
+                          for g in group_by_partition(routed, config.kafka.partitions, "model").values()
+                          for i in range(0, len(g), EVENTS_PER_MESSAGE)]
+        for payload in model_payloads:
+            _orjson.loads(payload)
+        out["model route: re-key, serialize, deserialize"] = n / (time.perf_counter() - t7)
+    return out
 
 
 def measure_replay(files: list[str], config, store_dir: str | None) -> tuple[float, int]:
