@@ -297,12 +297,14 @@ def _num(v) -> float | None:
 class _MetricSeries(Detector):
     """Per entity and metric: a value per minute, scored by a :class:`SeriesModel`.
 
-    Subclasses say which events feed which series (:meth:`points`): ``(entity id, metric,
-    ts, value)`` tuples, and how a minute aggregates (``MEAN`` metrics average their points,
+    Subclasses say which field of their events names the entity (``entity_field``), which
+    values an event adds to which series (:meth:`values`: ``(metric, value)`` pairs), and how
+    a minute aggregates (``MEAN`` metrics average their points,
     ``SUM`` metrics add them and count an empty minute as 0, up to ``fill_minutes``).
     """
 
     entity_type: str = "model"
+    entity_field: str = "model"
     MEAN: tuple[str, ...] = ()
     SUM: tuple[str, ...] = ()
 
@@ -323,7 +325,7 @@ class _MetricSeries(Detector):
         gap_seconds: float = Field(default=3600.0, gt=0, description="An incident closes after this long without "
                                                                      "a flagged minute.")
 
-    def points(self, batch: EventBatch):
+    def values(self, event: dict):
         raise NotImplementedError
 
     def _model(self, s: dict | None) -> SeriesModel:
@@ -333,21 +335,25 @@ class _MetricSeries(Detector):
 
     def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
         out: list[dict] = []
-        cache: dict[str, dict] = {}
-        for entity, metric, ts, value in self.points(batch):
-            key = f"{self.name}/{entity}/{metric}"
-            st = cache.get(key)
-            if st is None:
-                st = cache[key] = state.get(key) or {"m": ts // MINUTE, "n": 0, "v": 0.0, "sm": None, "inc": None}
+        cache: dict[tuple[str, str], dict] = {}  # (entity, metric) -> its series' state
+        for e in batch:
+            entity, ts = e.get(self.entity_field), e.get("ts")
+            if e.get("kind") not in self.kinds or not isinstance(entity, str) or not isinstance(ts, int):
+                continue
             minute = ts // MINUTE
-            if minute > st["m"]:
-                out.extend(self._close(st, entity, metric, minute))
-            elif minute < st["m"]:
-                continue  # a straggler from a minute already scored
-            st["n"] += 1
-            st["v"] += value
-        for key, st in cache.items():
-            state.set(key, st)
+            for metric, value in self.values(e):
+                st = cache.get((entity, metric))
+                if st is None:
+                    st = cache[entity, metric] = (state.get(f"{self.name}/{entity}/{metric}")
+                                                  or {"m": minute, "n": 0, "v": 0.0, "sm": None, "inc": None})
+                if minute > st["m"]:
+                    out.extend(self._close(st, entity, metric, minute))
+                elif minute < st["m"]:
+                    continue  # a straggler from a minute already scored
+                st["n"] += 1
+                st["v"] += value
+        for (entity, metric), st in cache.items():
+            state.set(f"{self.name}/{entity}/{metric}", st)
         return merge_alerts(out)
 
     def _close(self, st: dict, entity: str, metric: str, minute: int) -> list[dict]:
@@ -396,23 +402,17 @@ class ModelMetrics(_MetricSeries):
     MEAN = ("latency_ms", "error_rate")
     SUM = ("tokens_out", "requests")
 
-    def points(self, batch: EventBatch):
-        for e in batch:
-            if e.get("kind") != "request":
-                continue
-            model, ts = e.get("model"), e.get("ts")
-            if not isinstance(model, str) or not isinstance(ts, int):
-                continue
-            yield model, "requests", ts, 1.0
-            lat = _num(e.get("latency_ms"))
-            if lat is not None:
-                yield model, "latency_ms", ts, lat
-            status = _num(e.get("status"))
-            if status is not None:
-                yield model, "error_rate", ts, 1.0 if status >= 500 else 0.0
-            out = _num(e.get("tokens_out"))
-            if out is not None:
-                yield model, "tokens_out", ts, out
+    def values(self, e: dict):
+        yield "requests", 1.0
+        lat = _num(e.get("latency_ms"))
+        if lat is not None:
+            yield "latency_ms", lat
+        status = _num(e.get("status"))
+        if status is not None:
+            yield "error_rate", 1.0 if status >= 500 else 0.0
+        out = _num(e.get("tokens_out"))
+        if out is not None:
+            yield "tokens_out", out
 
 
 class GpuMetrics(_MetricSeries):
@@ -421,17 +421,12 @@ class GpuMetrics(_MetricSeries):
     name = "anomaly.gpu"
     kinds = ("gpu",)
     entity_type = "gpu"
+    entity_field = "gpu_uuid"
     description = "anomalies in a GPU's per-minute utilisation and power"
     MEAN = ("util_pct", "power_w")
 
-    def points(self, batch: EventBatch):
-        for e in batch:
-            if e.get("kind") != "gpu":
-                continue
-            gpu, ts = e.get("gpu_uuid"), e.get("ts")
-            if not isinstance(gpu, str) or not isinstance(ts, int):
-                continue
-            for metric in self.MEAN:
-                v = _num(e.get(metric))
-                if v is not None:
-                    yield gpu, metric, ts, v
+    def values(self, e: dict):
+        for metric in self.MEAN:
+            v = _num(e.get(metric))
+            if v is not None:
+                yield metric, v
