@@ -1,6 +1,7 @@
 """``ramparts bench nab`` end to end on two NAB folders (linked from ../shared, not copied)."""
 
 import csv
+import math
 import os
 from pathlib import Path
 
@@ -62,6 +63,8 @@ def test_the_printed_scores_are_the_scorers_on_the_written_files(small):
     again = nab_score.score_all_profiles(results, {n: windows[n] for n in results})
     for profile, value in again.items():
         assert summary["scores"][profile]["score"] == pytest.approx(value, abs=0.01)
+    # Each of the two folders judged at the other's threshold: a normalised score, not nothing.
+    assert math.isfinite(summary["held_out_standard"]) and -100 <= summary["held_out_standard"] <= 100
     # Better than doing nothing on these folders, under every profile.
     assert all(r["score"] > 0 for r in summary["scores"].values())
 
