@@ -24,8 +24,13 @@ How a series is judged:
   give a shape unlike any before.
 * **Calibration.** Each series' distances are judged against its own: the 90th percentile
   of the distances of its unflagged shapes (estimated with the P-squared algorithm, five
-  markers) and 0.7 times the largest distance of the recent past (halving every 400
-  steps), whichever is larger. The novelty ratio is distance over that reference; a ratio
+  markers), 0.7 times the largest distance of the recent past (halving every 400 steps),
+  and the nearest shape's own distance when it was new (a *local* reference, as in the
+  local outlier factor), whichever is largest. The local reference makes a shape as new
+  as its neighbour was normal: where shapes are always scattered (a noisy daily
+  transition, a burst of spikes) a matching distance is expected, and a shape that
+  resembles an earlier anomaly is not flagged twice. The novelty ratio is distance over
+  that reference; a ratio
   above ``novelty`` (0.8) flags the point, scored ``ratio / (1 + ratio)``. A series that
   is always surprising has a high reference and flags only what surprises it more.
 * **New extremes.** A point more than ``extreme`` (5%) of the learned range beyond the
@@ -35,9 +40,12 @@ How a series is judged:
   only a ratio 1.5 times the last flagged one (an escalating anomaly) flags again inside
   it. Every other point scores 0.
 
-Memory: the series keeps at most ``memory`` shapes (oldest forgotten first). The benchmark
-runs with 4096; the detectors keep 128 per series so that a series' state stays under 2 KB
-of JSON (each step of a shape stored as a byte: its place in the series' range).
+Memory: the series keeps at most ``memory`` shapes (oldest forgotten first). Consecutive
+shapes overlap, so they are kept as one history of steps (``memory + window - 1`` of them;
+the shapes are its windows) with one number per shape, its own distance. The benchmark
+runs with 4096; the detectors keep 512 per series so that a series' state stays under 2 KB
+of JSON (a step stored as a byte, its place in the series' range; an own distance as a
+byte on a log scale).
 """
 
 from __future__ import annotations
@@ -252,9 +260,10 @@ class SeriesModel:
     def state(self) -> dict:
         """Plain JSON: scalars, the recent steps, the P-squared markers and the shapes.
 
-        Shapes lie inside the series' range (they are means and extremes of its points), so
-        each value is stored as a byte, its place in the range in 255ths, base64: 128 shapes
-        of 8 steps take 1.4 KB. The range's 255th is the precision lost by a round trip.
+        Steps lie inside the series' range (they are means and extremes of its points), so
+        each is stored as a byte, its place in the range in 255ths, and each shape's own
+        distance as a byte on a log scale (:func:`_log_bytes`), both base64: 512 shapes of
+        8 steps take 1.4 KB. The range's 255th is the precision lost by a round trip.
         """
         span = (self.hi - self.lo) if self.hi > self.lo else 1.0
         lo = self.lo if math.isfinite(self.lo) else 0.0
