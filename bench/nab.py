@@ -29,7 +29,7 @@ from ramparts.errors import ConfigError
 from . import nab_score
 
 DETECTOR = "ramparts"
-MEMORY = 4096  # shapes remembered per series in the benchmark (the stream detectors keep 128: docs/anomaly.md)
+MEMORY = 4096  # shapes remembered per series in the benchmark (the stream detectors keep 512: docs/anomaly.md)
 
 
 def probation(rows: int) -> int:

@@ -24,8 +24,13 @@ How a series is judged:
   give a shape unlike any before.
 * **Calibration.** Each series' distances are judged against its own: the 90th percentile
   of the distances of its unflagged shapes (estimated with the P-squared algorithm, five
-  markers) and 0.7 times the largest distance of the recent past (halving every 400
-  steps), whichever is larger. The novelty ratio is distance over that reference; a ratio
+  markers), 0.7 times the largest distance of the recent past (halving every 400 steps),
+  and the nearest shape's own distance when it was new (a *local* reference, as in the
+  local outlier factor), whichever is largest. The local reference makes a shape as new
+  as its neighbour was normal: where shapes are always scattered (a noisy daily
+  transition, a burst of spikes) a matching distance is expected, and a shape that
+  resembles an earlier anomaly is not flagged twice. The novelty ratio is distance over
+  that reference; a ratio
   above ``novelty`` (0.8) flags the point, scored ``ratio / (1 + ratio)``. A series that
   is always surprising has a high reference and flags only what surprises it more.
 * **New extremes.** A point more than ``extreme`` (5%) of the learned range beyond the
@@ -35,9 +40,12 @@ How a series is judged:
   only a ratio 1.5 times the last flagged one (an escalating anomaly) flags again inside
   it. Every other point scores 0.
 
-Memory: the series keeps at most ``memory`` shapes (oldest forgotten first). The benchmark
-runs with 4096; the detectors keep 128 per series so that a series' state stays under 2 KB
-of JSON (each step of a shape stored as a byte: its place in the series' range).
+Memory: the series keeps at most ``memory`` shapes (oldest forgotten first). Consecutive
+shapes overlap, so they are kept as one history of steps (``memory + window - 1`` of them;
+the shapes are its windows) with one number per shape, its own distance. The benchmark
+runs with 4096; the detectors keep 512 per series so that a series' state stays under 2 KB
+of JSON (a step stored as a byte, its place in the series' range; an own distance as a
+byte on a log scale).
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ import math
 from collections import deque
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import Field
 
 from ramparts.events import EventBatch
@@ -62,6 +71,7 @@ RECENT_HALF_LIFE = 400  # steps over which the largest recent distance halves
 MASK_WINDOWS = 1.5  # after a flag, this many windows of steps are masked
 ESCALATION = 1.5  # inside the mask, a ratio this many times the last flagged one flags again
 EXTREME_SCORE = 0.9  # the score of a new extreme
+LOCAL_SHARE = 1.0  # the reference is at least this share of the nearest shape's own distance when it was new
 
 
 class P2Quantile:
@@ -163,7 +173,9 @@ class SeriesModel:
             self.lo, self.hi = math.inf, -math.inf
             self.ds: deque[float] = deque(maxlen=2 * self.window + 1)
             self.steps = 0
-            self.mem = np.empty((0, self.window))  # shapes, in the units of the series
+            self.hist = np.empty(0)  # the remembered steps, in the units of the series: shapes are its windows
+            self.memd = np.empty(0)  # per remembered shape, its own distance when it was new (nan: none)
+            self.dq: deque[float] = deque(maxlen=self.window + 2)  # the distances of the latest shapes
             self.ref = P2Quantile(QUANTILE)
             self.recent = 0.0
             self.last_flag = -(10 ** 9)
@@ -209,15 +221,23 @@ class SeriesModel:
         self.steps += 1
         w = self.window
         if len(self.ds) > 2 * w:  # the shape ending w + 1 steps ago no longer overlaps the current one
-            old = np.fromiter((self.ds[i] for i in range(w)), float, w)
-            self.mem = np.vstack([self.mem[-(self.memory - 1):] if self.memory > 1 else self.mem[:0], old])
-        if len(self.ds) < w or len(self.mem) == 0:
+            new = [self.ds[i] for i in range(w)] if len(self.hist) == 0 else [self.ds[w - 1]]
+            self.hist = np.append(self.hist, new)[-(self.memory + w - 1):]
+            own = self.dq[0] if len(self.dq) == self.dq.maxlen else math.nan
+            self.memd = np.append(self.memd, own)[-self.memory:]
+        if len(self.ds) < w or len(self.hist) < w:
             return 0.0
         shape = np.fromiter((self.ds[i] for i in range(len(self.ds) - w, len(self.ds))), float, w)
-        d = float(np.abs(self.mem - shape).mean(axis=1).min()) / span
+        dist = np.abs(sliding_window_view(self.hist, w) - shape).mean(axis=1)
+        nearest = int(dist.argmin())
+        d = float(dist[nearest]) / span
+        self.dq.append(d)
         score = 0.0
         if self.n > self.learn and self.ref.n > 10:
             reference = max(self.ref.value(), RECENT_SHARE * self.recent)
+            own = self.memd[nearest]
+            if own == own:  # the nearest shape's own distance: as new as that is normal here
+                reference = max(reference, LOCAL_SHARE * own)
             ratio = d / (reference + 1e-9)
             if ratio > self.novelty and (self.steps - self.last_flag > self.mask
                                          or ratio > self.last_ratio * ESCALATION):
@@ -240,16 +260,18 @@ class SeriesModel:
     def state(self) -> dict:
         """Plain JSON: scalars, the recent steps, the P-squared markers and the shapes.
 
-        Shapes lie inside the series' range (they are means and extremes of its points), so
-        each value is stored as a byte, its place in the range in 255ths, base64: 128 shapes
-        of 8 steps take 1.4 KB. The range's 255th is the precision lost by a round trip.
+        Steps lie inside the series' range (they are means and extremes of its points), so
+        each is stored as a byte, its place in the range in 255ths, and each shape's own
+        distance as a byte on a log scale (:func:`_log_bytes`), both base64: 512 shapes of
+        8 steps take 1.4 KB. The range's 255th is the precision lost by a round trip.
         """
         span = (self.hi - self.lo) if self.hi > self.lo else 1.0
         lo = self.lo if math.isfinite(self.lo) else 0.0
-        rel = np.clip(np.rint((self.mem - lo) / span * 255), 0, 255).astype(np.uint8)
+        rel = np.clip(np.rint((self.hist - lo) / span * 255), 0, 255).astype(np.uint8)
         return {"n": self.n, "a": [self.acc[0], _r(self.acc[1]), _r(self.acc[2]), _r(self.acc[3])],
                 "ma": _r(self.ma), "lo": _r(self.lo), "hi": _r(self.hi), "ds": [_r(v) for v in self.ds],
-                "s": self.steps, "m": base64.b64encode(rel.tobytes()).decode(), "q": self.ref.state(),
+                "dq": [_r(v) for v in self.dq], "s": self.steps, "m": base64.b64encode(rel.tobytes()).decode(),
+                "o": base64.b64encode(_log_bytes(self.memd)).decode(), "q": self.ref.state(),
                 "r": _r(self.recent), "f": self.last_flag, "fr": _r(self.last_ratio)}
 
     def _load(self, s: dict) -> None:
@@ -263,7 +285,9 @@ class SeriesModel:
         span = (self.hi - self.lo) if self.hi > self.lo else 1.0
         lo = self.lo if math.isfinite(self.lo) else 0.0
         rel = np.frombuffer(base64.b64decode(s["m"]), dtype=np.uint8).astype(float)
-        self.mem = (rel.reshape(-1, self.window) / 255 * span + lo)[-self.memory:]
+        self.hist = (rel / 255 * span + lo)[-(self.memory + self.window - 1):]
+        self.memd = _log_floats(np.frombuffer(base64.b64decode(s["o"]), dtype=np.uint8))[-self.memory:]
+        self.dq = deque((math.nan if v is None else float(v) for v in s["dq"]), maxlen=self.window + 2)
         self.ref = P2Quantile(QUANTILE, s["q"])
         self.recent = float(s["r"])
         self.last_flag = int(s["f"])
@@ -279,6 +303,20 @@ def _r(v: float | None) -> float | None:
 
 def _f(v, default: float) -> float:
     return default if v is None else float(v)
+
+
+def _log_bytes(d: np.ndarray) -> bytes:
+    """Distances (shares of the range, at most 1) as bytes on a log scale: 16 to an octave, 0 for none.
+
+    240 is 1, 1 is 2**-14.9 or less; a round trip keeps a distance within 2.2%.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b = np.clip(np.rint(240 + 16 * np.log2(np.maximum(d, 1e-12))), 1, 255)
+    return np.where(np.isnan(d), 0, b).astype(np.uint8).tobytes()
+
+
+def _log_floats(b: np.ndarray) -> np.ndarray:
+    return np.where(b == 0, math.nan, 2.0 ** ((b.astype(float) - 240) / 16))
 
 
 # -- the detectors: per-minute series of the event stream --------------------------------------
@@ -312,7 +350,7 @@ class _MetricSeries(Detector):
         learn_minutes: int = Field(default=720, ge=2, description="Minutes a series is learned before it is "
                                                                   "scored (NAB's probationary period: 750 points).")
         window: int = Field(default=8, ge=2, le=32, description="Downsampled steps per shape.")
-        memory: int = Field(default=128, ge=1, le=160, description="Shapes kept per series (128 keep its state "
+        memory: int = Field(default=512, ge=1, le=512, description="Shapes kept per series (512 keep its state "
                                                                    "under 2 KB).")
         novelty: float = Field(default=0.8, gt=0, description="Novelty ratio (distance to the nearest known shape "
                                                               "over the series' reference) that flags a minute.")
