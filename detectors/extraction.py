@@ -170,13 +170,22 @@ _UPPER: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 def median_pairwise(points: np.ndarray) -> float:
     """The median distance between two of ``points`` (rows): the stream's own spacing."""
-    n = len(points)
+    p = points.astype(np.float64)
+    return _median_pairwise(p, (p * p).sum(axis=1))
+
+
+def _median_pairwise(p: np.ndarray, sq: np.ndarray) -> float:
+    """:func:`median_pairwise` of float64 rows ``p`` whose squared norms ``sq`` are known.
+
+    A stream keeps ``sq`` row by row (each row's is its own sum, the same numbers as for the
+    whole array), and only the upper triangle of the distance matrix is formed, with the same
+    operations per element."""
+    n = len(p)
     iu = _UPPER.get(n)
     if iu is None:
         iu = _UPPER[n] = np.triu_indices(n, 1)
-    p = points.astype(np.float64)
-    sq = (p * p).sum(axis=1)
-    d2 = (sq[:, None] + sq[None, :] - 2.0 * (p @ p.T))[iu]
+    i, j = iu
+    d2 = sq[i] + sq[j] - 2.0 * (p @ p.T)[i, j]
     mid = len(d2) // 2
     return math.sqrt(max(float(np.partition(d2, mid)[mid]), 0.0))
 
@@ -390,14 +399,24 @@ class _Stream:
     """A stream's state for one batch: the stored dict, and its packed memories unpacked
     (input hashes and distances as lists, the reservoir as a float32 array)."""
 
-    __slots__ = ("s", "hashes", "res", "dists", "changed")
+    __slots__ = ("s", "hashes", "res", "res64", "sq", "dists", "changed")
 
     def __init__(self, s: dict):
         self.s = s
         self.hashes: list[int] = _unpack(s["h"], np.uint32).tolist()
         self.res: np.ndarray = _unpack(s["r"], np.float32, PROJECTED_DIMS)
+        self.res64 = self.res.astype(np.float64)  # the reservoir as median_pairwise reads it
+        self.sq = (self.res64 * self.res64).sum(axis=1)  # and its rows' squared norms
         self.dists: list[float] = _unpack(s["d"], np.float32).tolist()
         self.changed = False
+
+    def push(self, x: np.ndarray) -> None:
+        """Add a projected query to the reservoir, dropping the oldest beyond RESERVOIR."""
+        x64 = x[None, :].astype(np.float64)
+        keep = slice(1, None) if len(self.res) >= RESERVOIR else slice(None)
+        self.res = np.concatenate((self.res[keep], x[None, :]))
+        self.res64 = np.concatenate((self.res64[keep], x64))
+        self.sq = np.concatenate((self.sq[keep], (x64 * x64).sum(axis=1)))
 
     def packed(self) -> dict:
         s = self.s
@@ -532,7 +551,7 @@ class ExtractionDetector(Detector):
         o = self.options
         s = w.s
         s["tl"] = ts
-        hashes, dists, res = w.hashes, w.dists, w.res
+        hashes, dists = w.hashes, w.dists
         for row in rows:
             s["n"] += 1
             vec = row.vec
@@ -556,9 +575,11 @@ class ExtractionDetector(Detector):
                 s["nc"] += 1
                 s["low"] += row.conf < o.low_confidence
             x = row.projected()
+            res = w.res
             if len(res) >= 4:
-                nn = float(np.sqrt(((res - x) ** 2).sum(axis=1)).min())
-                scale = median_pairwise(res)
+                # sqrt is monotone, so the smallest root is the root of the smallest sum
+                nn = float(np.sqrt(((res - x) ** 2).sum(axis=1).min()))
+                scale = _median_pairwise(w.res64, w.sq)
                 if scale > 0:
                     s["close"] += nn < o.close_ratio * scale
                 dists.append(float(np.float32(nn)))
@@ -566,11 +587,10 @@ class ExtractionDetector(Detector):
                     del dists[0]
                 if len(dists) >= o.normality_min and int(s["nd"]) % NORMALITY_EVERY == 0:
                     s["w"] = round(shapiro_w(np.array(dists, dtype=np.float64)), 4)
-            res = np.concatenate((res[1:] if len(res) >= RESERVOIR else res, x[None, :]))
+            w.push(x)
             if s["nd"] >= 2 * o.window:
                 for k in ("nd", "nj", "ood", "close", "nc", "low"):
                     s[k] /= 2.0
-        w.res = res
         if quiet and s["inc"] is None:
             return None
         return self._judge(s, model, ts, etype, eid, event)
