@@ -53,6 +53,8 @@ def add_arguments(sub) -> None:
     p.add_argument("--stages", action="store_true",
                    help="also time the worker's stages in this process, without a broker: decode packed "
                         "messages, re-key and serialize, deserialize, detect; and decode single records")
+    p.add_argument("--detectors", action="store_true",
+                   help="also time each detector alone over replay's batches (CPU seconds, microseconds per event)")
     p.set_defaults(func=run)
 
 
@@ -131,6 +133,39 @@ def measure_stages(files: list[str], single_file: Path, config) -> dict[str, flo
         for payload in model_payloads:
             _orjson.loads(payload)
         out["model route: re-key, serialize, deserialize"] = n / (time.process_time() - t7)
+    return out
+
+
+def measure_detectors(files: list[str], config) -> dict[str, float]:
+    """CPU seconds of each enabled detector alone over replay's batches (parsed and merged once,
+    outside the timing), each with a fresh state; and of ``process_batch`` with all of them."""
+    from ramparts.detectors import build_detectors
+    from ramparts.detectors.base import DictState
+    from ramparts.events import EventBatch
+    from ramparts.streams.pipeline import Pipeline
+    from ramparts.streams.replay import Progress, replay
+
+    batches: list[list[dict]] = []
+
+    class Capture(Pipeline):
+        def process_batch(self, events, state):
+            batches.append(sorted(events, key=lambda e: e["ts"]))
+            return []
+
+    replay(files, config=config, progress=Progress(None, enabled=False), dead_letter_path=os.devnull,
+           pipeline=Capture([]))
+    out = {}
+    for d in build_detectors(config):
+        state = DictState()
+        c0 = time.process_time()
+        for b in batches:
+            d.update(EventBatch(b), state)
+        out[d.name] = time.process_time() - c0
+    pipeline, state = Pipeline.from_config(config), DictState()
+    c0 = time.process_time()
+    for b in batches:
+        pipeline.process_batch(b, state)
+    out["process_batch (all of them)"] = time.process_time() - c0
     return out
 
 
@@ -269,6 +304,14 @@ def run(args) -> int:
             for name in stage_runs[0]:
                 vals = [r[name] for r in stage_runs]
                 print(f"  {name:48} {statistics.median(vals):12,.0f}   runs {', '.join(f'{v:,.0f}' for v in vals)}")
+        if args.detectors:
+            det_runs = [measure_detectors(files, config) for _ in range(args.repeat)]
+            print(f"detectors alone over replay's batches of {n_events:,} events, CPU (median of runs):")
+            for name in det_runs[0]:
+                vals = [r[name] for r in det_runs]
+                med = statistics.median(vals)
+                print(f"  {name:30} {med:7.2f} s  {med / n_events * 1e6:6.2f} us/event   "
+                      f"runs {', '.join(f'{v:.2f}' for v in vals)}")
         pin(0, other if other is not None else core)
         rows = [("parse only (the ceiling)", parse_runs, None),
                 ("replay, detectors, no store", replay_runs, TARGET_REPLAY),
