@@ -53,20 +53,25 @@ def add_arguments(sub) -> None:
     p.add_argument("--stages", action="store_true",
                    help="also time the worker's stages in this process, without a broker: decode packed "
                         "messages, re-key and serialize, deserialize, detect; and decode single records")
+    p.add_argument("--detectors", action="store_true",
+                   help="also time each detector alone over replay's batches (CPU seconds, microseconds per event)")
     p.set_defaults(func=run)
 
 
-def measure_parse(files: list[str], config) -> float:
-    """Parsing alone over the same files (no merge, no detectors): the ceiling of every path."""
+def measure_parse(files: list[str], config) -> tuple[float, float]:
+    """Parsing alone over the same files (no merge, no detectors): the ceiling of every path.
+
+    Returns events per second of wall time and of this process's CPU time."""
     from ramparts.streams.run import parse_files
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     report = parse_files(files, config=config, out=None, dead_letter_path=os.devnull)
-    return report.totals.events / (time.perf_counter() - t0)
+    n = report.totals.events
+    return n / (time.perf_counter() - t0), n / (time.process_time() - c0)
 
 
 def measure_stages(files: list[str], single_file: Path, config) -> dict[str, float]:
-    """Events/s of each stage of the worker's path, in this process and without a broker."""
+    """Events per CPU second of each stage of the worker's path, in this process, without a broker."""
     import orjson as _orjson
 
     from ramparts.detectors.base import DictState
@@ -91,27 +96,27 @@ def measure_stages(files: list[str], single_file: Path, config) -> dict[str, flo
     decoder = RawDecoder(config, hasher)
     events: list[dict] = []
     dead: list = []
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for offset, (f, value, headers) in enumerate(messages):
         decoder.decode("raw", 0, offset, value, headers, events, dead)
-    t1 = time.perf_counter()
+    t1 = time.process_time()
     payloads = [_orjson.dumps(g[i:i + EVENTS_PER_MESSAGE])
                 for g in group_by_partition(events, config.kafka.partitions).values()
                 for i in range(0, len(g), EVENTS_PER_MESSAGE)]
-    t2 = time.perf_counter()
+    t2 = time.process_time()
     batches = [_orjson.loads(p) for p in payloads]
-    t3 = time.perf_counter()
+    t3 = time.process_time()
     pipeline, state = Pipeline.from_config(config), DictState()
     for b in batches:
         pipeline.process_batch(b, state)
-    t4 = time.perf_counter()
+    t4 = time.process_time()
     singles = [line for line in single_file.read_bytes().split(b"\n") if line]
     single_decoder = RawDecoder(config, hasher)
     s_events: list[dict] = []
-    t5 = time.perf_counter()
+    t5 = time.process_time()
     for offset, value in enumerate(singles):
         single_decoder.decode("raw", 0, offset, value, {}, s_events, dead)
-    t6 = time.perf_counter()
+    t6 = time.process_time()
     n = len(events)
     out = {"decode packed messages": n / (t1 - t0), "re-key and serialize": n / (t2 - t1),
            "deserialize": n / (t3 - t2), "detect (process_batch)": n / (t4 - t3),
@@ -120,18 +125,53 @@ def measure_stages(files: list[str], single_file: Path, config) -> dict[str, flo
     if kinds:
         # The model route's extra hop, per event of the whole stream (routed or not): pick the
         # routed events, re-key them by model, serialize, and read them back.
-        t7 = time.perf_counter()
+        t7 = time.process_time()
         routed = [e for e in events if e["kind"] in kinds]
         model_payloads = [_orjson.dumps(g[i:i + EVENTS_PER_MESSAGE])
                           for g in group_by_partition(routed, config.kafka.partitions, "model").values()
                           for i in range(0, len(g), EVENTS_PER_MESSAGE)]
         for payload in model_payloads:
             _orjson.loads(payload)
-        out["model route: re-key, serialize, deserialize"] = n / (time.perf_counter() - t7)
+        out["model route: re-key, serialize, deserialize"] = n / (time.process_time() - t7)
     return out
 
 
-def measure_replay(files: list[str], config, store_dir: str | None) -> tuple[float, int]:
+def measure_detectors(files: list[str], config) -> dict[str, float]:
+    """CPU seconds of each enabled detector alone over replay's batches (parsed and merged once,
+    outside the timing), each with a fresh state; and of ``process_batch`` with all of them."""
+    from ramparts.detectors import build_detectors
+    from ramparts.detectors.base import DictState
+    from ramparts.events import EventBatch
+    from ramparts.streams.pipeline import Pipeline
+    from ramparts.streams.replay import Progress, replay
+
+    batches: list[list[dict]] = []
+
+    class Capture(Pipeline):
+        def process_batch(self, events, state):
+            batches.append(sorted(events, key=lambda e: e["ts"]))
+            return []
+
+    replay(files, config=config, progress=Progress(None, enabled=False), dead_letter_path=os.devnull,
+           pipeline=Capture([]))
+    out = {}
+    for d in build_detectors(config):
+        state = DictState()
+        c0 = time.process_time()
+        for b in batches:
+            d.update(EventBatch(b), state)
+        out[d.name] = time.process_time() - c0
+    pipeline, state = Pipeline.from_config(config), DictState()
+    c0 = time.process_time()
+    for b in batches:
+        pipeline.process_batch(b, state)
+    out["process_batch (all of them)"] = time.process_time() - c0
+    return out
+
+
+def measure_replay(files: list[str], config, store_dir: str | None) -> tuple[float, float, int]:
+    """Replay's events per second of wall time and of this process's CPU time (every thread of
+    it: chdb's too), and the number of events."""
     from ramparts.sinks.clickhouse import ClickHouseSink
     from ramparts.streams.replay import Progress, replay
 
@@ -140,14 +180,14 @@ def measure_replay(files: list[str], config, store_dir: str | None) -> tuple[flo
         shutil.rmtree(store_dir, ignore_errors=True)
         sink = ClickHouseSink(store_dir)
     try:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         r = replay(files, config=config, sink=sink, progress=Progress(None, enabled=False),
                    dead_letter_path=os.devnull)
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     finally:
         if sink is not None:
             sink.close()
-    return r.events / elapsed, r.events
+    return r.events / elapsed, r.events / cpu, r.events
 
 
 class _KafkaRun:
@@ -169,7 +209,8 @@ class _KafkaRun:
 
         return asyncio.run(ship_files(self.config, files, single=single)).records
 
-    def time_worker(self, run: int, noop: bool, expect: int, key: str, timeout: float = 300.0) -> float:
+    def time_worker(self, run: int, noop: bool, expect: int, key: str, timeout: float = 300.0) -> tuple[float, float]:
+        """The worker's events per second of wall time and of its CPU time, first batch to last."""
         stats_file = self.work / f"stats-{self.tag}-{run}-{'noop' if noop else 'worker'}.json"
         env = {**self.env, "RAMPARTS_KAFKA__GROUP": f"bench-{self.tag}-{run}-{'noop' if noop else 'w'}"}
         cmd = [sys.executable, "-m", "ramparts.cli", "worker", "--store", "none", "--stats-file", str(stats_file)]
@@ -201,7 +242,8 @@ class _KafkaRun:
         if stats.get(key, 0) < expect:
             raise RuntimeError(f"the worker handled {stats.get(key, 0)} of {expect} {key}; "
                                f"see {self.work / f'worker-{self.tag}-{run}.log'}")
-        return stats[key] / (stats["last_at"] - stats["first_at"])
+        return (stats[key] / (stats["last_at"] - stats["first_at"]),
+                stats[key] / (stats["last_cpu"] - stats["first_cpu"]))
 
     def _wait_model_route(self, proc, group: str, timeout: float) -> None:
         """With a model-routed detector, wait until the group has committed ``events.model``
@@ -217,6 +259,10 @@ class _KafkaRun:
         if not done:
             raise RuntimeError(f"the worker did not commit {model_topic} within {timeout:.0f} s")
         time.sleep(0.5)  # the stats file is written four times a second
+
+
+def _runs(runs: list[tuple[float, float]]) -> str:
+    return ", ".join(f"{w / 1000:,.1f}k/{c / 1000:,.1f}k" for w, c in runs)
 
 
 def run(args) -> int:
@@ -244,57 +290,64 @@ def run(args) -> int:
               flush=True)
 
         pin(0, core)
-        replay_rates, replay_store_rates, parse_rates = [], [], []
+        parse_runs, replay_runs, store_runs = [], [], []  # (wall rate, CPU rate) per run
         n_events = 0
         for _ in range(args.repeat):
-            parse_rates.append(measure_parse(files, config))
-            rate, n_events = measure_replay(files, config, None)
-            replay_rates.append(rate)
-            rate, _ = measure_replay(files, config, str(work / "replay-store"))
-            replay_store_rates.append(rate)
+            parse_runs.append(measure_parse(files, config))
+            wall, cpu, n_events = measure_replay(files, config, None)
+            replay_runs.append((wall, cpu))
+            wall, cpu, _ = measure_replay(files, config, str(work / "replay-store"))
+            store_runs.append((wall, cpu))
         if args.stages:
             stage_runs = [measure_stages(files, single_file, config) for _ in range(args.repeat)]
-            print("worker stages in this process, events/s (median of runs):")
+            print("worker stages in this process, events per CPU second (median of runs):")
             for name in stage_runs[0]:
                 vals = [r[name] for r in stage_runs]
                 print(f"  {name:48} {statistics.median(vals):12,.0f}   runs {', '.join(f'{v:,.0f}' for v in vals)}")
+        if args.detectors:
+            det_runs = [measure_detectors(files, config) for _ in range(args.repeat)]
+            print(f"detectors alone over replay's batches of {n_events:,} events, CPU (median of runs):")
+            for name in det_runs[0]:
+                vals = [r[name] for r in det_runs]
+                med = statistics.median(vals)
+                print(f"  {name:30} {med:7.2f} s  {med / n_events * 1e6:6.2f} us/event   "
+                      f"runs {', '.join(f'{v:.2f}' for v in vals)}")
         pin(0, other if other is not None else core)
-        rows = [("parse only (the ceiling)", statistics.median(parse_rates), None),
-                ("replay, detectors, no store", statistics.median(replay_rates), TARGET_REPLAY),
-                ("replay, detectors, chdb store", statistics.median(replay_store_rates), None)]
-        print(f"replay: {n_events:,} events; runs {', '.join(f'{r:,.0f}' for r in parse_rates)} (parse only), "
-              f"{', '.join(f'{r:,.0f}' for r in replay_rates)} (no store), "
-              f"{', '.join(f'{r:,.0f}' for r in replay_store_rates)} (chdb)", flush=True)
+        rows = [("parse only (the ceiling)", parse_runs, None),
+                ("replay, detectors, no store", replay_runs, TARGET_REPLAY),
+                ("replay, detectors, chdb store", store_runs, None)]
+        print(f"replay: {n_events:,} events; runs (wall/CPU) {_runs(parse_runs)} (parse only), "
+              f"{_runs(replay_runs)} (no store), {_runs(store_runs)} (chdb)", flush=True)
 
         if not args.skip_kafka:
             with EmbeddedBroker(log_path=str(work / "broker.log")) as broker:
                 pin(broker.proc.pid, other)
-                b_rates, s_rates, n_rates = [], [], []
+                b_runs, s_runs, n_runs = [], [], []
                 for run_i in range(args.repeat):
                     # Fresh topics for every run: a worker of a new group would otherwise find
                     # the events topic already filled by the previous run's parse agent.
                     batched = _KafkaRun(broker.bootstrap, work, f"batched{run_i}", core)
                     shipped = batched.ship(files, single=False)
-                    b_rates.append(batched.time_worker(run_i, noop=False, expect=n_events, key="events"))
+                    b_runs.append(batched.time_worker(run_i, noop=False, expect=n_events, key="events"))
                     single = _KafkaRun(broker.bootstrap, work, f"single{run_i}", core)
                     sent = single.ship([str(single_file)], single=True)
-                    s_rates.append(single.time_worker(run_i, noop=False, expect=sent, key="events"))
-                    n_rates.append(single.time_worker(run_i, noop=True, expect=sent, key="raw_messages"))
-                print(f"kafka: {shipped:,} records batched; {sent:,} single-record messages; runs "
-                      f"batched {', '.join(f'{r:,.0f}' for r in b_rates)}; single {', '.join(f'{r:,.0f}' for r in s_rates)}; "
-                      f"no-op {', '.join(f'{r:,.0f}' for r in n_rates)}", flush=True)
-                s_med, n_med = statistics.median(s_rates), statistics.median(n_rates)
-                rows += [("kafka, batched messages, per worker", statistics.median(b_rates), TARGET_BATCHED),
-                         ("kafka, single-record messages", s_med, None),
-                         ("no-op Faust agent, single-record", n_med, None)]
-                ratio = s_med / n_med
+                    s_runs.append(single.time_worker(run_i, noop=False, expect=sent, key="events"))
+                    n_runs.append(single.time_worker(run_i, noop=True, expect=sent, key="raw_messages"))
+                print(f"kafka: {shipped:,} records batched; {sent:,} single-record messages; runs (wall/CPU) "
+                      f"batched {_runs(b_runs)}; single {_runs(s_runs)}; no-op {_runs(n_runs)}", flush=True)
+                rows += [("kafka, batched messages, per worker", b_runs, TARGET_BATCHED),
+                         ("kafka, single-record messages", s_runs, None),
+                         ("no-op Faust agent, single-record", n_runs, None)]
+                ratio = statistics.median(r[0] for r in s_runs) / statistics.median(r[0] for r in n_runs)
+                cpu_ratio = statistics.median(r[1] for r in s_runs) / statistics.median(r[1] for r in n_runs)
         print()
-        print(f"{'path':40} {'events/s (median)':>18} {'target':>10}")
-        for name, rate, target in rows:
-            mark = "" if target is None else ("  met" if rate >= target else "  missed")
-            print(f"{name:40} {rate:18,.0f} {target or '':>10}{mark}")
+        print(f"{'path':40} {'events/s wall':>14} {'per CPU s':>12} {'target':>10}  (medians)")
+        for name, runs, target in rows:
+            wall, cpu = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+            mark = "" if target is None else ("  met" if wall >= target else "  missed")
+            print(f"{name:40} {wall:14,.0f} {cpu:12,.0f} {target or '':>10}{mark}")
         if not args.skip_kafka:
-            print(f"{'single-record / no-op agent':40} {ratio:18.0%} {'85%':>10}"
+            print(f"{'single-record / no-op agent':40} {ratio:14.0%} {cpu_ratio:12.0%} {'85%':>10}"
                   f"{'  met' if ratio >= TARGET_SINGLE_RATIO else '  missed'}")
         return 0
     finally:

@@ -170,13 +170,22 @@ _UPPER: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 def median_pairwise(points: np.ndarray) -> float:
     """The median distance between two of ``points`` (rows): the stream's own spacing."""
-    n = len(points)
+    p = points.astype(np.float64)
+    return _median_pairwise(p, (p * p).sum(axis=1))
+
+
+def _median_pairwise(p: np.ndarray, sq: np.ndarray) -> float:
+    """:func:`median_pairwise` of float64 rows ``p`` whose squared norms ``sq`` are known.
+
+    A stream keeps ``sq`` row by row (each row's is its own sum, the same numbers as for the
+    whole array), and only the upper triangle of the distance matrix is formed, with the same
+    operations per element."""
+    n = len(p)
     iu = _UPPER.get(n)
     if iu is None:
         iu = _UPPER[n] = np.triu_indices(n, 1)
-    p = points.astype(np.float64)
-    sq = (p * p).sum(axis=1)
-    d2 = (sq[:, None] + sq[None, :] - 2.0 * (p @ p.T))[iu]
+    i, j = iu
+    d2 = sq[i] + sq[j] - 2.0 * (p @ p.T)[i, j]
     mid = len(d2) // 2
     return math.sqrt(max(float(np.partition(d2, mid)[mid]), 0.0))
 
@@ -193,11 +202,42 @@ def binomial_tail(k: float, n: float, p: float) -> float:
 
 
 def shapiro_w(d: np.ndarray) -> float:
-    from scipy.stats import shapiro
+    """Shapiro-Wilk W of ``d``: what ``scipy.stats.shapiro(d).statistic`` gives, without its wrapper.
 
+    The public function spends ~70 us per call checking and reshaping its arguments, ten times
+    the test itself; this repeats its preparation (sort, subtract the middle value, see
+    scipy gh-15777) and calls the same routine, so W is the same to the bit
+    (tests/detectors/test_extraction.py checks it against the public function).
+    """
     if len(d) < 3 or float(np.ptp(d)) == 0.0:
         return 0.0
-    return float(shapiro(d).statistic)
+    x = np.asarray(d, dtype=np.float64).ravel()
+    y = np.sort(x)
+    y -= x[len(x) // 2]
+    w, _pw, _ifault = _swilk()(y, np.zeros(len(x) // 2, dtype=np.float64), 0)
+    return float(w)
+
+
+_SWILK = None
+
+
+def _swilk():
+    global _SWILK
+    if _SWILK is None:
+        from scipy.stats._ansari_swilk_statistics import swilk
+
+        _SWILK = swilk
+    return _SWILK
+
+
+def _median_of_sorted(values: list[float]) -> float:
+    """``float(np.median(values))`` for a sorted, non-empty list, without numpy's overhead
+    (the same arithmetic: the middle value, or the mean of the two middle ones)."""
+    n = len(values)
+    mid = n // 2
+    if n % 2:
+        return float(values[mid])
+    return (values[mid - 1] + values[mid]) / 2.0
 
 
 # -- the population profile of a model -------------------------------------------------------------
@@ -238,6 +278,7 @@ class Population:
         self._notes = 0
         self._shares: dict[str, float] = {}  # the active peers' shares, recomputed every PEER_EVERY notes
         self._sorted: list[float] = []
+        self.version = 0  # counts every change of the ranges (refresh or reset): cached outside() flags check it
 
     def add(self, vec: np.ndarray | None, conf: float | None) -> None:
         if conf is not None:
@@ -263,8 +304,10 @@ class Population:
         lo, hi = np.quantile(rows, q, axis=0), np.quantile(rows, 1 - q, axis=0)
         span = float(np.max(hi) - np.min(lo)) or 1.0
         self.lo, self.hi = lo - self.o.range_margin * span, hi + self.o.range_margin * span
-        self.ood_rate = float(np.mean([self.outside(r) for r in rows]))
+        outside = np.count_nonzero((rows < self.lo) | (rows > self.hi), axis=1) > self.o.ood_features * self.width
+        self.ood_rate = float(np.mean(outside))
         self._since = 0
+        self.version += 1
 
     def outside(self, vec: np.ndarray) -> bool:
         n = int(np.count_nonzero((vec < self.lo) | (vec > self.hi)))
@@ -316,7 +359,7 @@ class Population:
         if own is not None:
             shares = shares.copy()
             shares.pop(bisect.bisect_left(shares, own))
-        return float(np.median(shares)) if shares else None
+        return _median_of_sorted(shares) if shares else None
 
     def _reset(self) -> None:
         self.filled = self.seen = self._since = 0
@@ -324,6 +367,68 @@ class Population:
         self.peers.clear()
         self._shares, self._sorted = {}, []
         self.epoch += 1
+        self.version += 1
+
+
+# -- per batch: a query row, and a stream's unpacked memories -------------------------------------
+class _Row:
+    """One query row of an event, with what both of its streams need computed once: the hash of
+    its input, its projection, and whether it is out of a population's range (cached for one
+    version of that population's ranges)."""
+
+    __slots__ = ("vec", "conf", "width", "hash", "_x", "_pop", "_version", "_outside")
+
+    def __init__(self, vec: np.ndarray | None, conf: float | None):
+        self.vec, self.conf = vec, conf
+        self.width = len(vec) if vec is not None else 0
+        self.hash = zlib.crc32(vec.tobytes()) ^ self.width if vec is not None else None
+        self._x = self._pop = self._version = self._outside = None
+
+    def projected(self) -> np.ndarray:
+        if self._x is None:
+            self._x = (self.vec @ projection(self.width)).astype(np.float32)
+        return self._x
+
+    def outside(self, pop: "Population") -> bool:
+        if self._pop is not pop or self._version != pop.version:
+            self._pop, self._version, self._outside = pop, pop.version, pop.outside(self.vec)
+        return self._outside
+
+
+class _Stream:
+    """A stream's state for one batch: the stored dict, and its packed memories unpacked
+    (input hashes and distances as lists, the reservoir as a float32 array)."""
+
+    __slots__ = ("s", "hashes", "res", "res64", "sq", "dists", "changed")
+
+    def __init__(self, s: dict):
+        self.s = s
+        self.hashes: list[int] = _unpack(s["h"], np.uint32).tolist()
+        self.res: np.ndarray = _unpack(s["r"], np.float32, PROJECTED_DIMS)
+        self.res64 = self.res.astype(np.float64)  # the reservoir as median_pairwise reads it
+        self.sq = (self.res64 * self.res64).sum(axis=1)  # and its rows' squared norms
+        self.dists: list[float] = _unpack(s["d"], np.float32).tolist()
+        self.changed = False
+
+    def push(self, x: np.ndarray) -> None:
+        """Add a projected query to the reservoir, dropping the oldest beyond RESERVOIR."""
+        x64 = x[None, :].astype(np.float64)
+        keep = slice(1, None) if len(self.res) >= RESERVOIR else slice(None)
+        self.res = np.concatenate((self.res[keep], x[None, :]))
+        self.res64 = np.concatenate((self.res64[keep], x64))
+        self.sq = np.concatenate((self.sq[keep], (x64 * x64).sum(axis=1)))
+
+    def packed(self) -> dict:
+        s = self.s
+        if self.changed:
+            s["h"] = _pack(np.array(self.hashes, dtype=np.uint32), np.uint32)
+            s["r"] = _pack(self.res, np.float32)
+            s["d"] = _pack(np.array(self.dists, dtype=np.float32), np.float32)
+        return s
+
+
+def _share_of(k: float, n: float) -> float:
+    return k / n if n else 0.0
 
 
 # -- the detector ------------------------------------------------------------------------------
@@ -359,6 +464,7 @@ class ExtractionDetector(Detector):
     def __init__(self, options=None):
         super().__init__(options)
         self.populations: dict[tuple[str, int], Population] = {}
+        self._model_populations: dict[str, list[Population]] = {}  # model -> its populations, in creation order
 
     # -- state -------------------------------------------------------------------------------
     @staticmethod
@@ -367,23 +473,27 @@ class ExtractionDetector(Detector):
                 "nc": 0.0, "low": 0.0, "h": "", "r": "", "d": "", "w": None, "inc": None, "ep": 0}
 
     def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
+        # A stream's packed memories (hashes, reservoir, distances) are unpacked once per batch
+        # and packed once at its end; a query row's hash, projection and out-of-range flag are
+        # computed once for both of its streams. The order of every computation is the
+        # per-event order: the population a stream is judged against changes from one query to
+        # the next, so events are not batched across streams.
         o = self.options
         gap = int(o.gap_seconds * 1e9)
         out: list[dict] = []
-        cache: dict[str, dict] = {}
-        dirty: set[str] = set()
+        work: dict[str, _Stream] = {}
 
-        def load(key: str, ts: int) -> dict:
-            s = cache.get(key)
-            if s is None:
+        def load(key: str, ts: int) -> _Stream:
+            w = work.get(key)
+            if w is None:
                 s = state.get(key)
                 s = dict(s) if s is not None else None
                 if s is None or ts - s["tl"] > gap:
                     s = self._fresh(ts)
-                cache[key] = s
-            elif ts - s["tl"] > gap:
-                s = cache[key] = self._fresh(ts)
-            return s
+                w = work[key] = _Stream(s)
+            elif ts - w.s["tl"] > gap:
+                w = work[key] = _Stream(self._fresh(ts))
+            return w
 
         for e in batch.events:
             if e.get("kind") != "prediction":
@@ -394,7 +504,7 @@ class ExtractionDetector(Detector):
             principal, src, model = e.get("principal"), e.get("src_ip"), e.get("model") or "-"
             if principal is None and src is None:
                 continue
-            rows = query_rows(e)
+            rows = [_Row(vec, conf) for vec, conf, _cls in query_rows(e)]
             streams = []
             if principal is not None:
                 streams.append(("principal", principal, f"{self.name}/p|{src or '-'}|{principal}|{model}"))
@@ -403,10 +513,10 @@ class ExtractionDetector(Detector):
             flagged = False
             seasoned = True
             for etype, eid, key in streams:
-                s = load(key, ts)
-                dirty.add(key)
+                w = load(key, ts)
                 # The pooled source stream speaks only for what no principal of it shows alone.
-                alert = self._feed(s, rows, model, ts, etype, eid, e, quiet=flagged)
+                alert = self._feed(w, rows, model, ts, etype, eid, e, quiet=flagged)
+                s = w.s
                 if s["inc"] is not None:
                     flagged = True
                 seasoned = seasoned and s["nd"] >= o.min_queries
@@ -416,76 +526,101 @@ class ExtractionDetector(Detector):
             # thief's first queries, before it can be judged, would otherwise widen the ranges
             # for every other thief (two rows at a range's end are enough to move a quantile).
             learn = seasoned and not flagged
-            for vec, conf, _cls in rows:
-                if vec is None:
+            for row in rows:
+                if row.vec is None:
                     continue
-                pop = self._population(model, len(vec))
+                pop = self._population(model, row.width)
                 if pop.ready:
-                    pop.note(src or principal, ts, pop.outside(vec), learn)
+                    pop.note(src or principal, ts, row.outside(pop), learn)
                 if learn:
-                    pop.add(vec, conf)
-        for key in dirty:
-            state.set(key, cache[key])
+                    pop.add(row.vec, row.conf)
+        for key, w in work.items():
+            state.set(key, w.packed())
         return merge_alerts(out)
 
     def _population(self, model: str, width: int) -> Population:
         p = self.populations.get((model, width))
         if p is None:
             p = self.populations[(model, width)] = Population(model, width, self.options)
+            self._model_populations.setdefault(model, []).append(p)
         return p
 
     # -- one stream ---------------------------------------------------------------------------
-    def _feed(self, s: dict, rows, model: str, ts: int, etype: str, eid: str, event: dict,
+    def _feed(self, w: "_Stream", rows: list["_Row"], model: str, ts: int, etype: str, eid: str, event: dict,
               quiet: bool = False) -> dict | None:
         o = self.options
+        s = w.s
         s["tl"] = ts
-        hashes = _unpack(s["h"], np.uint32)
-        res = _unpack(s["r"], np.float32, PROJECTED_DIMS)
-        dists = _unpack(s["d"], np.float32)
-        changed = False
-        for vec, conf, _cls in rows:
+        hashes, dists = w.hashes, w.dists
+        for row in rows:
             s["n"] += 1
+            vec = row.vec
             if vec is None:
                 continue
-            h = zlib.crc32(vec.tobytes()) ^ len(vec)
-            if len(hashes) and bool(np.any(hashes == h)):
+            if row.hash in hashes:
                 s["rep"] += 1
                 continue
-            hashes = np.append(hashes, np.uint32(h))[-HASHES:]
-            changed = True
+            hashes.append(row.hash)
+            if len(hashes) > HASHES:
+                del hashes[0]
+            w.changed = True
             s["nd"] += 1
-            pop = self.populations.get((model, len(vec)))
+            pop = self.populations.get((model, row.width))
             if pop is not None and pop.ready:
                 if s.get("ep", 0) != pop.epoch:  # counts against ranges since learnt again
                     s["ep"], s["nj"], s["ood"] = pop.epoch, 0.0, 0.0
                 s["nj"] += 1
-                s["ood"] += pop.outside(vec)
-            if conf is not None:
+                s["ood"] += row.outside(pop)
+            if row.conf is not None:
                 s["nc"] += 1
-                s["low"] += conf < o.low_confidence
-            x = (vec @ projection(len(vec))).astype(np.float32)
+                s["low"] += row.conf < o.low_confidence
+            x = row.projected()
+            res = w.res
             if len(res) >= 4:
-                nn = float(np.sqrt(((res - x) ** 2).sum(axis=1)).min())
-                scale = median_pairwise(res)
+                # sqrt is monotone, so the smallest root is the root of the smallest sum
+                nn = float(np.sqrt(((res - x) ** 2).sum(axis=1).min()))
+                scale = _median_pairwise(w.res64, w.sq)
                 if scale > 0:
                     s["close"] += nn < o.close_ratio * scale
-                dists = np.append(dists, np.float32(nn))[-DISTANCES:]
+                dists.append(float(np.float32(nn)))
+                if len(dists) > DISTANCES:
+                    del dists[0]
                 if len(dists) >= o.normality_min and int(s["nd"]) % NORMALITY_EVERY == 0:
-                    s["w"] = round(shapiro_w(dists.astype(np.float64)), 4)
-            res = np.vstack([res, x[None, :]])[-RESERVOIR:]
+                    s["w"] = round(shapiro_w(np.array(dists, dtype=np.float64)), 4)
+            w.push(x)
             if s["nd"] >= 2 * o.window:
                 for k in ("nd", "nj", "ood", "close", "nc", "low"):
                     s[k] /= 2.0
-        if changed:
-            s["h"], s["r"], s["d"] = _pack(hashes, np.uint32), _pack(res, np.float32), _pack(dists, np.float32)
         if quiet and s["inc"] is None:
             return None
         return self._judge(s, model, ts, etype, eid, event)
 
+    def _could_hit(self, s: dict, model: str) -> bool:
+        """Whether any share statistic passes its ratio test: without one, :meth:`_judge` raises
+        nothing, so the p-values, the peers' median and the evidence need not be computed.
+
+        The out-of-range base here leaves out the peers' rate, which can only raise it."""
+        o = self.options
+        pops = self._model_populations.get(model, ())
+        if s["nj"] >= o.min_queries:
+            pop = next((p for p in pops if p.ready), None)
+            if pop is not None and _share_of(s["ood"], s["nj"]) >= o.min_ratio * max(pop.ood_rate or 0.0,
+                                                                                     o.base_floor):
+                return True
+        if s["nd"] >= o.min_queries and _share_of(s["close"], max(s["nd"] - 4, 1.0)) >= o.min_ratio * o.close_base:
+            return True
+        if pops and s["nc"] >= o.min_queries:
+            low_base = pops[0].low_rate()
+            if low_base is not None and _share_of(s["low"], s["nc"]) >= o.min_ratio * max(low_base, o.base_floor):
+                return True
+        return False
+
     def _judge(self, s: dict, model: str, ts: int, etype: str, eid: str, event: dict) -> dict | None:
+        if not self._could_hit(s, model):
+            return None
         o = self.options
         findings = []
-        pops = [p for (m, _w), p in self.populations.items() if m == model]
+        pops = self._model_populations.get(model, [])
         pop = next((p for p in pops if p.ready), None)
         if pop is not None and s["nj"] >= o.min_queries:
             peers = pop.peer_rate(event.get("src_ip") or event.get("principal"))
@@ -537,7 +672,7 @@ class ExtractionDetector(Detector):
         o = self.options
         share = k / n if n else 0.0
         p = binomial_tail(k, n, base)
-        hit = share >= o.min_ratio * base and p < o.p_value
+        hit = share >= o.min_ratio * base and p < o.p_value  # the first half is _could_hit's test
         return {"statistic": statistic, "value": round(share, 4), "threshold": round(o.min_ratio * base, 4),
                 "base_rate": round(base, 4), "p_value": float(f"{p:.3g}"), "hit": hit,
                 "strength": -math.log10(max(p, 1e-300))}

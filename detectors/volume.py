@@ -78,31 +78,52 @@ class VolumeDetector(Detector):
     def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
         out: list[dict] = []
         cache: dict[str, dict] = {}
+        name = self.name
+        count = self._count
+        # Most events only add to a stream's minute: the key is built once per stream and
+        # (principal, model[, source]) of the batch, and the token sum without a generator.
+        keys: dict[tuple, str] = {}
         for e in batch.events:
-            kind = e.get("kind")
-            ts = e.get("ts")
-            principal = e.get("principal")
-            if kind not in self.kinds or type(ts) is not int or principal is None:
-                continue
-            model = e.get("model") or "-"
+            get = e.get
+            kind = get("kind")
             if kind == "request":
-                status = e.get("status")
+                status = get("status")
                 if type(status) is not int or status >= 400:
                     continue
+            elif kind != "prediction":
+                continue
+            ts = get("ts")
+            principal = get("principal")
+            if type(ts) is not int or principal is None:
+                continue
+            model = get("model") or "-"
+            if kind == "request":
                 queries = 1
-                tokens = sum(n for n in (e.get("tokens_in"), e.get("tokens_out")) if type(n) is int and n > 0)
-                key = f"{self.name}/r|{principal}|{model}"
+                tokens = 0
+                n = get("tokens_in")
+                if type(n) is int and n > 0:
+                    tokens += n
+                n = get("tokens_out")
+                if type(n) is int and n > 0:
+                    tokens += n
+                ident = (principal, model)
+                key = keys.get(ident)
+                if key is None:
+                    key = keys[ident] = f"{name}/r|{principal}|{model}"
             else:
-                inp = e.get("input")
+                inp = get("input")
                 queries = len(inp) if type(inp) is list and inp and type(inp[0]) is list else 1
                 tokens = 0
-                key = f"{self.name}/p|{e.get('src_ip') or '-'}|{principal}|{model}"
+                ident = (principal, model, get("src_ip") or "-")
+                key = keys.get(ident)
+                if key is None:
+                    key = keys[ident] = f"{name}/p|{ident[2]}|{principal}|{model}"
             s = cache.get(key)
             if s is None:
                 s = state.get(key)
                 s = dict(s) if s is not None else self._fresh(ts)
                 cache[key] = s
-            alert = self._count(s, key, model, ts, queries, tokens, principal)
+            alert = count(s, key, model, ts, queries, tokens, principal)
             if alert is not None:
                 out.append(alert)
         for key, s in cache.items():
@@ -141,6 +162,8 @@ class VolumeDetector(Detector):
         if inc is not None and ts - inc["last"] > o.gap_seconds * 1e9:
             inc = s["inc"] = None
         warm = self.first_minute.setdefault(model, minute) + o.min_minutes
+        if s["q"] < o.min_queries and s["t"] < o.min_tokens:
+            return None  # under both floors: no threshold (at least its floor) can be reached
         if minute - s["f"] >= o.min_minutes:
             ref_q, ref_t, source = s["pk"], s["tp"], "own"
         elif s["f"] >= warm:  # a newcomer to a model whose callers this worker knows

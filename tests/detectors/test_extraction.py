@@ -238,3 +238,15 @@ def test_state_per_stream_stays_under_2kb():
     feed(det, state, "thief", rng.uniform(0, 10, (300, 64)).round(3), lambda i: list(rng.dirichlet(np.ones(10))), t)
     sizes = {k: len(orjson.dumps(v)) for k, v in state.data.items()}
     assert max(sizes.values()) < 2048, max(sizes.items(), key=lambda kv: kv[1])
+
+
+def test_shapiro_w_is_scipys_statistic_to_the_bit():
+    # shapiro_w calls scipy's routine directly (the public wrapper costs ten times the test).
+    from scipy.stats import shapiro
+
+    rng = np.random.default_rng(5)
+    for n in (3, 4, 17, 40, 48):
+        for d in (rng.random(n), rng.exponential(size=n), np.round(rng.normal(size=n), 1)):
+            d = d.astype(np.float32).astype(np.float64)
+            assert shapiro_w(d) == float(shapiro(d).statistic)
+    assert shapiro_w(np.ones(10)) == 0.0
