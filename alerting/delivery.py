@@ -41,6 +41,10 @@ from .outbox import Outbox
 log = logging.getLogger("ramparts.alerting")
 
 RETRY_AFTER_CAP_SECONDS = 3600.0
+# A claimed notification is left to the deliverer that claimed it for its output's timeout and
+# this much more; after that (the deliverer died) another one tries it, as a redelivery.
+LEASE_MARGIN_SECONDS = 2.0
+PURGE_EVERY_SECONDS = 3600.0
 
 
 class Breaker:
@@ -94,7 +98,7 @@ class Deliverer:
     def __init__(self, outbox: Outbox, outputs: list[Any], *, retry_initial_seconds: float = 1.0,
                  retry_max_seconds: float = 300.0, give_up_after_seconds: float = 86400.0, max_attempts: int = 0,
                  breaker_failures: int = 5, breaker_open_seconds: float = 30.0, seed: int | None = None,
-                 clock: Callable[[], float] = time.time):
+                 delivered_retention_seconds: float = 7 * 86400.0, clock: Callable[[], float] = time.time):
         self.outbox = outbox
         self.outputs = {o.name: o for o in outputs}
         self.retry_initial = retry_initial_seconds
@@ -105,6 +109,8 @@ class Deliverer:
         self.metrics = {o.name: OutputMetrics() for o in outputs}
         self.rng = random.Random(seed)
         self.clock = clock
+        self.retention = delivered_retention_seconds
+        self._purged_at = 0.0
         self._stop = threading.Event()
         self._wake = {o.name: threading.Event() for o in outputs}
         self._threads: list[threading.Thread] = []
@@ -115,7 +121,8 @@ class Deliverer:
         return cls(outbox, outputs, retry_initial_seconds=a.retry_initial_seconds,
                    retry_max_seconds=a.retry_max_seconds, give_up_after_seconds=a.give_up_after_seconds,
                    max_attempts=a.max_attempts, breaker_failures=a.breaker_failures,
-                   breaker_open_seconds=a.breaker_open_seconds, seed=a.seed, **kw)
+                   breaker_open_seconds=a.breaker_open_seconds, seed=a.seed,
+                   delivered_retention_seconds=a.delivered_retention_days * 86400.0, **kw)
 
     # -- one attempt ----------------------------------------------------------------------------
 
@@ -135,8 +142,11 @@ class Deliverer:
             self.outbox.finish(row, "suppressed", now, error="incident acknowledged")
             m.suppressed += 1
             return 0.0
-        attempt = self.outbox.start_attempt(row, now)
-        outcome = self.outputs[name].send(note, attempt, time.time())
+        output = self.outputs[name]
+        attempt = self.outbox.start_attempt(row, now, output.timeout_seconds + LEASE_MARGIN_SECONDS)
+        if attempt is None:
+            return 0.0  # another deliverer took it
+        outcome = output.send(note, attempt, time.time())
         now = self.clock()
         if outcome.ok:
             breaker.success()
@@ -213,8 +223,12 @@ class Deliverer:
 
     def _run(self, name: str) -> None:
         wake = self._wake[name]
+        purger = name == next(iter(self.outputs))
         while not self._stop.is_set():
             try:
+                if purger and self.clock() - self._purged_at > PURGE_EVERY_SECONDS:
+                    self._purged_at = self.clock()
+                    self.outbox.purge(self._purged_at - self.retention)
                 due = self.step(name)
             except Exception:  # a broken database or output must not kill delivery silently
                 log.exception("delivery to %s failed; retrying in 1 s", name)

@@ -183,12 +183,18 @@ class Outbox:
             return None, row["next_at"]
         return row, None
 
-    def start_attempt(self, row: sqlite3.Row, now: float) -> int:
-        """Count the attempt before it is made (so one cut by a crash still counts); its number."""
+    def start_attempt(self, row: sqlite3.Row, now: float, lease_seconds: float) -> int | None:
+        """Claim ``row`` for one attempt and count it before it is made; the attempt's number.
+
+        None when another deliverer (a second worker on this outbox) claimed it first. The claim
+        moves ``next_at`` by ``lease_seconds``: a deliverer that dies mid-attempt leaves the row
+        to be tried again after that, marked as a redelivery (the attempt was counted).
+        """
         with self._tx() as c:
-            c.execute("UPDATE notifications SET attempts = attempts + 1 WHERE id = ? AND output = ?",
-                      (row["id"], row["output"]))
-        return row["attempts"] + 1
+            cur = c.execute("UPDATE notifications SET attempts = attempts + 1, next_at = ? WHERE id = ? AND output = ?"
+                            " AND attempts = ? AND status = 'pending'",
+                            (now + lease_seconds, row["id"], row["output"], row["attempts"]))
+        return row["attempts"] + 1 if cur.rowcount == 1 else None
 
     def finish(self, row: sqlite3.Row, status: str, now: float, *, next_at: float | None = None,
                error: str | None = None, http_status: int | None = None) -> None:

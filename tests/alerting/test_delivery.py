@@ -177,6 +177,36 @@ def test_grafana_annotations_through_grafana_client_against_a_loopback_stand_in(
     assert body["dashboardUID"] == "ramparts-alerts" and "extraction.queries" in body["tags"]
 
 
+def test_two_deliverers_on_one_outbox_send_each_notification_once(tmp_path):
+    """Two workers on one host share the outbox: a notification is claimed by one of them."""
+    import threading
+
+    with Receiver() as rx:
+        box = Outbox(tmp_path)
+        out = WebhookOutput("hook", rx.url, secrets=[SECRET])
+        box.accept([], notes(60), [out])
+        a, b = (Deliverer(Outbox(tmp_path), [out], seed=s) for s in (1, 2))
+        threads = [threading.Thread(target=d.drain) for d in (a, b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert sorted(received_ids(rx)) == sorted((n["id"], False) for n in notes(60))
+    assert a.stats()["hook"]["delivered_total"] + b.stats()["hook"]["delivered_total"] == 60
+
+
+def test_delivered_rows_are_purged_after_the_retention_and_dead_ones_kept(tmp_path):
+    box = Outbox(tmp_path)
+    box.accept([], notes(2), [WebhookOutput("hook", "http://x")], now=100.0)
+    first, _ = box.next_due("hook", 100.0)
+    box.finish(first, "delivered", 200.0)
+    second, _ = box.next_due("hook", 100.0)
+    box.finish(second, "dead", 200.0, error="gave up")
+    assert box.purge(before=150.0) == 0
+    assert box.purge(before=300.0) == 1
+    assert [r["status"] for r in box.notifications()] == ["dead"]
+
+
 def test_routing_by_severity_detector_and_entity(tmp_path):
     box = Outbox(tmp_path)
     n = notes(1)
@@ -196,7 +226,9 @@ def test_delivery_killed_mid_way_and_restarted_loses_nothing(tmp_path):
         cfg = tmp_path / "ramparts.yaml"
         cfg.write_text(yaml.safe_dump({
             "alerting": {"outbox_dir": str(tmp_path / "outbox"), "seed": 1, "retry_initial_seconds": 0.05},
-            "outputs": [{"type": "webhook", "url": rx.url + "/hook", "secret_env": "TEST_WEBHOOK_SECRET"}]}))
+            # a short timeout: a notification cut by the kill is tried again after timeout + 2 s
+            "outputs": [{"type": "webhook", "url": rx.url + "/hook", "secret_env": "TEST_WEBHOOK_SECRET",
+                         "timeout_seconds": 1}]}))
         from ramparts.config import load_config
         from ramparts.sinks.outputs import build_outputs
 
