@@ -168,7 +168,8 @@ def notification(alert: dict, event: str, n: int) -> dict:
 def _summary_of(alert: dict) -> dict:
     """What a resolve notification needs of the incident's last alert (kept small: < 2 KB of state)."""
     ev = alert.get("evidence") or {}
-    small = {k: v for k, v in ev.items() if isinstance(v, (int, float, str, bool)) and len(str(v)) <= 64}
+    small = {k: v for k, v in ev.items()
+             if len(k) <= 32 and isinstance(v, (int, float, str, bool)) and len(str(v)) <= 64}
     return {"id": alert["id"], "ts": alert["ts"], "detector": alert["detector"], "severity": alert["severity"],
             "entity": alert["entity"], "score": alert.get("score"), "summary": str(alert.get("summary", ""))[:300],
             "evidence": dict(list(small.items())[:8]), "first_event_ts": alert.get("first_event_ts"),
