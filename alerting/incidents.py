@@ -55,6 +55,7 @@ from ramparts.detectors.base import SEVERITIES
 NS = 1_000_000_000
 PREFIX = "incidents/"
 RANK = {s: i for i, s in enumerate(SEVERITIES)}
+PARTS = 4
 EVENTS = ("firing", "escalated", "renotify", "resolved", "acknowledged")
 
 
@@ -106,22 +107,17 @@ class IncidentTracker:
                 notes.append(self._resolve(key, inc, state, idx))
                 inc = None
             if inc is None:
-                inc = {"id": a["id"], "det": a["id"], "base": 0, "cnt": a["event_count"],
-                       "first": a.get("first_event_ts", ts), "last": ts, "sev": a["severity"],
-                       "nsev": None, "nat": None, "n": 0, "scope": scope}
+                inc = {"id": a["id"], "parts": [], "base": 0, "first": a.get("first_event_ts", ts), "last": ts,
+                       "sev": a["severity"], "nsev": None, "nat": None, "n": 0, "scope": scope}
             else:
-                if a["id"] != inc["det"]:  # the detector closed its incident and opened another
-                    inc["base"] += inc["cnt"]
-                    inc["det"] = a["id"]
-                    inc["cnt"] = a["event_count"]
-                else:
-                    inc["cnt"] = max(inc["cnt"], a["event_count"])
+                inc["first"] = min(inc["first"], a.get("first_event_ts", ts))
                 inc["last"] = max(inc["last"], ts)
                 if RANK[a["severity"]] > RANK[inc["sev"]]:
                     inc["sev"] = a["severity"]
                 inc["scope"] = scope
+            _count(inc, a["id"], a["event_count"])
             merged = dict(a)
-            merged.update(id=inc["id"], severity=inc["sev"], event_count=inc["base"] + inc["cnt"],
+            merged.update(id=inc["id"], severity=inc["sev"], event_count=_total(inc),
                           first_event_ts=inc["first"], window={"start": inc["first"], "end": inc["last"]})
             event = None
             if inc["n"] == 0:
@@ -155,9 +151,31 @@ class IncidentTracker:
         idx.pop(key, None)
         state.set(key, None)
         alert = dict(inc["alert"])
-        alert.update(severity=inc["sev"], event_count=inc["base"] + inc["cnt"],
+        alert.update(severity=inc["sev"], event_count=_total(inc),
                      window={"start": inc["first"], "end": inc["last"]}, ts=inc["last"])
         return notification(alert, "resolved", inc["n"] + 1)
+
+
+def _count(inc: dict, detector_id: str, count: int) -> None:
+    """Note the latest ``event_count`` of one of the detector's incidents inside this one.
+
+    A detector may hold several incidents about one entity at once (``drift.model``: one per
+    feature family) or one after another (closed on its own gap): the incident counts the
+    latest count of each, whatever order their updates come in. The last ``PARTS`` are kept
+    apart; older ones (closed long since) are folded into ``base`` to bound the state.
+    """
+    parts = inc["parts"]
+    for p in parts:
+        if p[0] == detector_id:
+            p[1] = max(p[1], count)
+            return
+    parts.append([detector_id, count])
+    while len(parts) > PARTS:
+        inc["base"] += parts.pop(0)[1]
+
+
+def _total(inc: dict) -> int:
+    return inc["base"] + sum(p[1] for p in inc["parts"])
 
 
 def notification(alert: dict, event: str, n: int) -> dict:

@@ -126,3 +126,19 @@ def test_the_pipeline_turns_a_401_storm_into_one_incident():
     notes = p.alerting.notifications
     assert len(ids) == 1 and notes == 1
     assert isinstance(p.detectors[0], AuthFailureBurst)
+
+
+def test_concurrent_incidents_of_one_detector_about_one_entity_count_the_same_in_any_order():
+    """drift.model holds one incident per feature family for a model: their updates interleave."""
+    fam = {"input": T0, "output": T0 + NS}
+    updates = [alert(i, entity="model-a", first=fam[f], count=100 * i, det="drift.model")
+               for i in range(1, 6) for f in ("input", "output")]
+    # each family's alert ids differ (first_ts differs); counts grow per family
+    results = set()
+    for order in (updates, updates[::2] + updates[1::2], sorted(updates, key=lambda a: a["first_event_ts"])):
+        t, state = IncidentTracker(window_seconds=3600), DictState()
+        out = []
+        for a in order:
+            out += t.update([a], state, now=a["ts"])[0]
+        results.add(max(a["event_count"] for a in out))
+    assert results == {500 + 500}
