@@ -28,7 +28,9 @@ sleeping; :meth:`Deliverer.step` is one attempt, what the threads loop over.
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 import threading
 import time
 from collections import deque
@@ -98,7 +100,8 @@ class Deliverer:
     def __init__(self, outbox: Outbox, outputs: list[Any], *, retry_initial_seconds: float = 1.0,
                  retry_max_seconds: float = 300.0, give_up_after_seconds: float = 86400.0, max_attempts: int = 0,
                  breaker_failures: int = 5, breaker_open_seconds: float = 30.0, seed: int | None = None,
-                 delivered_retention_seconds: float = 7 * 86400.0, clock: Callable[[], float] = time.time):
+                 delivered_retention_seconds: float = 7 * 86400.0, claim_batch: int = 32,
+                 clock: Callable[[], float] = time.time):
         self.outbox = outbox
         self.outputs = {o.name: o for o in outputs}
         self.retry_initial = retry_initial_seconds
@@ -110,6 +113,10 @@ class Deliverer:
         self.rng = random.Random(seed)
         self.clock = clock
         self.retention = delivered_retention_seconds
+        self.claim_batch = claim_batch
+        self.attempts_made = 0
+        self.host = socket.gethostname()
+        self.owner = f"{self.host}:{os.getpid()}"
         self._purged_at = 0.0
         self._stop = threading.Event()
         self._wake = {o.name: threading.Event() for o in outputs}
@@ -127,34 +134,53 @@ class Deliverer:
     # -- one attempt ----------------------------------------------------------------------------
 
     def step(self, name: str) -> float | None:
-        """Make at most one attempt for output ``name``. Returns 0 when it made one, else when
-        (clock time) something may next be due (None: nothing pending)."""
+        """One round for output ``name``: claim up to ``claim_batch`` due notifications, send them
+        in order, record the outcomes. Returns 0 when it sent something, else when (clock time)
+        something may next be due (None: nothing pending).
+
+        A failure ends the round: the rest of the claim goes back untried (its attempts
+        uncounted), so a receiver that is down costs one attempt per round, not one per row.
+        """
         now = self.clock()
         breaker = self.breakers[name]
         if not breaker.allow(now):
             return breaker.retry_at()
-        row, next_at = self.outbox.next_due(name, now)
-        if row is None:
-            return next_at
-        note = orjson.loads(row["body"])
-        m = self.metrics[name]
-        if note["event"] == "renotify" and self.outbox.acked(note["incident_id"]):
-            self.outbox.finish(row, "suppressed", now, error="incident acknowledged")
-            m.suppressed += 1
-            return 0.0
         output = self.outputs[name]
-        attempt = self.outbox.start_attempt(row, now, output.timeout_seconds + LEASE_MARGIN_SECONDS)
-        if attempt is None:
-            return 0.0  # another deliverer took it
-        outcome = output.send(note, attempt, time.time())
-        now = self.clock()
-        if outcome.ok:
-            breaker.success()
-            self.outbox.finish(row, "delivered", now, http_status=outcome.status)
-            m.delivered += 1
-            m.latencies.append(now - row["enqueued_at"])
-            return 0.0
-        breaker.failure(now)
+        # A half-open breaker lets one trial through, not a batch.
+        limit = 1 if breaker.state == "half-open" else self.claim_batch
+        claimed = self.outbox.claim(name, now, limit, output.timeout_seconds * limit + LEASE_MARGIN_SECONDS,
+                                    self.owner)
+        if not claimed:
+            return self.outbox.next_at(name)
+        m = self.metrics[name]
+        results = []
+        stopped = False
+        for row, attempt in claimed:
+            if stopped:
+                results.append((row, attempt, "unsent", self.clock(), None, None))
+                continue
+            note = orjson.loads(row["body"])
+            if note["event"] == "renotify" and self.outbox.acked(note["incident_id"]):
+                results.append((row, attempt, "suppressed", None, "incident acknowledged", None))
+                m.suppressed += 1
+                continue
+            outcome = output.send(note, attempt, time.time())
+            self.attempts_made += 1
+            now = self.clock()
+            if outcome.ok:
+                breaker.success()
+                results.append((row, attempt, "delivered", None, None, outcome.status))
+                m.delivered += 1
+                m.latencies.append(now - row["enqueued_at"])
+                continue
+            breaker.failure(now)
+            stopped = True
+            results.append(self._failed(name, row, attempt, outcome, now))
+        self.outbox.finish_many(results, self.clock())
+        return 0.0
+
+    def _failed(self, name: str, row: dict, attempt: int, outcome, now: float) -> tuple:
+        m = self.metrics[name]
         age = now - row["enqueued_at"]
         reason = None
         if outcome.permanent:
@@ -165,19 +191,16 @@ class Deliverer:
             reason = f"not delivered within {self.give_up_after:g} s"
         if reason is not None:
             error = f"gave up ({reason}): {outcome.error}"
-            self.outbox.finish(row, "dead", now, error=error, http_status=outcome.status)
             m.failed += 1
             log.error("notification %s to %s dead-lettered: %s", row["id"], name, error)
-            return 0.0
+            return (row, attempt, "dead", None, error, outcome.status)
         delay = self.backoff(attempt)
         if outcome.retry_after is not None:
             delay = max(delay, min(outcome.retry_after, RETRY_AFTER_CAP_SECONDS))
-        self.outbox.finish(row, "pending", now, next_at=now + delay, error=outcome.error,
-                           http_status=outcome.status)
         m.retried += 1
         log.warning("notification %s to %s failed (attempt %d), retry in %.1f s: %s", row["id"], name, attempt,
                     delay, outcome.error)
-        return 0.0
+        return (row, attempt, "pending", now + delay, outcome.error, outcome.status)
 
     def backoff(self, attempt: int) -> float:
         """Delay before the attempt after ``attempt``: exponential, capped, with equal jitter."""
@@ -186,23 +209,27 @@ class Deliverer:
 
     def drain(self, max_steps: int = 100_000) -> int:
         """Attempt everything due now, output by output, until nothing is; returns the attempts."""
-        made = 0
+        before = self.attempts_made
         for _ in range(max_steps):
             progressed = False
             for name in self.outputs:
                 if self.step(name) == 0.0:
-                    made += 1
                     progressed = True
             if not progressed:
                 break
-        return made
+        return self.attempts_made - before
 
     def pending(self) -> int:
         return sum(self.outbox.depth().values())
 
     # -- threads --------------------------------------------------------------------------------
 
+    def release_dead_claims(self) -> int:
+        """Take over what dead deliverers on this host had claimed (a restart's predecessor)."""
+        return self.outbox.release_dead_claims(self.host, _pid_alive, self.clock())
+
     def start(self) -> "Deliverer":
+        self.release_dead_claims()
         for name in self.outputs:
             t = threading.Thread(target=self._run, args=(name,), name=f"ramparts-deliver-{name}", daemon=True)
             t.start()
@@ -229,6 +256,7 @@ class Deliverer:
                 if purger and self.clock() - self._purged_at > PURGE_EVERY_SECONDS:
                     self._purged_at = self.clock()
                     self.outbox.purge(self._purged_at - self.retention)
+                    self.release_dead_claims()
                 due = self.step(name)
             except Exception:  # a broken database or output must not kill delivery silently
                 log.exception("delivery to %s failed; retrying in 1 s", name)
@@ -244,6 +272,18 @@ class Deliverer:
         return {name: {**self.metrics[name].as_dict(), "queue_depth": depth.get(name, 0),
                        "breaker": self.breakers[name].state, "breaker_opened_total": self.breakers[name].opened_total}
                 for name in self.outputs}
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _quantile(sorted_values: list[float], q: float) -> float | None:

@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS notifications (
     last_error TEXT,
     last_status INTEGER,
     done_at REAL,
+    claimed_by TEXT,
     PRIMARY KEY (id, output)
 );
 CREATE INDEX IF NOT EXISTS notifications_due ON notifications (status, output, next_at);
@@ -172,37 +173,73 @@ class Outbox:
 
     # -- delivering ---------------------------------------------------------------------------
 
-    def next_due(self, output: str, now: float) -> tuple[sqlite3.Row | None, float | None]:
-        """The earliest pending row of ``output`` due by ``now``, else None and when the next is due."""
-        c = self._conn()
-        row = c.execute("SELECT * FROM notifications WHERE status = 'pending' AND output = ? "
-                        "ORDER BY next_at, enqueued_at LIMIT 1", (output,)).fetchone()
-        if row is None:
-            return None, None
-        if row["next_at"] > now:
-            return None, row["next_at"]
-        return row, None
+    def claim(self, output: str, now: float, limit: int, lease_seconds: float, owner: str) -> list[tuple[dict, int]]:
+        """Claim up to ``limit`` due rows of ``output`` for one attempt each, counting the attempts.
 
-    def start_attempt(self, row: sqlite3.Row, now: float, lease_seconds: float) -> int | None:
-        """Claim ``row`` for one attempt and count it before it is made; the attempt's number.
-
-        None when another deliverer (a second worker on this outbox) claimed it first. The claim
-        moves ``next_at`` by ``lease_seconds``: a deliverer that dies mid-attempt leaves the row
-        to be tried again after that, marked as a redelivery (the attempt was counted).
+        One transaction for the lot (one fsync, not one per notification). Each row is counted
+        before it is sent, so an attempt cut by a crash still counts and the next one is marked
+        a redelivery. A claim moves ``next_at`` by ``lease_seconds`` (it must cover the sends
+        of the whole claim): another deliverer on this outbox (a second worker) leaves the row
+        alone until then, or until :meth:`release_dead_claims` sees that ``owner`` died.
+        Returns (row, attempt number) pairs, earliest due first.
         """
         with self._tx() as c:
-            cur = c.execute("UPDATE notifications SET attempts = attempts + 1, next_at = ? WHERE id = ? AND output = ?"
-                            " AND attempts = ? AND status = 'pending'",
-                            (now + lease_seconds, row["id"], row["output"], row["attempts"]))
-        return row["attempts"] + 1 if cur.rowcount == 1 else None
+            rows = c.execute("SELECT * FROM notifications WHERE status = 'pending' AND output = ? AND next_at <= ?"
+                             " ORDER BY next_at, enqueued_at LIMIT ?", (output, now, limit)).fetchall()
+            out = []
+            for r in rows:
+                c.execute("UPDATE notifications SET attempts = attempts + 1, next_at = ?, claimed_by = ?"
+                          " WHERE id = ? AND output = ?", (now + lease_seconds, owner, r["id"], r["output"]))
+                out.append((dict(r), r["attempts"] + 1))
+        return out
 
-    def finish(self, row: sqlite3.Row, status: str, now: float, *, next_at: float | None = None,
-               error: str | None = None, http_status: int | None = None) -> None:
+    def next_at(self, output: str) -> float | None:
+        row = self._conn().execute("SELECT MIN(next_at) AS t FROM notifications WHERE status = 'pending' AND output = ?",
+                                   (output,)).fetchone()
+        return row["t"]
+
+    def finish_many(self, results: list[tuple], now: float) -> None:
+        """Record attempts' results in one transaction: (row, attempt, status, next_at, error, http status).
+
+        A row is updated only while its attempt count is still ``attempt`` (another deliverer
+        that took it over after the lease has the say). ``status`` "unsent" hands a claimed row
+        back untried: its attempt is uncounted and it is due at ``next_at``.
+        """
+        with self._tx() as c:
+            for row, attempt, status, next_at, error, http_status in results:
+                if status == "unsent":
+                    c.execute("UPDATE notifications SET attempts = attempts - 1, next_at = ?, claimed_by = NULL"
+                              " WHERE id = ? AND output = ? AND attempts = ?", (next_at, row["id"], row["output"], attempt))
+                    continue
+                c.execute("UPDATE notifications SET status = ?, next_at = COALESCE(?, next_at), last_error = ?,"
+                          " last_status = ?, claimed_by = NULL, done_at = CASE WHEN ? = 'pending' THEN NULL ELSE ? END"
+                          " WHERE id = ? AND output = ? AND attempts = ?",
+                          (status, next_at, error, http_status, status, now, row["id"], row["output"], attempt))
+
+    def finish(self, row, status: str, now: float, *, next_at: float | None = None, error: str | None = None,
+               http_status: int | None = None) -> None:
+        """Set one row's outcome outright (tests and tools; delivery uses :meth:`finish_many`)."""
         with self._tx() as c:
             c.execute("UPDATE notifications SET status = ?, next_at = COALESCE(?, next_at), last_error = ?,"
-                      " last_status = ?, done_at = CASE WHEN ? = 'pending' THEN NULL ELSE ? END"
+                      " last_status = ?, claimed_by = NULL, done_at = CASE WHEN ? = 'pending' THEN NULL ELSE ? END"
                       " WHERE id = ? AND output = ?",
                       (status, next_at, error, http_status, status, now, row["id"], row["output"]))
+
+    def release_dead_claims(self, host: str, alive, now: float) -> int:
+        """Make the claims of dead deliverers on this host due now (``alive(pid)`` says who lives).
+
+        A restarted worker takes over what its predecessor had claimed without waiting out the
+        lease; those attempts were counted, so they go out marked as redeliveries.
+        """
+        rows = self._conn().execute("SELECT DISTINCT claimed_by FROM notifications WHERE status = 'pending'"
+                                    " AND claimed_by LIKE ?", (f"{host}:%",)).fetchall()
+        dead = [r["claimed_by"] for r in rows if not alive(int(r["claimed_by"].rsplit(":", 1)[1]))]
+        n = 0
+        with self._tx() as c:
+            for owner in dead:
+                n += c.execute("UPDATE notifications SET next_at = ?, claimed_by = NULL WHERE status = 'pending'"
+                               " AND claimed_by = ?", (now, owner)).rowcount
+        return n
 
     def acked(self, incident_id: str) -> bool:
         row = self._conn().execute("SELECT acked_at FROM incidents WHERE id = ?", (incident_id,)).fetchone()

@@ -198,9 +198,8 @@ def test_two_deliverers_on_one_outbox_send_each_notification_once(tmp_path):
 def test_delivered_rows_are_purged_after_the_retention_and_dead_ones_kept(tmp_path):
     box = Outbox(tmp_path)
     box.accept([], notes(2), [WebhookOutput("hook", "http://x")], now=100.0)
-    first, _ = box.next_due("hook", 100.0)
+    (first, _), (second, _) = box.claim("hook", 100.0, 2, 10.0, "test:1")
     box.finish(first, "delivered", 200.0)
-    second, _ = box.next_due("hook", 100.0)
     box.finish(second, "dead", 200.0, error="gave up")
     assert box.purge(before=150.0) == 0
     assert box.purge(before=300.0) == 1
@@ -253,3 +252,21 @@ def test_delivery_killed_mid_way_and_restarted_loses_nothing(tmp_path):
     assert box.counts() == {"delivered": 40}
     for r in rx.requests:
         Webhook(SECRET).verify(r["body"], r["headers"])
+
+
+def test_a_restarted_deliverer_takes_over_the_claims_of_a_dead_one_at_once(tmp_path):
+    import socket
+
+    clock = FakeClock()
+    with Receiver() as rx:
+        box = Outbox(tmp_path)
+        out = WebhookOutput("hook", rx.url, secrets=[SECRET])
+        box.accept([], notes(3), [out], now=clock())
+        dead_pid = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                                  text=True).stdout.strip()  # a process that has exited
+        assert len(box.claim("hook", clock(), 10, 3600.0, f"{socket.gethostname()}:{dead_pid}")) == 3
+        d = deliverer(box, [out], clock)
+        assert d.drain() == 0  # leased for an hour
+        assert d.release_dead_claims() == 3
+        assert d.drain() == 3
+    assert [marked for _, marked in received_ids(rx)] == [True, True, True]  # they may have been sent before
