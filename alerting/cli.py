@@ -56,8 +56,18 @@ def _open(args):
 
     from .outbox import Outbox
 
+    from pathlib import Path
+
+    from ramparts.errors import RampartsError
+
+    from .outbox import FILENAME
+
     config = load_config(args.config)
-    return config, Outbox(args.outbox or config.alerting.outbox_dir)
+    where = Path(args.outbox or config.alerting.outbox_dir)
+    if not (where / FILENAME).is_file():
+        raise RampartsError(f"no outbox in {where} (alerting.outbox_dir, or --outbox DIR): the worker creates it "
+                            "when it starts")
+    return config, Outbox(where)
 
 
 def _fmt_ns(ns) -> str:

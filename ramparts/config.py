@@ -80,7 +80,8 @@ class OutputConfig(StrictModel):
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$",
                              description="Name in metrics, the outbox and `ramparts alerts show` (default: the type, "
                                          "numbered when several share it).")
-    url: str | None = Field(default=None, description="Where to send. A Slack webhook URL is a secret: prefer url_env.")
+    url: str | None = Field(default=None, description="Where to send (pagerduty: default https://events.pagerduty.com/"
+                                                      "v2/enqueue). A Slack webhook URL is a secret: prefer url_env.")
     url_env: str | None = Field(default=None, description="Environment variable holding the URL.")
     secret: SecretStr | None = Field(
         default=None, description="Signing secret (webhook: whsec_...), PagerDuty routing key, or Grafana token.")
@@ -105,13 +106,15 @@ class OutputConfig(StrictModel):
             raise ValueError(f"unknown output type {self.type!r}{_suggest(self.type, OUTPUT_TYPES)}")
         if self.min_severity not in SEVERITY_NAMES:
             raise ValueError(f"min_severity {self.min_severity!r} is not one of {', '.join(SEVERITY_NAMES)}")
-        if self.url is None and self.url_env is None:
+        if self.url is None and self.url_env is None and self.type != "pagerduty":
             raise ValueError(f"output of type {self.type} needs url or url_env")
         if self.type == "pagerduty" and self.secret is None and self.secret_env is None:
             raise ValueError("a pagerduty output needs its routing key as secret or secret_env")
         return self
 
     def resolved_url(self, env: Mapping[str, str] | None = None) -> str:
+        if self.url is None and self.url_env is None:  # pagerduty: its public Events API v2 endpoint
+            return "https://events.pagerduty.com/v2/enqueue"
         return self._resolve(self.url, self.url_env, "url", env)
 
     def resolved_secrets(self, env: Mapping[str, str] | None = None) -> list[str]:

@@ -52,6 +52,15 @@ def test_list_show_and_ack(setup, capsys):
     assert ("pagerduty", "acknowledged") in {(n["output"], n["event"]) for n in box.notifications(inc)}
     assert main(["alerts", "ack", "nope", "--config", str(cfg)]) == 1
     assert "no incident 'nope'" in capsys.readouterr().err
+    assert main(["alerts", "list", "--outbox", str(cfg.parent / "elsewhere")]) == 1
+    assert "no outbox in" in capsys.readouterr().err
+
+
+def test_pagerduty_defaults_to_the_public_events_endpoint(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({"outputs": [{"type": "pagerduty", "secret": "k" * 32}]}))
+    (out,) = build_outputs(load_config(p))
+    assert out.url == "https://events.pagerduty.com/v2/enqueue" and out.secrets == ["k" * 32]
 
 
 def test_sending_needs_the_secrets_and_says_which_is_missing(setup):
