@@ -516,6 +516,7 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
     state_table = app.Table("detector-state", partitions=k.partitions, key_type=bytes, value_type=bytes)
     hasher = Hasher(config.resolved_hash_key())
     decoder = RawDecoder(config, hasher)
+
     def alerting_stage():
         from ramparts.alerting import AlertingStage
         from ramparts.sinks.outputs import build_outputs

@@ -142,3 +142,19 @@ def test_concurrent_incidents_of_one_detector_about_one_entity_count_the_same_in
             out += t.update([a], state, now=a["ts"])[0]
         results.add(max(a["event_count"] for a in out))
     assert results == {500 + 500}
+
+
+def test_the_worker_state_finds_a_partitions_open_incidents_in_its_table():
+    """``TableState.scan`` (the worker's state over a Faust table of orjson bytes) feeds the index."""
+    import orjson
+
+    from ramparts.streams.app import TableState
+
+    table: dict[bytes, bytes] = {}
+    state = TableState(table)
+    IncidentTracker(window_seconds=60).update([alert(1, entity="a")], state, now=T0 + NS, scope=2)
+    table.update({k.encode(): orjson.dumps(v) for k, v in state.dirty.items()})  # what write_back does
+    restarted = TableState(table)
+    _, notes = IncidentTracker(window_seconds=60).update([], restarted, now=T0 + 100 * NS, scope=2)
+    assert [n["event"] for n in notes] == ["resolved"]
+    assert restarted.dirty == {"incidents/access.stuffing/src_ip:a": None}
