@@ -213,7 +213,7 @@ class _KafkaRun:
         """The worker's events per second of wall time and of its CPU time, first batch to last."""
         stats_file = self.work / f"stats-{self.tag}-{run}-{'noop' if noop else 'worker'}.json"
         env = {**self.env, "RAMPARTS_KAFKA__GROUP": f"bench-{self.tag}-{run}-{'noop' if noop else 'w'}"}
-        cmd = [sys.executable, "-m", "ramparts.cli", "worker", "--store", "none", "--stats-file", str(stats_file)]
+        cmd = [sys.executable, "-m", "ramparts.cli", "worker", "--store", "none", "--outbox", "none", "--stats-file", str(stats_file)]
         if noop:
             cmd.append("--noop-agent")
         log = open(self.work / f"worker-{self.tag}-{run}.log", "wb")

@@ -141,6 +141,9 @@ def _add_worker(sub) -> None:
     p.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
     p.add_argument("--stats-file", metavar="FILE", default=None,
                    help="write the worker's counters here as JSON, four times a second")
+    p.add_argument("--outbox", metavar="DIR", default=None,
+                   help="the durable outbox of notifications, delivered to the configured outputs "
+                        "(default: alerting.outbox_dir; 'none': incidents without notifications)")
     p.add_argument("--noop-agent", action="store_true", help=argparse.SUPPRESS)  # the throughput benchmark's baseline
     _config_arg(p)
     p.set_defaults(func=_cmd_worker)
@@ -154,7 +157,21 @@ def _cmd_worker(args) -> int:
     k = config.kafka
     ensure_topics(k.bootstrap, TopicNames(k.topic_prefix).all, k.partitions)
     sink = None if args.noop_agent else _open_store(config, args.store)
-    run_worker(config, sink=sink, loglevel=args.loglevel, stats_file=args.stats_file, noop=args.noop_agent)
+    outbox = deliverer = None
+    outbox_dir = args.outbox or config.alerting.outbox_dir
+    if not args.noop_agent and outbox_dir.lower() != "none":  # incidents and notifications: the durable outbox, delivered beside the worker
+        from ramparts.alerting.delivery import Deliverer
+        from ramparts.alerting.outbox import Outbox
+        from ramparts.sinks.outputs import build_outputs
+
+        outbox = Outbox(outbox_dir)
+        deliverer = Deliverer.from_config(config, outbox, build_outputs(config)).start()
+    try:
+        run_worker(config, sink=sink, loglevel=args.loglevel, stats_file=args.stats_file, noop=args.noop_agent,
+                   outbox=outbox, deliverer=deliverer)
+    finally:
+        if deliverer is not None:
+            deliverer.stop()
     return EXIT_OK
 
 
@@ -210,9 +227,16 @@ def _cmd_formats(args) -> int:
     return EXIT_OK
 
 
+def _add_alerts(sub) -> None:
+    from ramparts.alerting.cli import add_arguments
+
+    add_arguments(sub)
+
+
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks", description="Benchmarks; figures go to docs/benchmarks.md.")
     bsub = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    from ramparts.bench import alerting as bench_alerting
     from ramparts.bench import drift as bench_drift
     from ramparts.bench import extraction as bench_extraction
     from ramparts.bench import nab as bench_nab
@@ -228,6 +252,7 @@ def _add_bench(sub) -> None:
     bench_volume.add_arguments(bsub)
     bench_nab.add_arguments(bsub)
     bench_drift.add_arguments(bsub)
+    bench_alerting.add_arguments(bsub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulate(sub)
     _add_dev(sub)
     _add_formats(sub)
+    _add_alerts(sub)
     _add_bench(sub)
     return parser
 

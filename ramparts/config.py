@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from .errors import ConfigError
 
@@ -69,6 +69,100 @@ class KafkaConfig(StrictModel):
                              description="Compression of the messages `ramparts ship` and the worker produce.")
 
 
+SEVERITY_NAMES = ("info", "low", "medium", "high", "critical")
+OUTPUT_TYPES = ("webhook", "slack", "pagerduty", "alertmanager", "grafana")
+
+
+class OutputConfig(StrictModel):
+    """One alert output (``sinks/<type>.py``) and which incidents it gets (docs/alerting.md)."""
+
+    type: str = Field(description=f"One of: {', '.join(OUTPUT_TYPES)}.")
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$",
+                             description="Name in metrics, the outbox and `ramparts alerts show` (default: the type, "
+                                         "numbered when several share it).")
+    url: str | None = Field(default=None, description="Where to send (pagerduty: default https://events.pagerduty.com/"
+                                                      "v2/enqueue). A Slack webhook URL is a secret: prefer url_env.")
+    url_env: str | None = Field(default=None, description="Environment variable holding the URL.")
+    secret: SecretStr | None = Field(
+        default=None, description="Signing secret (webhook: whsec_...), PagerDuty routing key, or Grafana token.")
+    secret_env: str | None = Field(default=None, description="Environment variable holding the secret.")
+    previous_secret: SecretStr | None = Field(
+        default=None, description="webhook: a second secret signed with too while receivers rotate to the new one.")
+    previous_secret_env: str | None = Field(default=None, description="Environment variable holding previous_secret.")
+    min_severity: str = Field(default="low", description="Incidents below this severity are not sent here.")
+    detectors: list[str] = Field(default_factory=list,
+                                 description="Only these detectors (glob patterns, e.g. extraction.*); empty: all.")
+    exclude_detectors: list[str] = Field(default_factory=list, description="Never these detectors (glob patterns).")
+    entities: list[str] = Field(default_factory=list,
+                                description="Only these entities, as type:id glob patterns (principal:svc-*); empty: all.")
+    exclude_entities: list[str] = Field(default_factory=list, description="Never these entities (type:id globs).")
+    dashboard_url: str | None = Field(default=None, description="Link sent with each alert (default: alerting.dashboard_url).")
+    dashboard_uid: str | None = Field(default=None, description="grafana: the dashboard the annotations belong to.")
+    timeout_seconds: float = Field(default=10.0, gt=0, description="One delivery attempt waits this long for an answer.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "OutputConfig":
+        if self.type not in OUTPUT_TYPES:
+            raise ValueError(f"unknown output type {self.type!r}{_suggest(self.type, OUTPUT_TYPES)}")
+        if self.min_severity not in SEVERITY_NAMES:
+            raise ValueError(f"min_severity {self.min_severity!r} is not one of {', '.join(SEVERITY_NAMES)}")
+        if self.url is None and self.url_env is None and self.type != "pagerduty":
+            raise ValueError(f"output of type {self.type} needs url or url_env")
+        if self.type == "pagerduty" and self.secret is None and self.secret_env is None:
+            raise ValueError("a pagerduty output needs its routing key as secret or secret_env")
+        return self
+
+    def resolved_url(self, env: Mapping[str, str] | None = None) -> str:
+        if self.url is None and self.url_env is None:  # pagerduty: its public Events API v2 endpoint
+            return "https://events.pagerduty.com/v2/enqueue"
+        return self._resolve(self.url, self.url_env, "url", env)
+
+    def resolved_secrets(self, env: Mapping[str, str] | None = None) -> list[str]:
+        """The secrets in use, the current one first (none for an unsigned output)."""
+        out = []
+        for value, name, what in ((self.secret, self.secret_env, "secret"),
+                                  (self.previous_secret, self.previous_secret_env, "previous_secret")):
+            if value is not None or name is not None:
+                out.append(self._resolve(value, name, what, env))
+        return out
+
+    def _resolve(self, value, env_name, what, env) -> str:
+        if value is not None:
+            return value.get_secret_value() if isinstance(value, SecretStr) else value
+        env = os.environ if env is None else env
+        got = env.get(env_name or "")
+        if not got:
+            raise ConfigError(f"output {self.name or self.type}: {what}_env names {env_name}, which is not set")
+        return got
+
+
+class AlertingConfig(StrictModel):
+    """Incidents, notifications and their delivery (``alerting/``, docs/alerting.md)."""
+
+    incident_window_seconds: float = Field(
+        default=3600.0, gt=0,
+        description="Alerts of one detector about one entity within this long of the incident's last alert update "
+                    "it (same id); after this long without one, the incident resolves.")
+    renotify_seconds: float = Field(
+        default=14400.0, ge=0, description="An open incident is sent again after this long (event time); 0: never.")
+    outbox_dir: str = Field(default="ramparts-outbox",
+                            description="Directory of the durable outbox (SQLite, WAL) the worker delivers from.")
+    dashboard_url: str = Field(default="http://localhost:3000/d/ramparts-alerts",
+                               description="The Grafana dashboard alerts link to.")
+    retry_initial_seconds: float = Field(default=1.0, gt=0, description="First retry after this long, then doubling.")
+    retry_max_seconds: float = Field(default=300.0, gt=0, description="Retries are at most this far apart.")
+    give_up_after_seconds: float = Field(
+        default=86400.0, gt=0, description="A notification not delivered this long after it was queued is dead-lettered.")
+    max_attempts: int = Field(default=0, ge=0, description="Dead-letter after this many attempts; 0: no limit.")
+    breaker_failures: int = Field(default=5, ge=1,
+                                  description="Consecutive failures that open an output's circuit breaker.")
+    breaker_open_seconds: float = Field(default=30.0, gt=0,
+                                        description="An open breaker lets one trial through after this long.")
+    delivered_retention_days: float = Field(default=7.0, ge=0,
+                                            description="Delivered notifications are kept this long for dedup and `alerts show`.")
+    seed: int | None = Field(default=None, description="Seed of the retry jitter (tests); default: random.")
+
+
 class Config(StrictModel):
     hash_key: SecretStr | None = Field(
         default=None, description="Key of the HMAC that turns credentials into principal ids.")
@@ -81,6 +175,25 @@ class Config(StrictModel):
         description="Per-detector options keyed by detector name; `enabled: false` turns one off.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="ClickHouse storage.")
     kafka: KafkaConfig = Field(default_factory=KafkaConfig, description="Broker, topics and batching.")
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig, description="Incidents and delivery.")
+    outputs: list[OutputConfig] = Field(default_factory=list, description="Where notifications go (SPEC.md, Outputs).")
+
+    @model_validator(mode="after")
+    def _unique_output_names(self) -> "Config":
+        seen: set[str] = set()
+        for name in self.output_names():
+            if name in seen:
+                raise ValueError(f"two outputs are named {name!r}; give each a distinct name")
+            seen.add(name)
+        return self
+
+    def output_names(self) -> list[str]:
+        """Each output's name: its ``name``, else its type, numbered from the second of a type on."""
+        names, per_type = [], {}
+        for o in self.outputs:
+            per_type[o.type] = per_type.get(o.type, 0) + 1
+            names.append(o.name or (o.type if per_type[o.type] == 1 else f"{o.type}-{per_type[o.type]}"))
+        return names
 
     def resolved_hash_key(self) -> str | None:
         if self.hash_key is not None:
@@ -220,6 +333,10 @@ def _explain(err: ValidationError, model: type[BaseModel], prefix: str = "") -> 
 def _fields_at(model: type[BaseModel], loc) -> list[str]:
     current: Any = model
     for part in loc:
+        if isinstance(part, int):  # an item of a list (outputs.0): the list's item model
+            args = getattr(current, "__args__", ())
+            current = args[0] if args else None
+            continue
         field = getattr(current, "model_fields", {}).get(part)
         if field is None:
             return []

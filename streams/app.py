@@ -73,6 +73,13 @@ class TableState:
     def set(self, key: str, value: Any) -> None:
         self.dirty[key] = value
 
+    def scan(self, prefix: str) -> list[tuple[str, Any]]:
+        """Every key under ``prefix`` this worker holds (all its partitions), with its value."""
+        p = prefix.encode()
+        found = {k.decode(): orjson.loads(v) for k, v in list(self.table.items()) if k.startswith(p) and v}
+        found.update((k, v) for k, v in self.dirty.items() if k.startswith(prefix))
+        return list(found.items())
+
     def write_back(self, event: Any) -> None:
         """Write the changed keys to the table (and so its changelog) in ``event``'s partition.
 
@@ -441,12 +448,16 @@ def _limit_fetch_wait(max_wait_ms: int) -> None:
 
 
 def build_app(config, *, sink: Any | None = None, datadir: str | None = None, noop: bool = False,
-              stats_file: str | None = None) -> faust.App:
+              stats_file: str | None = None, outbox: Any | None = None, deliverer: Any | None = None) -> faust.App:
     """The worker's Faust app. ``noop=True`` builds the benchmark's no-op agent instead.
 
     ``stats_file`` gets the worker's counters as JSON four times a second (written
     atomically): raw messages, records, events, alerts, dead letters, and the wall-clock
     times of the first and last batch, from which ``ramparts bench throughput`` computes rates.
+
+    ``outbox`` (``alerting.outbox.Outbox``): incidents' notifications are queued there, per
+    batch, before the batch is acknowledged; ``deliverer`` sends them (its own threads) and
+    its metrics join the stats under ``alerting``.
     """
     k = config.kafka
     _limit_fetch_wait(k.fetch_max_wait_ms)
@@ -483,6 +494,8 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
     if stats_file:
         @app.timer(0.25)
         async def write_stats():
+            if deliverer is not None:
+                stats["alerting"] = deliverer.stats()
             _write_json_atomic(stats_file, stats)
 
     if noop:
@@ -506,7 +519,17 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
     state_table = app.Table("detector-state", partitions=k.partitions, key_type=bytes, value_type=bytes)
     hasher = Hasher(config.resolved_hash_key())
     decoder = RawDecoder(config, hasher)
-    pipeline = Pipeline.from_config(config, sink, route="entity")
+
+    def alerting_stage():
+        from ramparts.alerting import AlertingStage
+        from ramparts.sinks.outputs import build_outputs
+
+        if outbox is None:
+            return None
+        return AlertingStage.from_config(config, outbox, build_outputs(config),
+                                         on_accept=deliverer.wake if deliverer is not None else None)
+
+    pipeline = Pipeline.from_config(config, sink, route="entity", alerting=alerting_stage())
     app.ramparts_pipeline = pipeline
     model_pipeline = None
     if model_kinds:
@@ -516,7 +539,8 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
         # restores no more than each agent needs.
         model_table = app.Table("detector-state-model", partitions=k.partitions, key_type=bytes, value_type=bytes)
         # The events are stored by ``pipeline``: this one writes only its alerts.
-        model_pipeline = Pipeline.from_config(config, sink, route="model", write_events=False)
+        model_pipeline = Pipeline.from_config(config, sink, route="model", write_events=False,
+                                              alerting=alerting_stage())
         app.ramparts_model_pipeline = model_pipeline
         stats["model_events"] = 0
 
@@ -636,7 +660,7 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
                 entry[1].extend(orjson.loads(ev.value))
             for p, (anchor, events) in by_partition.items():
                 state = TableState(table)
-                alerts = pipe.process_batch(events, state)
+                alerts = pipe.process_batch(events, state, scope=p)
                 state.write_back(anchor)
                 stats[counter] += len(events)
                 for a in alerts:
@@ -675,6 +699,9 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
         decoder.forget(gone)
         for key in [key for key in held if (key[1], key[2]) in gone]:
             del held[key]
+        pipeline.alerting.tracker.forget(p for t, p in gone if t == names.events)
+        if model_pipeline is not None:
+            model_pipeline.alerting.tracker.forget(p for t, p in gone if t == names.events_model)
         await acks.settle(force=True)
         await app.consumer.commit()
 
@@ -689,11 +716,11 @@ def _write_json_atomic(path: str, data: dict) -> None:
 
 
 def run_worker(config, sink: Any | None = None, loglevel: str = "warn", stats_file: str | None = None,
-               noop: bool = False) -> None:
+               noop: bool = False, outbox: Any | None = None, deliverer: Any | None = None) -> None:
     """Run the worker until it is stopped (SIGTERM / Ctrl-C), then flush and close the store."""
     from faust.worker import Worker
 
-    app = build_app(config, sink=sink, stats_file=stats_file, noop=noop)
+    app = build_app(config, sink=sink, stats_file=stats_file, noop=noop, outbox=outbox, deliverer=deliverer)
     worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
 
     try:

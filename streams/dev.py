@@ -64,7 +64,8 @@ async def _run(args) -> int:
     for old in work.glob("sim/*"):
         old.unlink()
     broker = EmbeddedBroker(log_path=str(work / "broker.log")).start()
-    env = {**os.environ, "RAMPARTS_KAFKA__BOOTSTRAP": broker.bootstrap, "RAMPARTS_STORE__DSN": str(store_dir)}
+    env = {**os.environ, "RAMPARTS_KAFKA__BOOTSTRAP": broker.bootstrap, "RAMPARTS_STORE__DSN": str(store_dir),
+           "RAMPARTS_ALERTING__OUTBOX_DIR": str(work / "outbox")}
     config = load_config(args.config, env=env)
     k = config.kafka
     names = TopicNames(k.topic_prefix)

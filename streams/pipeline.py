@@ -64,35 +64,46 @@ class Pipeline:
     ``write_events=False`` stores only the alerts (the events are another pipeline's to store).
     """
 
-    def __init__(self, detectors: list[Detector], sink: Any | None = None, *, write_events: bool = True):
+    def __init__(self, detectors: list[Detector], sink: Any | None = None, *, write_events: bool = True,
+                 alerting: Any | None = None):
         self.detectors = detectors
         self.sink = sink
         self.write_events = write_events
+        # alerting.AlertingStage: the detectors' alerts become incident updates (state with the
+        # entity's partition) and notifications go to the durable outbox; None: alerts as raised.
+        self.alerting = alerting
         self.stats = PipelineStats()
 
     @classmethod
     def from_config(cls, config, sink: Any | None = None, *, route: str | None = None,
-                    write_events: bool = True) -> "Pipeline":
+                    write_events: bool = True, alerting: Any | None = None) -> "Pipeline":
         """The enabled detectors of ``config``; with ``route``, only those routed that way
-        (``Detector.route``: ``"entity"`` or ``"model"``); without, all of them (replay)."""
+        (``Detector.route``: ``"entity"`` or ``"model"``); without, all of them (replay).
+        Alerts go through ``alerting`` (default: incidents per ``config.alerting``, no outbox)."""
+        from ramparts.alerting import AlertingStage
+        from ramparts.alerting.incidents import IncidentTracker
+
         detectors = build_detectors(config)
         if route is not None:
             if route not in ROUTES:
                 raise ValueError(f"unknown route {route!r}; known: {', '.join(ROUTES)}")
             detectors = [d for d in detectors if d.route == route]
-        return cls(detectors, sink, write_events=write_events)
+        if alerting is None:
+            alerting = AlertingStage.from_config(config) if config is not None else AlertingStage(IncidentTracker())
+        return cls(detectors, sink, write_events=write_events, alerting=alerting)
 
     @property
     def placeholders(self) -> list[str]:
         return [d.name for d in self.detectors if d.placeholder]
 
-    def process_batch(self, events: list[dict] | EventBatch, state: StateStore) -> list[dict]:
+    def process_batch(self, events: list[dict] | EventBatch, state: StateStore, scope: Any = None) -> list[dict]:
         """Run every detector over ``events`` (sorted here by event time, stably) and store.
 
         Returns the alerts raised or updated by this batch, one per incident id. A detector
         that fails on a batch is logged as a :class:`DetectorError` naming it and the batch's
         time span, and counted (``stats.detector_errors``); the other detectors and the store
         still get the batch. Redelivering the batch would fail the same way forever.
+        ``scope`` names whose state ``state`` is (the worker's partition), for the incidents.
         """
         t0 = time.perf_counter()
         if isinstance(events, EventBatch):
@@ -110,6 +121,8 @@ class Pipeline:
                 self.stats.last_detector_error = str(err)
                 log.error("%s", err, exc_info=e)
         alerts = merge_alerts(raised)
+        if self.alerting is not None:
+            alerts = self.alerting.on_batch(alerts, state, events[-1]["ts"] if events else None, scope)
         if self.sink is not None:
             if self.write_events:
                 self.sink.write_events(events)

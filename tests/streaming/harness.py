@@ -47,7 +47,8 @@ class Stack:
                     "RAMPARTS_KAFKA__GROUP": f"g{n}-{os.getpid()}",
                     "RAMPARTS_KAFKA__PARTITIONS": str(partitions),
                     "RAMPARTS_KAFKA__BATCH_MAX_SECONDS": "0.2",
-                    "RAMPARTS_HASH_KEY": HASH_KEY, **(env or {})}
+                    "RAMPARTS_HASH_KEY": HASH_KEY, "RAMPARTS_ALERTING__OUTBOX_DIR": str(tmp / "outbox"),
+                    **(env or {})}
         self.config = load_config(None, env=self.env)
         self.names = TopicNames(self.config.kafka.topic_prefix)
         self.bootstrap = bootstrap
