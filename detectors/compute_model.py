@@ -1,0 +1,217 @@
+"""``gpu.anomaly``: a scikit-learn model of normal per-GPU telemetry windows.
+
+Each GPU's samples are cut into windows of ``window_samples`` consecutive samples (tumbling:
+sample counts, not clock time, so the cut does not depend on batches); a window is described
+by :data:`FEATURES` (utilisation level and spread, power variation, tensor activity, PCIe
+traffic, memory share and memory traffic: the same columns the miner signature reads, see
+``compute.sample_row``; a column the source does not measure is -1). An IsolationForest
+(Liu, Ting and Zhou 2008) trained on windows of normal history scores every new window; a
+window scoring below the threshold set at training (the ``quantile`` of the training scores,
+less a margin) alerts. The windows of one batch, over all GPUs, are scored in one call.
+
+The model is trained from telemetry files by ``ramparts train compute --from FILES --out
+MODEL`` and loaded through the detector's options (``model_path`` and ``model_sha256``).
+Without a model the detector is off, and says so in ``note``.
+
+Why joblib with a pinned hash: scikit-learn estimators are saved by pickling (joblib), and
+loading a pickle runs code from the file. skops' safe format is not installed here; so the
+file is loaded only when its SHA-256 matches the ``model_sha256`` the configuration pins
+(``train`` prints it): a model file swapped or altered on disk is refused, not executed. The
+configuration is then what must be protected, as for any other code the worker runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+from pydantic import Field
+
+from ramparts.errors import ConfigError
+from ramparts.events import EventBatch
+
+from .base import Detector, StateStore, make_alert
+from .compute import _float, _route, _seen_before, _text, pod_of, sample_row
+
+log = logging.getLogger("ramparts.detectors")
+NS = 1_000_000_000
+FEATURES = ("util_mean", "util_std", "power_cv", "tensor_mean", "pcie_log10", "mem_fraction", "mem_copy_mean")
+FORMAT = "ramparts-gpu-window-model/1"
+
+
+def window_features(rows: np.ndarray) -> np.ndarray:
+    """Features of windows: ``rows`` is (windows, window_samples, columns of sample_row)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        def col(i, f):
+            x = f(rows[:, :, i], axis=1)
+            return np.where(np.isnan(x), -1.0, x)
+
+        util_mean = col(0, np.nanmean)
+        util_std = col(0, np.nanstd)
+        power_cv = np.nanstd(rows[:, :, 1], axis=1) / np.nanmean(rows[:, :, 1], axis=1)
+        power_cv = np.where(np.isfinite(power_cv), power_cv, -1.0)
+        tensor = col(2, np.nanmean)
+        pcie = np.nanmean(rows[:, :, 3], axis=1)
+        pcie = np.where(np.isnan(pcie), -1.0, np.log10(1.0 + np.maximum(pcie, 0)))
+        mem = col(4, np.nanmean)
+        copy = col(5, np.nanmean)
+    return np.column_stack([util_mean, util_std, power_cv, tensor, pcie, mem, copy])
+
+
+def windows_of(events: list[dict], window: int) -> np.ndarray:
+    """Tumbling windows of every GPU's samples (with a utilisation), for training."""
+    per: dict[tuple[str, str], list[list[float]]] = {}
+    for e in events:
+        if e.get("kind") == "gpu" and _float(e.get("util_pct")) is not None and _text(e.get("gpu_uuid")):
+            per.setdefault((_route(e), e["gpu_uuid"]), []).append(sample_row(e))
+    out = []
+    for rows in per.values():
+        n = len(rows) // window * window
+        if n:
+            out.append(np.asarray(rows[:n], dtype=np.float64).reshape(-1, window, len(rows[0])))
+    if not out:
+        return np.zeros((0, len(FEATURES)))
+    return window_features(np.concatenate(out))
+
+
+def train(events: list[dict], window: int = 8, trees: int = 100, seed: int = 0, quantile: float = 0.001,
+          margin: float = 0.02) -> dict:
+    """An IsolationForest over the windows of ``events``; the threshold from its own scores."""
+    from sklearn.ensemble import IsolationForest
+
+    X = windows_of(events, window)
+    if len(X) < 20:
+        raise ConfigError(f"{len(X)} GPU windows of {window} samples in the training data; at least 20 are "
+                          "needed (give more history, or a smaller --window-samples)")
+    model = IsolationForest(n_estimators=trees, random_state=seed, contamination="auto").fit(X)
+    scores = model.score_samples(X)
+    return {"format": FORMAT, "model": model, "features": FEATURES, "window_samples": window,
+            "threshold": float(np.quantile(scores, quantile) - margin), "windows": int(len(X)),
+            "train_score_min": float(scores.min()), "train_score_median": float(np.median(scores))}
+
+
+def save(bundle: dict, path: str | Path) -> str:
+    """Write the model; returns its SHA-256 (what ``model_sha256`` must say)."""
+    import joblib
+
+    joblib.dump(bundle, path)
+    return file_sha256(path)
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load(path: str | Path, sha256: str | None) -> dict:
+    """Load a model written by :func:`save`, only if its hash is the pinned one."""
+    import joblib
+
+    if not sha256:
+        raise ConfigError(f"detectors.gpu.anomaly.model_sha256 is required with model_path {path} "
+                          "(`ramparts train compute` prints it): the file is loaded only when its hash matches")
+    try:
+        actual = file_sha256(path)
+    except OSError as e:
+        raise ConfigError(f"detectors.gpu.anomaly.model_path: cannot read {path}: {e.strerror}") from None
+    if actual != sha256.lower():
+        raise ConfigError(f"detectors.gpu.anomaly: {path} has SHA-256 {actual}, not the pinned {sha256}; "
+                          "refusing to load it (retrain, or pin the new hash if you trust the file)")
+    bundle = joblib.load(path)
+    if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
+        raise ConfigError(f"detectors.gpu.anomaly: {path} is not a model written by `ramparts train compute`")
+    return bundle
+
+
+class GpuWindowModel(Detector):
+    """Per-GPU telemetry windows scored by a trained IsolationForest (off without a model)."""
+
+    name = "gpu.anomaly"
+    kinds = ("gpu",)
+    description = "GPU telemetry windows unlike the normal ones a trained IsolationForest learned"
+
+    class Options(Detector.Options):
+        model_path: str | None = Field(default=None, description="Model written by `ramparts train compute`.")
+        model_sha256: str | None = Field(default=None, description="SHA-256 of model_path (printed by train).")
+        gap_seconds: float = Field(default=600.0, gt=0, description="An incident closes after this long.")
+        min_windows: int = Field(default=1, ge=1, description="Anomalous windows that open an incident.")
+
+    def __init__(self, options=None):
+        super().__init__(options)
+        o = self.options
+        self.bundle = load(o.model_path, o.model_sha256) if o.model_path else None
+        self.note = None if self.bundle else ("gpu.anomaly is off: no model (train one with `ramparts train compute "
+                                              "--from FILES --out MODEL` and set model_path and model_sha256)")
+
+    def __getstate__(self):
+        return self.__dict__
+
+    def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
+        if self.bundle is None:
+            return []
+        W = self.bundle["window_samples"]
+        per: dict[tuple[str, str], list[dict]] = {}
+        for e in batch.events:
+            if e.get("kind") == "gpu" and _float(e.get("util_pct")) is not None and isinstance(e.get("ts"), int):
+                g = _text(e.get("gpu_uuid"))
+                if g is not None:
+                    per.setdefault((_route(e), g), []).append(e)
+        pending = []  # (key, state, event closing the window, rows)
+        states = {}
+        for (route, gpu), events in per.items():
+            key = f"{self.name}/{route}/{gpu}"
+            st = state.get(key) or {"rows": [], "inc": None, "bad": 0, "seen": []}
+            st = {**st, "rows": list(st["rows"]), "seen": list(st["seen"])}
+            states[key] = (st, gpu)
+            for e in events:
+                if _seen_before(st["seen"], e):
+                    continue
+                st["rows"].append([None if v != v else round(v, 6) for v in sample_row(e)])
+                if len(st["rows"]) == W:
+                    pending.append((key, e, st["rows"]))
+                    st["rows"] = []
+        alerts = {}
+        if pending:
+            rows = np.asarray([[[math.nan if v is None else v for v in r] for r in p[2]] for p in pending])
+            X = window_features(rows)
+            scores = self.bundle["model"].score_samples(X)
+            thr = self.bundle["threshold"]
+            gap = int(self.options.gap_seconds * NS)
+            for (key, e, _), x, s in zip(pending, X, scores.tolist()):
+                st, gpu = states[key]
+                t = e["ts"]
+                inc = st["inc"]
+                if inc is not None and t - inc["last"] > gap:
+                    inc = None
+                if s < thr:
+                    st["bad"] += 1
+                    if inc is not None:
+                        inc = {**inc, "last": t, "count": inc["count"] + 1}
+                    elif st["bad"] >= self.options.min_windows:
+                        inc = {"first": t, "last": t, "count": st["bad"]}
+                    if inc is not None:
+                        alerts[(key, inc["first"])] = self._alert(e, gpu, inc, s, thr, x)
+                else:
+                    st["bad"] = 0
+                st["inc"] = inc
+        for key, (st, _) in states.items():
+            state.set(key, st)
+        return list(alerts.values())
+
+    def _alert(self, e: dict, gpu: str, inc: dict, score: float, thr: float, x: np.ndarray) -> dict:
+        feats = {f: round(float(v), 4) for f, v in zip(FEATURES, x.tolist())}
+        node = _text(e.get("node"))
+        return make_alert(
+            self.name, "medium", ("gpu", gpu), score=round(thr - score, 6),
+            summary=f"GPU {gpu}{' on ' + node if node else ''}: telemetry window unlike normal work "
+                    f"(model score {score:.3f} < {thr:.3f})",
+            evidence={"model_score": round(score, 6), "threshold": round(thr, 6), "features": feats,
+                      "window_samples": self.bundle["window_samples"], "node": node, "pod_label": pod_of(e),
+                      "anomalous_windows": inc["count"]},
+            first_ts=inc["first"], last_ts=inc["last"], count=inc["count"])
