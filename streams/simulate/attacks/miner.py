@@ -7,7 +7,8 @@ pod labels for it. DCGM shows the miner's signature: utilisation pinned at 100 %
 pipes idle, little memory, near-zero PCIe after start-up. Falco catches the Stratum URL on
 the command line about twenty seconds in.
 
-Expected alerts: ``gpu.unauthorized`` on the GPU, ``runtime.falco`` on the pod.
+Expected alerts: ``gpu.unauthorized`` on the GPU (within two samples), ``gpu.miner`` on the pod
+(Falco's miner rule, xmrig) and on the GPU (the signature, a few minutes in).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def inject(world: World, start: int, end: int) -> list[Label]:
     return [
         Label("crypto-miner", "gpu.unauthorized", "gpu", gpu.uuid, start, end,
               f"{gpu.node} GPU {gpu.index} at 100% utilisation, tensor pipes idle, with no authorized pod"),
-        Label("crypto-miner", "runtime.falco", "pod", f"{NAMESPACE}/{POD}", at, end,
+        Label("crypto-miner", "gpu.miner", "pod", f"{NAMESPACE}/{POD}", at, end,
               "Falco 'Detect crypto miners using the Stratum protocol' (Critical): xmrig with a stratum+tcp pool"),
     ]
 
