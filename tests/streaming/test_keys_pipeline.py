@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from ramparts import detectors
 from ramparts.config import load_config
 from ramparts.detectors.base import Detector, DictState
-from ramparts.detectors.placeholder import AuthFailureBurst, PodExec
+from ramparts.detectors.access import CredentialStuffing as AuthFailureBurst
+from ramparts.detectors.access import PodExec
 from ramparts.events import EventBatch
 from ramparts.streams.app import AckAfterFlush, group_by_partition
 from ramparts.streams.keys import entity_key, partition_for, route_key
@@ -216,8 +217,8 @@ def test_an_empty_batch_is_counted_and_raises_nothing():
     assert (p.stats.batches, p.stats.events, p.stats.alerts) == (1, 0, 0)
 
 
-def test_placeholders_name_the_placeholder_detectors():
-    assert Pipeline.from_config(None).placeholders == ["access.stuffing", "runtime.falco", "access.k8s_exec"]
+def test_no_placeholder_detector_is_left():
+    assert Pipeline.from_config(None).placeholders == []
 
 
 class Broken(Detector):
