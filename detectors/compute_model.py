@@ -215,3 +215,66 @@ class GpuWindowModel(Detector):
                       "window_samples": self.bundle["window_samples"], "node": node, "pod_label": pod_of(e),
                       "anomalous_windows": inc["count"]},
             first_ts=inc["first"], last_ts=inc["last"], count=inc["count"])
+
+
+# -- ramparts train compute ---------------------------------------------------------------------------
+def read_events(paths: list[str], config=None, fmt: str = "auto") -> list[dict]:
+    """Every event of ``paths`` (any GPU telemetry format), parsed as ``ramparts parse`` would."""
+    import os
+    import tempfile
+
+    from ramparts.redact import Hasher
+    from ramparts.streams.run import DeadLetterWriter, ParseReport, iter_file_batches
+
+    hasher = Hasher(config.resolved_hash_key() if config is not None else None)
+    report = ParseReport(dead_letter_path=os.path.join(tempfile.gettempdir(), "ramparts-train-dead-letter.jsonl"))
+    dead = DeadLetterWriter(report.dead_letter_path, hasher)
+    events: list[dict] = []
+    try:
+        for p in paths:
+            for b in iter_file_batches(p, fmt, config, hasher, report, dead):
+                events.extend(e for e in b.events if e.get("kind") == "gpu")
+    finally:
+        dead.close()
+    if report.failed_files:
+        raise ConfigError("; ".join(f"{p}: {why}" for p, why in report.failed_files))
+    events.sort(key=lambda e: e["ts"])
+    return events
+
+
+def add_train_arguments(sub) -> None:
+    p = sub.add_parser(
+        "train", help="train a detector's model from history",
+        description="Train the model a detector loads. `train compute` fits gpu.anomaly's IsolationForest on the "
+                    "per-GPU telemetry windows of FILEs (DCGM exporter text, nvidia-smi CSV) of normal work.")
+    tsub = p.add_subparsers(dest="model", required=True, metavar="MODEL")
+    c = tsub.add_parser("compute", help="gpu.anomaly: normal per-GPU telemetry windows (IsolationForest)")
+    c.add_argument("--from", dest="files", nargs="+", required=True, metavar="FILE",
+                   help="telemetry of normal work (DCGM exporter text, nvidia-smi CSV)")
+    c.add_argument("--out", required=True, metavar="MODEL", help="model file to write (joblib; see docs/compute.md)")
+    c.add_argument("--window-samples", type=int, default=8, help="samples per window (default 8)")
+    c.add_argument("--trees", type=int, default=100, help="trees of the forest (default 100)")
+    c.add_argument("--seed", type=int, default=0, help="random seed (default 0): same data and seed, same model")
+    c.add_argument("--config", metavar="FILE", default=None, help="config file (parser options, hash key)")
+    c.set_defaults(func=run_train)
+
+
+def run_train(args) -> int:
+    import sys
+
+    from ramparts.config import load_config
+
+    config = load_config(args.config)
+    if args.window_samples < 3:
+        raise ConfigError("--window-samples must be at least 3")
+    events = read_events(args.files, config)
+    bundle = train(events, window=args.window_samples, trees=args.trees, seed=args.seed)
+    sha = save(bundle, args.out)
+    err = sys.stderr
+    err.write(f"train compute: {len(events):,} GPU samples, {bundle['windows']:,} windows of "
+              f"{bundle['window_samples']} samples -> {args.out}\n")
+    err.write(f"  threshold {bundle['threshold']:.4f} (training scores: min {bundle['train_score_min']:.4f}, "
+              f"median {bundle['train_score_median']:.4f})\n")
+    err.write("  enable it with:\n")
+    print(f"detectors:\n  gpu.anomaly:\n    model_path: {args.out}\n    model_sha256: {sha}")
+    return 0
