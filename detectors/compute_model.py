@@ -7,7 +7,9 @@ traffic, memory share and memory traffic: the same columns the miner signature r
 ``compute.sample_row``; a column the source does not measure is -1). An IsolationForest
 (Liu, Ting and Zhou 2008) trained on windows of normal history scores every new window; a
 window scoring below the threshold set at training (the ``quantile`` of the training scores,
-less a margin) alerts. The windows of one batch, over all GPUs, are scored in one call.
+less a margin) alerts, and so does a window with a feature outside the range of the training
+windows by more than a tenth of that range (:func:`out_of_range`: a forest's splits lie inside
+the training range, so it scores what lies beyond no lower than the training extremes). The windows of one batch, over all GPUs, are scored in one call.
 
 The model is trained from telemetry files by ``ramparts train compute --from FILES --out
 MODEL`` and loaded through the detector's options (``model_path`` and ``model_sha256``).
@@ -40,6 +42,8 @@ log = logging.getLogger("ramparts.detectors")
 NS = 1_000_000_000
 FEATURES = ("util_mean", "util_std", "power_cv", "tensor_mean", "pcie_log10", "mem_fraction", "mem_copy_mean")
 FORMAT = "ramparts-gpu-window-model/1"
+RANGE_SHARE = 0.1
+STEADY_UTIL_STD = 10.0
 
 
 def window_features(rows: np.ndarray) -> np.ndarray:
@@ -88,7 +92,11 @@ def train(events: list[dict], window: int = 8, trees: int = 100, seed: int = 0, 
                           "needed (give more history, or a smaller --window-samples)")
     model = IsolationForest(n_estimators=trees, random_state=seed, contamination="auto").fit(X)
     scores = model.score_samples(X)
+    measured = np.where(X == -1.0, np.nan, X)
+    with np.errstate(invalid="ignore"):
+        lo, hi = np.nanmin(measured, axis=0), np.nanmax(measured, axis=0)
     return {"format": FORMAT, "model": model, "features": FEATURES, "window_samples": window,
+            "lo": [None if v != v else float(v) for v in lo], "hi": [None if v != v else float(v) for v in hi],
             "threshold": float(np.quantile(scores, quantile) - margin), "windows": int(len(X)),
             "train_score_min": float(scores.min()), "train_score_median": float(np.median(scores))}
 
@@ -127,6 +135,25 @@ def load(path: str | Path, sha256: str | None) -> dict:
     if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
         raise ConfigError(f"detectors.gpu.anomaly: {path} is not a model written by `ramparts train compute`")
     return bundle
+
+
+def out_of_range(bundle: dict, X: np.ndarray, share: float = RANGE_SHARE) -> list[list[str]]:
+    """Per window, the features further than ``share`` of their trained span outside it.
+
+    An isolation forest cannot isolate a point beyond the range of its training data better
+    than the training data's own extremes (its splits are drawn inside that range), so a
+    window of flat 100 % load with no PCIe traffic can score like an ordinary busy window.
+    The range check catches what lies outside everything seen; unmeasured features (-1) are
+    not judged, and neither are windows where the load starts or stops (utilisation spread
+    above ``STEADY_UTIL_STD``): the forest judges those, a range of rare transitions would not.
+    """
+    lo = np.asarray([np.nan if v is None else v for v in bundle.get("lo", [None] * X.shape[1])], dtype=float)
+    hi = np.asarray([np.nan if v is None else v for v in bundle.get("hi", [None] * X.shape[1])], dtype=float)
+    span = np.maximum(hi - lo, 1e-3)
+    with np.errstate(invalid="ignore"):
+        off = ((X < lo - share * span) | (X > hi + share * span)) & (X != -1.0)
+        off &= (X[:, 1] <= STEADY_UTIL_STD)[:, None]
+    return [[FEATURES[j] for j in np.flatnonzero(row)] for row in off]
 
 
 class GpuWindowModel(Detector):
@@ -181,22 +208,23 @@ class GpuWindowModel(Detector):
             rows = np.asarray([[[math.nan if v is None else v for v in r] for r in p[2]] for p in pending])
             X = window_features(rows)
             scores = self.bundle["model"].score_samples(X)
+            outside = out_of_range(self.bundle, X)
             thr = self.bundle["threshold"]
             gap = int(self.options.gap_seconds * NS)
-            for (key, e, _), x, s in zip(pending, X, scores.tolist()):
+            for (key, e, _), x, s, off in zip(pending, X, scores.tolist(), outside):
                 st, gpu = states[key]
                 t = e["ts"]
                 inc = st["inc"]
                 if inc is not None and t - inc["last"] > gap:
                     inc = None
-                if s < thr:
+                if s < thr or off:
                     st["bad"] += 1
                     if inc is not None:
                         inc = {**inc, "last": t, "count": inc["count"] + 1}
                     elif st["bad"] >= self.options.min_windows:
                         inc = {"first": t, "last": t, "count": st["bad"]}
                     if inc is not None:
-                        alerts[(key, inc["first"])] = self._alert(e, gpu, inc, s, thr, x)
+                        alerts[(key, inc["first"])] = self._alert(e, gpu, inc, s, thr, x, off)
                 else:
                     st["bad"] = 0
                 st["inc"] = inc
@@ -204,14 +232,17 @@ class GpuWindowModel(Detector):
             state.set(key, st)
         return list(alerts.values())
 
-    def _alert(self, e: dict, gpu: str, inc: dict, score: float, thr: float, x: np.ndarray) -> dict:
+    def _alert(self, e: dict, gpu: str, inc: dict, score: float, thr: float, x: np.ndarray,
+               off: list[str]) -> dict:
         feats = {f: round(float(v), 4) for f, v in zip(FEATURES, x.tolist())}
         node = _text(e.get("node"))
         return make_alert(
             self.name, "medium", ("gpu", gpu), score=round(thr - score, 6),
             summary=f"GPU {gpu}{' on ' + node if node else ''}: telemetry window unlike normal work "
-                    f"(model score {score:.3f} < {thr:.3f})",
+                    + (f"({', '.join(off)} outside the trained range)" if off else
+                       f"(model score {score:.3f} < {thr:.3f})"),
             evidence={"model_score": round(score, 6), "threshold": round(thr, 6), "features": feats,
+                      "outside_trained_range": off,
                       "window_samples": self.bundle["window_samples"], "node": node, "pod_label": pod_of(e),
                       "anomalous_windows": inc["count"]},
             first_ts=inc["first"], last_ts=inc["last"], count=inc["count"])
