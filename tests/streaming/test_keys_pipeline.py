@@ -64,6 +64,9 @@ def test_a_gpu_sample_and_the_workload_authorized_on_it_share_a_key():
     sample = {"kind": "gpu", "gpu_uuid": "GPU-9", "node": "gpu-node-3", "pod": None}
     workload = {"kind": "workload", "gpu_uuid": "GPU-9", "node": "gpu-node-3", "pod": "train-0"}
     assert entity_key(sample) == entity_key(workload)
+    # A pod list rarely names the GPUs (the device plugin picks them): the node is what both carry.
+    pod = {"kind": "workload", "gpu_uuid": None, "node": "gpu-node-3", "pod": "train-0"}
+    assert entity_key(pod) == entity_key(sample) == "node:gpu-node-3"
 
 
 # -- route_key ------------------------------------------------------------------------------
