@@ -133,6 +133,39 @@ def run_scenario(name: str, workdir: Path, config, seed: int = 7, duration: floa
             "extra_detections": extra, "false_alarms": false_alarms, "benign_placements": benign}
 
 
+def detector_cost(workdir: Path, config, repeat: int = 5, scenario: str = "compute") -> dict[str, float]:
+    """CPU microseconds per event of each enabled detector over a scenario's parsed events
+    (batches of 8,192, a fresh state per run; the median of ``repeat`` runs)."""
+    import statistics
+
+    from ramparts.detectors import build_detectors
+    from ramparts.detectors.base import DictState
+    from ramparts.events import EventBatch
+    from ramparts.streams.replay import merge_by_time
+    from ramparts.streams.run import DeadLetterWriter, ParseReport, iter_file_batches
+    from ramparts.redact import Hasher
+
+    m_path = workdir / scenario / f"{scenario}.json"
+    files = sorted(str(p) for p in m_path.parent.glob(f"{scenario}.*.log"))
+    hasher = Hasher(HASH_KEY)
+    report = ParseReport(dead_letter_path=str(workdir / "cost-dead.jsonl"))
+    dead = DeadLetterWriter(report.dead_letter_path, hasher)
+    events = [e for chunk in merge_by_time([iter_file_batches(f, "auto", config, hasher, report, dead)
+                                            for f in files]) for e in chunk]
+    dead.close()
+    batches = [EventBatch(events[i:i + 8192]) for i in range(0, len(events), 8192)]
+    out = {}
+    for d in build_detectors(config):
+        runs = []
+        for _ in range(repeat):
+            state, t0 = DictState(), time.process_time()
+            for b in batches:
+                d.update(b, state)
+            runs.append(time.process_time() - t0)
+        out[d.name] = statistics.median(runs) * 1e6 / max(len(events), 1)
+    return out
+
+
 def render(results: list[dict]) -> str:
     out = ["| scenario | attack | detector | caught | delay (GPU samples) | delay (s) |", "|---|---|---|---|---|---|"]
     for r in results:
@@ -164,6 +197,8 @@ def add_arguments(bsub) -> None:
                    help="history gpu.anomaly is trained on (default compute-benign: with the stress test and "
                         "bursty inference; baseline: without them)")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of tables")
+    p.add_argument("--cost", action="store_true",
+                   help="also time each detector (CPU µs per event, median of 5) over the compute scenario")
     p.set_defaults(func=run)
 
 
@@ -175,10 +210,18 @@ def run(args) -> int:
     config = _config(model)
     results = [run_scenario(s, work, config, seed=args.seed, duration=args.duration_seconds, rate=args.rate)
                for s in (args.scenario or SCENARIOS)]
+    cost = None
+    if args.cost:
+        if not (work / "compute").is_dir():
+            run_scenario("compute", work, config, seed=args.seed, duration=args.duration_seconds, rate=args.rate)
+        cost = detector_cost(work, config)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps({"scenarios": results, "cost_us_per_event": cost} if cost else results, indent=2))
     else:
         sys.stdout.write(render(results))
+        if cost:
+            sys.stdout.write("\n| detector | CPU µs/event |\n|---|---:|\n" +
+                             "".join(f"| {k} | {v:.2f} |\n" for k, v in cost.items()))
         sys.stderr.write(f"bench compute: seed {args.seed}, start {START}, gpu.anomaly "
                          f"{f'on (trained on {args.train_scenario}, seed 101)' if model else 'off'}; work files in {work}\n")
     return 0
