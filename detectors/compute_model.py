@@ -175,6 +175,8 @@ class GpuWindowModel(Detector):
         self.bundle = load(o.model_path, o.model_sha256) if o.model_path else None
         self.note = None if self.bundle else ("gpu.anomaly is off: no model (train one with `ramparts train compute "
                                               "--from FILES --out MODEL` and set model_path and model_sha256)")
+        if self.note:
+            log.info("%s", self.note)
 
     def __getstate__(self):
         return self.__dict__

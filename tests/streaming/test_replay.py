@@ -229,6 +229,7 @@ def test_replay_summary_names_events_and_incidents(scenario, config, tmp_path):
     assert "replayed " in text and " events in " in text
     assert "alerts: " in text and "access.stuffing 1" in text
     assert "placeholder" not in text
+    assert "note: gpu.anomaly is off: no model" in text  # a detector without its model says so
 
 
 def test_write_alerts_orders_by_first_event_and_writes_rfc3339(scenario, config, tmp_path):
