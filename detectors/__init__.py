@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import difflib
 
+from .access import (
+    CredentialStuffing, InferenceShell, NewModel, NewSource, PodExec, PrivilegedPod, SecretRead,
+)
 from .anomaly import GpuMetrics, ModelMetrics
 from .base import Detector
+from .compute import MinerSignature, UnauthorizedCompute
+from .compute_model import GpuWindowModel
 from .drift import DriftDetector
 from .extraction import ExtractionDetector
-from .placeholder import AuthFailureBurst, FalcoCritical, PodExec
+from .runtime import FalcoCritical
 from .volume import VolumeDetector
 
-DETECTOR_CLASSES: list[type[Detector]] = [AuthFailureBurst, FalcoCritical, PodExec, ExtractionDetector,
-                                           VolumeDetector, ModelMetrics, GpuMetrics, DriftDetector]
+DETECTOR_CLASSES: list[type[Detector]] = [
+    CredentialStuffing, FalcoCritical, PodExec, NewSource, NewModel, SecretRead, PrivilegedPod, InferenceShell,
+    UnauthorizedCompute, MinerSignature, GpuWindowModel,
+    ExtractionDetector, VolumeDetector, ModelMetrics, GpuMetrics, DriftDetector]
 DETECTORS: dict[str, type[Detector]] = {c.name: c for c in DETECTOR_CLASSES}
 
 

@@ -211,6 +211,12 @@ def _add_dev(sub) -> None:
     add_arguments(sub)
 
 
+def _add_train(sub) -> None:
+    from ramparts.detectors.compute_model import add_train_arguments
+
+    add_train_arguments(sub)
+
+
 def _add_formats(sub) -> None:
     p = sub.add_parser("formats", help="list the input formats, their kinds and options")
     p.set_defaults(func=_cmd_formats)
@@ -243,6 +249,7 @@ def _add_bench(sub) -> None:
     from ramparts.bench import parse as bench_parse
     from ramparts.bench import store as bench_store
     from ramparts.bench import throughput as bench_throughput
+    from ramparts.bench import compute as bench_compute
     from ramparts.bench import volume as bench_volume
 
     bench_parse.add_arguments(bsub)
@@ -253,6 +260,7 @@ def _add_bench(sub) -> None:
     bench_nab.add_arguments(bsub)
     bench_drift.add_arguments(bsub)
     bench_alerting.add_arguments(bsub)
+    bench_compute.add_arguments(bsub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ship(sub)
     _add_simulate(sub)
     _add_dev(sub)
+    _add_train(sub)
     _add_formats(sub)
     _add_alerts(sub)
     _add_bench(sub)

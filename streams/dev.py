@@ -85,18 +85,19 @@ async def _run(args) -> int:
         worker = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         _say(f"worker started (pid {worker.pid}, log {work / 'worker.log'}, store {store_dir})")
 
-        from ramparts.detectors import build_detectors
-
-        placeholders = [d.name for d in build_detectors(config) if d.placeholder]
-        if placeholders:
-            _say("note: alerts come from placeholder rules (" + ", ".join(placeholders) +
-                 ") until the detector issues land")
         seen: dict[str, dict] = {}
         printer = asyncio.create_task(_print_alerts(broker.bootstrap, names.alerts, seen))
 
         from .ship import ship_files
 
-        report = await ship_files(config, files)
+        # Reference data first, as a pod watcher or registry feed would have it in a running
+        # deployment: GPU samples judged before the pod list arrived would find nothing authorized.
+        reference = [f for f in files if f.endswith(".k8s_pods.log")]
+        if reference:
+            await ship_files(config, reference)
+            await wait_until_committed(broker.bootstrap, k.group, consumed_topics(config), args.timeout_seconds,
+                                       alive=lambda: worker.poll() is None)
+        report = await ship_files(config, [f for f in files if f not in reference])
         _say(f"shipped {report.records:,} records in {report.messages:,} messages")
         done = await wait_until_committed(broker.bootstrap, k.group, consumed_topics(config),
                                           args.timeout_seconds, alive=lambda: worker.poll() is None)
@@ -175,7 +176,7 @@ def _summary(work: Path, store_dir: Path, config, manifest, seen: dict[str, dict
     for att in manifest.attacks:
         hit = [a for a in seen.values() if a["detector"] == att.detector and a["entity"]["id"] == att.entity_id]
         caught += bool(hit)
-        mark = "caught" if hit else "missed (no detector for it yet)"
+        mark = "caught" if hit else "missed"
         _say(f"  attack    {att.name:22} {att.detector:18} {att.entity_type}={att.entity_id}: {mark}")
     _say(f"  labelled attacks caught: {caught}/{len(manifest.attacks)}")
     _say(f"  logs      {work / 'worker.log'}, {work / 'broker.log'}; telemetry and ground truth in {work / 'sim'}")

@@ -10,8 +10,11 @@ entity lands on one partition:
 * predictions by source address (by principal when none is known): the extraction detector
   keeps each principal's statistics and, beside them, the pooled statistics of all principals
   of one source, which is how a Sybil split (one attack over many keys) shows;
-* GPU samples by GPU UUID, and workloads by the GPU they are authorized on, so that the
-  authorization of a GPU sits beside its samples (by node when the UUID is not known);
+* GPU samples and workloads by node (by GPU UUID when the node is not known), so that the
+  authorization of a GPU sits beside its samples: a pod list names the node a pod runs on
+  and how many GPUs it holds, rarely which ones (the device plugin picks them), so the
+  node is the key both sides share. A GPU is on one node, so all its samples still land on
+  one partition;
 * runtime events by namespace/pod (by node, then by source, when there is no pod).
 
 Detectors that judge a model as a whole (drift per model version, a model's latency and error
@@ -37,6 +40,8 @@ owns every key).
 'model:digits'
 >>> route_key({"kind": "prediction", "principal": "svc-a", "src_ip": "10.42.3.14", "model": "digits"}, "entity")
 'src_ip:10.42.3.14'
+>>> entity_key({"kind": "gpu", "gpu_uuid": "GPU-1", "node": "gpu-node-3"})
+'node:gpu-node-3'
 >>> route_key({"kind": "gpu", "gpu_uuid": "GPU-1", "node": "n1"}, "model") is None
 True
 """
@@ -57,8 +62,10 @@ def entity_key(event: dict) -> str:
             return f"src_ip:{event.get('src_ip')}"
         return f"principal:{p}"
     if kind == "gpu" or kind == "workload":
-        g = event.get("gpu_uuid")
-        return f"gpu:{g}" if g else f"node:{event.get('node')}"
+        n = event.get("node")
+        if n:
+            return f"node:{n}"
+        return f"gpu:{event.get('gpu_uuid')}"
     if kind == "runtime":
         pod = event.get("pod")
         if pod:

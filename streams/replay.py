@@ -158,6 +158,7 @@ class ReplayReport:
     store: str | None = None
     store_counts: dict[str, int] = field(default_factory=dict)
     placeholders: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what detectors say about themselves (a model missing)
     detector_errors: int = 0
     last_detector_error: str | None = None
 
@@ -176,6 +177,8 @@ class ReplayReport:
         if fired:
             out.append("note: " + ", ".join(fired) + " alerts come from placeholder rules until their "
                        "detector issues land")
+        for n in self.notes:
+            out.append(f"note: {n}")
         if self.store:
             counts = ", ".join(f"{t} {n:,}" for t, n in sorted(self.store_counts.items()) if n)
             out.append(f"store: {self.store}" + (f" ({counts})" if counts else ""))
@@ -192,6 +195,7 @@ def replay(paths: list[str], config=None, fmt: str = "auto", sink: Any | None = 
     report = ReplayReport(parse=parse_report)
     pipeline = pipeline or Pipeline.from_config(config, sink)  # every detector, whatever its route
     report.placeholders = pipeline.placeholders
+    report.notes = [d.note for d in pipeline.detectors if getattr(d, "note", None)]
     state = DictState()
     if progress is None:
         total = sum(os.path.getsize(p) for p in paths

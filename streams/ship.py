@@ -182,8 +182,36 @@ async def _wait_for_more(stream, path: str):
     return stream
 
 
+def reference_first(paths: list[str], fmt: str = "auto") -> list[str]:
+    """``paths`` with the authorized-workload files (pod lists, job registries) first, in order.
+
+    A GPU sample is judged against the workloads authorized on its node when it is processed:
+    a pod list shipped after the telemetry it covers would arrive too late. Formats are
+    detected from each file's head, as shipping does; stdin and unreadable files keep their place.
+    """
+    def is_reference(p: str) -> bool:
+        if fmt != "auto":
+            try:
+                return get_parser_class(fmt).kind == "workload"
+            except KeyError:
+                return False  # shipping says what was meant
+        if p == "-":
+            return False
+        try:
+            with open_input(p) as f:
+                name = detect_format(f.read(HEAD_BYTES))
+        except OSError:
+            return False
+        return name is not None and get_parser_class(name).kind == "workload"
+
+    ref = [p for p in paths if is_reference(p)]
+    return ref + [p for p in paths if p not in ref]
+
+
 async def ship_files(config, paths: list[str], fmt: str = "auto", follow: bool = False,
                      single: bool = False) -> ShipReport:
+    """Ship ``paths``, reference data (pod lists, job registries) first (:func:`reference_first`)."""
+    paths = reference_first(paths, fmt)
     shipper = Shipper(config, single=single)
     await shipper.start()
     try:

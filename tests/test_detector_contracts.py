@@ -91,8 +91,70 @@ def input_regimes(model: str, t: int) -> dict:
             "model": model, "model_version": "2", "input": rows, "output": [0.9] * 5}
 
 
+def falco_critical(pod: str, t: int) -> dict:
+    return {**falco(pod, t), "rule": "Drop and execute new binary in container", "process": "payload"}
+
+
+def new_networks(principal: str, t: int) -> dict:
+    # A key whose source network changes every 20 s: after learning, each change is new.
+    net = (t - T0) // (20 * NS) % 200
+    return {"kind": "request", "ts": t, "source": "envoy_json", "principal": principal,
+            "src_ip": f"198.51.{net}.7", "model": f"m-{net}", "path": "/v1/chat/completions", "status": 200,
+            "latency_ms": 12.0, "tokens_in": 5, "tokens_out": 9}
+
+
+def secret_read(user: str, t: int) -> dict:
+    return {"kind": "runtime", "ts": t, "source": "k8s_audit", "rule": None, "verb": "get", "priority": None,
+            "namespace": "inference", "pod": None, "container": None, "image": None, "process": None,
+            "user": f"{user}@example.com", "src_ip": "198.51.100.9", "resource": "secrets", "name": "hf-token"}
+
+
+def privileged(pod: str, t: int) -> dict:
+    return {"kind": "runtime", "ts": t, "source": "falco", "rule": "Launch Privileged Container",
+            "priority": "Informational", "namespace": "ml-sandbox", "pod": pod, "container": "c", "image": "x:1",
+            "process": "sh", "user": "root", "src_ip": None, "hostname": "gpu-node-3"}
+
+
+def shell(pod: str, t: int) -> dict:
+    return {"kind": "runtime", "ts": t, "source": "falco", "rule": "Terminal shell in container",
+            "priority": "Notice", "namespace": "inference", "pod": pod, "container": "vllm", "image": "vllm:1",
+            "process": "bash", "user": "root", "src_ip": None, "hostname": "gpu-node-1"}
+
+
+def busy_gpu(gpu: str, t: int) -> dict:
+    # A GPU at full load on a node where nothing is authorized.
+    return {"kind": "gpu", "ts": t, "source": "dcgm", "node": "gpu-node-3", "gpu_uuid": gpu, "util_pct": 100.0,
+            "mem_used_mib": 2310.0, "mem_free_mib": 43758.0, "power_w": 293.0, "processes": None,
+            "namespace": None, "pod": None, "tensor_active": 0.0, "pcie_tx_bytes": 21000.0,
+            "pcie_rx_bytes": 34000.0, "mem_copy_util_pct": 0.0}
+
+
+def serving_gpu(gpu: str, t: int, rng: random.Random) -> dict:
+    util = rng.uniform(20, 90)
+    return {"kind": "gpu", "ts": t, "source": "dcgm", "node": "gpu-node-1", "gpu_uuid": gpu, "util_pct": util,
+            "mem_used_mib": 72000.0 + rng.uniform(-50, 50), "mem_free_mib": 9500.0, "power_w": 69 + 5.3 * util,
+            "processes": None, "namespace": "inference", "pod": "vllm-0", "tensor_active": util / 100 * 0.4,
+            "pcie_tx_bytes": util * 2.5e6, "pcie_rx_bytes": util * 5e6, "mem_copy_util_pct": util * 0.3}
+
+
+def _contract_gpu_model() -> tuple[str, str]:
+    """A gpu.anomaly model trained on serving-like telemetry (for the contract runs)."""
+    import tempfile
+
+    from ramparts.detectors import compute_model
+
+    rng = random.Random(3)
+    normal = [serving_gpu(f"GPU-{g}", T0 + i * 15 * NS, rng) for i in range(200) for g in range(4)]
+    path = tempfile.mkdtemp(prefix="ramparts-contract-") + "/gpu.model"
+    sha = compute_model.save(compute_model.train(normal, window=4, trees=30), path)
+    return path, sha
+
+
 # Per detector: events (entity, ts) -> an event that counts towards an alert for that entity.
-ATTACKS = {"access.stuffing": stuffing, "runtime.falco": falco, "access.k8s_exec": k8s_exec,
+ATTACKS = {"access.stuffing": stuffing, "runtime.falco": falco_critical, "access.k8s_exec": k8s_exec,
+           "access.new_source": new_networks, "access.new_model": new_networks,
+           "access.secret_read": secret_read, "access.privileged_pod": privileged, "access.shell": shell,
+           "gpu.unauthorized": busy_gpu, "gpu.miner": falco, "gpu.anomaly": busy_gpu,
            "extraction.queries": boundary_walk, "extraction.volume": bulk_pull,
            "anomaly.model": latency_spikes, "anomaly.gpu": power_spikes,
            "drift.model": input_regimes}
@@ -102,7 +164,11 @@ ATTACKS = {"access.stuffing": stuffing, "runtime.falco": falco, "access.k8s_exec
 # default; these streams last minutes, so it judges after one, a minute at or over its peak.
 # The metric series learn 720 minutes by default; an entity's attack here fills a few minutes, so 2.
 # drift.model judges windows of 500 rows at p 1e-6; a regime here lasts about 150 rows.
+_MODEL_PATH, _MODEL_SHA = _contract_gpu_model()
 CONTRACT_OPTIONS = {"extraction.volume": {"min_minutes": 1, "ratio": 1.0, "min_queries": 100},
+                    "access.new_source": {"learn_requests": 5, "learn_seconds": 1},
+                    "access.new_model": {"learn_requests": 5, "learn_seconds": 1},
+                    "gpu.anomaly": {"model_path": _MODEL_PATH, "model_sha256": _MODEL_SHA},
                     "anomaly.model": {"learn_minutes": 2}, "anomaly.gpu": {"learn_minutes": 2},
                     "drift.model": {"window_rows": 40, "p_value": 0.01, "chunk_rows": 5}}
 

@@ -81,13 +81,14 @@ def test_every_event_lies_in_the_run_and_attacks_inside_it(mix):
             assert m.start <= min(ts) and max(ts) < m.end, fmt
     assert {(a.name, a.detector) for a in m.attacks} == {
         ("credential-stuffing", "access.stuffing"), ("kubectl-exec", "access.k8s_exec"),
-        ("crypto-miner", "gpu.unauthorized"), ("crypto-miner", "runtime.falco")}
+        ("kubectl-exec", "access.shell"), ("crypto-miner", "gpu.unauthorized"), ("crypto-miner", "gpu.miner")}
+    assert {a.entity_type for a in m.attacks if a.detector == "gpu.miner"} == {"pod", "gpu"}
     for a in m.attacks:
         assert m.start <= a.start < a.end <= m.end, a
 
 
 def _label(m, detector):
-    (a,) = [a for a in m.attacks if a.detector == detector]
+    (a,) = [a for a in m.attacks if a.detector == detector and (detector != "gpu.miner" or a.entity_type == "pod")]
     return a
 
 
@@ -126,7 +127,7 @@ def test_miner_gpu_is_busy_without_an_authorized_pod_and_falco_names_the_pod(mix
     busy_elsewhere = {e["gpu_uuid"] for e in parsed["dcgm"][1] if e["util_pct"] > 0 and e["gpu_uuid"] != gpu.entity_id}
     assert busy_elsewhere <= authorized
 
-    falco = _label(m, "runtime.falco")
+    falco = _label(m, "gpu.miner")
     ns, pod = falco.entity_id.split("/")
     alerts = [e for e in parsed["falco"][1] if e["priority"] == "critical"]
     assert [(e["namespace"], e["pod"], e["rule"]) for e in alerts] == [

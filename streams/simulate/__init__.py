@@ -12,7 +12,7 @@ timeline; the manifest lists each attack's interval, the alert family expected t
 and its entity as the pipeline sees it. The same seed and start give the same bytes.
 
 >>> sorted(SCENARIOS)
-['baseline', 'drift', 'extraction', 'mix']
+['access', 'baseline', 'compute', 'compute-benign', 'drift', 'extraction', 'mix']
 >>> [p.attack for p in SCENARIOS["mix"].attacks]
 ['credential-stuffing', 'kubectl-exec', 'crypto-miner']
 """
@@ -66,6 +66,19 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              attacks=(Placement("extraction-benign-clients", 0.0, 1.0), Placement("extraction-jbda", 0.30, 0.43),
                       Placement("extraction-boundary", 0.43, 0.56), Placement("extraction-random", 0.56, 0.69),
                       Placement("extraction-knockoff", 0.69, 0.82), Placement("extraction-sybil", 0.82, 0.95))),
+    # Unauthorized compute (issue 6): the estate's training, inference and idle GPUs as they are,
+    # an authorized stress test and bursty inference that must not alarm, a miner on an idle GPU
+    # and one inside an authorized pod.
+    Scenario("compute-benign", "authorized training, bursty inference, idle GPUs and an authorized gpu_burn "
+                               "stress test: no alarm expected",
+             attacks=(Placement("inference-burst", 0.10, 0.90), Placement("stress-test", 0.30, 0.70))),
+    Scenario("compute", "compute-benign plus a crypto-miner on an idle GPU and a miner inside a pod authorized "
+                        "on its GPU",
+             attacks=(Placement("inference-burst", 0.10, 0.90), Placement("stress-test", 0.30, 0.70),
+                      Placement("crypto-miner", 0.20, 0.60), Placement("miner-in-pod", 0.45, 0.95))),
+    Scenario("access", "credential stuffing, a stolen key used from a new network, and an exec into a model server",
+             attacks=(Placement("credential-stuffing", 0.20, 0.35), Placement("stolen-key", 0.55, 0.85),
+                      Placement("kubectl-exec", 0.40, 0.75))),
     # Long enough for a version's reference (its first 500 rows) and a few judged windows at the
     # KServe rate of the default gateway rate.
     Scenario("drift", "baseline plus a canary of fraud-xgb version 4 whose feature pipeline breaks part way, and "

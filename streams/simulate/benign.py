@@ -237,7 +237,8 @@ def dcgm(world: World) -> None:
                 "DCGM_FI_DEV_GPU_TEMP": int(31 + util * 0.36 + r.uniform(-1, 1)),
                 "DCGM_FI_DEV_POWER_USAGE": round(power, 3),
                 "DCGM_FI_DEV_GPU_UTIL": util,
-                "DCGM_FI_DEV_MEM_COPY_UTIL": int(util * 0.35 * load.tensor_active * 2.5) if load.tensor_active else 0,
+                "DCGM_FI_DEV_MEM_COPY_UTIL": (int(load.mem_copy_pct) if load.mem_copy_pct is not None else
+                                              int(util * 0.35 * load.tensor_active * 2.5) if load.tensor_active else 0),
                 "DCGM_FI_DEV_FB_FREE": _fb_total(g.model_name) - fb_used,
                 "DCGM_FI_DEV_FB_USED": fb_used,
                 "DCGM_FI_PROF_SM_ACTIVE": round(load.sm_active, 6),

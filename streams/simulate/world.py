@@ -80,6 +80,7 @@ class GpuLoad:
     sm_active: float
     pcie_tx_bytes: float  # bytes per second
     pcie_rx_bytes: float
+    mem_copy_pct: float | None = None  # memory-copy utilisation; None: derived from the load
 
 
 @dataclass(slots=True)

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from ramparts import detectors
 from ramparts.config import load_config
 from ramparts.detectors.base import Detector, DictState
-from ramparts.detectors.placeholder import AuthFailureBurst, PodExec
+from ramparts.detectors.access import CredentialStuffing as AuthFailureBurst
+from ramparts.detectors.access import PodExec
 from ramparts.events import EventBatch
 from ramparts.streams.app import AckAfterFlush, group_by_partition
 from ramparts.streams.keys import entity_key, partition_for, route_key
@@ -42,9 +43,11 @@ PROPERTY = settings(max_examples=60, deadline=None, derandomize=True, database=N
     ({"kind": "prediction", "principal": "bob", "src_ip": "192.0.2.1"}, "src_ip:192.0.2.1"),
     ({"kind": "prediction", "principal": "bob", "src_ip": None}, "principal:bob"),
     ({"kind": "prediction", "principal": None, "src_ip": "192.0.2.1"}, "src_ip:192.0.2.1"),
-    ({"kind": "gpu", "gpu_uuid": "GPU-1", "node": "n1"}, "gpu:GPU-1"),
+    ({"kind": "gpu", "gpu_uuid": "GPU-1", "node": "n1"}, "node:n1"),
+    ({"kind": "gpu", "gpu_uuid": "GPU-1", "node": None}, "gpu:GPU-1"),
     ({"kind": "gpu", "gpu_uuid": None, "node": "n1"}, "node:n1"),
-    ({"kind": "workload", "gpu_uuid": "GPU-1", "node": "n1", "pod": "train-0"}, "gpu:GPU-1"),
+    ({"kind": "workload", "gpu_uuid": "GPU-1", "node": "n1", "pod": "train-0"}, "node:n1"),
+    ({"kind": "workload", "gpu_uuid": "GPU-1", "node": None, "pod": "train-0"}, "gpu:GPU-1"),
     ({"kind": "workload", "gpu_uuid": "", "node": "n1"}, "node:n1"),
     ({"kind": "runtime", "namespace": "inference", "pod": "vllm-0", "node": "n1"}, "pod:inference/vllm-0"),
     ({"kind": "runtime", "namespace": None, "pod": "vllm-0"}, "pod:vllm-0"),
@@ -61,6 +64,9 @@ def test_a_gpu_sample_and_the_workload_authorized_on_it_share_a_key():
     sample = {"kind": "gpu", "gpu_uuid": "GPU-9", "node": "gpu-node-3", "pod": None}
     workload = {"kind": "workload", "gpu_uuid": "GPU-9", "node": "gpu-node-3", "pod": "train-0"}
     assert entity_key(sample) == entity_key(workload)
+    # A pod list rarely names the GPUs (the device plugin picks them): the node is what both carry.
+    pod = {"kind": "workload", "gpu_uuid": None, "node": "gpu-node-3", "pod": "train-0"}
+    assert entity_key(pod) == entity_key(sample) == "node:gpu-node-3"
 
 
 # -- route_key ------------------------------------------------------------------------------
@@ -214,8 +220,8 @@ def test_an_empty_batch_is_counted_and_raises_nothing():
     assert (p.stats.batches, p.stats.events, p.stats.alerts) == (1, 0, 0)
 
 
-def test_placeholders_name_the_placeholder_detectors():
-    assert Pipeline.from_config(None).placeholders == ["access.stuffing", "runtime.falco", "access.k8s_exec"]
+def test_no_placeholder_detector_is_left():
+    assert Pipeline.from_config(None).placeholders == []
 
 
 class Broken(Detector):

@@ -26,9 +26,10 @@ class Attack:
 
 
 def _registry() -> dict[str, Attack]:
-    from . import drift, extraction, k8s_exec, miner, stuffing
+    from . import compute, drift, extraction, k8s_exec, miner, stolen_key, stuffing
 
-    attacks = [stuffing.ATTACK, miner.ATTACK, k8s_exec.ATTACK, *extraction.EXTRACTION_ATTACKS, *drift.ATTACKS]
+    attacks = [stuffing.ATTACK, miner.ATTACK, k8s_exec.ATTACK, *extraction.EXTRACTION_ATTACKS, *drift.ATTACKS,
+               *compute.ATTACKS, stolen_key.ATTACK]
     return {a.name: a for a in attacks}
 
 

@@ -3,7 +3,7 @@
 The audit log shows ``create`` on ``pods/exec`` by a person (not a controller) with an
 interactive shell (``stdin``, ``tty``), ResponseStarted with 101 (the stream is open) and
 ResponseComplete when the shell exits minutes later; Falco notices the terminal shell.
-Expected alert: ``access.k8s_exec`` on the pod.
+Expected alerts: ``access.k8s_exec`` on the pod, and ``access.shell`` from Falco's notice.
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ def inject(world: World, start: int, end: int) -> list[Label]:
                 "k8s.ns.name": target.namespace, "k8s.pod.name": target.pod, "proc.cmdline": "sh",
                 "proc.name": "sh", "proc.pname": "runc", "user.name": "root"}))
     return [Label("kubectl-exec", "access.k8s_exec", "pod", f"{target.namespace}/{target.pod}", at, closed,
-                  f"{USER} opened an interactive shell (kubectl exec) in {target.pod}, serving {target.serves}")]
+                  f"{USER} opened an interactive shell (kubectl exec) in {target.pod}, serving {target.serves}"),
+            Label("kubectl-exec", "access.shell", "pod", f"{target.namespace}/{target.pod}", shell, closed,
+                  f"Falco 'Terminal shell in container' in {target.pod}")]
 
 
 ATTACK = Attack("kubectl-exec", "an interactive kubectl exec into a model-serving pod by a person", inject)

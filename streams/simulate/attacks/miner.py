@@ -7,7 +7,8 @@ pod labels for it. DCGM shows the miner's signature: utilisation pinned at 100 %
 pipes idle, little memory, near-zero PCIe after start-up. Falco catches the Stratum URL on
 the command line about twenty seconds in.
 
-Expected alerts: ``gpu.unauthorized`` on the GPU, ``runtime.falco`` on the pod.
+Expected alerts: ``gpu.unauthorized`` on the GPU (within two samples), ``gpu.miner`` on the pod
+(Falco's miner rule, xmrig) and on the GPU (the signature, a few minutes in).
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from __future__ import annotations
 from ramparts.timeutil import NS
 
 from .. import formats as fmt
+from ..benign import SCRAPE_INTERVAL_S
 from ..world import GpuLoad, Label, World
 from . import Attack
 
+SIGNATURE_SAMPLES = 11  # start-up (2) + window (8) + the sample that completes it
 NAMESPACE, POD, CONTAINER = "ml-sandbox", "jupyter-dev-5f6c7d8b9-x2lkq", "notebook"
 IMAGE_REPO, IMAGE_TAG = "jupyter/scipy-notebook", "2024-10-07"
 CMDLINE = "xmrig -o stratum+tcp://xmr.pool.example.net:3333 -u 4AdUndXHHZ6cfufTMvppY6JwXNouMBzSkbLYfpAV5Usx -p x --cuda --no-cpu"
@@ -47,10 +50,16 @@ def inject(world: World, start: int, end: int) -> list[Label]:
                 "container.name": CONTAINER, "k8s.ns.name": NAMESPACE, "k8s.pod.name": POD,
                 "proc.cmdline": CMDLINE, "proc.name": "xmrig", "proc.pname": "bash", "proc.aname[2]": "jupyter-lab",
                 "user.name": "jovyan"}))
-    return [
+    labels = []
+    # The signature needs a window of samples after start-up (gpu.miner's defaults: 2 + 8,
+    # at the exporter's interval): a shorter run of the miner is caught by the rest only.
+    if end - start >= SIGNATURE_SAMPLES * SCRAPE_INTERVAL_S * NS:
+        labels.append(Label("crypto-miner", "gpu.miner", "gpu", gpu.uuid, start, end,
+                            "the miner signature: flat 100% load, tensor pipes idle, near-zero PCIe, constant power"))
+    return labels + [
         Label("crypto-miner", "gpu.unauthorized", "gpu", gpu.uuid, start, end,
               f"{gpu.node} GPU {gpu.index} at 100% utilisation, tensor pipes idle, with no authorized pod"),
-        Label("crypto-miner", "runtime.falco", "pod", f"{NAMESPACE}/{POD}", at, end,
+        Label("crypto-miner", "gpu.miner", "pod", f"{NAMESPACE}/{POD}", at, end,
               "Falco 'Detect crypto miners using the Stratum protocol' (Critical): xmrig with a stratum+tcp pool"),
     ]
 

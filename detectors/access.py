@@ -1,0 +1,396 @@
+"""Access abuse: stolen and guessed credentials at the gateway, and hands on the model pods.
+
+From gateway requests:
+
+* :class:`CredentialStuffing` (``access.stuffing``): bursts of 401/403 per source address
+  (401s: the key presented identifies nobody, so the source is who tries) and per principal
+  (403s of a real key probing what it may not use); the evidence counts the distinct keys tried.
+* :class:`NewSource` (``access.new_source``): a principal used from a network (IPv4 /24, IPv6
+  /48) it was not seen on while its habits were learned: a stolen key.
+* :class:`NewModel` (``access.new_model``): a principal calling a model outside its usual set.
+
+From the Kubernetes audit log and Falco:
+
+* :class:`PodExec` (``access.k8s_exec``): ``exec`` / ``attach`` into a model-serving pod;
+* :class:`SecretRead` (``access.secret_read``): a person (not a ``system:`` identity) reading
+  secrets in a model namespace;
+* :class:`PrivilegedPod` (``access.privileged_pod``): a new privileged pod outside the system
+  namespaces, high severity on a GPU node;
+* :class:`InferenceShell` (``access.shell``): a shell in a model-serving container (Falco).
+
+A *model-serving pod* is one in ``model_namespaces`` or whose name says it serves
+(``vllm``, ``tgi``, ``triton``, ``predictor`` ...). Habits are learned per principal for
+``learn_requests`` successful requests and at least ``learn_seconds``; a principal seen on more
+than ``max_networks`` networks (or models) while learning roams too much to judge and is left alone.
+
+>>> from ramparts.detectors.base import DictState
+>>> from ramparts.events import EventBatch
+>>> d, state = NewSource({"learn_requests": 3, "learn_seconds": 1}), DictState()
+>>> def req(t, ip):
+...     return {"kind": "request", "ts": t * 10**9, "source": "envoy_json", "principal": "key:ab", "src_ip": ip,
+...             "model": "m", "path": "/v1/chat/completions", "status": 200}
+>>> d.update(EventBatch([req(t, "198.51.100.7") for t in range(5)]), state)
+[]
+>>> [(a["detector"], a["entity"]["id"], a["evidence"]["network"]) for a in
+...  d.update(EventBatch([req(9, "203.0.113.50")]), state)]
+[('access.new_source', 'key:ab', '203.0.113.0/24')]
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from typing import ClassVar
+
+from pydantic import Field
+
+from ramparts.events import EventBatch
+from ramparts.streams.keys import entity_key
+
+from .base import Detector, StateStore, make_alert
+from .incident import IncidentRule, pod_id
+
+NS = 1_000_000_000
+MAX_KEYS_TRIED = 48
+
+MODEL_NAMESPACES = ("inference", "models", "model-serving", "serving", "kserve", "kserve-test", "triton", "vllm",
+                    "llm", "ai-models")
+SERVING_NAME = r"vllm|tgi|text-generation|triton|predictor|kserve|tei-|torchserve|ray-serve|sglang|ollama|llm|inference"
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "gpu-operator", "nvidia-gpu-operator",
+                     "nvidia-device-plugin", "falco", "calico-system", "tigera-operator", "cilium")
+SHELLS = frozenset(("sh", "bash", "dash", "zsh", "ash", "ksh", "csh", "tcsh", "fish", "busybox"))
+
+
+class _ServingPods(Detector.Options):
+    model_namespaces: tuple[str, ...] = Field(default=MODEL_NAMESPACES,
+                                              description="Namespaces whose pods serve models.")
+    serving_pod_pattern: str = Field(default=SERVING_NAME,
+                                     description="Regular expression on pod names that marks a model-serving pod.")
+
+
+def _serving(options, event: dict) -> bool:
+    ns = event.get("namespace")
+    if isinstance(ns, str) and ns in options.model_namespaces:
+        return True
+    pod = event.get("pod")
+    return isinstance(pod, str) and re.search(options.serving_pod_pattern, pod, re.I) is not None
+
+
+# -- gateway --------------------------------------------------------------------------------------
+class CredentialStuffing(IncidentRule):
+    """Bursts of refused authentication: 401s per source address, 403s per principal."""
+
+    name = "access.stuffing"
+    kinds = ("request",)
+    entity_type = "src_ip"
+    severity = "high"
+    description = ">= min_count 401/403 within the window from one source (401) or for one principal (403)"
+
+    class Options(IncidentRule.Options):
+        min_count: int = Field(default=20, ge=1, description="Refusals within window_seconds that open an incident.")
+
+    def matches(self, batch: EventBatch) -> list[int]:
+        return [i for i, e in enumerate(batch.events)
+                if e.get("kind") == "request" and e.get("status") in (401, 403)]
+
+    def entity_type_of(self, event: dict) -> str:
+        # As the worker keys requests (streams.keys): a 401 or a keyless request by its source.
+        return "src_ip" if event.get("status") == 401 or event.get("principal") is None else "principal"
+
+    def entity_of(self, event: dict) -> str | None:
+        v = event.get("src_ip") if self.entity_type_of(event) == "src_ip" else event.get("principal")
+        return v if isinstance(v, str) and v else None
+
+    def observe(self, extra: dict, event: dict) -> None:
+        p = event.get("principal")
+        if isinstance(p, str):
+            keys = extra.setdefault("keys", [])
+            h = zlib.crc32(p.encode())
+            if h not in keys and len(keys) < MAX_KEYS_TRIED:
+                keys.append(h)
+        extra["s403"] = extra.get("s403", 0) + (event.get("status") == 403)
+
+    def extra_evidence(self, extra: dict) -> dict:
+        keys = len(extra.get("keys", ()))
+        return {"distinct_keys_tried": keys, "distinct_keys_capped_at": MAX_KEYS_TRIED,
+                "refused_403": extra.get("s403", 0)}
+
+    def describe(self, entity: str, count: int, event: dict) -> str:
+        if self.entity_type_of(event) == "principal":
+            return f"{count} requests of principal {entity} refused (HTTP 403): probing what the key may use"
+        return f"{count} failed authentications (HTTP 401/403) from {entity}: credential stuffing or key guessing"
+
+
+def network_of(ip: str) -> str:
+    """The network a source address is judged by: IPv4 /24, IPv6 /48.
+
+    >>> network_of("198.51.100.7"), network_of("2001:db8:1:2::5")
+    ('198.51.100.0/24', '2001:db8:1::/48')
+    """
+    if ":" not in ip:
+        head, _, _ = ip.rpartition(".")
+        return f"{head}.0/24" if head else ip
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_network(f"{ip}/48", strict=False))
+    except ValueError:
+        return ip
+
+
+class _PrincipalHabit(Detector):
+    """A principal's usual values of one field, learned, then judged (new_source, new_model)."""
+
+    kinds = ("request",)
+    field: ClassVar[str]
+    what: ClassVar[str]
+
+    class Options(Detector.Options):
+        learn_requests: int = Field(default=40, ge=1, description="Successful requests learned before judging.")
+        learn_seconds: float = Field(default=300.0, ge=0, description="Time learned before judging, at least.")
+        max_values: int = Field(default=8, ge=1, le=32,
+                                description="More distinct values than this while learning: too varied to judge.")
+        gap_seconds: float = Field(default=600.0, gt=0, description="An incident closes after this long without a new one.")
+
+    def value_of(self, e: dict) -> str | None:
+        raise NotImplementedError
+
+    def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
+        per: dict[str, list[dict]] = {}
+        for e in batch.events:
+            if e.get("kind") != "request":
+                continue
+            p, s = e.get("principal"), e.get("status")
+            if not isinstance(p, str) or s in (401, 403) or (isinstance(s, int) and s >= 500):
+                continue
+            v = self.value_of(e)
+            if v is not None:
+                per.setdefault(p, []).append((e, v))
+        o = self.options
+        learn_ns, gap = int(o.learn_seconds * NS), int(o.gap_seconds * NS)
+        alerts = []
+        for p, items in per.items():
+            key = self.key(f"principal:{p}")
+            st = state.get(key) or {"vals": [], "n": 0, "first": items[0][0]["ts"], "inc": None}
+            vals, n, first, inc = list(st["vals"]), st["n"], st["first"], st["inc"]
+            roaming = st.get("roaming", False)
+            hits: dict[int, tuple] = {}
+            for e, v in items:
+                t = e["ts"]
+                if inc is not None and t - inc["last"] > gap:
+                    inc = None
+                learning = n < o.learn_requests or t - first < learn_ns
+                n += 1
+                if v in vals:
+                    if inc is not None and v in inc["new"]:
+                        inc = {**inc, "last": t, "count": inc["count"] + 1}
+                        hits[inc["first"]] = (e, v, inc, list(vals))
+                    continue
+                if learning or roaming:
+                    vals.append(v)
+                    if len(vals) > o.max_values:
+                        roaming, vals = True, vals[-o.max_values:]
+                    continue
+                vals.append(v)
+                del vals[:-o.max_values * 2]
+                if inc is None:
+                    inc = {"first": t, "last": t, "count": 1, "new": [v]}
+                else:
+                    inc = {**inc, "last": t, "count": inc["count"] + 1, "new": (inc["new"] + [v])[-4:]}
+                hits[inc["first"]] = (e, v, inc, list(vals))
+            st = {"vals": vals, "n": min(n, 1 << 40), "first": first, "inc": inc}
+            if roaming:
+                st["roaming"] = True
+            state.set(key, st)
+            for e, v, inc_then, seen_vals in hits.values():
+                usual = [x for x in seen_vals if x not in inc_then["new"]][:8]
+                alerts.append(self._alert(p, e, v, inc_then, usual))
+        return alerts
+
+    def _alert(self, principal: str, e: dict, v: str, inc: dict, usual: list[str]) -> dict:
+        return make_alert(
+            self.name, "high" if self.field == "src_ip" else "medium", ("principal", principal),
+            score=float(inc["count"]),
+            summary=f"principal {principal} {self.what} {v} (usual: {', '.join(usual) or 'none'})",
+            evidence={self.evidence_name: v, "new": inc["new"], "usual": usual, "requests_from_new": inc["count"],
+                      "src_ip": e.get("src_ip"), "model": e.get("model"), "status": e.get("status")},
+            first_ts=inc["first"], last_ts=inc["last"], count=inc["count"])
+
+
+class NewSource(_PrincipalHabit):
+    """A principal used from a network it was never seen on: a key used by someone else."""
+
+    name = "access.new_source"
+    field = "src_ip"
+    what = "used from a new network"
+    evidence_name = "network"
+    description = "a principal's successful request from a source network outside its learned set"
+
+    def value_of(self, e: dict) -> str | None:
+        ip = e.get("src_ip")
+        return network_of(ip) if isinstance(ip, str) and ip else None
+
+
+class NewModel(_PrincipalHabit):
+    """A principal calling a model outside its usual set."""
+
+    name = "access.new_model"
+    field = "model"
+    what = "called a model outside its usual set:"
+    evidence_name = "model_called"
+    description = "a principal's request to a model outside its learned set"
+
+    def value_of(self, e: dict) -> str | None:
+        m = e.get("model")
+        return m if isinstance(m, str) and m else None
+
+
+# -- cluster --------------------------------------------------------------------------------------
+class PodExec(IncidentRule):
+    """``kubectl exec`` / ``attach`` into a model-serving pod, from the Kubernetes audit log."""
+
+    name = "access.k8s_exec"
+    kinds = ("runtime",)
+    entity_type = "pod"
+    severity = "high"
+    description = "exec or attach into a model-serving pod (Kubernetes audit)"
+
+    class Options(IncidentRule.Options, _ServingPods):
+        all_pods: bool = Field(default=False, description="Alert on exec into any pod, not only model-serving ones.")
+
+    def matches(self, batch: EventBatch) -> list[int]:
+        o = self.options
+        return [i for i, e in enumerate(batch.events)
+                if e.get("source") == "k8s_audit" and e.get("resource") == "pods"
+                and e.get("subresource") in ("exec", "attach") and e.get("verb") in ("create", "get")
+                and (o.all_pods or _serving(o, e))]
+
+    def entity_of(self, event: dict) -> str | None:
+        return pod_id(event)
+
+    def describe(self, entity: str, count: int, event: dict) -> str:
+        return (f"{event.get('user') or 'someone'} ran {event.get('subresource')} into model-serving pod {entity} "
+                f"({count}x)")
+
+    def evidence(self, inc: dict, event: dict) -> dict:
+        return {**super().evidence(inc, event), "user": event.get("user"), "src_ip": event.get("src_ip"),
+                "command": event.get("cmdline") or event.get("process"), "container": event.get("container")}
+
+
+class SecretRead(IncidentRule):
+    """A person reading secrets in a model namespace (API keys, registry tokens, weights' buckets)."""
+
+    name = "access.secret_read"
+    kinds = ("runtime",)
+    entity_type = "principal"
+    severity = "medium"
+    description = "get/list/watch of secrets in a model namespace by a non-system identity (Kubernetes audit)"
+
+    class Options(IncidentRule.Options, _ServingPods):
+        pass
+
+    def matches(self, batch: EventBatch) -> list[int]:
+        o = self.options
+        out = []
+        for i, e in enumerate(batch.events):
+            if e.get("source") != "k8s_audit" or e.get("resource") != "secrets":
+                continue
+            user = e.get("user")
+            if e.get("verb") in ("get", "list", "watch") and isinstance(user, str) and not user.startswith("system:") \
+                    and e.get("namespace") in o.model_namespaces and e.get("status") not in (401, 403):
+                out.append(i)
+        return out
+
+    def entity_of(self, event: dict) -> str | None:
+        return event.get("user")
+
+    def state_key(self, etype: str, entity: str, event: dict) -> str:
+        return f"{self.name}/{entity_key(event)}/{entity}"
+
+    def describe(self, entity: str, count: int, event: dict) -> str:
+        what = event.get("name") or "all secrets"
+        return f"{entity} read secret {what} in model namespace {event.get('namespace')} ({count}x)"
+
+    def evidence(self, inc: dict, event: dict) -> dict:
+        return {**super().evidence(inc, event), "namespace": event.get("namespace"), "secret": event.get("name"),
+                "verb": event.get("verb"), "src_ip": event.get("src_ip"), "user_agent": event.get("user_agent")}
+
+
+class PrivilegedPod(IncidentRule):
+    """A new privileged pod outside the system namespaces; high on a GPU node."""
+
+    name = "access.privileged_pod"
+    kinds = ("runtime",)
+    entity_type = "pod"
+    severity = "high"
+    description = "a privileged pod created (audit) or started (Falco) outside the system namespaces"
+
+    class Options(IncidentRule.Options):
+        system_namespaces: tuple[str, ...] = Field(default=SYSTEM_NAMESPACES,
+                                                   description="Namespaces whose privileged pods are expected.")
+        gpu_node_pattern: str = Field(default=r"gpu|dgx|a100|h100|h200|l40",
+                                      description="Regular expression on node names that marks a GPU node.")
+
+    def _privileged(self, e: dict) -> bool:
+        if e.get("namespace") in self.options.system_namespaces:
+            return False
+        if e.get("source") == "k8s_audit":
+            return e.get("privileged") is True and e.get("verb") == "create" and e.get("status") in (None, 200, 201)
+        if e.get("source") == "falco":
+            return isinstance(e.get("rule"), str) and "privileged container" in e["rule"].lower()
+        return False
+
+    def matches(self, batch: EventBatch) -> list[int]:
+        return [i for i, e in enumerate(batch.events) if e.get("kind") == "runtime" and self._privileged(e)]
+
+    def entity_of(self, event: dict) -> str | None:
+        return pod_id(event)
+
+    def _gpu_node(self, event: dict) -> bool:
+        node = event.get("node") or event.get("hostname")
+        return isinstance(node, str) and re.search(self.options.gpu_node_pattern, node, re.I) is not None
+
+    def describe(self, entity: str, count: int, event: dict) -> str:
+        node = event.get("node") or event.get("hostname")
+        where = f" on GPU node {node}" if self._gpu_node(event) else (f" on {node}" if node else "")
+        return f"privileged pod {entity}{where} (image {event.get('image') or 'unknown'})"
+
+    def evidence(self, inc: dict, event: dict) -> dict:
+        return {**super().evidence(inc, event), "node": event.get("node") or event.get("hostname"),
+                "gpu_node": self._gpu_node(event), "image": event.get("image"), "user": event.get("user"),
+                "seen_by": event.get("source"), "rule": event.get("rule")}
+
+
+class InferenceShell(IncidentRule):
+    """A shell in a model-serving container (Falco)."""
+
+    name = "access.shell"
+    kinds = ("runtime",)
+    entity_type = "pod"
+    severity = "high"
+    description = "a shell process in a model-serving container (Falco)"
+
+    class Options(IncidentRule.Options, _ServingPods):
+        pass
+
+    def matches(self, batch: EventBatch) -> list[int]:
+        o = self.options
+        out = []
+        for i, e in enumerate(batch.events):
+            if e.get("source") != "falco" or e.get("kind") != "runtime":
+                continue
+            rule = e.get("rule") if isinstance(e.get("rule"), str) else ""
+            proc = e.get("process") if isinstance(e.get("process"), str) else ""
+            if ("shell" in rule.lower() or proc.rsplit("/", 1)[-1] in SHELLS) and _serving(o, e):
+                out.append(i)
+        return out
+
+    def entity_of(self, event: dict) -> str | None:
+        return pod_id(event)
+
+    def describe(self, entity: str, count: int, event: dict) -> str:
+        return f"shell {event.get('process') or ''} in model-serving pod {entity}: {event.get('rule')}".replace("  ", " ")
+
+    def evidence(self, inc: dict, event: dict) -> dict:
+        return {**super().evidence(inc, event), "rule": event.get("rule"), "process": event.get("process"),
+                "user": event.get("user"), "container": event.get("container"), "parent": event.get("parent")}

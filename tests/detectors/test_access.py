@@ -1,0 +1,133 @@
+"""The access detectors on hand-written records: what opens an incident, what never does."""
+
+from __future__ import annotations
+
+from ramparts.detectors.access import (
+    CredentialStuffing, InferenceShell, NewModel, NewSource, PodExec, PrivilegedPod, SecretRead, network_of,
+)
+from ramparts.detectors.base import DictState
+from ramparts.events import EventBatch
+
+NS = 1_000_000_000
+T0 = 1_795_000_000 * NS
+
+
+def req(t_s: float, status=200, principal="key:ab", ip="198.51.100.7", model="llama-3-8b") -> dict:
+    return {"kind": "request", "ts": T0 + int(t_s * NS), "source": "envoy_json", "principal": principal,
+            "src_ip": ip, "model": model, "path": "/v1/chat/completions", "status": status}
+
+
+def audit(t_s: float, **f) -> dict:
+    e = {"kind": "runtime", "ts": T0 + int(t_s * NS), "source": "k8s_audit", "verb": "create", "priority": None,
+         "rule": None, "namespace": "inference", "pod": "vllm-llama-0", "user": "eve@example.com",
+         "src_ip": "203.0.113.5", "resource": "pods", "subresource": "exec"}
+    e.update(f)
+    return e
+
+
+def falco(t_s: float, **f) -> dict:
+    e = {"kind": "runtime", "ts": T0 + int(t_s * NS), "source": "falco", "rule": "Terminal shell in container",
+         "priority": "notice", "namespace": "inference", "pod": "vllm-llama-0", "process": "bash",
+         "hostname": "gpu-node-1", "image": "vllm/vllm-openai:v0.6.4"}
+    e.update(f)
+    return e
+
+
+def run(d, events) -> list[dict]:
+    return d.update(EventBatch(sorted(events, key=lambda e: e["ts"])), DictState())
+
+
+# -- access.stuffing ---------------------------------------------------------------------------------
+def test_stuffing_counts_refusals_per_source_and_the_distinct_keys_tried():
+    burst = [req(i * 0.1, status=401, principal=f"key:{i:04x}", ip="192.0.2.77") for i in range(25)]
+    (a,) = run(CredentialStuffing(), burst)
+    assert a["entity"] == {"type": "src_ip", "id": "192.0.2.77"} and a["event_count"] == 25
+    assert a["evidence"]["distinct_keys_tried"] == 25 and a["severity"] == "high"
+
+
+def test_a_revoked_key_retrying_slowly_and_a_burst_under_the_threshold_do_not_page():
+    slow = [req(i * 30.0, status=401, principal="key:dead", ip="203.0.113.41") for i in range(40)]
+    short = [req(i * 0.1, status=401, principal=f"key:{i}", ip="192.0.2.8") for i in range(19)]
+    assert run(CredentialStuffing(), slow + short) == []
+
+
+def test_403s_of_one_real_key_are_that_principals_incident():
+    probing = [req(i * 0.5, status=403, principal="key:real", ip="198.51.100.9", model=f"m{i}") for i in range(20)]
+    (a,) = run(CredentialStuffing(), probing)
+    assert a["entity"] == {"type": "principal", "id": "key:real"} and a["evidence"]["refused_403"] == 20
+    assert "HTTP 403" in a["summary"]
+
+
+# -- access.new_source / access.new_model ---------------------------------------------------------
+def test_a_key_used_from_a_new_network_after_learning_alerts_once_per_incident():
+    d, state = NewSource({"learn_requests": 10, "learn_seconds": 60}), DictState()
+    usual = [req(i, ip="198.51.100.7" if i % 2 else "203.0.113.9") for i in range(100)]
+    assert d.update(EventBatch(usual), state) == []
+    thief = [req(100 + i, ip=f"185.220.101.{30 + i % 3}") for i in range(5)]
+    (a,) = d.update(EventBatch(thief), state)
+    assert a["entity"] == {"type": "principal", "id": "key:ab"} and a["event_count"] == 5
+    assert a["evidence"]["network"] == "185.220.101.0/24" and sorted(a["evidence"]["usual"]) == [
+        "198.51.100.0/24", "203.0.113.0/24"]
+    # The owner keeps working from home: nothing new.
+    assert d.update(EventBatch([req(200, ip="198.51.100.7")]), state) == []
+
+
+def test_no_judgement_while_learning_and_none_for_a_roaming_principal_or_refused_requests():
+    d = NewSource({"learn_requests": 10, "learn_seconds": 60, "max_values": 4})
+    learning = [req(i, ip=f"10.{i}.0.1") for i in range(4)]
+    assert run(d, learning) == []
+    roaming = [req(i, ip=f"10.{i}.0.1") for i in range(80)]
+    assert run(NewSource({"learn_requests": 10, "learn_seconds": 60, "max_values": 4}), roaming) == []
+    refused = [req(i, ip="198.51.100.7") for i in range(50)] + [req(60, status=401, ip="192.0.2.1"),
+                                                                 req(61, status=403, ip="192.0.2.1")]
+    assert run(NewSource({"learn_requests": 10, "learn_seconds": 10}), refused) == []
+
+
+def test_a_principal_calling_a_model_outside_its_set():
+    usual = [req(i, model=("llama-3-8b", "bge-m3")[i % 2]) for i in range(60)]
+    (a,) = run(NewModel({"learn_requests": 20, "learn_seconds": 30}), usual + [req(70, model="qwen2.5-32b")])
+    assert a["evidence"]["model_called"] == "qwen2.5-32b" and a["severity"] == "medium"
+    assert sorted(a["evidence"]["usual"]) == ["bge-m3", "llama-3-8b"]
+
+
+def test_networks_are_ipv4_24_and_ipv6_48():
+    assert network_of("10.1.2.3") == "10.1.2.0/24" and network_of("2001:db8:aa:bb::1") == "2001:db8:aa::/48"
+
+
+# -- cluster ----------------------------------------------------------------------------------------
+def test_exec_into_a_model_serving_pod_alerts_and_into_another_pod_only_when_asked():
+    (a,) = run(PodExec(), [audit(1)])
+    assert a["entity"] == {"type": "pod", "id": "inference/vllm-llama-0"} and a["evidence"]["user"] == "eve@example.com"
+    batch_pod = audit(1, namespace="etl", pod="spark-driver-0")
+    assert run(PodExec(), [batch_pod]) == []
+    assert len(run(PodExec({"all_pods": True}), [batch_pod])) == 1
+    assert run(PodExec(), [audit(1, subresource="log", verb="get")]) == []
+
+
+def test_secret_reads_in_model_namespaces_by_people_not_by_system_identities():
+    read = audit(1, resource="secrets", subresource=None, verb="get", pod=None, name="hf-token")
+    (a,) = run(SecretRead(), [read])
+    assert a["entity"] == {"type": "principal", "id": "eve@example.com"} and a["evidence"]["secret"] == "hf-token"
+    assert run(SecretRead(), [{**read, "user": "system:serviceaccount:inference:vllm"}]) == []
+    assert run(SecretRead(), [{**read, "namespace": "default"}]) == []
+    assert run(SecretRead(), [{**read, "status": 403}]) == []
+
+
+def test_privileged_pods_outside_system_namespaces_and_higher_on_gpu_nodes():
+    created = audit(1, subresource=None, verb="create", namespace="ml-sandbox", pod="jupyter-0", privileged=True,
+                    node=None, status=201)
+    (a,) = run(PrivilegedPod(), [created])
+    assert a["evidence"]["gpu_node"] is False and a["evidence"]["seen_by"] == "k8s_audit"
+    started = falco(2, rule="Launch Privileged Container", namespace="ml-sandbox", pod="jupyter-0",
+                    hostname="gpu-node-3")
+    (b,) = run(PrivilegedPod(), [started])
+    assert b["evidence"]["gpu_node"] is True and "GPU node gpu-node-3" in b["summary"]
+    device_plugin = falco(2, rule="Launch Privileged Container", namespace="kube-system", pod="nvidia-device-plugin-x")
+    assert run(PrivilegedPod(), [device_plugin, {**created, "privileged": False}]) == []
+
+
+def test_a_shell_in_a_serving_container_but_not_in_a_batch_job():
+    (a,) = run(InferenceShell(), [falco(1)])
+    assert a["detector"] == "access.shell" and a["evidence"]["process"] == "bash"
+    assert run(InferenceShell(), [falco(1, namespace="etl", pod="spark-0")]) == []
+    assert run(InferenceShell(), [falco(1, rule="Read sensitive file untrusted", process="python")]) == []
