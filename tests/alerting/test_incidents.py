@@ -6,7 +6,7 @@ import random
 
 from ramparts.alerting.incidents import IncidentTracker
 from ramparts.detectors.base import SEVERITIES, DictState, make_alert
-from ramparts.detectors.placeholder import AuthFailureBurst
+from ramparts.detectors.access import CredentialStuffing
 from ramparts.streams.pipeline import Pipeline
 
 NS = 1_000_000_000
@@ -125,7 +125,7 @@ def test_the_pipeline_turns_a_401_storm_into_one_incident():
         ids |= {a["id"] for a in p.process_batch(events, state)}
     notes = p.alerting.notifications
     assert len(ids) == 1 and notes == 1
-    assert isinstance(p.detectors[0], AuthFailureBurst)
+    assert isinstance(p.detectors[0], CredentialStuffing)
 
 
 def test_concurrent_incidents_of_one_detector_about_one_entity_count_the_same_in_any_order():
