@@ -252,7 +252,7 @@ class SeriesModel:
             self.ref.add(d)
         if self.n > self.learn:
             self.recent = max(self.recent * self.decay, d)
-        return score
+        return float(score)  # a Python float, whichever numpy scalars went into it
 
     def explain(self) -> dict:
         """The numbers behind the last score: range, reference distance, last ratio, points seen."""
