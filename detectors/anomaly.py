@@ -13,7 +13,8 @@ How a series is judged:
 * **Shapes.** Points are downsampled in steps of ``learn_points / (window * 13)`` points:
   a step is represented by its mean, or by its extreme (the one further from a moving
   average of step means) when that lies more than 5% of the series' range from the mean,
-  so a spike survives the downsampling. The last ``window`` steps form a *shape*, a vector
+  so a spike survives the downsampling, rounded to a 255th of the range (the precision
+  the state keeps it at). The last ``window`` steps form a *shape*, a vector
   in the units of the series; a day of five-minute samples spans a few shapes, so a
   series' daily (and, with a long enough learning period, weekly) rhythm is what the
   memory of shapes holds.
@@ -43,7 +44,7 @@ How a series is judged:
 Memory: the series keeps at most ``memory`` shapes (oldest forgotten first). Consecutive
 shapes overlap, so they are kept as one history of steps (``memory + window - 1`` of them;
 the shapes are its windows) with one number per shape, its own distance. The benchmark
-runs with 4096; the detectors keep 512 per series so that a series' state stays under 2 KB
+runs with 4096; the detectors keep 560 per series so that a series' state stays under 2 KB
 of JSON (a step stored as a byte, its place in the series' range; an own distance as a
 byte on a log scale).
 """
@@ -217,7 +218,10 @@ class SeriesModel:
         self.ma = mean if self.ma is None else (self.ma + mean) / 2
         extreme = high if abs(high - self.ma) >= abs(low - self.ma) else low
         span = (self.hi - self.lo) or 1.0
-        self.ds.append(extreme if abs(extreme - mean) >= EXTREME_SHARE * span else mean)
+        value = extreme if abs(extreme - mean) >= EXTREME_SHARE * span else mean
+        # kept at the precision the state stores it (a 255th of the range), so the current
+        # shape and the remembered ones are compared alike, reloaded or not
+        self.ds.append(self.lo + round((value - self.lo) / span * 255) / 255 * span)
         self.steps += 1
         w = self.window
         if len(self.ds) > 2 * w:  # the shape ending w + 1 steps ago no longer overlaps the current one
@@ -248,7 +252,7 @@ class SeriesModel:
             self.ref.add(d)
         if self.n > self.learn:
             self.recent = max(self.recent * self.decay, d)
-        return score
+        return float(score)  # a Python float, whichever numpy scalars went into it
 
     def explain(self) -> dict:
         """The numbers behind the last score: range, reference distance, last ratio, points seen."""
@@ -261,17 +265,18 @@ class SeriesModel:
         """Plain JSON: scalars, the recent steps, the P-squared markers and the shapes.
 
         Steps lie inside the series' range (they are means and extremes of its points), so
-        each is stored as a byte, its place in the range in 255ths, and each shape's own
-        distance as a byte on a log scale (:func:`_log_bytes`), both base64: 512 shapes of
-        8 steps take 1.4 KB. The range's 255th is the precision lost by a round trip.
+        each remembered and recent step is stored as a byte, its place in the range in
+        255ths, and each shape's own distance and each recent distance as a byte on a log
+        scale (:func:`_log_bytes`), all base64: 560 shapes of 8 steps take 1.5 KB, the whole
+        state at most about 1.85 KB. The range's 255th is the precision lost by a round trip.
         """
         span = (self.hi - self.lo) if self.hi > self.lo else 1.0
         lo = self.lo if math.isfinite(self.lo) else 0.0
-        rel = np.clip(np.rint((self.hist - lo) / span * 255), 0, 255).astype(np.uint8)
         return {"n": self.n, "a": [self.acc[0], _r(self.acc[1]), _r(self.acc[2]), _r(self.acc[3])],
-                "ma": _r(self.ma), "lo": _r(self.lo), "hi": _r(self.hi), "ds": [_r(v) for v in self.ds],
-                "dq": [_r(v) for v in self.dq], "s": self.steps, "m": base64.b64encode(rel.tobytes()).decode(),
-                "o": base64.b64encode(_log_bytes(self.memd)).decode(), "q": self.ref.state(),
+                "ma": _r(self.ma), "lo": _r(self.lo), "hi": _r(self.hi), "s": self.steps,
+                "ds": _b64(_range_bytes(np.fromiter(self.ds, float), lo, span)),
+                "dq": _b64(_log_bytes(np.fromiter(self.dq, float))), "m": _b64(_range_bytes(self.hist, lo, span)),
+                "o": _b64(_log_bytes(self.memd)), "q": self.ref.state(),
                 "r": _r(self.recent), "f": self.last_flag, "fr": _r(self.last_ratio)}
 
     def _load(self, s: dict) -> None:
@@ -280,14 +285,14 @@ class SeriesModel:
         self.acc = [int(a[0]), float(a[1]), _f(a[2], math.inf), _f(a[3], -math.inf)]
         self.ma = None if s["ma"] is None else float(s["ma"])
         self.lo, self.hi = _f(s["lo"], math.inf), _f(s["hi"], -math.inf)
-        self.ds = deque((float(v) for v in s["ds"]), maxlen=2 * self.window + 1)
         self.steps = int(s["s"])
         span = (self.hi - self.lo) if self.hi > self.lo else 1.0
         lo = self.lo if math.isfinite(self.lo) else 0.0
-        rel = np.frombuffer(base64.b64decode(s["m"]), dtype=np.uint8).astype(float)
-        self.hist = (rel / 255 * span + lo)[-(self.memory + self.window - 1):]
+        self.ds = deque(_range_floats(s["ds"], lo, span).tolist(), maxlen=2 * self.window + 1)
+        self.hist = _range_floats(s["m"], lo, span)[-(self.memory + self.window - 1):]
         self.memd = _log_floats(np.frombuffer(base64.b64decode(s["o"]), dtype=np.uint8))[-self.memory:]
-        self.dq = deque((math.nan if v is None else float(v) for v in s["dq"]), maxlen=self.window + 2)
+        self.dq = deque(_log_floats(np.frombuffer(base64.b64decode(s["dq"]), dtype=np.uint8)).tolist(),
+                        maxlen=self.window + 2)
         self.ref = P2Quantile(QUANTILE, s["q"])
         self.recent = float(s["r"])
         self.last_flag = int(s["f"])
@@ -303,6 +308,19 @@ def _r(v: float | None) -> float | None:
 
 def _f(v, default: float) -> float:
     return default if v is None else float(v)
+
+
+def _b64(b: bytes) -> str:
+    return base64.b64encode(b).decode()
+
+
+def _range_bytes(v: np.ndarray, lo: float, span: float) -> bytes:
+    """Values inside the series' range as bytes, their place in it in 255ths."""
+    return np.clip(np.rint((v - lo) / span * 255), 0, 255).astype(np.uint8).tobytes()
+
+
+def _range_floats(text: str, lo: float, span: float) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype=np.uint8).astype(float) / 255 * span + lo
 
 
 def _log_bytes(d: np.ndarray) -> bytes:
@@ -350,7 +368,7 @@ class _MetricSeries(Detector):
         learn_minutes: int = Field(default=720, ge=2, description="Minutes a series is learned before it is "
                                                                   "scored (NAB's probationary period: 750 points).")
         window: int = Field(default=8, ge=2, le=32, description="Downsampled steps per shape.")
-        memory: int = Field(default=512, ge=1, le=512, description="Shapes kept per series (512 keep its state "
+        memory: int = Field(default=560, ge=1, le=560, description="Shapes kept per series (560 keep its state "
                                                                    "under 2 KB).")
         novelty: float = Field(default=0.8, gt=0, description="Novelty ratio (distance to the nearest known shape "
                                                               "over the series' reference) that flags a minute.")

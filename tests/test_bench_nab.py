@@ -89,3 +89,14 @@ def test_missing_inputs_are_clear_errors(tmp_path):
         nab.run_nab(str(tmp_path), str(NAB / "combined_windows.json"), None)
     with pytest.raises(ConfigError, match="not a NAB series"):
         nab.read_series(tmp_path / "f" / "x.csv")
+
+
+def test_round_trip_scores_as_the_detectors_do_through_json_state():
+    # --round-trip reloads the model from its JSON state after every point, as the stream
+    # detectors do every minute: the scores stay scores, and the model goes on learning.
+    _, values = nab.read_series(NAB / "data" / "artificialWithAnomaly" / "art_daily_jumpsup.csv")
+    values = values[:1500]
+    plain = nab.score_series(values, memory=560)
+    trip = nab.score_series(values, memory=560, round_trip=True)
+    assert trip.shape == plain.shape and np.all((trip >= 0) & (trip <= 1))
+    assert not trip[:nab.probation(len(values))].any()

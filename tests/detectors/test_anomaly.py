@@ -64,15 +64,15 @@ def test_a_flat_stretch_where_the_series_always_moves_is_its_most_novel_moment()
 
 def test_state_round_trips_through_json_and_scores_go_on_the_same():
     x = daily(2000)
-    a = SeriesModel(learn_points=300, memory=512)
-    b = SeriesModel(learn_points=300, memory=512)
+    a = SeriesModel(learn_points=300, memory=560)
+    b = SeriesModel(learn_points=300, memory=560)
     sa, sb = [], []
     for i, v in enumerate(x):
         sa.append(a.score(v))
-        a = SeriesModel(learn_points=300, memory=512, state=orjson.loads(orjson.dumps(a.state())))
+        a = SeriesModel(learn_points=300, memory=560, state=orjson.loads(orjson.dumps(a.state())))
         sb.append(b.score(v))
         if i % 97 == 0:  # the other reloads rarely: a state stores what the model uses
-            b = SeriesModel(learn_points=300, memory=512, state=b.state())
+            b = SeriesModel(learn_points=300, memory=560, state=b.state())
     assert len(orjson.dumps(a.state())) < 2048
     flagged_a = {i for i, s in enumerate(sa) if s > 0.55}
     flagged_b = {i for i, s in enumerate(sb) if s > 0.55}
