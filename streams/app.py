@@ -44,7 +44,8 @@ from .decode import HEAD_BYTES, detect_format, make_parser, sniff_lines
 from .keys import partition_for, route_key
 from .parsers import DeadLetter, get_parser_class
 from .pipeline import Pipeline, alert_to_json
-from .topics import HEADER_END, HEADER_FORMAT, HEADER_FRAMING, HEADER_ORIGIN, TopicNames, model_routed_kinds
+from .topics import (HEADER_END, HEADER_FORMAT, HEADER_FRAMING, HEADER_ORIGIN, TopicNames, fast_lz4,
+                     model_routed_kinds)
 
 log = logging.getLogger("ramparts.worker")
 
@@ -462,6 +463,7 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
     k = config.kafka
     _limit_fetch_wait(k.fetch_max_wait_ms)
     _forget_read_offsets()
+    fast_lz4()
     names = TopicNames(k.topic_prefix)
     brokers = ";".join(f"kafka://{b.strip()}" for b in k.bootstrap.split(","))
     app = faust.App(

@@ -23,7 +23,7 @@ from ramparts.errors import RampartsError
 
 from .decode import HEAD_BYTES, detect_format, open_input
 from .parsers import PARSER_CLASSES, get_parser_class
-from .topics import HEADER_END, HEADER_FORMAT, HEADER_FRAMING, HEADER_ORIGIN, TopicNames, create_topics
+from .topics import HEADER_END, HEADER_FORMAT, HEADER_FRAMING, HEADER_ORIGIN, TopicNames, create_topics, fast_lz4
 
 MAX_MESSAGE_BYTES = 512 * 1024
 FOLLOW_FLUSH_SECONDS = 0.5
@@ -58,6 +58,7 @@ class Shipper:
 
         k = self.config.kafka
         await create_topics(k.bootstrap, self.names.all, k.partitions)
+        fast_lz4()
         self.producer = AIOKafkaProducer(
             bootstrap_servers=k.bootstrap, linger_ms=20, max_batch_size=1 << 20,
             max_request_size=4 * 1024 * 1024,

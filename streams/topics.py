@@ -74,6 +74,40 @@ class TopicNames:
         return [*self.raw_all, self.events, self.events_model, self.alerts, self.actions, self.deadletter]
 
 
+# aiokafka compresses lz4 at level 9 (LZ4-HC): 160 MB/s, about 3.8 us of CPU per event of a
+# 500-event message, paid once per topic an event is produced to (events, events.model, and
+# the state changelog). Level 1 compresses the same messages at about 2 GB/s (0.3 us per event)
+# into batches about a quarter larger; readers decode both alike (the lz4 frame format).
+LZ4_LEVEL = 1
+
+
+def fast_lz4(level: int = LZ4_LEVEL) -> None:
+    """Make every aiokafka producer of this process compress lz4 at ``level``.
+
+    aiokafka has no setting for it: its record builders call the module-level ``lz4_encode``
+    of ``aiokafka.codec`` with its default level, looked up in their own modules at call time,
+    so the function is replaced there (the C record builder's and the Python one's).
+    """
+    import aiokafka.codec as codec
+    from aiokafka.record import default_records, legacy_records
+
+    base = getattr(codec.lz4_encode, "_ramparts_base", codec.lz4_encode)
+
+    def lz4_encode(payload, level: int = level) -> bytes:
+        return base(payload, level)
+
+    lz4_encode._ramparts_base = base  # type: ignore[attr-defined]
+    modules = [codec, default_records, legacy_records]
+    try:
+        from aiokafka.record._crecords import default_records as c_default, legacy_records as c_legacy
+        modules += [c_default, c_legacy]
+    except ImportError:  # no C extension: the Python builders above are the ones used
+        pass
+    for m in modules:
+        if hasattr(m, "lz4_encode"):
+            m.lz4_encode = lz4_encode
+
+
 def model_routed_kinds(config) -> frozenset[str]:
     """The event kinds the enabled model-routed detectors read; empty when there are none
     (then the worker neither sends to ``events.model`` nor reads it)."""

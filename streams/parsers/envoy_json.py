@@ -344,8 +344,19 @@ class EnvoyJsonParser(Parser):
                     d[name] = opt_count(v, what)
         ust = d["upstream_ms"]
         if ust is not None and type(ust) is not float:
-            # A header value (%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%), so usually text.
-            d["upstream_ms"] = float(ust) if type(ust) is int else opt_float(ust, "upstream_service_time")
+            # A header value (%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%), so usually text: read
+            # as as_float would (float() of the text, finite), anything else through it.
+            f = None
+            if type(ust) is str:
+                try:
+                    f = float(ust)
+                except ValueError:
+                    pass
+                else:
+                    if f - f != 0.0:  # inf or nan: as_float's error
+                        f = None
+            d["upstream_ms"] = f if f is not None else (
+                float(ust) if type(ust) is int else opt_float(ust, "upstream_service_time"))
         path = d["path"]
         if path is not None and "?" in path:
             d["path"] = self.hasher.scrub_path(path)

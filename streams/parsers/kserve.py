@@ -205,7 +205,7 @@ class KServeParser(Parser):
         body = self._body(doc, attrs)
         values, protocol, names, model_name, model_version = _payload(self, body, is_request)
         logged = _logged_headers(attrs.get("metadata"), headers)
-        isvc = _text(_first(attrs.get("inferenceservicename")), "inferenceservicename")
+        isvc = _attr_text(attrs, "inferenceservicename")
         return {
             "ts": ts,
             "request_id": ce_id,
@@ -217,10 +217,10 @@ class KServeParser(Parser):
             "model_name": model_name,
             "model_version": model_version,
             "inference_service": isvc,
-            "namespace": _text(_first(attrs.get("namespace")), "namespace"),
-            "component": _text(_first(attrs.get("component")), "component"),
-            "endpoint": _text(_first(attrs.get("endpoint")), "endpoint"),
-            "source_model": _model_from_source(_text(_first(attrs.get("source")), "source")),
+            "namespace": _attr_text(attrs, "namespace"),
+            "component": _attr_text(attrs, "component"),
+            "endpoint": _attr_text(attrs, "endpoint"),
+            "source_model": _model_from_source(_attr_text(attrs, "source")),
         }
 
     def _body(self, doc: dict, attrs: dict) -> Any:
@@ -256,36 +256,36 @@ class KServeParser(Parser):
             self.note("opaque_bodies")
             return None
 
-    @staticmethod
-    def _candidates(names, attrs: dict, logged: dict, what: str):
-        """``(name, text)`` for each of ``names`` found among the CloudEvent attributes, then
-        the logged request headers; a header list gives its first value."""
-        for name in names:
+    # Each of ``names`` is looked up among the CloudEvent attributes, then the logged request
+    # headers; a header list gives its first value (``_candidate``). Plain loops: a generator
+    # per half cost more than the lookups.
+    def _find_principal(self, attrs: dict, logged: dict) -> str | None:
+        for name in self._principal_names:
             v = attrs.get(name)
             if v is None:
                 v = logged.get(name)
                 if v is None:
                     continue
-            if type(v) is list:
-                v = v[0] if v else None
+            if type(v) is not str:
+                v = _candidate(name, v, "text")
                 if v is None:
                     continue
-            if not isinstance(v, str):
-                if what == "text" and isinstance(v, (int, float)) and not isinstance(v, bool):
-                    v = str(v)
-                else:
-                    raise ParseError(f"{name}: expected {what}, got {type(v).__name__}")
-            yield name, v
-
-    def _find_principal(self, attrs: dict, logged: dict) -> str | None:
-        for name, v in self._candidates(self._principal_names, attrs, logged, "text"):
             v = v.strip()
             if v and v != "-":
                 return self.principal(v, secret=name in self._secret_names or _looks_secret(v))
         return None
 
     def _find_ip(self, attrs: dict, logged: dict) -> str | None:
-        for _name, v in self._candidates(self._ip_names, attrs, logged, "an IP address as text"):
+        for name in self._ip_names:
+            v = attrs.get(name)
+            if v is None:
+                v = logged.get(name)
+                if v is None:
+                    continue
+            if type(v) is not str:
+                v = _candidate(name, v, "an IP address as text")
+                if v is None:
+                    continue
             # X-Forwarded-For: "client, proxy1, proxy2": the first hop is the client.
             v = v.split(",", 1)[0].strip()
             if v and v != "-":
@@ -309,31 +309,33 @@ class KServeParser(Parser):
         return self._event(half, None, half)
 
     def _event(self, first: dict, req: dict | None, resp: dict | None) -> dict:
-        def pick(key: str):
-            if req is not None and req[key] is not None:
-                return req[key]
-            return resp[key] if resp is not None else None
-
-        model = (resp["model_name"] if resp is not None else None) or pick("model_name") \
-            or pick("inference_service") or pick("source_model")
-        version = (resp["model_version"] if resp is not None else None) or pick("model_version") \
-            or pick("endpoint")
+        # Each field from the request half, else from the response half.
+        if req is None:
+            pick = resp
+        elif resp is None:
+            pick = req
+        else:
+            pick = {k: v if v is not None else resp[k] for k, v in req.items()}
+        model = (resp["model_name"] if resp is not None else None) or pick["model_name"] \
+            or pick["inference_service"] or pick["source_model"]
+        version = (resp["model_version"] if resp is not None else None) or pick["model_version"] \
+            or pick["endpoint"]
         return {
             "kind": "prediction",
             "ts": first["ts"],
             "source": "kserve",
-            "principal": pick("principal"),
-            "src_ip": pick("src_ip"),
+            "principal": pick["principal"],
+            "src_ip": pick["src_ip"],
             "model": model,
             "model_version": version,
             "input": req["values"] if req is not None else None,
             "output": resp["values"] if resp is not None else None,
             "request_id": first["request_id"],
-            "inference_service": pick("inference_service"),
-            "namespace": pick("namespace"),
-            "component": pick("component"),
-            "endpoint": pick("endpoint"),
-            "protocol": pick("protocol"),
+            "inference_service": pick["inference_service"],
+            "namespace": pick["namespace"],
+            "component": pick["component"],
+            "endpoint": pick["endpoint"],
+            "protocol": pick["protocol"],
             "input_names": req["names"] if req is not None else None,
             "output_names": resp["names"] if resp is not None else None,
             "latency_ms": None,
@@ -390,6 +392,28 @@ def _first(v: Any) -> Any:
     if isinstance(v, list):
         return v[0] if v else None
     return v
+
+
+def _candidate(name: str, v: Any, what: str) -> str | None:
+    """A principal or IP candidate that is not plain text: a header list's first value, a
+    number as text (``what == "text"``), None to skip it, or a ParseError."""
+    if type(v) is list:
+        v = v[0] if v else None
+        if v is None:
+            return None
+    if not isinstance(v, str):
+        if what == "text" and isinstance(v, (int, float)) and not isinstance(v, bool):
+            return str(v)
+        raise ParseError(f"{name}: expected {what}, got {type(v).__name__}")
+    return v
+
+
+def _attr_text(attrs: dict, name: str) -> str | None:
+    """``_text(_first(attrs.get(name)), name)``, with one call when the value is text."""
+    v = attrs.get(name)
+    if type(v) is str:
+        return v or None
+    return _text(_first(v), name)
 
 
 def _text(v: Any, what: str = "CloudEvent attribute") -> str | None:
@@ -469,9 +493,12 @@ def _tensor(parser: Parser, t: dict, what: str) -> list:
     shape = t.get("shape")
     if shape is None:
         return data
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                              for d in shape):
-        raise ParseError(f"{what}.shape: expected a list of non-negative integers")
+    if type(shape) is not list:
+        if not isinstance(shape, list):
+            raise ParseError(f"{what}.shape: expected a list of non-negative integers")
+    for d in shape:
+        if not (type(d) is int or (isinstance(d, int) and not isinstance(d, bool))) or d < 0:
+            raise ParseError(f"{what}.shape: expected a list of non-negative integers")
     if len(shape) <= 1 or not data or isinstance(data[0], list):
         return data  # already 1-D, empty, or sent nested (the OIP allows both)
     n = 1
