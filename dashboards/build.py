@@ -172,7 +172,7 @@ SELECT countIf(severity IN ('high', 'critical')) AS open_high_critical
 FROM ramparts.alerts FINAL
 WHERE {open_cond}
   AND {SOC_FILTERS}""", (4, 0, 4, 4), thresholds=_thresholds((None, "green"), (1, "red"))),
-        _panel("stat", "Incidents in range", f"""
+        _panel("stat", "Incidents and events in range", f"""
 SELECT count() AS incidents, sum(event_count) AS events
 FROM ramparts.alerts FINAL
 WHERE $__timeFilter(ts)
@@ -210,7 +210,7 @@ WHERE $__timeFilter(ts)
 GROUP BY time, detector
 ORDER BY time""", (0, 12, 24, 8), custom={"drawStyle": "bars", "stacking": {"mode": "normal"},
                                            "fillOpacity": 80}),
-        _panel("table", "Open incidents", f"""
+        _panel("table", "Open incidents, worst first", f"""
 SELECT id, severity, detector, entity_type, entity_id, summary, score, event_count,
        ifNull(first_event_ts, ts) AS first_event, ts AS last_alert
 FROM ramparts.alerts FINAL
@@ -560,7 +560,7 @@ GROUP BY action_mode
 ORDER BY actions DESC""", (12, 4, 12, 8),
                options={"reduceOptions": {"values": True, "calcs": ["lastNotNull"], "fields": ""},
                         "pieType": "donut", "legend": {"displayMode": "table", "placement": "right", "values": ["value"]}}),
-        _panel("table", "Approvals pending", f"""
+        _panel("table", "Steps waiting for approval", f"""
 SELECT alert_id AS id, playbook, step, action, target, ts AS requested, detail
 FROM ramparts.actions FINAL
 WHERE mode = 'approve' AND status = 'pending' AND {ACTION_FILTERS}
