@@ -263,6 +263,12 @@ def _add_bench(sub) -> None:
     bench_compute.add_arguments(bsub)
 
 
+def _add_dashboards(sub) -> None:
+    from ramparts.dashboards import export as dashboards_export
+
+    dashboards_export.add_arguments(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ramparts",
@@ -277,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_formats(sub)
     _add_alerts(sub)
+    _add_dashboards(sub)
     _add_bench(sub)
     return parser
 

@@ -11,7 +11,7 @@ import pytest
 # The top-level folders install as subpackages of `ramparts` (see pyproject.toml), so each is
 # walked from its own path.
 PACKAGES = ["ramparts", "ramparts.streams", "ramparts.detectors", "ramparts.sinks", "ramparts.playbooks",
-            "ramparts.alerting", "ramparts.bench"]
+            "ramparts.alerting", "ramparts.bench", "ramparts.dashboards"]
 
 
 def _modules():
