@@ -1,0 +1,78 @@
+"""Defects found in review of the alerting layer, each shown by a test before its fix.
+
+Real components only: loopback HTTP receivers, the SQLite outbox, the tracker over DictState.
+"""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from ramparts.alerting.delivery import Deliverer
+from ramparts.alerting.incidents import IncidentTracker
+from ramparts.alerting.outbox import Outbox
+from ramparts.detectors.base import DictState, make_alert
+from ramparts.sinks.outputs import Route
+from ramparts.sinks.slack import SlackOutput
+from ramparts.sinks.webhook import WebhookOutput
+
+from .receivers import FakeClock, Receiver, free_port
+from .test_payloads import ALERT, SECRET
+
+NS = 1_000_000_000
+T0 = 1_800_000_000 * NS
+SLACK_TOKEN = "xOxB7hGq2ZpL9wRt4kYs1NcV"
+
+
+class EchoPathReceiver:
+    """Answers 404 with the request line in the body, as Express's default handler does
+    ("Cannot POST /services/..."): a receiver echoing the URL path back."""
+
+    def __init__(self):
+        self.port = free_port()
+
+    def __enter__(self):
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = f"Cannot POST {self.path}".encode()
+                self.send_response(404)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _notes(n: int) -> list[dict]:
+    return [{"id": f"inc{i:04d}.1", "incident_id": f"inc{i:04d}", "event": "firing", "seq": 1,
+             "alert": {**ALERT, "id": f"inc{i:04d}"}} for i in range(n)]
+
+
+def test_a_slack_url_echoed_back_by_the_receiver_reaches_neither_the_outbox_nor_the_log(tmp_path, caplog):
+    clock = FakeClock()
+    with EchoPathReceiver() as rx:
+        url = f"http://127.0.0.1:{rx.port}/services/T0AAAAAAA/B0BBBBBBB/{SLACK_TOKEN}"
+        out = SlackOutput("slack", url)
+        box = Outbox(tmp_path)
+        box.accept([], _notes(1), [out], now=clock())
+        d = Deliverer(box, [out], seed=1, clock=clock)
+        with caplog.at_level("DEBUG", logger="ramparts.alerting"):
+            d.drain()
+    (row,) = box.notifications()
+    assert row["status"] == "dead" and "HTTP 404" in row["last_error"]
+    assert SLACK_TOKEN not in row["last_error"]
+    assert SLACK_TOKEN not in caplog.text
+    box.close()
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert SLACK_TOKEN.encode() not in raw
