@@ -76,3 +76,35 @@ def test_a_slack_url_echoed_back_by_the_receiver_reaches_neither_the_outbox_nor_
     box.close()
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     assert SLACK_TOKEN.encode() not in raw
+
+
+class _Flaky(WebhookOutput):
+    """A webhook whose payload cannot be built for one notification (a bug in a builder, an
+    alert a builder does not expect): ``request`` raises for it."""
+
+    def request(self, note, attempt, now):
+        if note["id"] == "inc0001.1":
+            raise KeyError("severity")
+        return super().request(note, attempt, now)
+
+
+def test_a_notification_whose_send_raises_does_not_resend_the_others_or_stay_stuck(tmp_path):
+    clock = FakeClock()
+    with Receiver() as rx:
+        out = _Flaky("hook", rx.url, secrets=[SECRET])
+        box = Outbox(tmp_path)
+        box.accept([], _notes(3), [out], now=clock())
+        d = Deliverer(box, [out], seed=1, clock=clock, retry_initial_seconds=1.0, retry_max_seconds=10.0,
+                      max_attempts=3)
+        for _ in range(20):  # rounds of the delivery thread, time moving on between them
+            try:
+                d.drain(max_steps=5)
+            except KeyError:
+                pass  # before the fix the exception escaped step(); the thread logs it and loops
+            clock.advance(30)
+    ids = [r["headers"]["webhook-id"] for r in rx.requests]
+    assert sorted(ids) == ["inc0000.1", "inc0002.1"], ids  # each delivered once, none resent
+    rows = {r["id"]: r for r in box.notifications()}
+    assert rows["inc0000.1"]["status"] == "delivered" and rows["inc0002.1"]["status"] == "delivered"
+    bad = rows["inc0001.1"]
+    assert bad["status"] == "dead" and "KeyError" in bad["last_error"], bad
