@@ -108,3 +108,32 @@ def test_a_notification_whose_send_raises_does_not_resend_the_others_or_stay_stu
     assert rows["inc0000.1"]["status"] == "delivered" and rows["inc0002.1"]["status"] == "delivered"
     bad = rows["inc0001.1"]
     assert bad["status"] == "dead" and "KeyError" in bad["last_error"], bad
+
+
+def _alert(ts_s: int, first_s: int, count: int, sev: str = "high") -> dict:
+    return make_alert("gpu.unauthorized", sev, ("gpu", "GPU-a"), score=float(count), summary="busy",
+                      evidence={}, first_ts=T0 + first_s * NS, last_ts=T0 + ts_s * NS, count=count)
+
+
+def test_an_incident_reopened_under_the_same_detector_id_is_notified_again(tmp_path):
+    """A detector incident that outlives the tracker's window (its gap longer than the window,
+    or a detector reusing an id) reopens a tracker incident with the same id: its firing
+    notification must not collide with the first one's id (the outbox would drop it)."""
+    t = IncidentTracker(window_seconds=60)
+    state = DictState()
+    box = Outbox(tmp_path)
+    out = WebhookOutput("hook", "http://127.0.0.1:9/", secrets=[SECRET])
+    queued = []
+    for ts, cnt, now in ((0, 2, 0), (None, None, 70), (100, 3, 100), (None, None, 170), (200, 4, 200)):
+        alerts = [] if ts is None else [_alert(ts, 0, cnt)]
+        merged, notes = t.update(alerts, state, now=T0 + now * NS, scope=0)
+        queued.append((box.accept(merged, notes, [out], now=float(now)), [n["event"] for n in notes]))
+        if now == 0:  # acknowledged while first open: the reopened incident is not acknowledged
+            box.ack(merged[0]["id"], "alice", [])
+    events = [e for _, ev in queued for e in ev]
+    assert events == ["firing", "resolved", "firing", "resolved", "firing"]
+    assert [q for q, _ in queued] == [1, 1, 1, 1, 1], queued  # every notification reached the outbox
+    ids = [r["id"] for r in box.notifications()]
+    assert len(ids) == len(set(ids)) == 5
+    (inc,) = box.incidents()
+    assert inc["status"] == "open" and inc["acked_at"] is None and not box.acked(inc["id"])
