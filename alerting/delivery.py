@@ -164,7 +164,10 @@ class Deliverer:
                 results.append((row, attempt, "suppressed", None, "incident acknowledged", None))
                 m.suppressed += 1
                 continue
-            outcome = output.send(note, attempt, time.time())
+            try:
+                outcome = output.send(note, attempt, time.time())
+            except Exception as e:  # a builder or client bug: this row fails, the claim is still recorded
+                outcome = _raised(output, e)
             self.attempts_made += 1
             now = self.clock()
             if outcome.ok:
@@ -272,6 +275,15 @@ class Deliverer:
         return {name: {**self.metrics[name].as_dict(), "queue_depth": depth.get(name, 0),
                        "breaker": self.breakers[name].state, "breaker_opened_total": self.breakers[name].opened_total}
                 for name in self.outputs}
+
+
+def _raised(output: Any, e: Exception):
+    """The outcome of a send that raised instead of answering: retried (then dead-lettered) like
+    a network error, its error scrubbed of the output's URL and secrets like every other."""
+    from ramparts.sinks.outputs import Outcome, scrub, url_secrets
+
+    return Outcome(False, error=scrub(f"{output.name}: {type(e).__name__}: {e}",
+                                      [*url_secrets(getattr(output, "url", "")), *getattr(output, "secrets", [])]))
 
 
 def _pid_alive(pid: int) -> bool:

@@ -28,6 +28,10 @@ store the first time it sees a scope (``TableState.scan``).
 
 Each notification has an id ``<incident id>.<n>`` (n counts the incident's notifications), so
 a batch processed again after a crash produces the same ids, and the outbox keeps one of each.
+A resolved incident leaves a tombstone (its id and the notifications counted) for
+``TOMBSTONE_WINDOWS`` windows: a detector incident that outlives the window (a detector gap
+longer than ``window``) reopens the incident under the same id, and its notifications go on
+counting (``<id>.3``, not ``<id>.1`` again, which the outbox would drop as queued already).
 
 >>> from ramparts.detectors.base import DictState, make_alert
 >>> t = IncidentTracker(window_seconds=60)
@@ -56,6 +60,7 @@ NS = 1_000_000_000
 PREFIX = "incidents/"
 RANK = {s: i for i, s in enumerate(SEVERITIES)}
 PARTS = 4
+TOMBSTONE_WINDOWS = 4
 EVENTS = ("firing", "escalated", "renotify", "resolved", "acknowledged")
 
 
@@ -103,12 +108,20 @@ class IncidentTracker:
             key = f"{PREFIX}{a['detector']}/{ent['type']}:{ent['id']}"
             inc = state.get(key)
             ts = a["ts"]
-            if inc is not None and ts - inc["last"] > self.window:
-                notes.append(self._resolve(key, inc, state, idx))
-                inc = None
+            if inc is not None and "closed" not in inc and ts - inc["last"] > self.window:
+                notes.append(self._resolve(key, inc, state, idx, scope))
+                inc = state.get(key)
+            if inc is not None and "closed" in inc:
+                # A resolved incident's tombstone: a detector incident that outlived the window
+                # reopens it under the same id, so its notifications go on counting from there
+                # (``<id>.1`` again would be dropped by the outbox as already queued).
+                tomb, inc = inc, None
+                n0 = tomb["n"] if tomb["closed"] == a["id"] else 0
+            else:
+                n0 = 0
             if inc is None:
                 inc = {"id": a["id"], "parts": [], "base": 0, "first": a.get("first_event_ts", ts), "last": ts,
-                       "sev": a["severity"], "nsev": None, "nat": None, "n": 0, "scope": scope}
+                       "sev": a["severity"], "nsev": None, "nat": None, "n": n0, "scope": scope}
             else:
                 inc["first"] = min(inc["first"], a.get("first_event_ts", ts))
                 inc["last"] = max(inc["last"], ts)
@@ -120,7 +133,7 @@ class IncidentTracker:
             merged.update(id=inc["id"], severity=inc["sev"], event_count=_total(inc),
                           first_event_ts=inc["first"], window={"start": inc["first"], "end": inc["last"]})
             event = None
-            if inc["n"] == 0:
+            if inc["nsev"] is None:
                 event = "firing"
             elif RANK[inc["sev"]] > RANK[inc["nsev"]]:
                 event = "escalated"
@@ -144,12 +157,19 @@ class IncidentTracker:
                         else:
                             idx[key] = inc["last"]
                         continue
-                    notes.append(self._resolve(key, inc, state, idx))
+                    if "closed" in inc:
+                        if now - last > TOMBSTONE_WINDOWS * self.window:
+                            del idx[key]
+                            state.set(key, None)
+                        continue
+                    notes.append(self._resolve(key, inc, state, idx, scope))
         return out, notes
 
-    def _resolve(self, key: str, inc: dict, state: Any, idx: dict[str, int]) -> dict:
-        idx.pop(key, None)
-        state.set(key, None)
+    def _resolve(self, key: str, inc: dict, state: Any, idx: dict[str, int], scope: Any = None) -> dict:
+        # What is left is a tombstone (the id and the notifications counted), dropped after
+        # TOMBSTONE_WINDOWS windows: enough for the detector's own incident to have ended.
+        state.set(key, {"closed": inc["id"], "n": inc["n"] + 1, "last": inc["last"], "scope": scope})
+        idx[key] = inc["last"]
         alert = dict(inc["alert"])
         alert.update(severity=inc["sev"], event_count=_total(inc),
                      window={"start": inc["first"], "end": inc["last"]}, ts=inc["last"])

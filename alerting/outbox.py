@@ -147,7 +147,10 @@ class Outbox:
             " last_ts, alert, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT(id) DO UPDATE SET severity=excluded.severity, status=excluded.status,"
             " event_count=excluded.event_count, last_ts=excluded.last_ts, alert=excluded.alert,"
-            " updated_at=excluded.updated_at",
+            " updated_at=excluded.updated_at,"
+            # an incident reopened under its id (incidents.py's tombstone) is not acknowledged any more
+            " acked_at=CASE WHEN incidents.status = 'resolved' AND excluded.status = 'open' THEN NULL ELSE acked_at END,"
+            " acked_by=CASE WHEN incidents.status = 'resolved' AND excluded.status = 'open' THEN NULL ELSE acked_by END",
             (a["id"], a["detector"], a["entity"]["type"], str(a["entity"]["id"]), a["severity"], status,
              a.get("event_count") or 0, w.get("start", a.get("first_event_ts")), w.get("end", a.get("ts")),
              orjson.dumps(a), now))

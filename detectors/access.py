@@ -217,6 +217,21 @@ class _PrincipalHabit(Detector):
             first_ts=inc["first"], last_ts=inc["last"], count=inc["count"])
 
 
+MAX_VALUE = 48
+
+
+def bounded(v: str) -> str:
+    """A habit value as kept in state: up to MAX_VALUE characters, a long one cut with a checksum
+    of the whole (two long names that share a prefix stay apart; the state stays under 2 KB).
+
+    >>> bounded("m"), bounded("x" * 100)
+    ('m', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx~5e0e5d8f')
+    """
+    if len(v) <= MAX_VALUE:
+        return v
+    return f"{v[:MAX_VALUE - 9]}~{zlib.crc32(v.encode()):08x}"
+
+
 class NewSource(_PrincipalHabit):
     """A principal used from a network it was never seen on: a key used by someone else."""
 
@@ -228,7 +243,7 @@ class NewSource(_PrincipalHabit):
 
     def value_of(self, e: dict) -> str | None:
         ip = e.get("src_ip")
-        return network_of(ip) if isinstance(ip, str) and ip else None
+        return bounded(network_of(ip)) if isinstance(ip, str) and ip else None
 
 
 class NewModel(_PrincipalHabit):
@@ -242,7 +257,7 @@ class NewModel(_PrincipalHabit):
 
     def value_of(self, e: dict) -> str | None:
         m = e.get("model")
-        return m if isinstance(m, str) and m else None
+        return bounded(m) if isinstance(m, str) and m else None
 
 
 # -- cluster --------------------------------------------------------------------------------------

@@ -267,7 +267,13 @@ class UnauthorizedCompute(Detector):
             if inc is not None and t - inc["last"] > gap:
                 inc = None
             if busy and who is None:
+                if g["run"] and t - g.get("at", t) > gap:
+                    # Samples stopped for longer than the gap (an exporter down): the run, like the
+                    # incident, starts again here, so the next incident gets a new start and id.
+                    g["run"] = 0
+                    g.pop("since", None)
                 g["run"] += 1
+                g["at"] = t
                 if inc is not None:
                     inc = {**inc, "last": t, "count": inc["count"] + 1}
                 elif g["run"] >= o.min_samples:
@@ -277,6 +283,7 @@ class UnauthorizedCompute(Detector):
             else:
                 g["run"] = 0
                 g.pop("since", None)
+                g.pop("at", None)
             g["inc"] = inc
             if inc is not None and inc["last"] == t:
                 alerts[(gkey, inc["first"])] = self._alert(e, gpu, route, inc, why, procs, auth)

@@ -9,7 +9,7 @@ annotations; the text names the notification id and says "(resent)" on a redeliv
 
 from __future__ import annotations
 
-from .outputs import Outcome, Output, _ms, scrub
+from .outputs import Outcome, Output, _ms, scrub, url_secrets
 
 
 def build_payload(note: dict, attempt: int, dashboard_uid: str | None) -> dict:
@@ -40,10 +40,10 @@ class GrafanaOutput(Output):
         except GrafanaException as e:
             status = e.status_code or None
             permanent = status is not None and 400 <= status < 500 and status not in (408, 425, 429)
-            return Outcome(False, status, None, scrub(f"{self.name}: {e.message}", [self.url, *self.secrets]),
+            return Outcome(False, status, None, scrub(f"{self.name}: {e.message}", [*url_secrets(self.url), *self.secrets]),
                            permanent)
         except Exception as e:  # the HTTP library's own errors (connection refused ...)
-            return Outcome(False, None, None, scrub(f"{self.name}: {type(e).__name__}: {e}", [self.url, *self.secrets]))
+            return Outcome(False, None, None, scrub(f"{self.name}: {type(e).__name__}: {e}", [*url_secrets(self.url), *self.secrets]))
         finally:
             try:
                 api.client.s.close()

@@ -119,11 +119,11 @@ def post(req: HttpRequest, timeout: float, name: str, secrets: list[str] = ()) -
         finally:
             conn.close()
     except (OSError, http.client.HTTPException) as e:
-        return Outcome(False, error=scrub(f"{name}: {type(e).__name__}: {e}", [req.url, *secrets]))
+        return Outcome(False, error=scrub(f"{name}: {type(e).__name__}: {e}", [*url_secrets(req.url), *secrets]))
     if 200 <= status < 300:
         return Outcome(True, status)
     text = body.decode("utf-8", "replace").strip().replace("\n", " ")[:200]
-    error = scrub(f"{name}: HTTP {status}" + (f": {text}" if text else ""), [req.url, *secrets])
+    error = scrub(f"{name}: HTTP {status}" + (f": {text}" if text else ""), [*url_secrets(req.url), *secrets])
     permanent = 400 <= status < 500 and status not in (408, 425, 429)
     return Outcome(False, status, retry_after, error, permanent)
 
@@ -149,10 +149,40 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - now)
 
 
+def url_secrets(url: str) -> list[str]:
+    """The parts of ``url`` that may be a credential, longest first: the URL, its path and
+    query (a Slack or Discord webhook's path is its token; receivers echo the path back in a
+    404 body, "Cannot POST /services/..."), the query, each query value, long path segments
+    and the password of ``user:password@``.
+
+    >>> scrub("404: Cannot POST /services/T0/B0/xOxB7hGq2ZpL9wRt4kYs1NcV?k=tok1",
+    ...       url_secrets("https://u:pw12@h/services/T0/B0/xOxB7hGq2ZpL9wRt4kYs1NcV?k=tok1"))
+    '404: Cannot POST ***'
+    >>> scrub("auth failed for pw12; token tok1", url_secrets("https://u:pw12@h/x?k=tok1"))
+    'auth failed for ***; token ***'
+
+    """
+    if not url:
+        return []
+    u = urllib.parse.urlsplit(url)
+    parts = [url, u.path + (f"?{u.query}" if u.query else ""), u.query, u.password or ""]
+    parts += [v for _, v in urllib.parse.parse_qsl(u.query, keep_blank_values=True)]
+    parts += [seg for seg in u.path.split("/") if len(seg) >= 16]
+    if u.path.count("/") > 2:  # a path of several segments past the host: as a whole too
+        parts.append(u.path)
+    out = []
+    for p in sorted({p for p in parts if p and p != "/"}, key=len, reverse=True):
+        out.append(p)
+        q = urllib.parse.quote(p, safe="/")
+        if q != p:
+            out.append(q)
+    return out
+
+
 def scrub(text: str, secrets) -> str:
     """``text`` with every secret (and URL, whose path or query may be one) replaced by ``***``."""
-    for s in secrets:
-        if s and len(s) >= 4:
+    for s in sorted((s for s in secrets if s), key=len, reverse=True):  # a secret's parts after it
+        if len(s) >= 4:
             text = text.replace(s, "***")
     return text
 

@@ -155,6 +155,12 @@ def test_the_worker_state_finds_a_partitions_open_incidents_in_its_table():
     IncidentTracker(window_seconds=60).update([alert(1, entity="a")], state, now=T0 + NS, scope=2)
     table.update({k.encode(): orjson.dumps(v) for k, v in state.dirty.items()})  # what write_back does
     restarted = TableState(table)
-    _, notes = IncidentTracker(window_seconds=60).update([], restarted, now=T0 + 100 * NS, scope=2)
+    t2 = IncidentTracker(window_seconds=60)
+    _, notes = t2.update([], restarted, now=T0 + 100 * NS, scope=2)
     assert [n["event"] for n in notes] == ["resolved"]
+    # what is left is a small tombstone (the id and the notifications counted: a reopening under
+    # the same id goes on from there), then nothing once it is TOMBSTONE_WINDOWS windows old
+    (tomb,) = restarted.dirty.values()
+    assert list(restarted.dirty) == ["incidents/access.stuffing/src_ip:a"] and tomb["closed"] and tomb["n"] == 2
+    assert t2.update([], restarted, now=T0 + 300 * NS, scope=2)[1] == []
     assert restarted.dirty == {"incidents/access.stuffing/src_ip:a": None}
