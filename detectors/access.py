@@ -148,7 +148,7 @@ class _PrincipalHabit(Detector):
     class Options(Detector.Options):
         learn_requests: int = Field(default=40, ge=1, description="Successful requests learned before judging.")
         learn_seconds: float = Field(default=300.0, ge=0, description="Time learned before judging, at least.")
-        max_values: int = Field(default=8, ge=1, le=32,
+        max_values: int = Field(default=8, ge=1, le=16,
                                 description="More distinct values than this while learning: too varied to judge.")
         gap_seconds: float = Field(default=600.0, gt=0, description="An incident closes after this long without a new one.")
 

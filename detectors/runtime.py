@@ -2,8 +2,9 @@
 
 Falco's own rules are the judgment here; this detector turns their critical alerts into
 incidents per pod (per node for host-level rules), so they reach the alert outputs and
-playbooks with the rest. Miner rules are left to ``gpu.miner``, which joins them with the
-GPUs, and shells in serving pods to ``access.shell``.
+playbooks with the rest. Miner rules are left to ``gpu.miner`` (an incident per pod or node
+of the Falco alert; not joined with that node's GPU samples, which live on another
+partition: docs/compute.md), and shells in serving pods to ``access.shell``.
 
 >>> from ramparts.detectors.base import DictState
 >>> from ramparts.events import EventBatch

@@ -56,3 +56,23 @@ def test_habit_state_stays_under_2kb_with_many_long_values():
         det.update(EventBatch(events), state)
         for k, v in state.data.items():
             assert len(orjson.dumps(v)) < 2048, (det.name, k, len(orjson.dumps(v)))
+
+
+def test_habit_state_stays_under_2kb_at_the_largest_max_values_after_learning():
+    """After learning, a principal keeps up to twice max_values values and the incident's last
+    four new ones: with long adversarial values at the largest max_values the options allow,
+    the state must still fit 2 KB (at 32 it took 3.3 KB, which is why the bound is 16)."""
+    for cls, vary in ((NewModel, "model"), (NewSource, "src_ip")):
+        top = next(m.le for m in cls.Options.model_fields["max_values"].metadata if hasattr(m, "le"))
+        det = cls({"max_values": top, "learn_requests": top - 1, "learn_seconds": 0})
+        state = DictState()
+        events = []
+        for t in range(300):
+            k = t if t < top - 1 else 1000 + t  # learn top-1 values, then a new one every request
+            model = "m" if vary == "src_ip" else f"model-{k:04d}-" + "x" * 400
+            ip = "198.51.100.7" if vary == "model" else f"host{k:04d}-" + "y" * 400
+            events.append(_req(t, "key:ab", ip, model))
+        alerts = det.update(EventBatch(events), state)
+        assert alerts, "the new values after learning must alert"
+        sizes = [len(orjson.dumps(v)) for v in state.data.values()]
+        assert sizes and max(sizes) < 2048, (det.name, sizes)
