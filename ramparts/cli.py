@@ -239,6 +239,12 @@ def _add_alerts(sub) -> None:
     add_arguments(sub)
 
 
+def _add_playbook(sub) -> None:
+    from ramparts.playbooks.cli import add_arguments
+
+    add_arguments(sub)
+
+
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks", description="Benchmarks; figures go to docs/benchmarks.md.")
     bsub = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
@@ -277,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_formats(sub)
     _add_alerts(sub)
+    _add_playbook(sub)
     _add_bench(sub)
     return parser
 
