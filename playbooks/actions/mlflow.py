@@ -89,9 +89,10 @@ class MlflowQuarantine(Action):
             name, version = split_model(p)
         restored, skipped = [], []
         for a in restore.get("aliases", []):
+            # An alias that is not set is a 404 (RESOURCE_DOES_NOT_EXIST); some versions answer 400.
             status, got = self._api("GET", "registered-models/alias", ctx, query={"name": name, "alias": a},
-                                    ok=(404,))
-            current = (got or {}).get("model_version", {}).get("version") if status != 404 else None
+                                    ok=(400, 404))
+            current = (got or {}).get("model_version", {}).get("version") if status < 300 else None
             if current is not None and str(current) != str(version):
                 skipped.append(a)  # moved to another version since: do not take it back
                 continue
