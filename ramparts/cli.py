@@ -257,6 +257,7 @@ def _add_bench(sub) -> None:
     from ramparts.bench import throughput as bench_throughput
     from ramparts.bench import compute as bench_compute
     from ramparts.bench import volume as bench_volume
+    from ramparts.bench import playbooks as bench_playbooks
 
     bench_parse.add_arguments(bsub)
     bench_throughput.add_arguments(bsub)
@@ -267,6 +268,7 @@ def _add_bench(sub) -> None:
     bench_drift.add_arguments(bsub)
     bench_alerting.add_arguments(bsub)
     bench_compute.add_arguments(bsub)
+    bench_playbooks.add_arguments(bsub)
 
 
 def build_parser() -> argparse.ArgumentParser:
