@@ -8,8 +8,9 @@ or a ``prev_hash`` that does not match), and a deleted tail (the anchor is past 
 
 >>> r = {"seq": 1, "ts_ns": 0, "run_id": "r", "incident_id": "i", "playbook": "p", "step": "s", "action": "a",
 ...      "target": "t", "mode": "auto", "decision": "executed", "actor": "engine", "detail": "{}"}
->>> record_hash(GENESIS, r)[:16]
-'1b0ba1bd1b2b4b4a'
+>>> h = record_hash(GENESIS, r)
+>>> len(h), h == record_hash(GENESIS, dict(r)), h == record_hash(GENESIS, {**r, "target": "u"})
+(64, True, False)
 """
 
 from __future__ import annotations
