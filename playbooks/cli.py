@@ -66,6 +66,9 @@ def add_arguments(sub) -> None:
     common(q)
     q.add_argument("--listen", default=None, help="host:port (default: playbooks.approval_listen)")
     q.add_argument("--max-seconds", type=float, default=None, help="stop after this long")
+    q.add_argument("--kafka", action="store_true",
+                   help="also consume incidents from the workers' alerts topic (<kafka.topic_prefix>.alerts)")
+    q.add_argument("--bootstrap", metavar="HOST:PORT", default=None, help="Kafka brokers (default: kafka.bootstrap)")
     q.set_defaults(func=_cmd_serve)
 
 
@@ -230,6 +233,24 @@ def _cmd_serve(args) -> int:
     import time
     deadline = None if args.max_seconds is None else time.monotonic() + args.max_seconds
     try:
+        if args.kafka:
+            import asyncio
+
+            from ramparts.streams.topics import TopicNames
+
+            from .consumer import consume
+
+            async def main():
+                astop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(sig, astop.set)
+                k = config.kafka
+                return await consume(engine, args.bootstrap or k.bootstrap, TopicNames(k.topic_prefix).alerts,
+                                     f"{k.group}-playbooks", astop, args.max_seconds, config.playbooks.tick_seconds)
+            n = asyncio.run(main())
+            print(f"{n} incidents handled", flush=True)
+            return 0
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             for r in engine.tick():
                 print(f"revert {r['step']}: {r['status']}", flush=True)
