@@ -67,6 +67,10 @@ class Engine:
     def handle(self, incident: dict) -> list[str]:
         """Run every enabled playbook whose trigger matches; returns the run ids touched."""
         touched = []
+        if not incident.get("id"):
+            # Runs and steps are keyed by the incident id: without one, idempotency cannot hold.
+            log.error("incident without an id (detector %s): no playbook runs on it", incident.get("detector"))
+            return touched
         with self._lock:
             for pb in self.playbooks.values():
                 if pb.enabled and pb.trigger.matches(incident):

@@ -191,3 +191,11 @@ def test_secrets_reach_neither_the_audit_log_nor_the_state(harness, api):
     harness.close()
     raw = b"".join(p.read_bytes() for p in (harness.tmp / "state").iterdir())
     assert secret.encode() not in raw
+
+
+def test_incident_without_id_acts_on_nothing(harness, api):
+    a = api()
+    hook(harness, a.url)
+    eng = harness.open()
+    assert eng.handle({**incident(), "id": ""}) == []
+    assert a.requests == []
