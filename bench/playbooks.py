@@ -142,11 +142,14 @@ def run_once(action: str, rate: float, seconds: float) -> dict:
                 close_engine(engine)
             check = None
             if action == "nginx":
-                sample = [f"key-{i}" for i in range(0, n, max(1, n // 10))]
-                for _ in range(50):  # the last reload is asynchronous: its workers may still be starting
-                    if _status(port, f"key-{n - 1}") == 403:
-                        break
-                    time.sleep(0.1)
+                sample = [f"key-{i}" for i in range(0, n, max(1, n // 10))] + [f"key-{n - 1}"]
+                # Reloads are asynchronous: the last one's workers may still be starting, slowly on a
+                # loaded machine. Ask each sampled key until it is refused, at most ~30 s in all.
+                tries = 300
+                for k in sample:
+                    while _status(port, k) != 403 and tries > 0:
+                        tries -= 1
+                        time.sleep(0.1)
                 check = all(_status(port, k) == 403 for k in sample) and _status(port, "not-revoked") == 200
         finally:
             if proc is not None:
