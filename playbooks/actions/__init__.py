@@ -85,9 +85,6 @@ def action_classes() -> dict[str, type[Action]]:
     return {c.name: c for c in classes}
 
 
-ACTION_PARAMS = None
-
-
 def action_params() -> dict[str, type[Params]]:
     return {n: c.Params for n, c in action_classes().items()}
 
