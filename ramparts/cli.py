@@ -239,6 +239,12 @@ def _add_alerts(sub) -> None:
     add_arguments(sub)
 
 
+def _add_playbook(sub) -> None:
+    from ramparts.playbooks.cli import add_arguments
+
+    add_arguments(sub)
+
+
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks", description="Benchmarks; figures go to docs/benchmarks.md.")
     bsub = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
@@ -251,6 +257,7 @@ def _add_bench(sub) -> None:
     from ramparts.bench import throughput as bench_throughput
     from ramparts.bench import compute as bench_compute
     from ramparts.bench import volume as bench_volume
+    from ramparts.bench import playbooks as bench_playbooks
 
     bench_parse.add_arguments(bsub)
     bench_throughput.add_arguments(bsub)
@@ -261,6 +268,7 @@ def _add_bench(sub) -> None:
     bench_drift.add_arguments(bsub)
     bench_alerting.add_arguments(bsub)
     bench_compute.add_arguments(bsub)
+    bench_playbooks.add_arguments(bsub)
 
 
 def _add_dashboards(sub) -> None:
@@ -284,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_formats(sub)
     _add_alerts(sub)
     _add_dashboards(sub)
+    _add_playbook(sub)
     _add_bench(sub)
     return parser
 

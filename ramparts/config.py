@@ -163,6 +163,22 @@ class AlertingConfig(StrictModel):
     seed: int | None = Field(default=None, description="Seed of the retry jitter (tests); default: random.")
 
 
+class PlaybooksConfig(StrictModel):
+    """Response playbooks (``playbooks/``, docs/playbooks.md)."""
+
+    dir: str | None = Field(default=None, description="Directory of playbook YAML files (default: the shipped ones).")
+    state_dir: str = Field(default="ramparts-playbooks",
+                           description="Directory of the engine's state (SQLite): runs, steps, revert timers.")
+    max_actions_per_target_per_hour: int = Field(
+        default=3, ge=1, description="At most this many actions on one principal or model version per hour.")
+    approval_listen: str = Field(default="127.0.0.1:8787", description="host:port of the approval HTTP endpoint.")
+    approval_token_env: str = Field(default="RAMPARTS_APPROVAL_TOKEN",
+                                    description="Environment variable holding the approval endpoint's bearer token.")
+    tick_seconds: float = Field(default=1.0, gt=0, description="`playbook serve` checks revert timers this often.")
+    actions: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Per-action settings (nginx, litellm, kong, http, mlflow, model_repo).")
+
+
 class Config(StrictModel):
     hash_key: SecretStr | None = Field(
         default=None, description="Key of the HMAC that turns credentials into principal ids.")
@@ -177,6 +193,7 @@ class Config(StrictModel):
     kafka: KafkaConfig = Field(default_factory=KafkaConfig, description="Broker, topics and batching.")
     alerting: AlertingConfig = Field(default_factory=AlertingConfig, description="Incidents and delivery.")
     outputs: list[OutputConfig] = Field(default_factory=list, description="Where notifications go (SPEC.md, Outputs).")
+    playbooks: PlaybooksConfig = Field(default_factory=PlaybooksConfig, description="Response playbooks.")
 
     @model_validator(mode="after")
     def _unique_output_names(self) -> "Config":

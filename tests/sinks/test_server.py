@@ -110,7 +110,8 @@ def _run(sink):
             for r in rows:
                 r.pop("ts")
         out[table] = rows
-    out["migrations"] = sink.query(f"SELECT version, name FROM {sink.database}.schema_migrations FINAL")
+    out["migrations"] = sink.query(f"SELECT version, name FROM {sink.database}.schema_migrations FINAL "
+                                   "ORDER BY version")
     out["ttl"] = sink.query(f"SELECT name, engine_full FROM system.tables WHERE database = '{sink.database}' "
                             "ORDER BY name")
     return out
