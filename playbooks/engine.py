@@ -126,6 +126,8 @@ class Engine:
                 if run["approval"] == "denied":
                     self.state.put_step(rid, i, self.clock(), name=pb.step_name(i), action=step.action, mode=mode,
                                         status="denied")
+                    # the actions table (dashboards) showed this step awaiting approval: say it is settled
+                    self._record_action(rid, i, pb, incident, "denied", f"denied by {run['approved_by']}")
                     status = "denied"
                     break
                 if st is None:

@@ -85,6 +85,9 @@ def test_denied_run_never_acts(harness, api):
     eng.deny(rid, "oncall-bob")
     eng.handle(incident(severity="critical"))
     assert a.requests == [] and eng.state.run(rid)["status"] == "denied"
+    # the actions table (what the playbooks dashboard counts as pending) settles too
+    rows = eng.sink.query("SELECT status, detail FROM ramparts.actions FINAL")
+    assert [r["status"] for r in rows] == ["denied"] and "oncall-bob" in rows[0]["detail"]
 
 
 def test_dry_run_records_what_it_would_do_and_does_nothing(harness, api):
