@@ -525,15 +525,17 @@ LIMIT 200""", (0, 24, 24, 8), overrides=[_evidence_link(), _severity_colors()]),
 
 # --- playbooks -----------------------------------------------------------------------------------
 
-# The actions table of migration 0001: one row per playbook step run for an alert, rewritten as
-# its status changes (pending, done, failed, reverted); the latest updated_at wins.
+# The actions table of migration 0001, written by the playbook engine (playbooks/engine.py,
+# _record_action): one row per step of a run, rewritten as its status changes
+# (awaiting_approval, done, dry_run, limited, failed, denied, reverted, revert_failed); the
+# latest updated_at wins. The audit trail is playbook_audit (migration 0002).
 ACTION_FILTERS = "$__conditionalAll(target IN (${principal:sqlstring}), $principal)"
 
 
 def playbooks() -> dict:
     panels = [
         _panel("stat", "Approvals pending", f"""
-SELECT countIf(mode = 'approve' AND status = 'pending') AS approvals_pending
+SELECT countIf(status = 'awaiting_approval') AS approvals_pending
 FROM ramparts.actions FINAL
 WHERE {ACTION_FILTERS}""", (0, 0, 6, 4), thresholds=_thresholds((None, "green"), (1, "orange")),
                description="Steps of playbooks in approve mode waiting for `ramparts playbook approve`, whatever their age."),
@@ -543,7 +545,7 @@ SELECT count() AS actions, countIf(status = 'done') AS done, countIf(status = 'f
 FROM ramparts.actions FINAL
 WHERE $__timeFilter(ts) AND {ACTION_FILTERS}""", (6, 0, 12, 4), thresholds=_thresholds((None, "blue"))),
         _panel("stat", "Failed actions", f"""
-SELECT countIf(status = 'failed') AS failed
+SELECT countIf(status IN ('failed', 'revert_failed')) AS failed
 FROM ramparts.actions FINAL
 WHERE $__timeFilter(ts) AND {ACTION_FILTERS}""", (18, 0, 6, 4), thresholds=_thresholds((None, "green"), (1, "red"))),
         _panel("timeseries", "Actions by status", f"""
@@ -563,7 +565,7 @@ ORDER BY actions DESC""", (12, 4, 12, 8),
         _panel("table", "Steps waiting for approval", f"""
 SELECT alert_id AS id, playbook, step, action, target, ts AS requested, detail
 FROM ramparts.actions FINAL
-WHERE mode = 'approve' AND status = 'pending' AND {ACTION_FILTERS}
+WHERE status = 'awaiting_approval' AND {ACTION_FILTERS}
 ORDER BY ts
 LIMIT 200""", (0, 12, 24, 7), overrides=[_evidence_link()]),
         _panel("table", "Actions and their outcome", f"""
@@ -577,8 +579,10 @@ LIMIT 500""", (0, 19, 24, 9), overrides=[
             _evidence_link(),
             {"matcher": {"id": "byName", "options": "status"}, "properties": [
                 {"id": "mappings", "value": [{"type": "value", "options": {
-                    "done": {"color": "green", "index": 0}, "pending": {"color": "orange", "index": 1},
-                    "failed": {"color": "red", "index": 2}, "reverted": {"color": "blue", "index": 3}}}]},
+                    "done": {"color": "green", "index": 0}, "awaiting_approval": {"color": "orange", "index": 1},
+                    "failed": {"color": "red", "index": 2}, "reverted": {"color": "blue", "index": 3},
+                    "revert_failed": {"color": "red", "index": 4}, "denied": {"color": "purple", "index": 5},
+                    "limited": {"color": "yellow", "index": 6}, "dry_run": {"color": "text", "index": 7}}}]},
                 {"id": "custom.cellOptions", "value": {"type": "color-background"}}]}]),
         _panel("table", "Reverts", f"""
 SELECT alert_id AS id, playbook, step, action, target, ts AS acted, updated_at AS reverted_at,
@@ -589,10 +593,14 @@ ORDER BY updated_at DESC
 LIMIT 200""", (0, 28, 16, 8), overrides=[
             _evidence_link(), {"matcher": {"id": "byName", "options": "held_seconds"},
                                "properties": [{"id": "unit", "value": "s"}]}]),
-        _text("Audit integrity", """
-The playbook audit log is append-only and hash-chained (SPEC.md, "Playbooks"); it is not in
-ClickHouse yet. Verify it with `ramparts playbook audit`. A panel over the audit table replaces
-this note when the playbooks store their audit trail (docs/dashboards.md).""", (16, 28, 8, 8)),
+        _panel("stat", "Audit trail", """
+SELECT count() AS records, max(seq) - min(seq) + 1 - count() AS missing_seq,
+       countIf(prev_hash = '') AS unchained
+FROM ramparts.playbook_audit""", (16, 28, 8, 8), thresholds=_thresholds((None, "green"), (1, "red")),
+               overrides=[{"matcher": {"id": "byName", "options": "records"},
+                           "properties": [{"id": "thresholds", "value": _thresholds((None, "blue"))}]}],
+               description="Records of the hash-chained audit log; a gap in seq means a deleted record. An edited "
+                           "record only shows in `ramparts playbook audit --verify`, which recomputes the hashes."),
     ]
     return _dashboard("ramparts-playbooks", "Ramparts: playbooks",
                       "Playbook actions, approvals pending, reverts and the audit trail.",

@@ -35,9 +35,11 @@ TEXT = re.compile(r"^(LowCardinality\()?(Nullable\()?String\)?\)?$")
 def store(tmp_path_factory, monkeypatch_module):
     """extraction and compute replayed into one chdb store, plus playbook actions on their alerts.
 
-    The actions are written as a stand-in for the playbooks engine (issue 8), which is not on
-    this branch: one of each status the actions table knows, on real alert ids.
+    The action rows stand in for the playbook engine's runs (one of each status its
+    ``_record_action`` writes, on real alert ids); the audit records go through the real
+    hash-chained ``AuditLog`` into ``playbook_audit``.
     """
+    from ramparts.playbooks.audit import AuditLog
     from ramparts.config import load_config
 
     root = tmp_path_factory.mktemp("dashboards")
@@ -61,13 +63,32 @@ def store(tmp_path_factory, monkeypatch_module):
              "step": "revoke", "action": "gateway.revoke", "target": principal["entity"]["id"], "mode": mode,
              "status": status, "detail": {"gateway": "nginx"},
              "updated_at": ts + (i + 600) * 10**9}
-            for i, (status, mode) in enumerate([("done", "auto"), ("pending", "approve"), ("failed", "auto"),
-                                                ("reverted", "auto")])]
+            for i, (status, mode) in enumerate([("done", "auto"), ("awaiting_approval", "approve"),
+                                                ("failed", "auto"), ("reverted", "auto"), ("denied", "approve"),
+                                                ("dry_run", "dry-run"), ("limited", "auto")])]
         sink.write_actions(actions)
         sink.flush()
+        audit = AuditLog(sink.backend, sink.database, _AuditHead())
+        audit.append([{"ts_ns": a["ts"], "run_id": a["id"], "incident_id": a["alert_id"], "playbook": a["playbook"],
+                       "step": a["step"], "action": a["action"], "target": a["target"], "mode": a["mode"],
+                       "decision": a["status"], "actor": "engine", "detail": {}} for a in actions])
+        assert audit.verify() == []
         yield sink, alerts
     finally:
         sink.close()
+
+
+class _AuditHead:
+    """The audit log's anchor (the engine keeps it in its SQLite state; here, in memory)."""
+
+    def __init__(self):
+        self.seq, self.hash = 0, "0" * 64
+
+    def audit_head(self):
+        return self.seq, self.hash
+
+    def set_audit_head(self, seq, h):
+        self.seq, self.hash = seq, h
 
 
 @pytest.fixture(scope="module")
