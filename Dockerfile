@@ -20,7 +20,10 @@ RUN pip install --no-deps .
 
 FROM python:3.11-slim
 
-RUN useradd --system --uid 10001 --user-group --create-home --home-dir /var/lib/ramparts ramparts
+RUN useradd --system --uid 10001 --user-group --create-home --home-dir /var/lib/ramparts ramparts \
+    && install -d -o ramparts -g ramparts /var/lib/ramparts/outbox /var/lib/ramparts/playbooks
+# (a named volume mounted on these takes their owner, so the user can write the outbox and the
+# playbooks' state there)
 COPY --from=build /opt/ramparts /opt/ramparts
 ENV PATH=/opt/ramparts/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 

@@ -25,7 +25,7 @@ from ramparts.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 HASH_KEY = "9f2c61d0a4b7e85c3f1d2a6b0c9e8f7a"
-ENV = {"RAMPARTS_HASH_KEY": HASH_KEY}
+ENV = {"RAMPARTS_HASH_KEY": HASH_KEY, "RAMPARTS_APPROVAL_TOKEN": "approval-token-for-tests"}
 IMAGES = {"kafka": "apache/kafka", "clickhouse": "clickhouse/clickhouse-server", "grafana": "grafana/grafana"}
 DATASOURCE_TYPE = "grafana-clickhouse-datasource"
 DATASOURCE_UID = "ramparts-clickhouse"
@@ -192,16 +192,21 @@ def build_problems(compose: dict, root: Path) -> list[str]:
     return problems
 
 
-def worker_config(compose: dict, root: Path):
-    """The worker's configuration exactly as the worker would load it, or ConfigError."""
-    worker = compose["services"]["worker"]
-    args = argv(compose, "worker", root)
+def ramparts_services(compose: dict) -> list[str]:
+    """The services that run this repository's image (the workers, the playbook engine)."""
+    return sorted(n for n, s in compose["services"].items() if s.get("build") == ".")
+
+
+def worker_config(compose: dict, root: Path, name: str = "worker"):
+    """A ramparts service's configuration exactly as it would load it, or ConfigError."""
+    worker = compose["services"][name]
+    args = argv(compose, name, root)
     if "--config" not in args:
-        raise ComposeError("worker: the command passes no --config")
+        raise ComposeError(f"{name}: the command passes no --config")
     config_path = args[args.index("--config") + 1]
     source = host_path(worker, config_path, root)
     if source is None:
-        raise ComposeError(f"worker: --config {config_path} is not a mounted file")
+        raise ComposeError(f"{name}: --config {config_path} is not a mounted file")
     env = {k: v for k, v in environment(worker).items() if k.startswith("RAMPARTS_")}
     return load_config(source, env=env)
 
@@ -209,17 +214,20 @@ def worker_config(compose: dict, root: Path):
 def command_problems(compose: dict, root: Path) -> list[str]:
     from ramparts.cli import build_parser
 
-    args = argv(compose, "worker", root)
-    if not args or args[0] != "ramparts":
-        return [f"worker: runs {args[:1]}, not ramparts"]
-    stderr = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(stderr):
-            build_parser().parse_args(args[1:])
-    except SystemExit:
-        last = stderr.getvalue().strip().splitlines()[-1:] or [""]
-        return [f"worker: `{shlex.join(args)}` is not a ramparts command line: {last[0]}"]
-    return []
+    problems = []
+    for name in ramparts_services(compose):
+        args = argv(compose, name, root)
+        if not args or args[0] != "ramparts":
+            problems.append(f"{name}: runs {args[:1]}, not ramparts")
+            continue
+        stderr = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(stderr):
+                build_parser().parse_args(args[1:])
+        except SystemExit:
+            last = stderr.getvalue().strip().splitlines()[-1:] or [""]
+            problems.append(f"{name}: `{shlex.join(args)}` is not a ramparts command line: {last[0]}")
+    return problems
 
 
 def health_problems(compose: dict) -> list[str]:
@@ -230,11 +238,12 @@ def health_problems(compose: dict) -> list[str]:
         text = " ".join(test) if isinstance(test, list) else (test or "")
         if not all(w in text for w in words):
             problems.append(f"{name}: healthcheck does not run {' '.join(words)}")
-    depends = services["worker"].get("depends_on") or {}
-    for name in expected:
-        condition = depends.get(name, {}).get("condition") if isinstance(depends, dict) else None
-        if condition != "service_healthy":
-            problems.append(f"worker: does not wait for {name} to be healthy")
+    for service in ramparts_services(compose):
+        depends = services[service].get("depends_on") or {}
+        for name in expected:
+            condition = depends.get(name, {}).get("condition") if isinstance(depends, dict) else None
+            if condition != "service_healthy":
+                problems.append(f"{service}: does not wait for {name} to be healthy")
     return problems
 
 
@@ -341,6 +350,24 @@ def test_worker_environment_and_mounted_config_are_a_valid_configuration(compose
     assert config.resolved_hash_key() == HASH_KEY
 
 
+def test_the_playbook_engine_runs_beside_the_workers_with_the_same_store_and_brokers(compose):
+    """The playbooks service reads the workers' alerts topic and writes the audit log to the
+    same ClickHouse: its configuration must name the same places, keep its state on a volume
+    and take its approval token from the environment (no default)."""
+    assert ramparts_services(compose) == ["playbooks", "worker"]
+    assert argv(compose, "playbooks", REPO)[:4] == ["ramparts", "playbook", "serve", "--kafka"]
+    worker, engine = worker_config(compose, REPO), worker_config(compose, REPO, "playbooks")
+    assert engine.kafka.bootstrap == worker.kafka.bootstrap and engine.store.dsn == worker.store.dsn
+    assert engine.kafka.topic_prefix == worker.kafka.topic_prefix
+    state = engine.playbooks.state_dir
+    assert any(target == state and not source.startswith(".") for source, target in
+               (v.split(":")[:2] for v in compose["services"]["playbooks"]["volumes"]))
+    outbox = worker.alerting.outbox_dir
+    assert any(target == outbox for _, target in (v.split(":")[:2] for v in compose["services"]["worker"]["volumes"]))
+    with pytest.raises(ComposeError, match="RAMPARTS_APPROVAL_TOKEN"):
+        load_compose(env={k: v for k, v in ENV.items() if k != "RAMPARTS_APPROVAL_TOKEN"})
+
+
 def test_the_hash_key_has_no_default():
     with pytest.raises(ComposeError, match="RAMPARTS_HASH_KEY"):
         load_compose(env={})
@@ -426,13 +453,14 @@ def test_a_missing_mounted_file_is_reported(stack):
     assert mount_problems(compose, stack) == []
     (stack / "deploy" / "ramparts.yaml").unlink()
     assert mount_problems(compose, stack) == [
-        "worker: bind mount ./deploy/ramparts.yaml -> /etc/ramparts/ramparts.yaml: "
-        "./deploy/ramparts.yaml does not exist"]
+        f"{name}: bind mount ./deploy/ramparts.yaml -> /etc/ramparts/ramparts.yaml: "
+        "./deploy/ramparts.yaml does not exist" for name in ("worker", "playbooks")]
 
 
 def test_a_build_context_without_its_dockerfile_is_reported(stack):
     (stack / "Dockerfile").unlink()
-    assert build_problems(load_compose(stack), stack) == ["worker: build context . has no Dockerfile"]
+    assert build_problems(load_compose(stack), stack) == [f"{name}: build context . has no Dockerfile"
+                                                          for name in ("worker", "playbooks")]
 
 
 def test_a_misspelt_ramparts_variable_fails_the_configuration(stack):
