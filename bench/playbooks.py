@@ -14,36 +14,13 @@ of the revoked principals. Reported per run: p50, p99, max; with ``--runs N`` th
 
 from __future__ import annotations
 
-import os
-import shutil
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-_NGINX_CONF = """\
-{user}
-daemon off;
-master_process on;
-worker_processes 1;
-pid {p}/nginx.pid;
-error_log {p}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {p}/tmp/body; proxy_temp_path {p}/tmp/proxy; fastcgi_temp_path {p}/tmp/fastcgi;
-    uwsgi_temp_path {p}/tmp/uwsgi; scgi_temp_path {p}/tmp/scgi;
-    include {p}/principals.map;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{ if ($ramparts_deny) {{ return 403; }} return 200 "ok\\n"; }}
-    }}
-}}
-"""
+from .nginx_local import Nginx
 
 PLAYBOOK = """\
 name: bench
@@ -55,50 +32,19 @@ steps:
 """
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _status(port: int, key: str) -> int:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"X-Api-Key": key})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except OSError:
-        return 0
-
-
 def run_once(action: str, rate: float, seconds: float) -> dict:
     from ramparts.config import Config
-    from ramparts.playbooks.actions.nginx import render_map
     from ramparts.playbooks.runtime import close_engine, open_engine
 
     with tempfile.TemporaryDirectory(prefix="ramparts-bench-playbooks-") as tmp:
         t = Path(tmp)
         (t / "pb").mkdir()
-        proc = server = None
+        nginx = server = None
         settings: dict = {}
         try:
             if action == "nginx":
-                nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-                port = _free_port()
-                (t / "tmp").mkdir()
-                (t / "principals.map").write_text(render_map({"deny": {}, "limit": {}}, "$http_x_api_key"))
-                user = "user root root;" if os.geteuid() == 0 else ""
-                (t / "nginx.conf").write_text(_NGINX_CONF.format(p=t, port=port, user=user))
-                proc = subprocess.Popen([nginx, "-p", str(t), "-c", str(t / "nginx.conf")],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                for _ in range(100):
-                    if _status(port, "x") == 200:
-                        break
-                    time.sleep(0.1)
-                settings = {"nginx": {"map_file": str(t / "principals.map"), "nginx_bin": nginx,
-                                      "conf": str(t / "nginx.conf"), "prefix": str(t)}}
+                nginx = Nginx(t / "nginx").start()
+                settings = {"nginx": nginx.settings()}
                 pb = PLAYBOOK.format(action="nginx.revoke", params='{principal: "${entity.id}"}')
             else:
                 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -147,14 +93,13 @@ def run_once(action: str, rate: float, seconds: float) -> dict:
                 # loaded machine. Ask each sampled key until it is refused, at most ~30 s in all.
                 tries = 300
                 for k in sample:
-                    while _status(port, k) != 403 and tries > 0:
+                    while nginx.status(k) != 403 and tries > 0:
                         tries -= 1
                         time.sleep(0.1)
-                check = all(_status(port, k) == 403 for k in sample) and _status(port, "not-revoked") == 200
+                check = all(nginx.status(k) == 403 for k in sample) and nginx.status("not-revoked") == 200
         finally:
-            if proc is not None:
-                proc.terminate()
-                proc.wait(timeout=10)
+            if nginx is not None:
+                nginx.stop()
             if server is not None:
                 server.shutdown()
                 server.server_close()
