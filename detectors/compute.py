@@ -515,8 +515,16 @@ class MinerSignature(IncidentRule):
               "node": _text(e.get("node")), "pod_label": pod_of(e), "samples_matching": inc["count"]}
         profiled = ev["tensor_active_max"] is not None or ev["pcie_bytes_per_s_max"] is not None
         pod = f" inside pod {ev['pod_label']}" if ev["pod_label"] else ""
+        # Say only what this source measured: nvidia-smi has no tensor or PCIe counters.
+        seen = [f"utilisation flat at {ev['util_min']:.0f}% or more"]
+        if ev["tensor_active_max"] is not None:
+            seen.append("tensor pipes idle")
+        if ev["pcie_bytes_per_s_max"] is not None:
+            seen.append("near-zero PCIe")
+        if ev["mem_fraction_max"] is not None:
+            seen.append("little memory")
+        seen.append("constant power")
         return make_alert(self.name, "critical" if profiled else "high", ("gpu", gpu), score=float(inc["count"]),
-                          summary=(f"GPU {gpu}{pod} shows the miner signature: {ev['util_min']:.0f}%+ flat load, "
-                                   f"tensor pipes idle, near-zero PCIe, constant power"),
+                          summary=f"GPU {gpu}{pod} shows the miner signature: {', '.join(seen)}",
                           evidence=ev, first_ts=inc["first"], last_ts=inc["last"], count=inc["count"])
 

@@ -188,6 +188,19 @@ def test_the_miner_signature_inside_an_authorized_pod_is_caught_after_startup_an
     ev = a["evidence"]
     assert ev["util_min"] == 100.0 and ev["tensor_active_max"] < 0.01 and ev["pcie_bytes_per_s_max"] < 1e5
     assert ev["pod_label"] == "research/notebook-0" and ev["power_cv"] < 0.03
+    assert "tensor pipes idle" in a["summary"] and "near-zero PCIe" in a["summary"]
+
+
+def test_a_miner_seen_without_profiling_counters_is_high_and_its_summary_claims_only_what_was_measured():
+    """nvidia-smi has no tensor or PCIe counters: those columns do not vote, and the summary must
+    not say they were idle."""
+    d = MinerSignature()
+    events = [miner(i, tensor_active=None, pcie_tx_bytes=None, pcie_rx_bytes=None, source="nvidia_smi")
+              for i in range(1, 30)]
+    a = only(run(d, events, batch=7))
+    assert a["severity"] == "high" and a["evidence"]["tensor_active_max"] is None
+    assert "tensor" not in a["summary"] and "PCIe" not in a["summary"]
+    assert "utilisation flat at 100% or more" in a["summary"] and "constant power" in a["summary"]
 
 
 def test_training_inference_and_a_memory_heavy_stress_test_do_not_look_like_a_miner():
