@@ -23,10 +23,11 @@ import fnmatch
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
+                      field_validator, model_validator)
 
 from ramparts.errors import ConfigError
 
@@ -56,6 +57,17 @@ def parse_duration(value: Any) -> float:
     if not m or float(m.group(1)) <= 0:
         raise ValueError(f"{value!r} is not a duration: write a positive number with a unit, e.g. 30s, 15m, 1h, 2d")
     return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+def _mode(v: str) -> str:
+    if v not in MODES:
+        raise ValueError(f"{v!r} is not a mode; one of {', '.join(MODES)}")
+    return v
+
+
+# A playbook's and a step's mode and revert_after are checked the same way.
+Mode = Annotated[str, AfterValidator(_mode)]
+Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class _Strict(BaseModel):
@@ -105,43 +117,19 @@ class Step(_Strict):
                              description="Step name in the audit log (default: <n>-<action>).")
     params: dict[str, Any] = Field(default_factory=dict, description="Action parameters; ${...} are variables.")
     when: When = Field(default_factory=When)
-    mode: str | None = Field(default=None, description="Overrides the playbook's mode for this step.")
-    revert_after: float | None = Field(default=None, description="Overrides the playbook's revert_after.")
-
-    @field_validator("mode")
-    @classmethod
-    def _mode(cls, v):
-        if v is not None and v not in MODES:
-            raise ValueError(f"{v!r} is not a mode; one of {', '.join(MODES)}")
-        return v
-
-    @field_validator("revert_after", mode="before")
-    @classmethod
-    def _revert(cls, v):
-        return None if v is None else parse_duration(v)
+    mode: Mode | None = Field(default=None, description="Overrides the playbook's mode for this step.")
+    revert_after: Duration | None = Field(default=None, description="Overrides the playbook's revert_after.")
 
 
 class Playbook(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9._-]+$", description="Unique name.")
     description: str = ""
     trigger: Trigger
-    mode: str = Field(default="dry-run", description="auto, approve or dry-run (the safe default).")
-    revert_after: float | None = None
+    mode: Mode = Field(default="dry-run", description="auto, approve or dry-run (the safe default).")
+    revert_after: Duration | None = None
     enabled: bool = True
     steps: list[Step] = Field(min_length=1)
     source: str = Field(default="", exclude=True)
-
-    @field_validator("mode")
-    @classmethod
-    def _mode(cls, v):
-        if v not in MODES:
-            raise ValueError(f"{v!r} is not a mode; one of {', '.join(MODES)}")
-        return v
-
-    @field_validator("revert_after", mode="before")
-    @classmethod
-    def _revert(cls, v):
-        return None if v is None else parse_duration(v)
 
     @model_validator(mode="after")
     def _step_names(self) -> "Playbook":
