@@ -60,8 +60,23 @@ class Stack:
         self.workers.append(w)
         return w
 
-    def ship(self, files: list[str], single: bool = False):
+    def ship(self, files: list[str], single: bool = False, alive=None):
+        """Ship ``files``; with ``alive`` (a running worker's check), pod lists first
+        (:meth:`ship_reference`). Returns the report of the rest."""
+        if alive is not None:
+            files = self.ship_reference(files, alive, single=single)
         return asyncio.run(ship_files(self.config, files, single=single))
+
+    def ship_reference(self, files: list[str], alive, single: bool = False) -> list[str]:
+        """Ship the pod lists among ``files`` and wait until the worker consumed them, as ``ramparts
+        dev`` does: the worker reads its raw topics in no guaranteed order, and a GPU sample judged
+        before its node's pod list is a false alarm (docs/compute.md, "Reference data in the
+        worker"). Returns the other files."""
+        reference = [f for f in files if f.endswith(".k8s_pods.log")]
+        if reference:
+            asyncio.run(ship_files(self.config, reference, single=single))
+            assert self.wait_consumed(alive=alive), "the worker did not consume the pod lists"
+        return [f for f in files if f not in reference]
 
     def wait_consumed(self, alive=lambda: True, timeout: float = WAIT_SECONDS) -> bool:
         return asyncio.run(wait_until_committed(self.bootstrap, self.config.kafka.group,

@@ -77,7 +77,7 @@ def test_shipped_records_become_stored_events_and_the_same_alerts_as_replay(stac
     report, expected = _replay_with_kinds(stack, day1, tmp_path)
     assert report.alerts, "the scenario's attacks must raise alerts for this comparison to mean something"
     w = stack.worker("a").start()
-    shipped = stack.ship(day1)
+    shipped = stack.ship(day1, alive=w.alive)
     assert shipped.messages < shipped.records / 100  # packed, many records per message
     assert stack.wait_consumed(alive=w.alive), w.log_tail()
     assert w.stop() == 0, w.log_tail()
@@ -175,10 +175,11 @@ def test_a_worker_killed_mid_stream_and_restarted_loses_nothing_and_duplicates_n
 
     report, expected1 = _replay_with_kinds(stack, day1 + day2, tmp_path)
     w = stack.worker("k").start()
-    stack.ship(day1)
+    stack.ship(day1, alive=w.alive)
     assert stack.wait_consumed(alive=w.alive), w.log_tail()
+    rest = stack.ship_reference(day2, alive=w.alive)
     done_before = w.stats().get("events", 0)
-    stack.ship(day2)
+    stack.ship(rest)
     deadline = time.monotonic() + 60
     while w.stats().get("events", 0) <= done_before and time.monotonic() < deadline:
         time.sleep(0.05)
