@@ -75,6 +75,7 @@ EXTREME_SCORE = 0.9  # the score of a new extreme
 LOCAL_SHARE = 1.0  # the reference is at least this share of the nearest shape's own distance when it was new
 HELD_STEPS = 3  # a level held this many steps (a spike moves one step's mean) can be a new held extreme ...
 HELD_SHARE = 0.1  # ... when it passes the levels held before by this share of their span
+HELD_AFTER = 2.0  # ... once the series is twice the learning period long (a chance record, 1/n, is half as likely)
 
 
 class P2Quantile:
@@ -284,7 +285,7 @@ class SeriesModel:
         up, down = min(self.held), max(self.held)
         score = 0.0
         span = self.held_hi - self.held_lo
-        if self.n > self.learn and span > 0 and self.steps - self.last_flag > self.mask:
+        if self.n > self.learn * HELD_AFTER and span > 0 and self.steps - self.last_flag > self.mask:
             if max(up - self.held_hi, self.held_lo - down) / span > HELD_SHARE:
                 score = EXTREME_SCORE
                 self.last_flag = self.steps
