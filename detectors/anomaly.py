@@ -37,6 +37,12 @@ How a series is judged:
 * **New extremes.** A point more than ``extreme`` (5%) of the learned range beyond the
   highest or lowest value seen is flagged at once, scored 0.9, without waiting for its
   step to end.
+* **New held levels.** The level held over the last 3 steps (the lowest of their means; the
+  highest, for a fall) more than 10% of the span of the levels held before past the highest
+  (lowest) of them scores 0.9, once the series is twice its learning period long. One spike
+  can widen the range tenfold, and with it every distance's denominator, so the shapes then
+  miss a bump the size of a daily peak; a spike moves one step's mean, so it neither holds a
+  level nor widens the levels held.
 * **One flag per anomaly.** After a flag the series is masked for 1.5 windows of steps:
   only a ratio 1.5 times the last flagged one (an escalating anomaly) flags again inside
   it. Every other point scores 0.

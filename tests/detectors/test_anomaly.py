@@ -96,6 +96,19 @@ def test_a_level_held_past_the_levels_held_before_is_flagged_after_a_spike_widen
         assert late == []
 
 
+def test_held_levels_wait_for_twice_the_learning_period():
+    # Just after learning, records of held levels fall by chance; the same shift at a daily
+    # peak (i % 96 == 24) flags as a held level only once 600 points (2 x 300) have passed.
+    # (From the end of learning, the first shift flags as a held level too, at 506.)
+    x = daily(3000)
+    x[350] = 500.0  # the range ten times wider: the shapes do not see the shifts below
+    x[498:510] += 15  # before point 600
+    x[2034:2046] += 30  # past the level the first shift held
+    m = SeriesModel(learn_points=300)
+    late = [(i, m.kind) for i, v in enumerate(x) if m.score(v) > 0 and i > 351]
+    assert late == [(2042, "new held level")]
+
+
 def test_the_held_levels_survive_a_round_trip():
     x = daily(1000)
     a = SeriesModel(learn_points=300, memory=560)
