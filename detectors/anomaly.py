@@ -37,6 +37,12 @@ How a series is judged:
 * **New extremes.** A point more than ``extreme`` (5%) of the learned range beyond the
   highest or lowest value seen is flagged at once, scored 0.9, without waiting for its
   step to end.
+* **New held levels.** The level held over the last 3 steps (the lowest of their means; the
+  highest, for a fall) more than 10% of the span of the levels held before past the highest
+  (lowest) of them scores 0.9, once the series is twice its learning period long. One spike
+  can widen the range tenfold, and with it every distance's denominator, so the shapes then
+  miss a bump the size of a daily peak; a spike moves one step's mean, so it neither holds a
+  level nor widens the levels held.
 * **One flag per anomaly.** After a flag the series is masked for 1.5 windows of steps:
   only a ratio 1.5 times the last flagged one (an escalating anomaly) flags again inside
   it. Every other point scores 0.
@@ -73,6 +79,9 @@ MASK_WINDOWS = 1.5  # after a flag, this many windows of steps are masked
 ESCALATION = 1.5  # inside the mask, a ratio this many times the last flagged one flags again
 EXTREME_SCORE = 0.9  # the score of a new extreme
 LOCAL_SHARE = 1.0  # the reference is at least this share of the nearest shape's own distance when it was new
+HELD_STEPS = 3  # a level held this many steps (a spike moves one step's mean) can be a new held extreme ...
+HELD_SHARE = 0.1  # ... when it passes the levels held before by this share of their span
+HELD_AFTER = 2.0  # ... once the series is twice the learning period long (a chance record, 1/n, is half as likely)
 
 
 class P2Quantile:
@@ -167,6 +176,8 @@ class SeriesModel:
         self.step = max(1, round(self.learn / (self.window * STEPS_PER_LEARNING)))
         self.mask = int(self.window * MASK_WINDOWS)
         self.decay = 0.5 ** (1 / RECENT_HALF_LIFE)
+        self.kind = ""  # what the last score flagged: "new extreme", "new held level", "new shape" or ""
+        self._step_kind = ""
         if state is None:
             self.n = 0  # points seen
             self.acc = [0, 0.0, math.inf, -math.inf]  # the open step: count, sum, min, max
@@ -181,6 +192,8 @@ class SeriesModel:
             self.recent = 0.0
             self.last_flag = -(10 ** 9)
             self.last_ratio = 0.0
+            self.held: deque[float] = deque(maxlen=HELD_STEPS)  # the latest step means
+            self.held_hi, self.held_lo = -math.inf, math.inf  # the highest and lowest level held so far
         else:
             self._load(state)
 
@@ -191,11 +204,13 @@ class SeriesModel:
         x = float(x)
         self.n += 1
         flag = 0.0
+        self.kind = ""
         if self.n > self.learn and self.hi > self.lo:
             span = self.hi - self.lo
             beyond = max(x - self.hi, self.lo - x) / span
             if beyond > self.extreme and (self.steps - self.last_flag > self.mask or beyond > self.last_ratio):
                 flag = EXTREME_SCORE
+                self.kind = "new extreme"
                 self.last_flag = self.steps
                 self.last_ratio = max(self.last_ratio, 1.0)
         if x < self.lo:
@@ -209,7 +224,11 @@ class SeriesModel:
         acc[3] = max(acc[3], x)
         if acc[0] < self.step:
             return flag
-        return max(flag, self._end_step())
+        step = self._end_step()
+        if step > flag:
+            self.kind = self._step_kind
+            return step
+        return flag
 
     def _end_step(self) -> float:
         count, total, low, high = self.acc
@@ -248,15 +267,42 @@ class SeriesModel:
                 score = min(1.0, ratio / (1 + ratio))
                 self.last_flag = self.steps
                 self.last_ratio = ratio
+        self._step_kind = "new shape" if score else ""
         if self.n > self.learn * START and score == 0.0:
             self.ref.add(d)
         if self.n > self.learn:
             self.recent = max(self.recent * self.decay, d)
+        held = self._held(mean)
+        if held > score:
+            score, self._step_kind = held, "new held level"
         return float(score)  # a Python float, whichever numpy scalars went into it
 
+    def _held(self, mean: float) -> float:
+        """EXTREME_SCORE when the level of the last HELD_STEPS step means is a new held extreme.
+
+        The level held is the lowest of the last HELD_STEPS step means (the highest, for a low):
+        one spike moves one step's mean, so it cannot hold a level. A new extreme of held levels
+        is judged against the range of the levels held before, not the range of the points, which
+        one spike can widen tenfold and with it every distance's denominator.
+        """
+        self.held.append(mean)
+        if len(self.held) < self.held.maxlen:
+            return 0.0
+        up, down = min(self.held), max(self.held)
+        score = 0.0
+        span = self.held_hi - self.held_lo
+        if self.n > self.learn * HELD_AFTER and span > 0 and self.steps - self.last_flag > self.mask:
+            if max(up - self.held_hi, self.held_lo - down) / span > HELD_SHARE:
+                score = EXTREME_SCORE
+                self.last_flag = self.steps
+                self.last_ratio = max(self.last_ratio, 1.0)
+        self.held_hi, self.held_lo = max(self.held_hi, up), min(self.held_lo, down)
+        return score
+
     def explain(self) -> dict:
-        """The numbers behind the last score: range, reference distance, last ratio, points seen."""
-        return {"learned_low": _r(self.lo), "learned_high": _r(self.hi), "reference_distance": _r(self.ref.value()),
+        """The numbers behind the last score: range, levels held, reference distance, last ratio, points seen."""
+        return {"learned_low": _r(self.lo), "learned_high": _r(self.hi), "held_low": _r(self.held_lo),
+                "held_high": _r(self.held_hi), "reference_distance": _r(self.ref.value()),
                 "novelty_ratio": _r(self.last_ratio), "points": self.n, "learn_points": self.learn}
 
     # -- state -------------------------------------------------------------------------------
@@ -277,7 +323,8 @@ class SeriesModel:
                 "ds": _b64(_range_bytes(np.fromiter(self.ds, float), lo, span)),
                 "dq": _b64(_log_bytes(np.fromiter(self.dq, float))), "m": _b64(_range_bytes(self.hist, lo, span)),
                 "o": _b64(_log_bytes(self.memd)), "q": self.ref.state(),
-                "r": _r(self.recent), "f": self.last_flag, "fr": _r(self.last_ratio)}
+                "r": _r(self.recent), "f": self.last_flag, "fr": _r(self.last_ratio),
+                "h": [_r(v) for v in self.held], "hh": _r(self.held_hi), "hl": _r(self.held_lo)}
 
     def _load(self, s: dict) -> None:
         self.n = int(s["n"])
@@ -297,6 +344,8 @@ class SeriesModel:
         self.recent = float(s["r"])
         self.last_flag = int(s["f"])
         self.last_ratio = float(s["fr"])
+        self.held = deque((float(v) for v in s.get("h", ())), maxlen=HELD_STEPS)
+        self.held_hi, self.held_lo = _f(s.get("hh"), -math.inf), _f(s.get("hl"), math.inf)
 
 
 def _r(v: float | None) -> float | None:
@@ -438,7 +487,7 @@ class _MetricSeries(Detector):
             inc[1] = ts
             inc[2] += 1
             inc[3] = max(inc[3], score)  # an incident's severity follows its worst minute
-            kind = "new extreme" if score == EXTREME_SCORE else "new shape"
+            kind = m.kind or "new shape"
             evidence = {"metric": metric, "value": _r(value), "minute": ts, "statistic": kind, "score": _r(score),
                         "threshold": self.options.alert_score, **m.explain()}
             out.append(make_alert(self.name, "high" if inc[3] >= 0.85 else "medium", (self.entity_type, entity),

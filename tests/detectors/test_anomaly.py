@@ -79,6 +79,46 @@ def test_state_round_trips_through_json_and_scores_go_on_the_same():
     assert len(flagged_a ^ flagged_b) <= 2
 
 
+@pytest.mark.parametrize("points, flagged", [(12, True), (3, False)])
+def test_a_level_held_past_the_levels_held_before_is_flagged_after_a_spike_widened_the_range(points, flagged):
+    # One spike makes the range ten times wider; the shapes' distances, as shares of that
+    # range, no longer see a daily peak 15 higher. Held for four steps (12 points; steps of 3)
+    # it is a new held level; for one step it is a burst, which one spike's step could be.
+    x = daily(3000)
+    x[1000] = 500.0
+    x[2034:2034 + points] += 15  # at a daily peak (i % 96 == 24 at 2040)
+    m = SeriesModel(learn_points=300)
+    late = [(i, s, m.kind) for i, v in enumerate(x) if (s := m.score(v)) > 0 and i > 1001]
+    if flagged:
+        assert late == [(2042, EXTREME_SCORE, "new held level")]
+        assert m.explain()["held_high"] > 80 > m.explain()["learned_high"] / 10
+    else:
+        assert late == []
+
+
+def test_held_levels_wait_for_twice_the_learning_period():
+    # Just after learning, records of held levels fall by chance; the same shift at a daily
+    # peak (i % 96 == 24) flags as a held level only once 600 points (2 x 300) have passed.
+    # (From the end of learning, the first shift flags as a held level too, at 506.)
+    x = daily(3000)
+    x[350] = 500.0  # the range ten times wider: the shapes do not see the shifts below
+    x[498:510] += 15  # before point 600
+    x[2034:2046] += 30  # past the level the first shift held
+    m = SeriesModel(learn_points=300)
+    late = [(i, m.kind) for i, v in enumerate(x) if m.score(v) > 0 and i > 351]
+    assert late == [(2042, "new held level")]
+
+
+def test_the_held_levels_survive_a_round_trip():
+    x = daily(1000)
+    a = SeriesModel(learn_points=300, memory=560)
+    for v in x:
+        a.score(v)
+    b = SeriesModel(learn_points=300, memory=560, state=orjson.loads(orjson.dumps(a.state())))
+    assert list(b.held) == pytest.approx(list(a.held), rel=1e-5)
+    assert (b.held_lo, b.held_hi) == pytest.approx((a.held_lo, a.held_hi), rel=1e-5)
+
+
 def requests(model: str, minutes: int, latency, start: int = 0) -> list[dict]:
     out = []
     for k in range(start, start + minutes):
