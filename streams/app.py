@@ -17,7 +17,8 @@ Two agents (three with model-routed detectors), all thin shells over pure code:
   (``Detector.route == "entity"``).
 * ``detect-model``, only when an enabled detector is routed by model
   (``Detector.route == "model"``): ``parse`` also sends the requests and predictions that
-  name a model (of the kinds those detectors read) to ``events.model``, partitioned by model
+  name a model (of the kinds those detectors read, with only the fields they read:
+  ``topics.model_route_fields``) to ``events.model``, partitioned by model
   (``route_key(e, "model")``), and this agent runs the model-routed detectors over them the
   same way, with their state in a table of its own (``detector-state-model``) and storing
   only their alerts: the events are stored once, by ``detect``.
@@ -45,7 +46,7 @@ from .keys import partition_for, route_key
 from .parsers import DeadLetter, get_parser_class
 from .pipeline import Pipeline, alert_to_json
 from .topics import (HEADER_END, HEADER_FORMAT, HEADER_FRAMING, HEADER_ORIGIN, TopicNames, fast_lz4,
-                     model_routed_kinds)
+                     model_route_fields, model_routed_kinds, project)
 
 log = logging.getLogger("ramparts.worker")
 
@@ -513,6 +514,8 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
 
     events_topic = app.topic(names.events, value_type=bytes, value_serializer="raw", partitions=k.partitions)
     model_kinds = model_routed_kinds(config)
+    # What events.model carries of an event: the fields its detectors and pipeline read.
+    model_fields = model_route_fields(config)
     model_topic = (app.topic(names.events_model, value_type=bytes, value_serializer="raw", partitions=k.partitions)
                    if model_kinds else None)
     alerts_topic = app.topic(names.alerts, value_type=bytes, value_serializer="raw", partitions=k.partitions)
@@ -635,6 +638,7 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
             if model_topic is not None:
                 wanted = [e for e in events if e["kind"] in model_kinds]
                 for p, group in group_by_partition(wanted, k.partitions, "model").items():
+                    group = project(group, model_fields)
                     for i in range(0, len(group), EVENTS_PER_MESSAGE):
                         await model_topic.send(value=orjson.dumps(group[i:i + EVENTS_PER_MESSAGE]), partition=p)
             stats["records"] = decoder.records
