@@ -87,8 +87,8 @@ class Detector:
     """One detector: a name, the kinds it reads, options, and ``update(batch, state) -> alerts``.
 
     Subclasses set ``name`` (the dotted alert family), ``kinds`` and an ``Options`` model, and
-    implement :meth:`update`; a model-routed one (``route = "model"``) also ``event_fields``. State keys must start with ``"<name>/"`` so detectors sharing a
-    store never collide.
+    implement :meth:`update`; a model-routed one (``route = "model"``) also ``event_fields``.
+    State keys must start with ``"<name>/"`` so detectors sharing a store never collide.
     """
 
     name: ClassVar[str]
