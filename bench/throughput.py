@@ -79,7 +79,7 @@ def measure_stages(files: list[str], single_file: Path, config) -> dict[str, flo
     from ramparts.streams.app import EVENTS_PER_MESSAGE, RawDecoder, group_by_partition
     from ramparts.streams.decode import HEAD_BYTES, detect_format
     from ramparts.streams.pipeline import Pipeline
-    from ramparts.streams.topics import HEADER_END, HEADER_FORMAT, model_routed_kinds
+    from ramparts.streams.topics import HEADER_END, HEADER_FORMAT, model_route_fields, model_routed_kinds, project
 
     messages = []
     for f in files:
@@ -124,11 +124,14 @@ def measure_stages(files: list[str], single_file: Path, config) -> dict[str, flo
     kinds = model_routed_kinds(config)
     if kinds:
         # The model route's extra hop, per event of the whole stream (routed or not): pick the
-        # routed events, re-key them by model, serialize, and read them back.
+        # routed events, re-key them by model, keep the fields its detectors read, serialize,
+        # and read them back.
+        fields = model_route_fields(config)
         t7 = time.process_time()
         routed = [e for e in events if e["kind"] in kinds]
         model_payloads = [_orjson.dumps(g[i:i + EVENTS_PER_MESSAGE])
-                          for g in group_by_partition(routed, config.kafka.partitions, "model").values()
+                          for g in (project(g, fields) for g in
+                                    group_by_partition(routed, config.kafka.partitions, "model").values())
                           for i in range(0, len(g), EVENTS_PER_MESSAGE)]
         for payload in model_payloads:
             _orjson.loads(payload)

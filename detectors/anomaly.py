@@ -503,6 +503,7 @@ class ModelMetrics(_MetricSeries):
     name = "anomaly.model"
     kinds = ("request",)
     route = "model"
+    event_fields = ("kind", "ts", "model", "latency_ms", "status", "tokens_out")
     description = "anomalies in a model's per-minute latency, server error rate, output tokens and request count"
     MEAN = ("latency_ms", "error_rate")
     SUM = ("tokens_out", "requests")

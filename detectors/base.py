@@ -87,8 +87,8 @@ class Detector:
     """One detector: a name, the kinds it reads, options, and ``update(batch, state) -> alerts``.
 
     Subclasses set ``name`` (the dotted alert family), ``kinds`` and an ``Options`` model, and
-    implement :meth:`update`. State keys must start with ``"<name>/"`` so detectors sharing a
-    store never collide.
+    implement :meth:`update`; a model-routed one (``route = "model"``) also ``event_fields``.
+    State keys must start with ``"<name>/"`` so detectors sharing a store never collide.
     """
 
     name: ClassVar[str]
@@ -99,6 +99,12 @@ class Detector:
     # (the event's own entity: principal, source, GPU, pod) or "model" (every request and
     # prediction of one model on one partition, for detectors that judge a model as a whole).
     route: ClassVar[str] = "entity"
+    # The event fields ``update`` reads (``None``: it may read any). The worker sends a
+    # model-routed detector's events a second time, on ``events.model``, with only the fields
+    # the enabled model-routed detectors declare (streams/topics.py ``model_route_fields``):
+    # a field read but not declared would be missing there, and in no replay or unit test.
+    # Absent and ``None`` must read alike (``e.get``), as for any field a parser may leave out.
+    event_fields: ClassVar[tuple[str, ...] | None] = None
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid", frozen=True)

@@ -405,6 +405,8 @@ class DriftDetector(Detector):
     name = "drift.model"
     kinds = ("prediction", "request")
     route = "model"
+    event_fields = ("kind", "ts", "model", "model_version", "status", "tokens_in", "tokens_out",
+                    "input", "input_names", "output")
     description = ("distribution drift of a model version's inputs and outputs: PSI and KS per feature against "
                    "the version's first rows, river's ADWIN, KSWIN and PageHinkley on per-minute output statistics")
 

@@ -43,6 +43,12 @@ from .keys import ROUTES
 
 log = logging.getLogger("ramparts.pipeline")
 
+# What :meth:`Pipeline.process_batch` itself reads of each event, besides its detectors: the
+# time it sorts by and the kind it counts (the incident layer reads alerts, and the batch's
+# latest ``ts``). A pipeline with ``write_events=False`` needs no other field of an event than
+# these and its detectors' ``event_fields``; the worker's model route sends it no others.
+EVENT_FIELDS = ("kind", "ts")
+
 
 @dataclass
 class PipelineStats:

@@ -120,6 +120,40 @@ def model_routed_kinds(config) -> frozenset[str]:
     return frozenset(kinds)
 
 
+def model_route_fields(config) -> tuple[str, ...] | None:
+    """The event fields the worker sends on ``events.model``: those the enabled model-routed
+    detectors read (``Detector.event_fields``) and those the pipeline reads
+    (``pipeline.EVENT_FIELDS``), sorted; ``None`` (every field) when one of those detectors
+    does not say, or when none is enabled.
+
+    >>> model_route_fields(None)  # doctest: +NORMALIZE_WHITESPACE
+    ('input', 'input_names', 'kind', 'latency_ms', 'model', 'model_version', 'output', 'status',
+     'tokens_in', 'tokens_out', 'ts')
+    """
+    from ramparts.detectors import build_detectors
+
+    from .pipeline import EVENT_FIELDS
+
+    fields: set[str] = set()
+    routed = [d for d in build_detectors(config) if d.route == "model"]
+    for d in routed:
+        if d.event_fields is None:
+            return None
+        fields.update(d.event_fields)
+    return tuple(sorted(fields.union(EVENT_FIELDS))) if routed else None
+
+
+def project(events: list[dict], fields: tuple[str, ...] | None) -> list[dict]:
+    """``events`` with only ``fields`` (those they have; ``None``: the events as they are).
+
+    >>> project([{"kind": "request", "ts": 1, "model": "m", "path": "/v1/chat"}], ("kind", "model", "ts", "status"))
+    [{'kind': 'request', 'model': 'm', 'ts': 1}]
+    """
+    if fields is None:
+        return events
+    return [{k: e[k] for k in fields if k in e} for e in events]
+
+
 def consumed_topics(config) -> list[str]:
     """The topics the worker's group consumes with ``config``: what a caller waits on to know
     that everything sent has been processed (``topics.wait_until_committed``)."""

@@ -25,6 +25,8 @@ from ramparts.errors import ConfigError
 from ramparts.events import KIND_FIELDS, EventBatch
 from ramparts.streams.keys import route_key
 
+from .recording import recorded
+
 NS = 1_000_000_000
 T0 = 1_795_000_000 * NS
 PROPERTY = settings(max_examples=25, deadline=None, derandomize=True, database=None)
@@ -306,6 +308,39 @@ def test_state_of_an_entity_lives_on_the_partition_of_its_events(cls):
             owners.setdefault(k, set()).add(route_key(e, cls.route))
     assert owners
     assert {k: v for k, v in owners.items() if len(v) > 1} == {}
+
+
+MODEL_ROUTED = [c for c in DETECTOR_CLASSES if c.route == "model"]
+DECLARING = [c for c in DETECTOR_CLASSES if c.event_fields is not None]
+
+
+@pytest.mark.parametrize("cls", MODEL_ROUTED, ids=lambda c: c.name)
+def test_a_model_routed_detector_declares_the_event_fields_it_reads(cls):
+    # The worker sends a model-routed detector's events a second time, on events.model, with
+    # only the fields the model-routed detectors declare (streams/topics.py model_route_fields);
+    # one that declares none makes the route carry every field of every event again.
+    fields = cls.event_fields
+    assert isinstance(fields, tuple) and fields, f"{cls.name} must set event_fields"
+    assert all(isinstance(f, str) and f for f in fields)
+    assert {"kind", "ts"} <= set(fields)
+    assert len(set(fields)) == len(fields)
+
+
+@pytest.mark.parametrize("cls", DECLARING, ids=lambda c: c.name)
+def test_a_detector_reads_only_the_event_fields_it_declares(cls):
+    # Over its attack stream and the noise of every kind around it (whole events): every field
+    # it reads, noted on the events themselves, is declared, and events cut to the declared
+    # fields give the same alerts and the same state.
+    events = stream(cls)
+    read: set[str] = set()
+    alerts, state = run(make(cls), [EventBatch(b) for b in recorded([b.events for b in batches_of(events, 500)],
+                                                                  read)])
+    assert read, "nothing was read"
+    assert read <= set(cls.event_fields), f"{cls.name} reads undeclared fields {sorted(read - set(cls.event_fields))}"
+    cut = [{k: e[k] for k in cls.event_fields if k in e} for e in events]
+    cut_alerts, cut_state = run(make(cls), batches_of(cut, 500))
+    assert cut_alerts == alerts
+    assert cut_state.data == state.data
 
 
 def _mangled(events: list[dict], rng: random.Random) -> list[dict]:

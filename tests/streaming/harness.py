@@ -184,6 +184,7 @@ class ModelCalls(Detector):
     name = "test.model_calls"
     kinds = ("request", "prediction")
     route = "model"
+    event_fields = ("kind", "ts", "model")  # route_key(e, "model") reads kind and model
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid", frozen=True)
