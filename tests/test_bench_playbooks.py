@@ -15,4 +15,4 @@ def test_bench_playbooks_http_acts_on_every_incident():
 @pytest.mark.skipif(not (shutil.which("nginx") or shutil.os.path.exists("/usr/sbin/nginx")), reason="no nginx")
 def test_bench_playbooks_nginx_enforces():
     r = run_once("nginx", rate=10, seconds=0.5)
-    assert r["done"] == r["incidents"] == 5 and r["enforced"] is True
+    assert r["done"] == r["incidents"] == 5 and r["enforced"] is True, r
