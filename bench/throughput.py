@@ -347,8 +347,10 @@ def run(args) -> int:
             mark = "" if target is None else ("  met" if wall >= target else "  missed")
             print(f"{name:40} {wall:14,.0f} {cpu:12,.0f} {target or '':>10}{mark}")
         if not args.skip_kafka:
+            # Judged on CPU time: wall rates of two processes on a shared machine say more about
+            # the neighbours than about the code (a run here showed 94% by wall, 57% by CPU).
             print(f"{'single-record / no-op agent':40} {ratio:14.0%} {cpu_ratio:12.0%} {'85%':>10}"
-                  f"{'  met' if ratio >= TARGET_SINGLE_RATIO else '  missed'}")
+                  f"{'  met' if cpu_ratio >= TARGET_SINGLE_RATIO else '  missed'} (per CPU s)")
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
