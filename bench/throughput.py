@@ -50,6 +50,8 @@ def add_arguments(sub) -> None:
                    help="records sent one per message for the single-record and no-op runs (default 60000)")
     p.add_argument("--repeat", type=int, default=3, help="runs of each measurement; medians are reported (default 3)")
     p.add_argument("--skip-kafka", action="store_true", help="replay only")
+    p.add_argument("--single-only", action="store_true",
+                   help="only the single-record worker and the no-op agent (no parse, replay or batched runs)")
     p.add_argument("--stages", action="store_true",
                    help="also time the worker's stages in this process, without a broker: decode packed "
                         "messages, re-key and serialize, deserialize, detect; and decode single records")
@@ -295,7 +297,7 @@ def run(args) -> int:
         pin(0, core)
         parse_runs, replay_runs, store_runs = [], [], []  # (wall rate, CPU rate) per run
         n_events = 0
-        for _ in range(args.repeat):
+        for _ in range(0 if args.single_only else args.repeat):
             parse_runs.append(measure_parse(files, config))
             wall, cpu, n_events = measure_replay(files, config, None)
             replay_runs.append((wall, cpu))
@@ -316,11 +318,12 @@ def run(args) -> int:
                 print(f"  {name:30} {med:7.2f} s  {med / n_events * 1e6:6.2f} us/event   "
                       f"runs {', '.join(f'{v:.2f}' for v in vals)}")
         pin(0, other if other is not None else core)
-        rows = [("parse only (the ceiling)", parse_runs, None),
-                ("replay, detectors, no store", replay_runs, TARGET_REPLAY),
-                ("replay, detectors, chdb store", store_runs, None)]
-        print(f"replay: {n_events:,} events; runs (wall/CPU) {_runs(parse_runs)} (parse only), "
-              f"{_runs(replay_runs)} (no store), {_runs(store_runs)} (chdb)", flush=True)
+        rows = [] if args.single_only else [("parse only (the ceiling)", parse_runs, None),
+                                            ("replay, detectors, no store", replay_runs, TARGET_REPLAY),
+                                            ("replay, detectors, chdb store", store_runs, None)]
+        if not args.single_only:
+            print(f"replay: {n_events:,} events; runs (wall/CPU) {_runs(parse_runs)} (parse only), "
+                  f"{_runs(replay_runs)} (no store), {_runs(store_runs)} (chdb)", flush=True)
 
         if not args.skip_kafka:
             with EmbeddedBroker(log_path=str(work / "broker.log")) as broker:
@@ -329,17 +332,20 @@ def run(args) -> int:
                 for run_i in range(args.repeat):
                     # Fresh topics for every run: a worker of a new group would otherwise find
                     # the events topic already filled by the previous run's parse agent.
-                    batched = _KafkaRun(broker.bootstrap, work, f"batched{run_i}", core)
-                    shipped = batched.ship(files, single=False)
-                    b_runs.append(batched.time_worker(run_i, noop=False, expect=n_events, key="events"))
+                    if not args.single_only:
+                        batched = _KafkaRun(broker.bootstrap, work, f"batched{run_i}", core)
+                        shipped = batched.ship(files, single=False)
+                        b_runs.append(batched.time_worker(run_i, noop=False, expect=n_events, key="events"))
                     single = _KafkaRun(broker.bootstrap, work, f"single{run_i}", core)
                     sent = single.ship([str(single_file)], single=True)
                     s_runs.append(single.time_worker(run_i, noop=False, expect=sent, key="events"))
                     n_runs.append(single.time_worker(run_i, noop=True, expect=sent, key="raw_messages"))
-                print(f"kafka: {shipped:,} records batched; {sent:,} single-record messages; runs (wall/CPU) "
-                      f"batched {_runs(b_runs)}; single {_runs(s_runs)}; no-op {_runs(n_runs)}", flush=True)
-                rows += [("kafka, batched messages, per worker", b_runs, TARGET_BATCHED),
-                         ("kafka, single-record messages", s_runs, None),
+                print(f"kafka: {sent:,} single-record messages; runs (wall/CPU) "
+                      + ("" if args.single_only else f"batched {_runs(b_runs)} ({shipped:,} records); ")
+                      + f"single {_runs(s_runs)}; no-op {_runs(n_runs)}", flush=True)
+                if not args.single_only:
+                    rows.append(("kafka, batched messages, per worker", b_runs, TARGET_BATCHED))
+                rows += [("kafka, single-record messages", s_runs, None),
                          ("no-op Faust agent, single-record", n_runs, None)]
                 ratio = statistics.median(r[0] for r in s_runs) / statistics.median(r[0] for r in n_runs)
                 cpu_ratio = statistics.median(r[1] for r in s_runs) / statistics.median(r[1] for r in n_runs)
@@ -350,8 +356,10 @@ def run(args) -> int:
             mark = "" if target is None else ("  met" if wall >= target else "  missed")
             print(f"{name:40} {wall:14,.0f} {cpu:12,.0f} {target or '':>10}{mark}")
         if not args.skip_kafka:
+            # Judged on CPU time: wall rates of two processes on a shared machine say more about
+            # the neighbours than about the code (a run here showed 94% by wall, 57% by CPU).
             print(f"{'single-record / no-op agent':40} {ratio:14.0%} {cpu_ratio:12.0%} {'85%':>10}"
-                  f"{'  met' if ratio >= TARGET_SINGLE_RATIO else '  missed'}")
+                  f"{'  met' if cpu_ratio >= TARGET_SINGLE_RATIO else '  missed'} (per CPU s)")
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)

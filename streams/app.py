@@ -60,6 +60,7 @@ MAX_HELD_MESSAGES = 256
 # Allocations of tracked objects between two collections of the youngest generation (CPython's
 # default: 700). See :func:`_tune_gc`.
 GC_THRESHOLD0 = 50_000
+_NO_HEADERS: dict[str, bytes] = {}  # a message without headers (never written to)
 
 
 
@@ -124,24 +125,40 @@ class AckOrder:
 
     def received(self, ev: Any) -> None:
         m = ev.message
-        self._pending.setdefault((m.topic, m.partition), OrderedDict())[m.offset] = [ev, False]
+        tp = (m.topic, m.partition)
+        waiting = self._pending.get(tp)
+        if waiting is None:
+            waiting = self._pending[tp] = OrderedDict()
+        waiting[m.offset] = [ev, False]
 
     def release(self, ev: Any) -> list[Any]:
         """``ev`` may be acknowledged: the messages that now can be, in offset order."""
+        ready: list[Any] = []
+        self._release(ev, ready)
+        return ready
+
+    def release_all(self, evs: list[Any]) -> list[Any]:
+        """``release`` of each of ``evs`` in turn, the messages that can be acknowledged joined."""
+        ready: list[Any] = []
+        for ev in evs:
+            self._release(ev, ready)
+        return ready
+
+    def _release(self, ev: Any, ready: list[Any]) -> None:
         m = ev.message
         waiting = self._pending.get((m.topic, m.partition))
         entry = waiting.get(m.offset) if waiting else None
         if entry is None or entry[0] is not ev:
-            return []  # a partition revoked since ``ev`` was read
+            return  # a partition revoked since ``ev`` was read
         entry[1] = True
-        ready = []
+        if next(iter(waiting)) != m.offset:
+            return  # an earlier message of its partition is still out
         while waiting:
             offset, (first, done) = next(iter(waiting.items()))
             if not done:
                 break
             del waiting[offset]
             ready.append(first)
-        return ready
 
     def forget(self, partitions: set[tuple[str, int]]) -> None:
         for tp in partitions:
@@ -249,7 +266,7 @@ class RawDecoder:
         # Bounded: a shipper that dies never sends its file's end marker; the parser least
         # recently used is flushed (its joins emitted) when a new one would exceed the bound.
         self.parsers: OrderedDict[tuple[str, str, int, bytes | None], Any] = OrderedDict()
-        self.last_format: dict[str, str] = {}
+        self.last_format: dict[str, tuple[str, type]] = {}  # topic -> (format, parser class)
         self.records = 0
         self.evicted: list[tuple] = []  # parser keys flushed for the bound; the agent releases their messages
 
@@ -284,14 +301,13 @@ class RawDecoder:
         # sniff instead of all of them). Every record is sniffed: two JSON formats can open
         # with the same bytes (an Envoy log whose json_format starts with request_id, and
         # LiteLLM's SpendLogs), so no cheaper shortcut tells them apart.
-        head = value[:HEAD_BYTES]
-        lines = sniff_lines(head)
+        head, lines = sniff_head(value)
         last = self.last_format.get(topic)
-        if last is not None and get_parser_class(last).sniff(head, lines):
-            return last
+        if last is not None and last[1].sniff(head, lines):
+            return last[0]
         fmt = detect_format(head)
         if fmt is not None:
-            self.last_format[topic] = fmt
+            self.last_format[topic] = (fmt, get_parser_class(fmt))
         return fmt
 
     def decode(self, topic: str, partition: int, offset: int, value: bytes | None,
@@ -336,6 +352,15 @@ class RawDecoder:
             del self.parsers[key]
             return key, False
         return key, parser.holds_state()
+
+
+def sniff_head(value: bytes) -> tuple[bytes, list[bytes]]:
+    """``(value[:HEAD_BYTES], sniff_lines(that))``, without the copy and the split for one short line."""
+    if len(value) < HEAD_BYTES and value.find(b"\n") < 0:
+        line = value.rstrip(b"\r")
+        return value, ([line] if line and not line.isspace() else [])
+    head = value[:HEAD_BYTES]
+    return head, sniff_lines(head)
 
 
 def group_by_partition(events: list[dict], partitions: int, route: str = "entity") -> dict[int, list[dict]]:
@@ -613,7 +638,7 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
             for ev in batch:
                 m = ev.message
                 order.received(ev)
-                headers = dict(m.headers or ())
+                headers = dict(m.headers) if m.headers else _NO_HEADERS
                 key, holding = decoder.decode(m.topic, m.partition, m.offset, ev.value, headers, events, dead)
                 if not holding:
                     if key in held:
@@ -646,9 +671,8 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
                     for i in range(0, len(group), EVENTS_PER_MESSAGE):
                         await model_topic.send(value=orjson.dumps(group[i:i + EVENTS_PER_MESSAGE]), partition=p)
             stats["records"] = decoder.records
-            for ev in release:
-                for ready in order.release(ev):
-                    await stream.ack(ready)
+            for ready in order.release_all(release):
+                await stream.ack(ready)
             stats["raw_held"] = len(order)
 
     # Input of the detect agents is acknowledged only once the store has its outputs: rows are

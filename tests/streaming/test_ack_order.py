@@ -44,6 +44,25 @@ def test_released_messages_always_form_a_prefix_of_what_was_read(seed):
     assert acked == list(range(200))
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_release_all_is_release_of_each_in_turn(seed):
+    # The parse agent releases a micro-batch's messages at once: same messages, same order as
+    # one release per message, over several partitions and with messages held across batches.
+    rng = random.Random(seed)
+    one, many = AckOrder(), AckOrder()
+    evs = [message("raw", rng.randrange(3), i) for i in range(300)]
+    for ev in evs:
+        one.received(ev)
+        many.received(ev)
+    pending = rng.sample(evs, len(evs))
+    while pending:
+        n = rng.randrange(1, 40)
+        batch, pending = pending[:n], pending[n:]
+        expected = [r for ev in batch for r in one.release(ev)]
+        assert many.release_all(batch) == expected
+    assert len(one) == len(many) == 0
+
+
 def test_a_revoked_partition_is_forgotten_and_a_stale_release_is_ignored():
     order = AckOrder()
     held, later = message("raw", 2, 10), message("raw", 2, 11)

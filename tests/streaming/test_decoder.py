@@ -195,6 +195,18 @@ def test_the_last_format_cache_never_routes_a_record_to_another_format(decoder, 
         assert events and {e["source"] for e in events} == {fmt}, (fmt, line[:80])
 
 
+def test_the_sniffed_lines_of_a_single_record_are_those_of_sniff_lines():
+    from ramparts.streams.app import sniff_head
+    from ramparts.streams.decode import HEAD_BYTES, sniff_lines
+
+    lines = [line for _, line in _single_records()]
+    values = [b"", b"\r", b"  \r\r", b" \t ", b"\x0b\x0c", b"x\r", b"\r\nx", b"a\nb\r\n", b"{}\r\r",
+              b"x" * (HEAD_BYTES + 10), b"y" * (HEAD_BYTES - 1), b"z" * HEAD_BYTES]
+    values += lines + [b"  " + l + b"\r" for l in lines] + [l + b"\n" + l for l in lines]
+    for value in values:
+        assert sniff_head(value) == (value[:HEAD_BYTES], sniff_lines(value[:HEAD_BYTES])), value[:40]
+
+
 def test_an_unrecognised_record_is_a_dead_letter(decoder):
     garbage = b"\x00this is not a log line of any format\xff"
     events, dead = decode(decoder, [(garbage, {HEADER_ORIGIN: b"x.bin"})], first_offset=9)
