@@ -256,20 +256,13 @@ class KServeParser(Parser):
             self.note("opaque_bodies")
             return None
 
-    # Each of ``names`` is looked up among the CloudEvent attributes, then the logged request
-    # headers; a header list gives its first value (``_candidate``). Plain loops: a generator
-    # per half cost more than the lookups.
+    # Each of the names is looked up with ``_lookup``. Plain loops: a generator per half cost
+    # more than the lookups.
     def _find_principal(self, attrs: dict, logged: dict) -> str | None:
         for name in self._principal_names:
-            v = attrs.get(name)
+            v = _lookup(name, attrs, logged, "text")
             if v is None:
-                v = logged.get(name)
-                if v is None:
-                    continue
-            if type(v) is not str:
-                v = _candidate(name, v, "text")
-                if v is None:
-                    continue
+                continue
             v = v.strip()
             if v and v != "-":
                 return self.principal(v, secret=name in self._secret_names or _looks_secret(v))
@@ -277,15 +270,9 @@ class KServeParser(Parser):
 
     def _find_ip(self, attrs: dict, logged: dict) -> str | None:
         for name in self._ip_names:
-            v = attrs.get(name)
+            v = _lookup(name, attrs, logged, "an IP address as text")
             if v is None:
-                v = logged.get(name)
-                if v is None:
-                    continue
-            if type(v) is not str:
-                v = _candidate(name, v, "an IP address as text")
-                if v is None:
-                    continue
+                continue
             # X-Forwarded-For: "client, proxy1, proxy2": the first hop is the client.
             v = v.split(",", 1)[0].strip()
             if v and v != "-":
@@ -394,9 +381,17 @@ def _first(v: Any) -> Any:
     return v
 
 
-def _candidate(name: str, v: Any, what: str) -> str | None:
-    """A principal or IP candidate that is not plain text: a header list's first value, a
-    number as text (``what == "text"``), None to skip it, or a ParseError."""
+def _lookup(name: str, attrs: dict, logged: dict, what: str) -> str | None:
+    """A principal or IP candidate: ``name`` among the CloudEvent attributes, then the logged
+    request headers; a header list gives its first value, a number its text (``what ==
+    "text"``); None to skip it, or a ParseError."""
+    v = attrs.get(name)
+    if v is None:
+        v = logged.get(name)
+        if v is None:
+            return None
+    if type(v) is str:
+        return v
     if type(v) is list:
         v = v[0] if v else None
         if v is None:
