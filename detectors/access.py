@@ -48,7 +48,7 @@ from ramparts.events import EventBatch
 from ramparts.streams.keys import entity_key
 
 from .base import Detector, StateStore, make_alert
-from .incident import IncidentRule, pod_id
+from .incident import IncidentRule, node_of, pod_id
 
 NS = 1_000_000_000
 MAX_KEYS_TRIED = 48
@@ -362,16 +362,16 @@ class PrivilegedPod(IncidentRule):
         return pod_id(event)
 
     def _gpu_node(self, event: dict) -> bool:
-        node = event.get("node") or event.get("hostname")
+        node = node_of(event)
         return isinstance(node, str) and re.search(self.options.gpu_node_pattern, node, re.I) is not None
 
     def describe(self, entity: str, count: int, event: dict) -> str:
-        node = event.get("node") or event.get("hostname")
+        node = node_of(event)
         where = f" on GPU node {node}" if self._gpu_node(event) else (f" on {node}" if node else "")
         return f"privileged pod {entity}{where} (image {event.get('image') or 'unknown'})"
 
     def evidence(self, inc: dict, event: dict) -> dict:
-        return {**super().evidence(inc, event), "node": event.get("node") or event.get("hostname"),
+        return {**super().evidence(inc, event), "node": node_of(event),
                 "gpu_node": self._gpu_node(event), "image": event.get("image"), "user": event.get("user"),
                 "seen_by": event.get("source"), "rule": event.get("rule")}
 

@@ -50,7 +50,7 @@ from ramparts.events import EventBatch
 from ramparts.streams.keys import entity_key
 
 from .base import Detector, StateStore, make_alert
-from .incident import IncidentRule
+from .incident import IncidentRule, node_of
 
 NS = 1_000_000_000
 SEEN_IDS = 24
@@ -438,7 +438,7 @@ class MinerSignature(IncidentRule):
     def evidence(self, inc: dict, event: dict) -> dict:
         return {"matched": self._event_match(event), "matching_events": inc["count"], "rule": event.get("rule"),
                 "process": event.get("process"), "processes": process_names(event)[:8] or None,
-                "cmdline": event.get("cmdline"), "node": event.get("node") or event.get("hostname"),
+                "cmdline": event.get("cmdline"), "node": node_of(event),
                 "pod": pod_of(event), "image": event.get("image")}
 
     # -- the telemetry signature --------------------------------------------------------------

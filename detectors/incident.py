@@ -136,3 +136,8 @@ def pod_id(event: dict) -> str | None:
         return None
     ns = event.get("namespace")
     return f"{ns}/{pod}" if ns else pod
+
+
+def node_of(event: dict) -> str | None:
+    """The node a runtime or GPU event names: Kubernetes' ``node``, else Falco's ``hostname``."""
+    return event.get("node") or event.get("hostname")

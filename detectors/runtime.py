@@ -19,7 +19,7 @@ from __future__ import annotations
 from ramparts.events import EventBatch
 
 from .compute import MinerSignature
-from .incident import IncidentRule, pod_id
+from .incident import IncidentRule, node_of, pod_id
 
 
 class FalcoCritical(IncidentRule):
@@ -43,7 +43,7 @@ class FalcoCritical(IncidentRule):
                 and self._miner._event_match(e) is None]
 
     def entity_of(self, event: dict) -> str | None:
-        return pod_id(event) or event.get("node") or event.get("hostname") or "unknown"
+        return pod_id(event) or node_of(event) or "unknown"
 
     def entity_type_of(self, event: dict) -> str:
         # Host-level rules (outside any container) fire with no pod: the alert is about the node.
