@@ -7,15 +7,10 @@ port chosen before it listens, to play a receiver that is down and comes back.
 
 from __future__ import annotations
 
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ramparts.streams.broker import free_port
 
 
 class Receiver:

@@ -10,7 +10,6 @@ product can run here. They are stand-ins, not the products.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,12 +18,6 @@ import yaml
 
 from ramparts.config import load_config
 from ramparts.playbooks.runtime import close_engine, open_engine
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Api:

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from ramparts.playbooks.actions.mlflow import RESTORE_TAG, TAG
+from ramparts.streams.broker import free_port
 
-from .helpers import free_port, incident
+from .helpers import incident
 
 mlflow = pytest.importorskip("mlflow", reason="mlflow is in the test extras: pip install -e '.[test]'")
 
