@@ -101,6 +101,19 @@ def _severity_colors(field: str = "severity") -> dict:
                 {"id": "custom.cellOptions", "value": {"type": "color-background"}}]}
 
 
+def _severity_series(matcher: str, pattern: str) -> list[dict]:
+    """One fixed colour per severity, for series or slices whose name ``pattern`` (a format with
+    one ``{}`` for the severity) matches with Grafana's ``matcher`` (byName, byRegexp)."""
+    return [{"matcher": {"id": matcher, "options": pattern.format(s)},
+             "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": c}}]}
+            for s, c in SEVERITY_COLORS.items()]
+
+
+# The SOC overview's "Top ..." bar gauges: one horizontal bar per row of the query.
+TOP_BARS = {"orientation": "horizontal", "displayMode": "basic",
+            "reduceOptions": {"values": True, "calcs": [], "fields": ""}}
+
+
 def _variable(name: str, label: str, sql: str) -> dict:
     # refresh 2: on time range change; multi + includeAll so that values are a list that
     # ${name:sqlstring} quotes, and 'All' reaches $__conditionalAll as $__all.
@@ -187,9 +200,7 @@ ORDER BY {SEVERITY_RANK} DESC""", (14, 0, 10, 8),
                options={"reduceOptions": {"values": True, "calcs": ["lastNotNull"], "fields": ""},
                         "pieType": "donut", "legend": {"displayMode": "table", "placement": "right",
                                                        "values": ["value"]}},
-               overrides=[{"matcher": {"id": "byName", "options": s},
-                           "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": c}}]}
-                          for s, c in SEVERITY_COLORS.items()]),
+               overrides=_severity_series("byName", "{}")),
         _panel("timeseries", "Alerts by severity", f"""
 SELECT $__timeInterval(ts) AS time, severity, count() AS alerts
 FROM ramparts.alerts FINAL
@@ -199,9 +210,7 @@ GROUP BY time, severity
 ORDER BY time""", (0, 4, 14, 8), custom={"drawStyle": "bars", "stacking": {"mode": "normal"},
                                           "fillOpacity": 80},
                description="Incidents by the time of their latest alert, one series per severity.",
-               overrides=[{"matcher": {"id": "byRegexp", "options": f".*{s}.*"},
-                           "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": c}}]}
-                          for s, c in SEVERITY_COLORS.items()]),
+               overrides=_severity_series("byRegexp", ".*{}.*")),
         _panel("timeseries", "Alerts by detector", f"""
 SELECT $__timeInterval(ts) AS time, detector, count() AS alerts
 FROM ramparts.alerts FINAL
@@ -227,8 +236,7 @@ WHERE $__timeFilter(ts) AND entity_type = 'principal'
 GROUP BY principal
 ORDER BY incidents DESC, principal
 LIMIT 10""", (0, 29, 8, 9), thresholds=_thresholds((None, "yellow"), (3, "red")),
-               options={"orientation": "horizontal", "displayMode": "basic",
-                        "reduceOptions": {"values": True, "calcs": [], "fields": ""}}),
+               options=TOP_BARS),
         _panel("bargauge", "Top models", f"""
 SELECT if(entity_type = 'model', splitByChar(':', entity_id)[1], JSONExtractString(evidence, 'model')) AS model,
        count() AS incidents
@@ -238,8 +246,7 @@ WHERE $__timeFilter(ts) AND (entity_type = 'model' OR JSONExtractString(evidence
 GROUP BY model
 ORDER BY incidents DESC, model
 LIMIT 10""", (8, 29, 8, 9), thresholds=_thresholds((None, "yellow"), (3, "red")),
-               options={"orientation": "horizontal", "displayMode": "basic",
-                        "reduceOptions": {"values": True, "calcs": [], "fields": ""}}),
+               options=TOP_BARS),
         _panel("bargauge", "Top GPUs", f"""
 SELECT if(entity_type = 'gpu', entity_id, JSONExtractString(evidence, 'gpu_uuid')) AS gpu, count() AS incidents
 FROM ramparts.alerts FINAL
@@ -248,8 +255,7 @@ WHERE $__timeFilter(ts) AND (entity_type = 'gpu' OR JSONExtractString(evidence, 
 GROUP BY gpu
 ORDER BY incidents DESC, gpu
 LIMIT 10""", (16, 29, 8, 9), thresholds=_thresholds((None, "yellow"), (2, "red")),
-               options={"orientation": "horizontal", "displayMode": "basic",
-                        "reduceOptions": {"values": True, "calcs": [], "fields": ""}}),
+               options=TOP_BARS),
         _panel("table", "Incidents in range", f"""
 SELECT id, severity, detector, entity_type, entity_id, summary, score, event_count, ts AS last_alert
 FROM ramparts.alerts FINAL
