@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 
 from ramparts.errors import RampartsError
 
@@ -72,20 +73,19 @@ def add_arguments(sub) -> None:
     q.set_defaults(func=_cmd_serve)
 
 
+@contextmanager
 def _engine(args, **kw):
+    """``with _engine(args) as (config, engine):`` the engine of ``args``' config, closed on exit."""
     from ramparts.config import load_config
 
-    from .runtime import open_engine
+    from .runtime import close_engine, open_engine
 
     config = load_config(args.config)
-    return config, open_engine(config, store=getattr(args, "store", None), state_dir=getattr(args, "state_dir", None),
-                               **kw)
-
-
-def _close(engine) -> None:
-    from .runtime import close_engine
-
-    close_engine(engine)
+    engine = open_engine(config, store=getattr(args, "store", None), state_dir=getattr(args, "state_dir", None), **kw)
+    try:
+        yield config, engine
+    finally:
+        close_engine(engine)
 
 
 def _cmd_list(args) -> int:
@@ -139,16 +139,13 @@ def _read_incidents(path: str) -> list[dict]:
 
 def _cmd_run(args) -> int:
     incidents = _read_incidents(args.incident)
-    _, engine = _engine(args)
-    try:
+    with _engine(args) as (_, engine):
         for inc in incidents:
             rids = [engine.run_playbook(args.name, inc)] if args.name else engine.handle(inc)
             if not rids:
                 print(f"incident {inc.get('id')}: no playbook matches")
             for rid in rids:
                 _print_run(engine, rid)
-    finally:
-        _close(engine)
     return 0
 
 
@@ -161,32 +158,25 @@ def _print_run(engine, rid: str) -> None:
 
 
 def _cmd_decide(args) -> int:
-    _, engine = _engine(args)
-    try:
+    with _engine(args) as (_, engine):
         fn = engine.approve if args.verb == "approve" else engine.deny
         fn(args.id, args.by or getpass.getuser())
         _print_run(engine, args.id)
-    finally:
-        _close(engine)
     return 0
 
 
 def _cmd_revert(args) -> int:
-    _, engine = _engine(args)
-    try:
+    with _engine(args) as (_, engine):
         results = engine.revert(args.id, args.by or getpass.getuser())
         for r in results:
             print(f"{r['step']}: {r['status']}" + (f" ({r['error']})" if r.get("error") else ""))
         if not results:
             print(f"{args.id}: nothing to revert")
-    finally:
-        _close(engine)
     return 1 if any(r["status"] != "reverted" for r in results) else 0
 
 
 def _cmd_audit(args) -> int:
-    _, engine = _engine(args, with_outputs=False)
-    try:
+    with _engine(args, with_outputs=False) as (_, engine):
         if args.verify:
             problems = engine.audit.verify()
             n = engine.audit.head.audit_head()[0]
@@ -203,60 +193,54 @@ def _cmd_audit(args) -> int:
                 from ramparts.timeutil import format_rfc3339
                 print(f"{r['seq']:>6} {format_rfc3339(int(r['ts_ns']))} {r['decision']:<18} {r['playbook']:<26} "
                       f"{r['step'] or '-':<22} {r['target'] or '-':<24} {r['actor']:<12} {r['detail'][:160]}")
-    finally:
-        _close(engine)
     return 0
 
 
 def _cmd_tick(args) -> int:
-    _, engine = _engine(args)
-    try:
+    with _engine(args) as (_, engine):
         for r in engine.tick():
             print(f"{r['step']}: {r['status']}")
-    finally:
-        _close(engine)
     return 0
 
 
 def _cmd_serve(args) -> int:
     from .approval import make_server, serve_in_thread
 
-    config, engine = _engine(args)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    token = os.environ.get(config.playbooks.approval_token_env, "")
-    host, _, port = (args.listen or config.playbooks.approval_listen).rpartition(":")
-    server = make_server(engine, token, host or "127.0.0.1", int(port))
-    serve_in_thread(server)
-    print(f"approval endpoint on http://{server.server_address[0]}:{server.server_address[1]}", flush=True)
-    import time
-    deadline = None if args.max_seconds is None else time.monotonic() + args.max_seconds
-    try:
-        if args.kafka:
-            import asyncio
+    with _engine(args) as (config, engine):
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        token = os.environ.get(config.playbooks.approval_token_env, "")
+        host, _, port = (args.listen or config.playbooks.approval_listen).rpartition(":")
+        server = make_server(engine, token, host or "127.0.0.1", int(port))
+        serve_in_thread(server)
+        print(f"approval endpoint on http://{server.server_address[0]}:{server.server_address[1]}", flush=True)
+        import time
+        deadline = None if args.max_seconds is None else time.monotonic() + args.max_seconds
+        try:
+            if args.kafka:
+                import asyncio
 
-            from ramparts.streams.topics import TopicNames
+                from ramparts.streams.topics import TopicNames
 
-            from .consumer import consume
+                from .consumer import consume
 
-            async def main():
-                astop = asyncio.Event()
-                loop = asyncio.get_running_loop()
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    loop.add_signal_handler(sig, astop.set)
-                k = config.kafka
-                return await consume(engine, args.bootstrap or k.bootstrap, TopicNames(k.topic_prefix).alerts,
-                                     f"{k.group}-playbooks", astop, args.max_seconds, config.playbooks.tick_seconds)
-            n = asyncio.run(main())
-            print(f"{n} incidents handled", flush=True)
-            return 0
-        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-            for r in engine.tick():
-                print(f"revert {r['step']}: {r['status']}", flush=True)
-            stop.wait(config.playbooks.tick_seconds)
-    finally:
-        server.shutdown()
-        server.server_close()
-        _close(engine)
+                async def main():
+                    astop = asyncio.Event()
+                    loop = asyncio.get_running_loop()
+                    for sig in (signal.SIGTERM, signal.SIGINT):
+                        loop.add_signal_handler(sig, astop.set)
+                    k = config.kafka
+                    return await consume(engine, args.bootstrap or k.bootstrap, TopicNames(k.topic_prefix).alerts,
+                                         f"{k.group}-playbooks", astop, args.max_seconds, config.playbooks.tick_seconds)
+                n = asyncio.run(main())
+                print(f"{n} incidents handled", flush=True)
+                return 0
+            while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                for r in engine.tick():
+                    print(f"revert {r['step']}: {r['status']}", flush=True)
+                stop.wait(config.playbooks.tick_seconds)
+        finally:
+            server.shutdown()
+            server.server_close()
     return 0
