@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import threading
 import time
 
 NS = 1_000_000_000
@@ -26,8 +25,6 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
 def run_once(rate: float, seconds: float, seed: int = 1, batch_seconds: float = 0.05) -> dict:
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     from ramparts.alerting import AlertingStage
     from ramparts.alerting.delivery import Deliverer
     from ramparts.alerting.incidents import IncidentTracker
@@ -36,22 +33,12 @@ def run_once(rate: float, seconds: float, seed: int = 1, batch_seconds: float = 
     from ramparts.sinks.outputs import Route
     from ramparts.sinks.webhook import WebhookOutput
 
+    from .receiver import start_receiver, stop_receiver
+
     arrived: dict[str, float] = {}
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            arrived.setdefault(self.headers["webhook-id"], time.time())
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server, base = start_receiver(lambda h: arrived.setdefault(h.headers["webhook-id"], time.time()))
+    url = f"{base}/hook"
     with tempfile.TemporaryDirectory(prefix="ramparts-bench-alerting-") as tmp:
         box = Outbox(tmp)
         out = WebhookOutput("webhook", url, secrets=[SECRET], route=Route())
@@ -89,8 +76,7 @@ def run_once(rate: float, seconds: float, seed: int = 1, batch_seconds: float = 
         cpu = time.process_time() - cpu0
         deliverer.stop()
         box.close()
-    server.shutdown()
-    server.server_close()
+    stop_receiver(server)
     lat = sorted((arrived[k] - accepted[k]) * 1000.0 for k in accepted if k in arrived)
     return {"rate": rate, "notifications": n, "delivered": len(lat),
             "p50_ms": _q(lat, 0.5), "p99_ms": _q(lat, 0.99), "max_ms": lat[-1] if lat else None,

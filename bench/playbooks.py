@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from .nginx_local import Nginx
+from .receiver import start_receiver, stop_receiver
 
 PLAYBOOK = """\
 name: bench
@@ -47,20 +47,7 @@ def run_once(action: str, rate: float, seconds: float) -> dict:
                 settings = {"nginx": nginx.settings()}
                 pb = PLAYBOOK.format(action="nginx.revoke", params='{principal: "${entity.id}"}')
             else:
-                from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-                class H(BaseHTTPRequestHandler):
-                    def do_POST(self):
-                        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                        self.send_response(204)
-                        self.end_headers()
-
-                    def log_message(self, *a):
-                        pass
-                server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-                server.daemon_threads = True
-                threading.Thread(target=server.serve_forever, daemon=True).start()
-                url = f"http://127.0.0.1:{server.server_address[1]}"
+                server, url = start_receiver()
                 pb = PLAYBOOK.format(action="http.request", params=f'{{url: "{url}/block/${{entity.id}}"}}')
             (t / "pb" / "bench.yaml").write_text(pb)
             config = Config.model_validate({
@@ -98,8 +85,7 @@ def run_once(action: str, rate: float, seconds: float) -> dict:
             if nginx is not None:
                 nginx.stop()
             if server is not None:
-                server.shutdown()
-                server.server_close()
+                stop_receiver(server)
     lat.sort()
     q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000  # noqa: E731
     return {"incidents": n, "done": done, "p50_ms": q(0.50), "p99_ms": q(0.99), "max_ms": lat[-1] * 1000,
