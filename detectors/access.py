@@ -153,25 +153,53 @@ class _PrincipalHabit(Detector):
         gap_seconds: float = Field(default=600.0, gt=0, description="An incident closes after this long without a new one.")
 
     def value_of(self, e: dict) -> str | None:
+        return self.value_of_field(e.get(self.field))
+
+    def value_of_field(self, v) -> str | None:
+        """The habit value of the event's ``field`` value (None: the event says nothing)."""
         raise NotImplementedError
 
     def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
-        per: dict[str, list[dict]] = {}
+        per: dict[str, list[tuple[dict, str]]] = {}
+        per_values: dict[str, list[str]] = {}
+        # A batch names few networks and models: each field value is turned into its habit
+        # value once per batch (network_of and bounded cost more than the lookup).
+        values: dict = {}
+        value_of_field, field = self.value_of_field, self.field
         for e in batch.events:
             if e.get("kind") != "request":
                 continue
             p, s = e.get("principal"), e.get("status")
             if not isinstance(p, str) or s in (401, 403) or (isinstance(s, int) and s >= 500):
                 continue
-            v = self.value_of(e)
+            raw = e.get(field)
+            try:
+                v = values[raw]
+            except KeyError:
+                v = values[raw] = value_of_field(raw)
+            except TypeError:  # an unhashable value (bad input): no habit value either way
+                v = value_of_field(raw)
             if v is not None:
-                per.setdefault(p, []).append((e, v))
+                items = per.get(p)
+                if items is None:
+                    per[p], per_values[p] = [(e, v)], [v]
+                else:
+                    items.append((e, v))
+                    per_values[p].append(v)
         o = self.options
         learn_ns, gap = int(o.learn_seconds * NS), int(o.gap_seconds * NS)
         alerts = []
         for p, items in per.items():
             key = self.key(f"principal:{p}")
-            st = state.get(key) or {"vals": [], "n": 0, "first": items[0][0]["ts"], "inc": None}
+            st = state.get(key)
+            if st is not None and st["inc"] is None and set(per_values[p]).issubset(st["vals"]):
+                # Every value is a known one and no incident is open: the loop below would only
+                # count the requests (a known value neither learns nor alerts, whatever the phase).
+                st = {"vals": list(st["vals"]), "n": min(st["n"] + len(items), 1 << 40), "first": st["first"],
+                      "inc": None, **({"roaming": True} if st.get("roaming", False) else {})}
+                state.set(key, st)
+                continue
+            st = st or {"vals": [], "n": 0, "first": items[0][0]["ts"], "inc": None}
             vals, n, first, inc = list(st["vals"]), st["n"], st["first"], st["inc"]
             roaming = st.get("roaming", False)
             hits: dict[int, tuple] = {}
@@ -241,8 +269,7 @@ class NewSource(_PrincipalHabit):
     evidence_name = "network"
     description = "a principal's successful request from a source network outside its learned set"
 
-    def value_of(self, e: dict) -> str | None:
-        ip = e.get("src_ip")
+    def value_of_field(self, ip) -> str | None:
         return bounded(network_of(ip)) if isinstance(ip, str) and ip else None
 
 
@@ -255,8 +282,7 @@ class NewModel(_PrincipalHabit):
     evidence_name = "model_called"
     description = "a principal's request to a model outside its learned set"
 
-    def value_of(self, e: dict) -> str | None:
-        m = e.get("model")
+    def value_of_field(self, m) -> str | None:
         return bounded(m) if isinstance(m, str) and m else None
 
 
