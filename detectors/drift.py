@@ -450,7 +450,7 @@ class DriftDetector(Detector):
         requests: dict[tuple, list] = {}
         predictions: dict[tuple, list] = {}
         names: dict[tuple, list[str] | None] = {}
-        for e in batch.events:
+        for e in batch.where("kind", "request", "prediction"):
             kind = e.get("kind")
             if kind == "request":
                 status = e.get("status")
