@@ -450,7 +450,7 @@ class DriftDetector(Detector):
         requests: dict[tuple, list] = {}
         predictions: dict[tuple, list] = {}
         names: dict[tuple, list[str] | None] = {}
-        for e in batch.where("kind", "request", "prediction"):
+        for e in batch.events:
             kind = e.get("kind")
             if kind == "request":
                 status = e.get("status")

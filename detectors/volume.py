@@ -83,7 +83,7 @@ class VolumeDetector(Detector):
         # Most events only add to a stream's minute: the key is built once per stream and
         # (principal, model[, source]) of the batch, and the token sum without a generator.
         keys: dict[tuple, str] = {}
-        for e in batch.where("kind", "request", "prediction"):
+        for e in batch.events:
             get = e.get
             kind = get("kind")
             if kind == "request":
