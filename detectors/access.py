@@ -90,8 +90,8 @@ class CredentialStuffing(IncidentRule):
         min_count: int = Field(default=20, ge=1, description="Refusals within window_seconds that open an incident.")
 
     def matches(self, batch: EventBatch) -> list[int]:
-        return [i for i, e in enumerate(batch.events)
-                if e.get("kind") == "request" and e.get("status") in (401, 403)]
+        ev = batch.events
+        return [i for i in batch.indices_where("kind", "request") if ev[i].get("status") in (401, 403)]
 
     def entity_type_of(self, event: dict) -> str:
         # As the worker keys requests (streams.keys): a 401 or a keyless request by its source.
@@ -153,25 +153,61 @@ class _PrincipalHabit(Detector):
         gap_seconds: float = Field(default=600.0, gt=0, description="An incident closes after this long without a new one.")
 
     def value_of(self, e: dict) -> str | None:
+        return self.value_of_field(e.get(self.field))
+
+    def value_of_field(self, v) -> str | None:
+        """The habit value of the event's ``field`` value (None: the event says nothing)."""
         raise NotImplementedError
 
     def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
-        per: dict[str, list[dict]] = {}
-        for e in batch.events:
-            if e.get("kind") != "request":
+        ev = batch.events
+        # A batch names few networks and models: each field value is turned into its habit
+        # value once per batch (network_of and bounded cost more than the lookup).
+        values: dict = {}
+        value_of_field, field = self.value_of_field, self.field
+        todo = []  # (index of the principal's first event with a value, principal, its events, values or None)
+        for p, idx in batch.shared("access.habit_requests", _habit_requests).items():
+            events = [ev[i] for i in idx]
+            try:
+                raws = {e.get(field) for e in events}
+            except TypeError:  # an unhashable value (bad input): no habit value, event by event
+                items = [(i, e, v) for i, e in zip(idx, events) if (v := self.value_of(e)) is not None]
+                if items:
+                    todo.append((items[0][0], p, [(e, v) for _, e, v in items], None))
                 continue
-            p, s = e.get("principal"), e.get("status")
-            if not isinstance(p, str) or s in (401, 403) or (isinstance(s, int) and s >= 500):
-                continue
-            v = self.value_of(e)
-            if v is not None:
-                per.setdefault(p, []).append((e, v))
+            for raw in raws:
+                if raw not in values:
+                    values[raw] = value_of_field(raw)
+            known = {values[raw] for raw in raws}
+            first = idx[0]
+            if None in known:
+                known.discard(None)
+                kept = [(i, e) for i, e in zip(idx, events) if values[e.get(field)] is not None]
+                if not kept:
+                    continue  # nothing this detector reads: its state is not touched
+                first, events = kept[0][0], [e for _, e in kept]
+            todo.append((first, p, events, known))
+        # Principals in the order of their first event with a value, as one pass over the batch
+        # would meet them.
+        todo.sort(key=_first_index)
         o = self.options
         learn_ns, gap = int(o.learn_seconds * NS), int(o.gap_seconds * NS)
         alerts = []
-        for p, items in per.items():
+        for _, p, events, known in todo:
             key = self.key(f"principal:{p}")
-            st = state.get(key) or {"vals": [], "n": 0, "first": items[0][0]["ts"], "inc": None}
+            st = state.get(key)
+            if known is None:
+                items = events
+            elif st is not None and st["inc"] is None and known.issubset(st["vals"]):
+                # Every value is a known one and no incident is open: the loop below would only
+                # count the requests (a known value neither learns nor alerts, whatever the phase).
+                st = {"vals": list(st["vals"]), "n": min(st["n"] + len(events), 1 << 40), "first": st["first"],
+                      "inc": None, **({"roaming": True} if st.get("roaming", False) else {})}
+                state.set(key, st)
+                continue
+            else:
+                items = [(e, values[e.get(field)]) for e in events]
+            st = st or {"vals": [], "n": 0, "first": items[0][0]["ts"], "inc": None}
             vals, n, first, inc = list(st["vals"]), st["n"], st["first"], st["inc"]
             roaming = st.get("roaming", False)
             hits: dict[int, tuple] = {}
@@ -232,6 +268,29 @@ def bounded(v: str) -> str:
     return f"{v[:MAX_VALUE - 9]}~{zlib.crc32(v.encode()):08x}"
 
 
+def _habit_requests(batch: EventBatch) -> dict[str, list[int]]:
+    """The requests whose habits are learned and judged (a principal's successful ones: not
+    refused, 401/403, nor failed upstream, 5xx), as batch indices per principal. Shared by the
+    habit detectors of a batch."""
+    per: dict[str, list[int]] = {}
+    ev = batch.events
+    for i in batch.indices_where("kind", "request"):
+        e = ev[i]
+        p, s = e.get("principal"), e.get("status")
+        if not isinstance(p, str) or s in (401, 403) or (isinstance(s, int) and s >= 500):
+            continue
+        got = per.get(p)
+        if got is None:
+            per[p] = [i]
+        else:
+            got.append(i)
+    return per
+
+
+def _first_index(item: tuple) -> int:
+    return item[0]
+
+
 class NewSource(_PrincipalHabit):
     """A principal used from a network it was never seen on: a key used by someone else."""
 
@@ -241,8 +300,7 @@ class NewSource(_PrincipalHabit):
     evidence_name = "network"
     description = "a principal's successful request from a source network outside its learned set"
 
-    def value_of(self, e: dict) -> str | None:
-        ip = e.get("src_ip")
+    def value_of_field(self, ip) -> str | None:
         return bounded(network_of(ip)) if isinstance(ip, str) and ip else None
 
 
@@ -255,8 +313,7 @@ class NewModel(_PrincipalHabit):
     evidence_name = "model_called"
     description = "a principal's request to a model outside its learned set"
 
-    def value_of(self, e: dict) -> str | None:
-        m = e.get("model")
+    def value_of_field(self, m) -> str | None:
         return bounded(m) if isinstance(m, str) and m else None
 
 
@@ -275,8 +332,9 @@ class PodExec(IncidentRule):
 
     def matches(self, batch: EventBatch) -> list[int]:
         o = self.options
-        return [i for i, e in enumerate(batch.events)
-                if e.get("source") == "k8s_audit" and e.get("resource") == "pods"
+        ev = batch.events
+        return [i for i in batch.indices_where("source", "k8s_audit")
+                if (e := ev[i]).get("resource") == "pods"
                 and e.get("subresource") in ("exec", "attach") and e.get("verb") in ("create", "get")
                 and (o.all_pods or _serving(o, e))]
 
@@ -307,8 +365,10 @@ class SecretRead(IncidentRule):
     def matches(self, batch: EventBatch) -> list[int]:
         o = self.options
         out = []
-        for i, e in enumerate(batch.events):
-            if e.get("source") != "k8s_audit" or e.get("resource") != "secrets":
+        ev = batch.events
+        for i in batch.indices_where("source", "k8s_audit"):
+            e = ev[i]
+            if e.get("resource") != "secrets":
                 continue
             user = e.get("user")
             if e.get("verb") in ("get", "list", "watch") and isinstance(user, str) and not user.startswith("system:") \
@@ -356,7 +416,8 @@ class PrivilegedPod(IncidentRule):
         return False
 
     def matches(self, batch: EventBatch) -> list[int]:
-        return [i for i, e in enumerate(batch.events) if e.get("kind") == "runtime" and self._privileged(e)]
+        ev = batch.events
+        return [i for i in batch.indices_where("kind", "runtime") if self._privileged(ev[i])]
 
     def entity_of(self, event: dict) -> str | None:
         return pod_id(event)
@@ -391,8 +452,10 @@ class InferenceShell(IncidentRule):
     def matches(self, batch: EventBatch) -> list[int]:
         o = self.options
         out = []
-        for i, e in enumerate(batch.events):
-            if e.get("source") != "falco" or e.get("kind") != "runtime":
+        ev = batch.events
+        for i in batch.indices_where("source", "falco"):
+            e = ev[i]
+            if e.get("kind") != "runtime":
                 continue
             rule = e.get("rule") if isinstance(e.get("rule"), str) else ""
             proc = e.get("process") if isinstance(e.get("process"), str) else ""

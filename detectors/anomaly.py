@@ -441,9 +441,9 @@ class _MetricSeries(Detector):
     def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
         out: list[dict] = []
         cache: dict[tuple[str, str], dict] = {}  # (entity, metric) -> its series' state
-        for e in batch:
+        for e in batch.where("kind", *self.kinds):
             entity, ts = e.get(self.entity_field), e.get("ts")
-            if e.get("kind") not in self.kinds or not isinstance(entity, str) or not isinstance(ts, int):
+            if not isinstance(entity, str) or not isinstance(ts, int):
                 continue
             minute = ts // MINUTE
             for metric, value in self.values(e):

@@ -222,7 +222,7 @@ class UnauthorizedCompute(Detector):
 
     # -- the detector ----------------------------------------------------------------------
     def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
-        events = [e for e in batch.events if e.get("kind") in ("gpu", "workload") and isinstance(e.get("ts"), int)]
+        events = [e for e in batch.where("kind", "gpu", "workload") if isinstance(e.get("ts"), int)]
         if not events:
             return []
         o = self.options
@@ -415,8 +415,8 @@ class MinerSignature(IncidentRule):
         return None
 
     def matches(self, batch: EventBatch) -> list[int]:
-        return [i for i, e in enumerate(batch.events)
-                if e.get("kind") in ("gpu", "runtime") and self._event_match(e) is not None]
+        ev = batch.events
+        return [i for i in batch.indices_where("kind", "gpu", "runtime") if self._event_match(ev[i]) is not None]
 
     def entity_of(self, event: dict) -> str | None:
         if event.get("kind") == "gpu":
@@ -449,8 +449,8 @@ class MinerSignature(IncidentRule):
     def _signature(self, batch: EventBatch, state: StateStore) -> list[dict]:
         o = self.options
         per_gpu: dict[tuple[str, str], list[dict]] = {}
-        for e in batch.events:
-            if e.get("kind") == "gpu" and _float(e.get("util_pct")) is not None:
+        for e in batch.where("kind", "gpu"):
+            if _float(e.get("util_pct")) is not None:
                 g = _text(e.get("gpu_uuid"))
                 if g is not None and isinstance(e.get("ts"), int):
                     per_gpu.setdefault((_route(e), g), []).append(e)

@@ -186,8 +186,8 @@ class GpuWindowModel(Detector):
             return []
         W = self.bundle["window_samples"]
         per: dict[tuple[str, str], list[dict]] = {}
-        for e in batch.events:
-            if e.get("kind") == "gpu" and _float(e.get("util_pct")) is not None and isinstance(e.get("ts"), int):
+        for e in batch.where("kind", "gpu"):
+            if _float(e.get("util_pct")) is not None and isinstance(e.get("ts"), int):
                 g = _text(e.get("gpu_uuid"))
                 if g is not None:
                     per.setdefault((_route(e), g), []).append(e)

@@ -38,9 +38,9 @@ class FalcoCritical(IncidentRule):
 
     def matches(self, batch: EventBatch) -> list[int]:
         p = self._PRIORITIES
-        return [i for i, e in enumerate(batch.events)
-                if e.get("source") == "falco" and str(e.get("priority") or "").lower() in p
-                and self._miner._event_match(e) is None]
+        ev = batch.events
+        return [i for i in batch.indices_where("source", "falco")
+                if str(ev[i].get("priority") or "").lower() in p and self._miner._event_match(ev[i]) is None]
 
     def entity_of(self, event: dict) -> str | None:
         return pod_id(event) or node_of(event) or "unknown"

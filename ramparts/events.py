@@ -18,7 +18,7 @@ filters it by kind or entity and detectors read numpy columns from it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -102,12 +102,21 @@ def to_json(event: dict) -> bytes:
 
 
 class EventBatch(Sequence):
-    """A list of normalized events with the column and selection verbs the pipeline needs."""
+    """A list of normalized events with the column and selection verbs the pipeline needs.
 
-    __slots__ = ("events",)
+    :meth:`indices_where` indexes the events by one field the first time a detector asks, and
+    every later detector of the batch reads that index instead of walking every event again
+    (``Pipeline.process_batch`` hands one batch to all of them); :meth:`shared` keeps what
+    several detectors derive alike. Both follow :meth:`append` and :meth:`extend`; change
+    ``events`` only through them.
+    """
+
+    __slots__ = ("events", "_index", "_shared")
 
     def __init__(self, events: list[dict] | None = None):
         self.events: list[dict] = events if events is not None else []
+        self._index: dict[str, dict[Any, list[int]]] = {}
+        self._shared: dict[str, Any] = {}
 
     def __len__(self) -> int:
         return len(self.events)
@@ -125,16 +134,70 @@ class EventBatch(Sequence):
 
     def append(self, event: dict) -> None:
         self.events.append(event)
+        self._index.clear()
+        self._shared.clear()
 
     def extend(self, events: Iterable[dict]) -> None:
         self.events.extend(events)
+        self._index.clear()
+        self._shared.clear()
 
     def kinds(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for e in self.events:
-            k = e.get("kind")
-            counts[k] = counts.get(k, 0) + 1
+        for k, idx in self._by("kind").items():
+            if k is not _UNHASHABLE:
+                counts[k] = len(idx)
         return counts
+
+    def indices_where(self, field: str, *values: Any) -> list[int]:
+        """Indices, in batch order, of the events whose ``field`` equals one of ``values``.
+
+        The same events as ``[i for i, e in enumerate(events) if e.get(field) in values]``
+        for hashable ``values`` (an absent field is ``None``). The result is shared: do not
+        change it.
+
+        >>> b = EventBatch([{"kind": "gpu"}, {"kind": "request"}, {"kind": "gpu"}, {}])
+        >>> b.indices_where("kind", "gpu"), b.indices_where("kind", "request", "gpu"), b.indices_where("kind", None)
+        ([0, 2], [0, 1, 2], [3])
+        """
+        index = self._by(field)
+        if len(values) == 1:
+            return index.get(values[0], _NONE)
+        found = [index[v] for v in values if v in index]
+        if len(found) <= 1:
+            return found[0] if found else _NONE
+        return sorted(i for idx in found for i in idx)
+
+    def where(self, field: str, *values: Any) -> list[dict]:
+        """The events whose ``field`` equals one of ``values``, in batch order (:meth:`indices_where`)."""
+        ev = self.events
+        return [ev[i] for i in self.indices_where(field, *values)]
+
+    def shared(self, name: str, build: Callable[["EventBatch"], Any]) -> Any:
+        """``build(self)``, computed once per batch under ``name`` for every detector that asks
+        (detectors that select the same events alike); the result is shared: do not change it."""
+        try:
+            return self._shared[name]
+        except KeyError:
+            got = self._shared[name] = build(self)
+            return got
+
+    def _by(self, field: str) -> dict[Any, list[int]]:
+        index = self._index.get(field)
+        if index is None:
+            index = {}
+            for i, e in enumerate(self.events):
+                v = e.get(field)
+                try:
+                    idx = index.get(v)
+                except TypeError:  # a list or an object where a value was expected: equals no key
+                    v, idx = _UNHASHABLE, index.get(_UNHASHABLE)
+                if idx is None:
+                    index[v] = [i]
+                else:
+                    idx.append(i)
+            self._index[field] = index
+        return index
 
     # -- columns -------------------------------------------------------------------------
     def column(self, name: str, dtype: Any = np.float64, missing: Any = None) -> np.ndarray:
@@ -190,6 +253,10 @@ class EventBatch(Sequence):
     # -- output --------------------------------------------------------------------------
     def to_jsonl(self) -> bytes:
         return b"".join(to_json(e) + b"\n" for e in self.events)
+
+
+_UNHASHABLE = object()  # the index key of values that cannot be dict keys
+_NONE: list[int] = []
 
 
 def _num(v: Any, fill: float) -> float:

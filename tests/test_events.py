@@ -43,3 +43,33 @@ def test_check_event_finds_type_errors_and_missing_fields():
     del e["model"]
     assert check_event(e) == ["missing field 'model'"]
     assert check_event({"kind": "nope"}) == ["unknown kind 'nope'"]
+
+
+def test_indices_where_is_the_events_whose_field_equals_a_value_in_batch_order():
+    events = [{"kind": "gpu", "source": "dcgm"}, {"kind": "request"}, {"kind": ["odd"]}, {},
+              {"kind": "gpu", "source": {"not": "hashable"}}, {"kind": "runtime"}, {"kind": "request"}]
+    b = EventBatch(events)
+    for field in ("kind", "source"):
+        for values in (("gpu",), ("request", "gpu"), ("runtime", "missing", "request"), (None,), ("nothing",)):
+            want = [i for i, e in enumerate(events) if e.get(field) in values]
+            assert b.indices_where(field, *values) == want, (field, values)
+            assert b.where(field, *values) == [events[i] for i in want]
+    assert b.kinds() == {"gpu": 2, "request": 2, None: 1, "runtime": 1}  # the unhashable kind is not counted
+    b.append({"kind": "gpu"})  # the index follows the batch
+    assert b.indices_where("kind", "gpu") == [0, 4, 7]
+    b.extend([{"kind": "runtime"}])
+    assert b.indices_where("kind", "runtime") == [5, 8]
+
+
+def test_shared_builds_once_per_batch_and_again_after_a_change():
+    b = EventBatch([{"kind": "request"}])
+    calls = []
+
+    def build(batch):
+        calls.append(len(batch))
+        return len(batch)
+
+    assert b.shared("n", build) == 1 and b.shared("n", build) == 1
+    b.append({"kind": "request"})
+    assert b.shared("n", build) == 2
+    assert calls == [1, 2]

@@ -131,3 +131,85 @@ def test_a_shell_in_a_serving_container_but_not_in_a_batch_job():
     assert a["detector"] == "access.shell" and a["evidence"]["process"] == "bash"
     assert run(InferenceShell(), [falco(1, namespace="etl", pod="spark-0")]) == []
     assert run(InferenceShell(), [falco(1, rule="Read sensitive file untrusted", process="python")]) == []
+
+
+# -- the habit detectors' shortcuts against the per-event loop they stand for -------------------------
+def _habit_reference(d, batches) -> tuple[list[list[dict]], dict]:
+    """What access.new_source / access.new_model decide, written as one pass over each batch's
+    events (the detector groups requests per principal once per batch, shares the grouping
+    between the two, and counts a principal with only known values without this loop)."""
+    o, state, out = d.options, {}, []
+    learn_ns, gap = int(o.learn_seconds * NS), int(o.gap_seconds * NS)
+    for events in batches:
+        per: dict[str, list] = {}
+        for e in events:
+            p, s = e.get("principal"), e.get("status")
+            if e.get("kind") != "request" or not isinstance(p, str) or s in (401, 403) or (
+                    isinstance(s, int) and s >= 500):
+                continue
+            v = d.value_of(e)
+            if v is not None:
+                per.setdefault(p, []).append((e, v))
+        alerts = []
+        for p, items in per.items():
+            key = d.key(f"principal:{p}")
+            st = state.get(key) or {"vals": [], "n": 0, "first": items[0][0]["ts"], "inc": None}
+            vals, n, first, inc, roaming = list(st["vals"]), st["n"], st["first"], st["inc"], st.get("roaming", False)
+            hits = {}
+            for e, v in items:
+                t = e["ts"]
+                if inc is not None and t - inc["last"] > gap:
+                    inc = None
+                learning = n < o.learn_requests or t - first < learn_ns
+                n += 1
+                if v in vals:
+                    if inc is not None and v in inc["new"]:
+                        inc = {**inc, "last": t, "count": inc["count"] + 1}
+                        hits[inc["first"]] = (e, v, inc, list(vals))
+                    continue
+                if learning or roaming:
+                    vals.append(v)
+                    if len(vals) > o.max_values:
+                        roaming, vals = True, vals[-o.max_values:]
+                    continue
+                vals.append(v)
+                del vals[:-o.max_values * 2]
+                inc = ({"first": t, "last": t, "count": 1, "new": [v]} if inc is None else
+                       {**inc, "last": t, "count": inc["count"] + 1, "new": (inc["new"] + [v])[-4:]})
+                hits[inc["first"]] = (e, v, inc, list(vals))
+            st = {"vals": vals, "n": min(n, 1 << 40), "first": first, "inc": inc}
+            if roaming:
+                st["roaming"] = True
+            state[key] = st
+            for e, v, inc_then, seen in hits.values():
+                alerts.append(d._alert(p, e, v, inc_then, [x for x in seen if x not in inc_then["new"]][:8]))
+        out.append(alerts)
+    return out, state
+
+
+def test_habit_detectors_decide_what_one_pass_per_event_decides():
+    import random
+
+    rng = random.Random(5)
+    ips = ["198.51.100.7", "198.51.100.9", "203.0.113.50", "192.0.2.1", "2001:db8:1:2::5", "", None, ["x"]]
+    models = ["m1", "m2", "m3", "x" * 80, "", None]
+    principals = [f"key:{i}" for i in range(6)] + [None, 7]
+    events, t = [], 0.0
+    for _ in range(6000):
+        t += rng.expovariate(8.0)
+        e = req(t, status=rng.choice([200] * 12 + [401, 403, 500, 503, 404, None, "200"]),
+                principal=rng.choice(principals), ip=rng.choice(ips[:4] * 8 + ips),
+                model=rng.choice(models[:2] * 10 + models))
+        if rng.random() < 0.02:
+            e["kind"] = "prediction"
+        events.append(e)
+    cuts = sorted(rng.sample(range(1, len(events)), 40))
+    batches = [events[a:b] for a, b in zip([0, *cuts], [*cuts, len(events)])]
+    for cls in (NewSource, NewModel):
+        opts = {"learn_requests": 30, "learn_seconds": 20, "max_values": 3, "gap_seconds": 30}
+        want_alerts, want_state = _habit_reference(cls(opts), batches)
+        d, state = cls(opts), DictState()
+        got_alerts = [d.update(EventBatch(b), state) for b in batches]
+        assert got_alerts == want_alerts
+        assert any(got_alerts) and any(s.get("roaming") for s in want_state.values())
+        assert list(state.data.items()) == list(want_state.items())  # the same states, written in the same order
