@@ -96,7 +96,8 @@ def observe(res, res64, sq, n, x):
             s = _row_sum(d, width)
             if s < best:
                 best = s
-        nn = float(np.sqrt(best))
+        # float32's root, as numpy takes it (the float64 root of a float32, rounded, is the same)
+        nn = float(np.float32(np.sqrt(np.float64(best))))
         # the median of the upper triangle of the squared distance matrix (sq_i + sq_j - 2 p_i.p_j)
         m = n * (n - 1) // 2
         d2 = np.empty(m)
