@@ -74,6 +74,32 @@ def _row_sum(d, n):
 
 
 @_jit
+def _select(a, k):
+    """The ``k``-th smallest of ``a`` (reordered in place): ``np.partition(a, k)[k]``. Hoare's
+    selection, written out because numba's ``np.partition`` takes 5 s to compile."""
+    lo, hi = 0, len(a) - 1
+    while lo < hi:
+        pivot = a[(lo + hi) // 2]
+        i, j = lo, hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            break
+    return a[k]
+
+
+@_jit
 def observe(res, res64, sq, n, x):
     """The nearest-neighbour distance of ``x`` to the first ``n`` rows of the reservoir and the
     median pairwise distance of those rows (both -1.0 under 4 rows); then ``x`` pushed (the
@@ -110,7 +136,7 @@ def observe(res, res64, sq, n, x):
                 d2[c] = sq[a] + sq[b] - 2.0 * g
                 c += 1
         mid = m // 2
-        scale = np.sqrt(max(np.partition(d2, mid)[mid], 0.0))
+        scale = np.sqrt(max(_select(d2, mid), 0.0))
     cap = res.shape[0]
     if n >= cap:
         for a in range(cap - 1):

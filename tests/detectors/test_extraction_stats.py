@@ -150,3 +150,11 @@ def _read_only_run(tmp_path: Path) -> None:
                          env={**env, "HOME": str(home), "PYTHONPATH": str(pkg)})
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [str(float(np.sqrt(np.float32(12.0)))), "6"]
+
+
+def test_select_is_numpys_partition():
+    rng = np.random.default_rng(6)
+    for n in (1, 2, 3, 6, 15, 120):
+        for a in (rng.standard_normal(n), rng.integers(0, 3, n).astype(np.float64), np.ones(n)):
+            for k in {0, n // 2, n - 1}:
+                assert extraction_stats._select(a.copy(), k) == np.partition(a, k)[k]
