@@ -134,7 +134,7 @@ def query_rows(event: dict) -> list[tuple[np.ndarray | None, float | None, int |
         vec = None
         if r is not None:
             vec = np.asarray(r, dtype=np.float64)
-            if not np.all(np.isfinite(vec)):
+            if not np.isfinite(vec).all():
                 vec = None
         result.append((vec, conf, cls))
     return result
@@ -223,11 +223,17 @@ _OBSERVE = None
 
 
 def _observe():
-    """:func:`extraction_stats.observe`, imported at the first prediction (numba loads or compiles it)."""
+    """:func:`extraction_stats.observe`, loaded (from numba's cache, else compiled) by a first call.
+
+    The detector calls this when it is built, so that a worker loads numba before it freezes
+    what start-up made out of the garbage collector's walks (``streams/app.py``), and its first
+    prediction does not wait for the load (0.5 s) or a compilation (3.5 s without a cache)."""
     global _OBSERVE
     if _OBSERVE is None:
         from .extraction_stats import observe
 
+        res = np.zeros((RESERVOIR, PROJECTED_DIMS), dtype=np.float32)
+        observe(res, res.astype(np.float64), np.zeros(RESERVOIR), 0, np.zeros(PROJECTED_DIMS, dtype=np.float32))
         _OBSERVE = observe
     return _OBSERVE
 
@@ -471,6 +477,7 @@ class ExtractionDetector(Detector):
 
     def __init__(self, options=None):
         super().__init__(options)
+        _observe()
         self.populations: dict[tuple[str, int], Population] = {}
         self._model_populations: dict[str, list[Population]] = {}  # model -> its populations, in creation order
 
