@@ -175,11 +175,12 @@ def median_pairwise(points: np.ndarray) -> float:
 
 
 def _median_pairwise(p: np.ndarray, sq: np.ndarray) -> float:
-    """:func:`median_pairwise` of float64 rows ``p`` whose squared norms ``sq`` are known.
+    """:func:`median_pairwise` of float64 rows ``p`` whose squared norms ``sq`` are known: only the
+    upper triangle of the distance matrix is formed, with the same operations per element.
 
-    A stream keeps ``sq`` row by row (each row's is its own sum, the same numbers as for the
-    whole array), and only the upper triangle of the distance matrix is formed, with the same
-    operations per element."""
+    The detector computes this in compiled code (``extraction_stats.observe``, with the
+    nearest neighbour and the reservoir's push); this numpy version is the reference it is
+    tested against (tests/detectors/test_extraction_stats.py)."""
     n = len(p)
     iu = _UPPER.get(n)
     if iu is None:
