@@ -113,7 +113,8 @@ def test_a_read_only_install_without_a_writable_cache_still_computes(tmp_path: P
 
 def test_no_cache_location_at_all_falls_back_to_compiling_in_process(tmp_path: Path):
     # Root ignores file permissions, so the cache locations are made unusable another way: the
-    # module is loaded from a zip-like place numba cannot locate (source only in memory).
+    # module's source is run from memory (``__file__`` '<memory>'), which no locator of numba's
+    # cache accepts: njit(cache=True) raises, and _jit compiles without the cache.
     code = (
         "import numpy as np, types, sys\n"
         f"src = open({str(Path(extraction_stats.__file__))!r}).read()\n"
