@@ -134,7 +134,7 @@ def query_rows(event: dict) -> list[tuple[np.ndarray | None, float | None, int |
         vec = None
         if r is not None:
             vec = np.asarray(r, dtype=np.float64)
-            if not np.all(np.isfinite(vec)):
+            if not np.isfinite(vec).all():
                 vec = None
         result.append((vec, conf, cls))
     return result
@@ -175,11 +175,12 @@ def median_pairwise(points: np.ndarray) -> float:
 
 
 def _median_pairwise(p: np.ndarray, sq: np.ndarray) -> float:
-    """:func:`median_pairwise` of float64 rows ``p`` whose squared norms ``sq`` are known.
+    """:func:`median_pairwise` of float64 rows ``p`` whose squared norms ``sq`` are known: only the
+    upper triangle of the distance matrix is formed, with the same operations per element.
 
-    A stream keeps ``sq`` row by row (each row's is its own sum, the same numbers as for the
-    whole array), and only the upper triangle of the distance matrix is formed, with the same
-    operations per element."""
+    The detector computes this in compiled code (``extraction_stats.observe``, with the
+    nearest neighbour and the reservoir's push); this numpy version is the reference it is
+    tested against (tests/detectors/test_extraction_stats.py)."""
     n = len(p)
     iu = _UPPER.get(n)
     if iu is None:
@@ -219,6 +220,23 @@ def shapiro_w(d: np.ndarray) -> float:
 
 
 _SWILK = None
+_OBSERVE = None
+
+
+def _observe():
+    """:func:`extraction_stats.observe`, loaded (from numba's cache, else compiled) by a first call.
+
+    The detector calls this when it is built, so that a worker loads numba before it freezes
+    what start-up made out of the garbage collector's walks (``streams/app.py``), and its first
+    prediction does not wait for the load (0.5 s) or a compilation (3.5 s without a cache)."""
+    global _OBSERVE
+    if _OBSERVE is None:
+        from .extraction_stats import observe
+
+        res = np.zeros((RESERVOIR, PROJECTED_DIMS), dtype=np.float32)
+        observe(res, res.astype(np.float64), np.zeros(RESERVOIR), 0, np.zeros(PROJECTED_DIMS, dtype=np.float32))
+        _OBSERVE = observe
+    return _OBSERVE
 
 
 def _swilk():
@@ -397,32 +415,29 @@ class _Row:
 
 class _Stream:
     """A stream's state for one batch: the stored dict, and its packed memories unpacked
-    (input hashes and distances as lists, the reservoir as a float32 array)."""
+    (input hashes and distances as lists; the reservoir in fixed buffers that
+    :func:`extraction_stats.observe` updates in place: float32 rows oldest first, their float64
+    copy and squared norms, ``n`` rows used)."""
 
-    __slots__ = ("s", "hashes", "res", "res64", "sq", "dists", "changed")
+    __slots__ = ("s", "hashes", "res", "res64", "sq", "n", "dists", "changed")
 
     def __init__(self, s: dict):
         self.s = s
         self.hashes: list[int] = _unpack(s["h"], np.uint32).tolist()
-        self.res: np.ndarray = _unpack(s["r"], np.float32, PROJECTED_DIMS)
-        self.res64 = self.res.astype(np.float64)  # the reservoir as median_pairwise reads it
+        packed = _unpack(s["r"], np.float32, PROJECTED_DIMS)[-RESERVOIR:]
+        n = self.n = len(packed)
+        self.res = np.zeros((RESERVOIR, PROJECTED_DIMS), dtype=np.float32)
+        self.res[:n] = packed
+        self.res64 = self.res.astype(np.float64)  # the reservoir as the median pairwise distance reads it
         self.sq = (self.res64 * self.res64).sum(axis=1)  # and its rows' squared norms
         self.dists: list[float] = _unpack(s["d"], np.float32).tolist()
         self.changed = False
-
-    def push(self, x: np.ndarray) -> None:
-        """Add a projected query to the reservoir, dropping the oldest beyond RESERVOIR."""
-        x64 = x[None, :].astype(np.float64)
-        keep = slice(1, None) if len(self.res) >= RESERVOIR else slice(None)
-        self.res = np.concatenate((self.res[keep], x[None, :]))
-        self.res64 = np.concatenate((self.res64[keep], x64))
-        self.sq = np.concatenate((self.sq[keep], (x64 * x64).sum(axis=1)))
 
     def packed(self) -> dict:
         s = self.s
         if self.changed:
             s["h"] = _pack(np.array(self.hashes, dtype=np.uint32), np.uint32)
-            s["r"] = _pack(self.res, np.float32)
+            s["r"] = _pack(self.res[:self.n], np.float32)
             s["d"] = _pack(np.array(self.dists, dtype=np.float32), np.float32)
         return s
 
@@ -463,6 +478,7 @@ class ExtractionDetector(Detector):
 
     def __init__(self, options=None):
         super().__init__(options)
+        _observe()
         self.populations: dict[tuple[str, int], Population] = {}
         self._model_populations: dict[str, list[Population]] = {}  # model -> its populations, in creation order
 
@@ -552,6 +568,7 @@ class ExtractionDetector(Detector):
         s = w.s
         s["tl"] = ts
         hashes, dists = w.hashes, w.dists
+        observe = _observe()
         for row in rows:
             s["n"] += 1
             vec = row.vec
@@ -574,20 +591,17 @@ class ExtractionDetector(Detector):
             if row.conf is not None:
                 s["nc"] += 1
                 s["low"] += row.conf < o.low_confidence
-            x = row.projected()
-            res = w.res
-            if len(res) >= 4:
-                # sqrt is monotone, so the smallest root is the root of the smallest sum
-                nn = float(np.sqrt(((res - x) ** 2).sum(axis=1).min()))
-                scale = _median_pairwise(w.res64, w.sq)
+            # nearest neighbour in the reservoir, its median pairwise distance, then the push:
+            # one compiled call (detectors/extraction_stats.py)
+            nn, scale, w.n = observe(w.res, w.res64, w.sq, w.n, row.projected())
+            if nn >= 0.0:
                 if scale > 0:
                     s["close"] += nn < o.close_ratio * scale
-                dists.append(float(np.float32(nn)))
+                dists.append(nn)  # a float32's value: the stored distances are float32
                 if len(dists) > DISTANCES:
                     del dists[0]
                 if len(dists) >= o.normality_min and int(s["nd"]) % NORMALITY_EVERY == 0:
                     s["w"] = round(shapiro_w(np.array(dists, dtype=np.float64)), 4)
-            w.push(x)
             if s["nd"] >= 2 * o.window:
                 for k in ("nd", "nj", "ood", "close", "nc", "low"):
                     s[k] /= 2.0

@@ -1,0 +1,154 @@
+"""The per-query statistics of ``extraction.queries`` in compiled code (numba).
+
+For every distinct query row and each of its streams the detector needs the nearest-neighbour
+distance of the query to the stream's reservoir (its last 16 projected queries), the median
+pairwise distance of that reservoir (the stream's own spacing), and then the query pushed onto
+the reservoir. In numpy that is a dozen calls on arrays of 16 x 12 numbers, each costing more
+in call overhead than in arithmetic; :func:`observe` does all of it in one call.
+
+The arithmetic is numpy's, operation for operation, so the numbers are the same to the bit:
+
+* the squared distances to the query are float32 differences, squared, summed per row the way
+  numpy's ``sum(axis=1)`` sums a row of 12 (its pairwise summation: 8 partial sums, combined
+  as a tree, then the rest in order; :func:`_row_sum`); the root is float32 too;
+* a reservoir row's squared norm likewise, in float64.
+
+The one exception is the Gram matrix of the median pairwise distance: numpy hands ``p @ p.T``
+to OpenBLAS, whose kernels (chosen per CPU at run time) use fused multiply-adds in an order of
+their own, so its last bit already differs between machines. Here the dot products are summed
+in order. The scale is only compared with the nearest-neighbour distance (``close_ratio``), so
+a difference in its last bit changes a count only if the two are within an ulp of each other;
+``tests/detectors/test_extraction_stats.py`` holds the kernel to numpy's figures.
+
+Compiled functions are cached next to this module (``__pycache__``, numba's ``cache=True``); where
+that is not writable numba falls back to its user-wide cache, and where neither is, functions
+are compiled in each process (about a second at the first prediction) instead of failing.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+
+def _jit(fn):
+    """``numba.njit(cache=True)``, or without the cache when no cache location is writable."""
+    import numba
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", numba.NumbaWarning)
+            return numba.njit(cache=True)(fn)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return numba.njit(cache=False)(fn)
+
+
+@_jit
+def _row_sum(d, n):
+    """``d[:n].sum()`` as numpy sums a contiguous run of 8 to 128 numbers (pairwise_sum in
+    numpy/_core/src/umath/loops_utils.h.src): 8 running sums, a tree over them, then the tail."""
+    if n < 8:
+        s = d[0] * 0  # numpy starts a short sum at zero; n >= 1 here
+        for i in range(n):
+            s += d[i]
+        return s
+    r0, r1, r2, r3, r4, r5, r6, r7 = d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]
+    i = 8
+    last = n - n % 8
+    while i < last:
+        r0 += d[i]
+        r1 += d[i + 1]
+        r2 += d[i + 2]
+        r3 += d[i + 3]
+        r4 += d[i + 4]
+        r5 += d[i + 5]
+        r6 += d[i + 6]
+        r7 += d[i + 7]
+        i += 8
+    s = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        s += d[i]
+        i += 1
+    return s
+
+
+@_jit
+def _select(a, k):
+    """The ``k``-th smallest of ``a`` (reordered in place): ``np.partition(a, k)[k]``. Hoare's
+    selection, written out because numba's ``np.partition`` takes 5 s to compile."""
+    lo, hi = 0, len(a) - 1
+    while lo < hi:
+        pivot = a[(lo + hi) // 2]
+        i, j = lo, hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            break
+    return a[k]
+
+
+@_jit
+def observe(res, res64, sq, n, x):
+    """The nearest-neighbour distance of ``x`` to the first ``n`` rows of the reservoir and the
+    median pairwise distance of those rows (both -1.0 under 4 rows); then ``x`` pushed (the
+    oldest row dropped when the reservoir is full).
+
+    ``res`` is the reservoir (float32, rows oldest first, capacity its length), ``res64`` its
+    float64 copy and ``sq`` its rows' squared norms, all updated in place; ``x`` the projected
+    query (float32). Rows are up to 128 wide (:func:`_row_sum`; the detector's are 12).
+    Returns (distance, scale, rows now)."""
+    width = res.shape[1]
+    nn = -1.0
+    scale = -1.0
+    if n >= 4:
+        d = np.empty(width, dtype=np.float32)
+        best = np.float32(np.inf)
+        for a in range(n):
+            for k in range(width):
+                t = res[a, k] - x[k]
+                d[k] = t * t
+            s = _row_sum(d, width)
+            if s < best:
+                best = s
+        # float32's root, as numpy takes it (the float64 root of a float32, rounded, is the same)
+        nn = float(np.float32(np.sqrt(np.float64(best))))
+        # the median of the upper triangle of the squared distance matrix (sq_i + sq_j - 2 p_i.p_j)
+        m = n * (n - 1) // 2
+        d2 = np.empty(m)
+        c = 0
+        for a in range(n):
+            for b in range(a + 1, n):
+                g = 0.0
+                for k in range(width):
+                    g += res64[a, k] * res64[b, k]
+                d2[c] = sq[a] + sq[b] - 2.0 * g
+                c += 1
+        mid = m // 2
+        scale = np.sqrt(max(_select(d2, mid), 0.0))
+    cap = res.shape[0]
+    if n >= cap:
+        for a in range(cap - 1):
+            res[a] = res[a + 1]
+            res64[a] = res64[a + 1]
+            sq[a] = sq[a + 1]
+        n = cap - 1
+    e = np.empty(width)
+    for k in range(width):
+        res[n, k] = x[k]
+        v = np.float64(x[k])
+        res64[n, k] = v
+        e[k] = v * v
+    sq[n] = _row_sum(e, width)
+    return nn, scale, n + 1

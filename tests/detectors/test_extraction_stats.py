@@ -1,0 +1,161 @@
+"""extraction.queries' compiled statistics (detectors/extraction_stats.py) against the numpy they replace."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ramparts.detectors import extraction_stats
+from ramparts.detectors.base import DictState
+from ramparts.detectors.extraction import PROJECTED_DIMS, RESERVOIR, ExtractionDetector, median_pairwise
+from ramparts.events import EventBatch
+
+from .test_extraction import NS, T0, confident, event, natural, warm
+
+
+def numpy_observe(rows: np.ndarray, x: np.ndarray) -> tuple[float, float]:
+    """What the detector computed with numpy before (commit 8de5141): nearest-neighbour distance and scale."""
+    if len(rows) < 4:
+        return -1.0, -1.0
+    nn = float(np.sqrt(((rows - x) ** 2).sum(axis=1).min()))
+    return nn, median_pairwise(rows)
+
+
+def test_observe_gives_numpys_distances_and_keeps_the_last_rows_in_order():
+    rng = np.random.default_rng(3)
+    for trial in range(300):
+        res = np.zeros((RESERVOIR, PROJECTED_DIMS), dtype=np.float32)
+        res64, sq = np.zeros((RESERVOIR, PROJECTED_DIMS)), np.zeros(RESERVOIR)
+        scale_of_data = 10.0 ** rng.uniform(-3, 3)
+        pushed: list[np.ndarray] = []
+        n = 0
+        for _ in range(int(rng.integers(1, 3 * RESERVOIR))):
+            x = (rng.standard_normal(PROJECTED_DIMS) * scale_of_data).astype(np.float32)
+            if rng.random() < 0.2 and pushed:  # a near copy of an earlier row: a tiny distance
+                x = (pushed[-1] + np.float32(1e-6 * scale_of_data)).astype(np.float32)
+            want_nn, want_scale = numpy_observe(np.array(pushed[-RESERVOIR:], dtype=np.float32).reshape(-1, 12), x)
+            nn, scale, n = extraction_stats.observe(res, res64, sq, n, x)
+            pushed.append(x)
+            # the nearest-neighbour distance is stored in the state: the same to the bit
+            assert nn == want_nn
+            # the scale is only compared with it; numpy's Gram matrix comes from OpenBLAS (fused
+            # multiply-adds in a kernel's order), this one sums in order: the same to ~1e-12
+            assert scale == pytest.approx(want_scale, rel=1e-12, abs=1e-300)
+            kept = np.array(pushed[-RESERVOIR:], dtype=np.float32)
+            assert n == len(kept)
+            assert np.array_equal(res[:n], kept)
+            assert np.array_equal(res64[:n], kept.astype(np.float64))
+            assert np.array_equal(sq[:n], (kept.astype(np.float64) ** 2).sum(axis=1))
+
+
+def test_row_sum_is_numpys_sum_to_the_bit():
+    rng = np.random.default_rng(4)
+    for n in (1, 5, 7, 8, 9, 12, 16, 17, 64, 127, 128):
+        for dtype in (np.float32, np.float64):
+            d = (rng.standard_normal(n) * 10.0 ** rng.uniform(-5, 5, n)).astype(dtype)
+            assert extraction_stats._row_sum(d, n) == d.sum(), (n, dtype)
+
+
+def test_a_stream_fed_in_one_batch_or_one_event_per_batch_ends_in_the_same_state():
+    # The reservoir lives in fixed buffers for a batch and is packed at its end: the packed
+    # state must not depend on where batches end.
+    states = []
+    for per_batch in (1, 7, 1000):
+        det, state = ExtractionDetector(), DictState()
+        t = warm(det, state, np.random.default_rng(13))
+        rng = np.random.default_rng(12)
+        events = []
+        for i in range(150):
+            t += NS
+            x = natural(rng, 1)[0] if i % 3 else rng.uniform(0, 10, 16).round(2)
+            events.append(event(f"client-{i % 4}", t, x, confident(rng), src="192.0.2.7"))
+        alerts = []
+        for k in range(0, len(events), per_batch):
+            alerts += det.update(EventBatch(events[k:k + per_batch]), state)
+        states.append((state.data, sorted({a["id"] for a in alerts})))  # a batch merges an incident's updates
+    assert states[0] == states[1] == states[2]
+    assert any(v["r"] for v in states[0][0].values())
+
+
+def test_a_state_packed_before_the_compiled_statistics_loads_and_goes_on():
+    # A stream state written by the numpy version (commit 8de5141): 16 reservoir rows, 48 distances.
+    rng = np.random.default_rng(21)
+    rows = rng.standard_normal((RESERVOIR, PROJECTED_DIMS)).astype(np.float32)
+    def pack(a, dtype):
+        return base64.b64encode(np.ascontiguousarray(a, dtype=dtype).tobytes()).decode("ascii")
+
+    old = {"tl": T0, "n": 60, "rep": 0, "nd": 60.0, "ood": 0.0, "nj": 0.0, "close": 1.0, "nc": 60.0, "low": 0.0,
+           "h": pack(np.arange(32), np.uint32), "r": pack(rows, np.float32),
+           "d": pack(rng.random(48), np.float32), "w": 0.95, "inc": None, "ep": 0}
+    key = "extraction.queries/s|192.0.2.9|m"
+    det, state = ExtractionDetector(), DictState()
+    state.set(key, dict(old))
+    x = rng.standard_normal(16).round(2)
+    det.update(EventBatch([event("p", T0 + NS, x, [0.9, 0.1], src="192.0.2.9")]), state)
+    s = state.data[key]
+    new_rows = np.frombuffer(base64.b64decode(s["r"]), dtype=np.float32).reshape(-1, PROJECTED_DIMS)
+    assert np.array_equal(new_rows[:-1], rows[1:])  # the oldest row dropped, the new query last
+    assert s["nd"] == 61.0 and len(np.frombuffer(base64.b64decode(s["d"]), dtype=np.float32)) == 48
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through read-only permissions")
+def test_a_read_only_install_without_a_writable_cache_still_computes(tmp_path: Path):
+    _read_only_run(tmp_path)
+
+
+def test_no_cache_location_at_all_falls_back_to_compiling_in_process(tmp_path: Path):
+    # Root ignores file permissions, so the cache locations are made unusable another way: the
+    # module's source is run from memory (``__file__`` '<memory>'), which no locator of numba's
+    # cache accepts: njit(cache=True) raises, and _jit compiles without the cache.
+    code = (
+        "import numpy as np, types, sys\n"
+        f"src = open({str(Path(extraction_stats.__file__))!r}).read()\n"
+        "mod = types.ModuleType('compiled_elsewhere')\n"
+        "mod.__file__ = '<memory>'\n"
+        "sys.modules['compiled_elsewhere'] = mod\n"
+        "exec(compile(src, '<memory>', 'exec'), mod.__dict__)\n"
+        "res = np.zeros((16, 12), np.float32); res64 = np.zeros((16, 12)); sq = np.zeros(16); n = 0\n"
+        "for i in range(6):\n"
+        "    nn, scale, n = mod.observe(res, res64, sq, n, np.full(12, i, np.float32))\n"
+        "print(nn, n)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "unused")})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(float(np.sqrt(np.float32(12.0)))), "6"]
+
+
+def _read_only_run(tmp_path: Path) -> None:
+    pkg = tmp_path / "ro"
+    pkg.mkdir()
+    shutil.copy(extraction_stats.__file__, pkg / "ro_stats.py")
+    home = tmp_path / "home"
+    home.mkdir()
+    for p in (pkg / "ro_stats.py", pkg, home):
+        p.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    code = ("import numpy as np, ro_stats\n"
+            "res = np.zeros((16, 12), np.float32); res64 = np.zeros((16, 12)); sq = np.zeros(16); n = 0\n"
+            "for i in range(6):\n"
+            "    nn, scale, n = ro_stats.observe(res, res64, sq, n, np.full(12, i, np.float32))\n"
+            "print(nn, n)\n")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=pkg,
+                         env={**env, "HOME": str(home), "PYTHONPATH": str(pkg)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(float(np.sqrt(np.float32(12.0)))), "6"]
+
+
+def test_select_is_numpys_partition():
+    rng = np.random.default_rng(6)
+    for n in (1, 2, 3, 6, 15, 120):
+        for a in (rng.standard_normal(n), rng.integers(0, 3, n).astype(np.float64), np.ones(n)):
+            for k in {0, n // 2, n - 1}:
+                assert extraction_stats._select(a.copy(), k) == np.partition(a, k)[k]
