@@ -154,3 +154,33 @@ def test_a_revoke_drops_held_messages_and_the_next_owner_reads_them_again(stack,
     result = replay([audit_file], config=stack.config, progress=Progress(None, enabled=False),
                     dead_letter_path=str(tmp_path / "dead.jsonl"))
     assert len(_runtime_ids(a) | _runtime_ids(b)) == result.events
+
+
+# Run in the worker before it starts: the parse stage fails on one message, as a bug would.
+FAIL_ON_BOOM = """
+from ramparts.streams import app as _app
+_decode = _app.RawDecoder.decode
+def decode(self, topic, partition, offset, value, *args):
+    if value == b"boom":
+        raise RuntimeError("the parse stage failed on purpose")
+    return _decode(self, topic, partition, offset, value, *args)
+_app.RawDecoder.decode = decode
+"""
+
+
+def test_a_failing_parse_stage_stops_the_worker_visibly_and_commits_nothing_past_the_failure(broker, tmp_path,
+                                                                                               audit_file):
+    stack = Stack(broker.bootstrap, tmp_path, prelude=FAIL_ON_BOOM)
+    try:
+        before, _ = _messages(audit_file)
+        good = before[:3]  # whole pairs: nothing held
+        _produce(stack, [*good, b"boom"], end_last=False)
+        w = stack.worker("a").start()
+        assert _wait(lambda: not w.alive(), 60), "the worker went on without its parse stage"
+        code = w.stop()
+        log = w.log.read_text(errors="replace")
+        assert code != 0 and "the raw topics' consumer failed" in log, log[-3000:]
+        committed = _committed(stack, raw_group(stack.config.kafka.group), stack.names.raw("runtime"))
+        assert committed is None or committed <= len(good)  # never past the message that failed
+    finally:
+        stack.stop_all()
