@@ -1,8 +1,11 @@
 """The Faust app: raw topics in, events keyed by entity, detectors over tables, alerts out.
 
-Two agents (three with model-routed detectors), all thin shells over pure code:
+The parse stage and one agent (two with model-routed detectors), all thin shells over pure code:
 
-* ``parse`` reads the raw topics in micro-batches (``take_events``), parses each message with a
+* ``parse`` reads the raw topics in micro-batches, not as a Faust agent but through a plain
+  aiokafka consumer of its own group, ``<kafka.group>-raw``, run as a service of the app
+  (``raw_consumer.RawConsumer``: Faust's per-message cost was as large as a whole no-op agent's
+  on single-record messages), parses each message with a
   long-lived parser per (format, topic, partition) so joins survive message boundaries, stamps
   every event with a position id (``topic:partition:offset:line``), sends dead letters to the
   ``deadletter`` topic and the store, and sends the events to ``events``, grouped into one
@@ -529,6 +532,11 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
         async def write_stats():
             if deliverer is not None:
                 stats["alerting"] = deliverer.stats()
+            raw = getattr(app, "ramparts_raw", None)
+            if raw is not None:
+                # the parse stage's commits, those refused by a rebalance, batches dropped by one
+                stats["raw_commits"], stats["raw_commits_refused"], stats["raw_stale_batches"] = (
+                    raw.commits, raw.commits_refused, raw.stale_batches)
             _write_json_atomic(stats_file, stats)
 
     if noop:
@@ -583,7 +591,7 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
         app.ramparts_model_pipeline = model_pipeline
         stats["model_events"] = 0
 
-    # A raw message is acknowledged once its events are sent on and no parser still holds
+    # A raw message is committed once its events are sent on and no parser still holds
     # any of its records for a join: after a restart the parser must read them again (a DCGM
     # scrape cut by a message boundary, a KServe request waiting for its response), or it
     # would emit part of a join under an id the whole one already has. A shipped file's end
@@ -591,6 +599,7 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
     # released every MAX_HELD_MESSAGES messages, a bounded risk (docs/streaming.md).
     held: dict[tuple, list[Any]] = defaultdict(list)
     order = AckOrder()
+    # The detect agents' input, read by Faust: each partition once and in offset order.
 
     def committed(tp: tuple[str, int]) -> int | None:
         return app.consumer._committed_offset.get(TP(*tp))
