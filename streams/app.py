@@ -129,12 +129,11 @@ class AckOrder:
         self._pending: dict[tuple[str, int], OrderedDict[int, list]] = {}
 
     def received(self, ev: Any) -> None:
-        m = ev
-        tp = (m.topic, m.partition)
+        tp = (ev.topic, ev.partition)
         waiting = self._pending.get(tp)
         if waiting is None:
             waiting = self._pending[tp] = OrderedDict()
-        waiting[m.offset] = [ev, False]
+        waiting[ev.offset] = [ev, False]
 
     def release(self, ev: Any) -> list[Any]:
         """``ev`` is done: the messages that now can be committed, in offset order."""
@@ -150,13 +149,12 @@ class AckOrder:
         return ready
 
     def _release(self, ev: Any, ready: list[Any]) -> None:
-        m = ev
-        waiting = self._pending.get((m.topic, m.partition))
-        entry = waiting.get(m.offset) if waiting else None
+        waiting = self._pending.get((ev.topic, ev.partition))
+        entry = waiting.get(ev.offset) if waiting else None
         if entry is None or entry[0] is not ev:
             return  # a partition revoked since ``ev`` was read
         entry[1] = True
-        if next(iter(waiting)) != m.offset:
+        if next(iter(waiting)) != ev.offset:
             return  # an earlier message of its partition is still out
         while waiting:
             offset, (first, done) = next(iter(waiting.items()))
