@@ -1,4 +1,4 @@
-"""The parse agent's acknowledgement order: a held message is never skipped by a commit."""
+"""The parse stage's commit order: a held message is never skipped by a commit."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def test_released_messages_always_form_a_prefix_of_what_was_read(seed):
 
 @pytest.mark.parametrize("seed", range(5))
 def test_release_all_is_release_of_each_in_turn(seed):
-    # The parse agent releases a micro-batch's messages at once: same messages, same order as
+    # The parse stage releases a micro-batch's messages at once: same messages, same order as
     # one release per message, over several partitions and with messages held across batches.
     rng = random.Random(seed)
     one, many = AckOrder(), AckOrder()
