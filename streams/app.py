@@ -663,7 +663,6 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
         for key in decoder.evicted:
             release.extend(held.pop(key, ()))
         decoder.evicted.clear()
-        stats["raw_messages"] += len(batch)
         if dead:
             stats["dead_letters"] += len(dead)
             rows = [d.to_dict(hasher) for d in dead]
@@ -681,8 +680,11 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
                 group = project(group, model_fields)
                 for i in range(0, len(group), EVENTS_PER_MESSAGE):
                     await model_topic.send(value=orjson.dumps(group[i:i + EVENTS_PER_MESSAGE]), partition=p)
-        stats["records"] = decoder.records
         ready = order.release_all(release)
+        # Counted together, after the sends (the stats timer runs while they are awaited): a
+        # reader never sees a batch's messages counted and what it holds not yet.
+        stats["raw_messages"] += len(batch)
+        stats["records"] = decoder.records
         stats["raw_held"] = len(order)
         return ready
 
