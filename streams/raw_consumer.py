@@ -48,7 +48,7 @@ from mode import Service
 log = logging.getLogger("ramparts.worker.raw")
 
 COMMIT_INTERVAL_SECONDS = 1.0
-STOP_TIMEOUT_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 10.0
 
 
 class RawConsumer(Service):
@@ -183,9 +183,15 @@ class RawConsumer(Service):
         try:
             await asyncio.wait_for(self.done.wait(), STOP_TIMEOUT_SECONDS)
         except asyncio.TimeoutError:
-            log.error("the raw topics' consumer did not finish its batch within %.0f s", STOP_TIMEOUT_SECONDS)
+            # Stuck (seen once when another part of the app had crashed): commit nothing more;
+            # the partitions' next owner redoes the uncommitted tail.
+            log.error("the raw topics' consumer did not finish its batch within %.0f s; committing nothing more",
+                      STOP_TIMEOUT_SECONDS)
+            await self.consumer.stop()
+            return
         try:
-            async with self.lock:
-                await self.commit()
+            if not self.crashed:  # after a crash the producer may be gone: commit nothing more
+                async with self.lock:
+                    await self.commit()
         finally:
             await self.consumer.stop()
