@@ -22,7 +22,7 @@ from pathlib import Path
 import orjson
 
 from .broker import EmbeddedBroker
-from .topics import TopicNames, consumed_topics, create_topics, wait_until_committed
+from .topics import TopicNames, create_topics, wait_until_consumed
 
 DEFAULT_DIR = "out/dev"
 SEVERITY_ORDER = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
@@ -95,12 +95,12 @@ async def _run(args) -> int:
         reference = [f for f in files if f.endswith(".k8s_pods.log")]
         if reference:
             await ship_files(config, reference)
-            await wait_until_committed(broker.bootstrap, k.group, consumed_topics(config), args.timeout_seconds,
-                                       alive=lambda: worker.poll() is None)
+            await wait_until_consumed(broker.bootstrap, config, args.timeout_seconds,
+                                      alive=lambda: worker.poll() is None)
         report = await ship_files(config, [f for f in files if f not in reference])
         _say(f"shipped {report.records:,} records in {report.messages:,} messages")
-        done = await wait_until_committed(broker.bootstrap, k.group, consumed_topics(config),
-                                          args.timeout_seconds, alive=lambda: worker.poll() is None)
+        done = await wait_until_consumed(broker.bootstrap, config, args.timeout_seconds,
+                                         alive=lambda: worker.poll() is None)
         await asyncio.sleep(1.0)  # the last alerts travel from the worker to the printer
         if args.follow and done:
             _say(f"following: ship more with `ramparts ship --bootstrap {broker.bootstrap} FILE`; Ctrl-C stops")

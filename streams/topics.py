@@ -154,14 +154,40 @@ def project(events: list[dict], fields: tuple[str, ...] | None) -> list[dict]:
     return [{k: e[k] for k in fields if k in e} for e in events]
 
 
+def raw_group(group: str) -> str:
+    """The consumer group of the worker's parse stage (``streams/raw_consumer.py``): the raw
+    topics are read by a plain aiokafka consumer of their own, not by the Faust app's group."""
+    return f"{group}-raw"
+
+
 def consumed_topics(config) -> list[str]:
-    """The topics the worker's group consumes with ``config``: what a caller waits on to know
-    that everything sent has been processed (``topics.wait_until_committed``)."""
+    """The topics the worker's Faust group (``kafka.group``) consumes with ``config``: the
+    events topics. The raw topics are the raw group's (:func:`consumer_groups`)."""
     names = TopicNames(config.kafka.topic_prefix)
-    topics = [*names.raw_all, names.events]
+    topics = [names.events]
     if model_routed_kinds(config):
         topics.append(names.events_model)
     return topics
+
+
+def consumer_groups(config) -> list[tuple[str, list[str]]]:
+    """Every group the worker consumes with, and its topics, in the order data flows through
+    them: the raw group (the parse stage) first, then the Faust group (the detect agents)."""
+    k = config.kafka
+    return [(raw_group(k.group), TopicNames(k.topic_prefix).raw_all), (k.group, consumed_topics(config))]
+
+
+async def wait_until_consumed(bootstrap: str, config, timeout_seconds: float,
+                              alive: Callable[[], bool] = lambda: True) -> bool:
+    """Wait until the worker has processed everything sent to its raw topics: each of its
+    groups has committed the end of its topics (:func:`consumer_groups`, in that order; the
+    parse stage commits a raw message only after the events it made are on the broker, so
+    once the raw group is done the events topics' ends no longer move)."""
+    deadline = time.monotonic() + timeout_seconds
+    for group, topics in consumer_groups(config):
+        if not await wait_until_committed(bootstrap, group, topics, deadline - time.monotonic(), alive=alive):
+            return False
+    return True
 
 
 async def create_topics(bootstrap: str, names: list[str], partitions: int, timeout_seconds: float = 30.0) -> list[str]:

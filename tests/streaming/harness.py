@@ -26,7 +26,7 @@ from ramparts.config import load_config
 from ramparts.detectors.base import Detector, make_alert
 from ramparts.streams.keys import route_key
 from ramparts.streams.ship import ship_files
-from ramparts.streams.topics import TopicNames, consumed_topics, create_topics, wait_until_committed
+from ramparts.streams.topics import TopicNames, create_topics, wait_until_consumed
 
 HASH_KEY = "streaming-tests-hash-key-0123456789"
 WAIT_SECONDS = 120.0
@@ -79,8 +79,7 @@ class Stack:
         return [f for f in files if f not in reference]
 
     def wait_consumed(self, alive=lambda: True, timeout: float = WAIT_SECONDS) -> bool:
-        return asyncio.run(wait_until_committed(self.bootstrap, self.config.kafka.group,
-                                                consumed_topics(self.config), timeout, alive=alive))
+        return asyncio.run(wait_until_consumed(self.bootstrap, self.config, timeout, alive=alive))
 
     def stop_all(self) -> None:
         for w in self.workers:

@@ -1,4 +1,4 @@
-"""The parse agent's acknowledgement order: a held message is never skipped by a commit."""
+"""The parse stage's commit order: a held message is never skipped by a commit."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from ramparts.streams.app import AckOrder
 
 
 def message(topic: str, partition: int, offset: int):
-    # What AckOrder reads of a Faust event: its message's topic, partition and offset.
-    return SimpleNamespace(message=SimpleNamespace(topic=topic, partition=partition, offset=offset))
+    # What AckOrder reads of a raw record (aiokafka's ConsumerRecord): topic, partition, offset.
+    return SimpleNamespace(topic=topic, partition=partition, offset=offset)
 
 
 def offsets(evs):
-    return [e.message.offset for e in evs]
+    return [e.offset for e in evs]
 
 
 def test_a_later_message_waits_for_a_held_earlier_one_of_its_partition():
@@ -46,7 +46,7 @@ def test_released_messages_always_form_a_prefix_of_what_was_read(seed):
 
 @pytest.mark.parametrize("seed", range(5))
 def test_release_all_is_release_of_each_in_turn(seed):
-    # The parse agent releases a micro-batch's messages at once: same messages, same order as
+    # The parse stage releases a micro-batch's messages at once: same messages, same order as
     # one release per message, over several partitions and with messages held across batches.
     rng = random.Random(seed)
     one, many = AckOrder(), AckOrder()
@@ -94,7 +94,7 @@ def test_in_order_starts_at_the_committed_offset_and_drops_what_it_has_seen():
 
     log = Log()
     gate = InOrder(lambda tp: {("raw", 0): 10}.get(tp), log)
-    m = lambda p, o: message("raw", p, o).message
+    m = lambda p, o: message("raw", p, o)
     assert [gate.admit(m(0, o)) for o in (10, 11, 12)] == [True, True, True]
     assert gate.admit(m(0, 11)) is False and gate.duplicates == 1  # delivered again after a seek
     assert gate.admit(m(1, 40)) is True  # no commit yet on partition 1: its first message starts it
@@ -106,7 +106,7 @@ def test_a_skipped_offset_is_never_admitted_past_and_the_partition_is_sought_bac
 
     log = Log()
     gate = InOrder(lambda tp: 10, log)
-    m = lambda o: message("raw", 0, o).message
+    m = lambda o: message("raw", 0, o)
     assert gate.admit(m(10)) is True
     # Faust handed over 14 (read before a rebalance, delivered after its seek): 11-13 never came.
     assert gate.admit(m(14)) is False and gate.admit(m(15)) is False
@@ -123,7 +123,7 @@ def test_a_revoked_partition_starts_again_from_its_committed_offset():
 
     committed = {("raw", 0): 10}
     gate = InOrder(lambda tp: committed.get(tp), Log())
-    m = lambda o: message("raw", 0, o).message
+    m = lambda o: message("raw", 0, o)
     assert all(gate.admit(m(o)) for o in range(10, 20))
     committed[("raw", 0)] = 15  # the new assignment's committed offset (15..19 were held, not acked)
     gate.forget({("raw", 0)})
@@ -136,7 +136,7 @@ def test_a_hole_no_seek_fills_is_given_up_and_logged_as_lost():
     now = [100.0]
     log = Log()
     gate = InOrder(lambda tp: 10, log, clock=lambda: now[0])  # committed 10, but retention kept 25 on
-    m = lambda o: message("raw", 0, o).message
+    m = lambda o: message("raw", 0, o)
     assert gate.admit(m(25)) is False and gate.seeks() == [(("raw", 0), 10)]
     now[0] += 5
     assert gate.admit(m(25)) is False  # the seek lands on 25 again: still within the wait

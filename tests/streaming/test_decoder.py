@@ -1,6 +1,6 @@
 """RawDecoder: raw Kafka messages (packed by ship, or single records from anyone) to events.
 
-The worker's parse agent is a thin shell over this, so these tests drive it as pure code with
+The worker's parse stage is a thin shell over this, so these tests drive it as pure code with
 messages shaped the way ``ramparts ship`` and other producers send them.
 """
 

@@ -22,7 +22,7 @@ from ramparts.events import EventBatch
 from ramparts.streams.app import AckAfterFlush, group_by_partition
 from ramparts.streams.keys import entity_key, partition_for, route_key
 from ramparts.streams.pipeline import Pipeline, alert_to_json, alert_to_wire
-from ramparts.streams.topics import TopicNames, consumed_topics, model_routed_kinds
+from ramparts.streams.topics import TopicNames, consumed_topics, consumer_groups, model_routed_kinds
 from ramparts.timeutil import parse_iso
 
 from .harness import ModelCalls
@@ -367,13 +367,15 @@ def test_the_model_topic_is_consumed_only_when_a_model_routed_detector_is_enable
     plain = [c for c in detectors.DETECTOR_CLASSES if c.route != "model"]
     monkeypatch.setattr(detectors, "DETECTOR_CLASSES", plain)
     assert model_routed_kinds(config) == frozenset()
-    assert consumed_topics(config) == [*names.raw_all, names.events]
+    assert consumed_topics(config) == [names.events]
+    # The raw topics are read by the parse stage's own group, waited on first.
+    assert consumer_groups(config) == [("ramparts-worker-raw", names.raw_all), ("ramparts-worker", [names.events])]
     monkeypatch.setattr(detectors, "DETECTOR_CLASSES", [*plain, ModelCalls])
     monkeypatch.setitem(detectors.DETECTORS, ModelCalls.name, ModelCalls)
     assert model_routed_kinds(config) == {"request", "prediction"}
-    assert consumed_topics(config) == [*names.raw_all, names.events, names.events_model]
+    assert consumed_topics(config) == [names.events, names.events_model]
     off = load_config(None, env={"RAMPARTS_KAFKA__TOPIC_PREFIX": "x", "RAMPARTS_DETECTORS__TEST_MODEL_CALLS__ENABLED": "false"})
-    assert consumed_topics(off) == [*names.raw_all, names.events]
+    assert consumed_topics(off) == [names.events]
 
 
 # -- AckAfterFlush ----------------------------------------------------------------------------
