@@ -10,22 +10,14 @@ from __future__ import annotations
 import time
 
 import orjson
-import pytest
 from standardwebhooks.webhooks import Webhook
 
-from ramparts.streams.broker import EmbeddedBroker
 
 from ..streaming.harness import Stack, open_store
 from .receivers import Receiver
 from .test_payloads import SECRET
 
 ADDRESSES = [f"198.51.100.{i}" for i in range(1, 7)]
-
-
-@pytest.fixture(scope="module")
-def broker():
-    with EmbeddedBroker() as b:
-        yield b
 
 
 def storm_log(path) -> str:

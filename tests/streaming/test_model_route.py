@@ -16,12 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
 from ramparts import detectors
 from ramparts.detectors import build_detectors
 from ramparts.sinks.clickhouse.schema import EVENT_TABLES
-from ramparts.streams.broker import EmbeddedBroker
 from ramparts.streams.replay import Progress, replay
 from ramparts.streams.simulate import simulate
 from ramparts.streams.topics import consumed_topics
@@ -30,12 +28,6 @@ from .harness import (REGISTER_MODEL_CALLS, ModelCalls, Stack, latest_alerts, op
                       scenario_files, stored_alerts)
 
 TABLE_OF_KIND = dict(EVENT_TABLES)
-
-
-@pytest.fixture(scope="module")
-def broker():
-    with EmbeddedBroker() as b:
-        yield b
 
 
 def _replay(stack: Stack, files: list[str], tmp: Path):

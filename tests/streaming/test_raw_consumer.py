@@ -13,17 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from ramparts.streams.broker import EmbeddedBroker
 from ramparts.streams.simulate import simulate
 from ramparts.streams.topics import HEADER_END, HEADER_FORMAT, HEADER_ORIGIN, raw_group
 
 from .harness import Stack, open_store, scenario_files
-
-
-@pytest.fixture(scope="module")
-def broker():
-    with EmbeddedBroker() as b:
-        yield b
 
 
 @pytest.fixture(scope="module")

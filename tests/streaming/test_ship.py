@@ -27,12 +27,6 @@ _prefixes = itertools.count(1)
 ROUNDS = 150  # read attempts of at most 0.2 s each before a test gives up waiting
 
 
-@pytest.fixture(scope="module")
-def broker():
-    with EmbeddedBroker() as b:
-        yield b
-
-
 @pytest.fixture
 def make_config(broker):
     def make(**kafka):

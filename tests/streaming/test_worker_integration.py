@@ -14,7 +14,6 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ramparts.streams.broker import EmbeddedBroker
 from ramparts.streams.replay import Progress, replay
 from ramparts.streams.simulate import simulate
 
@@ -23,12 +22,6 @@ from .harness import Stack, open_store, replay_alerts, scenario_files, stored_al
 REPO = Path(__file__).resolve().parents[2]
 TABLE_OF_KIND = {"request": "requests", "prediction": "predictions", "runtime": "runtime", "gpu": "gpu",
                  "workload": "workloads"}
-
-
-@pytest.fixture(scope="module")
-def broker():
-    with EmbeddedBroker() as b:
-        yield b
 
 
 @pytest.fixture(scope="module")
