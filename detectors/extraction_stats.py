@@ -27,21 +27,9 @@ are compiled in each process (about a second at the first prediction) instead of
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
-
-def _jit(fn):
-    """``numba.njit(cache=True)``, or without the cache when no cache location is writable."""
-    import numba
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", numba.NumbaWarning)
-            return numba.njit(cache=True)(fn)
-    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
-        return numba.njit(cache=False)(fn)
+from ramparts.detectors.jit import jit as _jit
 
 
 @_jit
