@@ -1,0 +1,58 @@
+"""The per-minute sums of ``anomaly.model`` and ``anomaly.gpu`` in compiled code (numba).
+
+Each series (an entity's metric) sums its points per minute; the first point of a later minute
+closes the open one, which is then scored (in Python: a few series close a minute per batch),
+and a point of an earlier minute is a straggler and dropped. That is a sequential update per
+point: :func:`accumulate` runs it over a batch's points in event order on arrays indexed by a
+small per-batch entity code, with the same additions in the same order as the loop it replaces
+(``tests/detectors/test_anomaly.py`` holds it to that loop), and reports every close it makes,
+in the order it makes them, for the detector to score.
+"""
+
+from __future__ import annotations
+
+from ramparts.detectors.jit import jit as _jit
+
+
+@_jit
+def accumulate(codes, minutes, values, cur_m, cur_n, cur_v, fresh, first, closes, closed_v):
+    """Add a batch's points to their series' open minutes, in event order.
+
+    ``codes[i]``: the entity code of event ``i`` (-1: not an entity's event); ``minutes[i]``
+    its minute; ``values[i, j]`` its point of metric ``j`` (NaN: none). Per series
+    ``[code, metric]``: ``cur_m``, ``cur_n``, ``cur_v`` the open minute, its count and sum
+    (updated in place); ``fresh`` true for a series without state (its open minute is the
+    minute of its first point); ``first`` set to ``i * metrics + j`` of its first point (-1:
+    none in the batch). Each close is written to ``closes`` (code, metric, minute closed, its
+    count, the minute that closed it) and ``closed_v`` (its sum); returns how many."""
+    k = values.shape[1]
+    done = 0
+    for i in range(codes.shape[0]):
+        c = codes[i]
+        if c < 0:
+            continue
+        minute = minutes[i]
+        for j in range(k):
+            x = values[i, j]
+            if x != x:
+                continue
+            if first[c, j] < 0:
+                first[c, j] = i * k + j
+                if fresh[c, j]:
+                    cur_m[c, j] = minute
+            if minute > cur_m[c, j]:
+                closes[done, 0] = c
+                closes[done, 1] = j
+                closes[done, 2] = cur_m[c, j]
+                closes[done, 3] = cur_n[c, j]
+                closes[done, 4] = minute
+                closed_v[done] = cur_v[c, j]
+                done += 1
+                cur_m[c, j] = minute
+                cur_n[c, j] = 0
+                cur_v[c, j] = 0.0
+            elif minute < cur_m[c, j]:
+                continue  # a straggler from a minute already scored
+            cur_n[c, j] += 1
+            cur_v[c, j] += x
+    return done
