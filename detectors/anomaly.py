@@ -420,19 +420,31 @@ def _numbers(values) -> np.ndarray:
     return np.array([math.nan if v is None else v for v in map(_num, values)], dtype=np.float64)
 
 
+class _Codes(dict):
+    """Entity -> a small code, numbered in the order the entities are met."""
+
+    def __missing__(self, key):
+        code = self[key] = len(self)
+        return code
+
+
 def _entity_codes(entities, times) -> tuple[np.ndarray, list[str], np.ndarray]:
     """Per event, a small code of its entity (-1 where the entity is not a string or the time
     not an int: the event is skipped), the entities by code, and each event's minute."""
+    code = _Codes()
     try:
-        distinct = dict.fromkeys(entities)
+        codes = np.fromiter(map(code.__getitem__, entities), dtype=np.int64, count=len(entities))
     except TypeError:  # an unhashable value where the entity belongs
-        distinct = dict.fromkeys(v for v in entities if isinstance(v, str))
-        distinct[None] = None
-        entities = [v if isinstance(v, str) else None for v in entities]
-    names = [v for v in distinct if isinstance(v, str)]
-    code = {v: -1 for v in distinct}
-    code.update((v, i) for i, v in enumerate(names))
-    codes = np.fromiter(map(code.__getitem__, entities), dtype=np.int64, count=len(entities))
+        code = _Codes()
+        codes = np.fromiter((code[v] if isinstance(v, str) else -1 for v in entities), dtype=np.int64,
+                            count=len(entities))
+    names = list(code)
+    if not all(isinstance(v, str) for v in names):  # None or a number where the entity belongs
+        renumber = np.full(len(names) + 1, -1, dtype=np.int64)  # the last one: -1 stays -1
+        kept = [i for i, v in enumerate(names) if isinstance(v, str)]
+        renumber[kept] = np.arange(len(kept))
+        codes = renumber[codes]
+        names = [names[i] for i in kept]
     minutes = None
     if _TIME_TYPES.issuperset(map(type, times)):
         try:
@@ -449,22 +461,22 @@ def _entity_codes(entities, times) -> tuple[np.ndarray, list[str], np.ndarray]:
     return codes, names, minutes
 
 
-_ACCUMULATE = None
+_KERNELS = None
 
 
-def _accumulate():
-    """:func:`anomaly_minutes.accumulate`, loaded (from numba's cache, else compiled) by a first call
-    when the detector is built, as ``extraction.queries`` loads its kernel (detectors/extraction.py)."""
-    global _ACCUMULATE
-    if _ACCUMULATE is None:
-        from .anomaly_minutes import accumulate
+def _kernels():
+    """:mod:`.anomaly_minutes`' two functions, loaded (from numba's cache, else compiled) by a first
+    call when the detector is built, as ``extraction.queries`` loads its own (detectors/extraction.py)."""
+    global _KERNELS
+    if _KERNELS is None:
+        from .anomaly_minutes import accumulate, first_points
 
-        one = np.zeros((1, 1), dtype=np.int64)
-        accumulate(np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), np.zeros((1, 1)), one, one.copy(),
-                   np.zeros((1, 1)), np.zeros((1, 1), dtype=np.bool_), np.full((1, 1), -1, dtype=np.int64),
-                   np.zeros((1, 5), dtype=np.int64), np.zeros(1))
-        _ACCUMULATE = accumulate
-    return _ACCUMULATE
+        codes, one = np.zeros(1, dtype=np.int64), np.zeros((1, 1), dtype=np.int64)
+        first_points(codes, np.zeros((1, 1)), 1)
+        accumulate(codes, codes.copy(), np.zeros((1, 1)), one, one.copy(), np.zeros((1, 1)),
+                   np.zeros((1, 1), dtype=np.bool_), np.zeros((1, 5), dtype=np.int64), np.zeros(1))
+        _KERNELS = first_points, accumulate
+    return _KERNELS
 
 
 class _MetricSeries(Detector):
@@ -513,7 +525,7 @@ class _MetricSeries(Detector):
     def __init__(self, options=None):
         super().__init__(options)
         self._read = [itemgetter(f) for f in (self.entity_field, "ts", *self.fields)]
-        _accumulate()
+        _kernels()
 
     def _model(self, s: dict | None) -> SeriesModel:
         o = self.options
@@ -533,17 +545,17 @@ class _MetricSeries(Detector):
         codes, names, minutes = _entity_codes(entities, times)
         points = self.points(*columns)
         metrics, k = self.METRICS, len(self.METRICS)
+        first_points, accumulate = _kernels()
+        first = first_points(codes, points, len(names)).ravel()  # per series (code * k + metric)
+        touched = np.flatnonzero(first >= 0)
         shape = (len(names), k)
-        # the series with a point in the batch (stragglers included): their state, read once
-        has = ~np.isnan(points)
-        has[codes < 0] = False
-        touched = np.flatnonzero(np.bincount((codes[:, None] * k + np.arange(k))[has], minlength=shape[0] * k))
         cur_m, cur_n = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64)
         cur_v, fresh = np.zeros(shape), np.zeros(shape, dtype=np.bool_)
-        first = np.full(shape, -1, dtype=np.int64)
+        # the series with a point in the batch (stragglers included), in the order they meet
+        # their first one, as the per-event loop met them: their state read once here, written
+        # once at the end
         series: dict[tuple[int, int], dict] = {}
-        codes_of, metrics_of = np.divmod(touched, k)
-        for c, j in zip(codes_of.tolist(), metrics_of.tolist()):
+        for c, j in (divmod(s, k) for s in touched[np.argsort(first[touched])].tolist()):
             st = state.get(f"{self.name}/{names[c]}/{metrics[j]}")
             if st is None:
                 st = {"m": 0, "n": 0, "v": 0.0, "sm": None, "inc": None}
@@ -553,15 +565,13 @@ class _MetricSeries(Detector):
             series[c, j] = st
         closes = np.empty((len(codes) * k, 5), dtype=np.int64)
         closed_v = np.empty(len(codes) * k)
-        done = _accumulate()(codes, minutes, points, cur_m, cur_n, cur_v, fresh, first, closes, closed_v)
+        done = accumulate(codes, minutes, points, cur_m, cur_n, cur_v, fresh, closes, closed_v)
         out: list[dict] = []
         for (c, j, minute, n, to), v in zip(closes[:done].tolist(), closed_v[:done].tolist()):
             st = series[c, j]
             st["m"], st["n"], st["v"] = minute, n, v
             out.extend(self._close(st, names[c], metrics[j], to))
-        # written back in the order the series met their first point, as the per-event loop did
-        for c, j in sorted(series, key=lambda cj: first[cj]):
-            st = series[c, j]
+        for (c, j), st in series.items():
             st["m"], st["n"], st["v"] = int(cur_m[c, j]), int(cur_n[c, j]), float(cur_v[c, j])
             state.set(f"{self.name}/{names[c]}/{metrics[j]}", st)
         return merge_alerts(out)

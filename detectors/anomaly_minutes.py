@@ -11,20 +11,40 @@ in the order it makes them, for the detector to score.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ramparts.detectors.jit import jit as _jit
 
 
 @_jit
-def accumulate(codes, minutes, values, cur_m, cur_n, cur_v, fresh, first, closes, closed_v):
+def first_points(codes, values, entities):
+    """Per series ``[code, metric]``, ``i * metrics + j`` of its first point in the batch (event
+    ``i``, metric ``j``; -1: none): which series the batch touches, and in which order.
+
+    ``codes[i]``: the entity code of event ``i`` (-1: not an entity's event, no point);
+    ``values[i, j]``: its point of metric ``j`` (NaN: none); ``entities``: how many codes."""
+    k = values.shape[1]
+    first = np.full((entities, k), -1, dtype=np.int64)
+    for i in range(codes.shape[0]):
+        c = codes[i]
+        if c < 0:
+            continue
+        for j in range(k):
+            if first[c, j] < 0 and values[i, j] == values[i, j]:
+                first[c, j] = i * k + j
+    return first
+
+
+@_jit
+def accumulate(codes, minutes, values, cur_m, cur_n, cur_v, fresh, closes, closed_v):
     """Add a batch's points to their series' open minutes, in event order.
 
-    ``codes[i]``: the entity code of event ``i`` (-1: not an entity's event); ``minutes[i]``
-    its minute; ``values[i, j]`` its point of metric ``j`` (NaN: none). Per series
-    ``[code, metric]``: ``cur_m``, ``cur_n``, ``cur_v`` the open minute, its count and sum
-    (updated in place); ``fresh`` true for a series without state (its open minute is the
-    minute of its first point); ``first`` set to ``i * metrics + j`` of its first point (-1:
-    none in the batch). Each close is written to ``closes`` (code, metric, minute closed, its
-    count, the minute that closed it) and ``closed_v`` (its sum); returns how many."""
+    ``codes`` and ``values`` as for :func:`first_points`; ``minutes[i]``: the minute of event
+    ``i``. Per series ``[code, metric]``: ``cur_m``, ``cur_n``, ``cur_v`` the open minute, its
+    count and sum (updated in place); ``fresh`` true for a series without state (its open
+    minute becomes the minute of its first point). Each close is written to ``closes`` (code,
+    metric, minute closed, its count, the minute that closed it) and ``closed_v`` (its sum), in
+    the order they happen; returns how many."""
     k = values.shape[1]
     done = 0
     for i in range(codes.shape[0]):
@@ -36,10 +56,9 @@ def accumulate(codes, minutes, values, cur_m, cur_n, cur_v, fresh, first, closes
             x = values[i, j]
             if x != x:
                 continue
-            if first[c, j] < 0:
-                first[c, j] = i * k + j
-                if fresh[c, j]:
-                    cur_m[c, j] = minute
+            if fresh[c, j]:
+                fresh[c, j] = False
+                cur_m[c, j] = minute
             if minute > cur_m[c, j]:
                 closes[done, 0] = c
                 closes[done, 1] = j
