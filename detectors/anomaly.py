@@ -488,7 +488,7 @@ class _MetricSeries(Detector):
     aggregates (``MEAN`` metrics average their points, ``SUM`` metrics add them and count an
     empty minute as 0, up to ``fill_minutes``).
 
-    A batch's fields are read with one ``itemgetter`` per event, its points built as numpy
+    A batch's fields are read as columns (one ``itemgetter`` pass per field), its points built as numpy
     columns, and the per-minute sums updated in compiled code (:mod:`.anomaly_minutes`), in
     event order, on arrays indexed by a per-batch entity code; a series' state is read once
     and written once per batch, and only a closed minute (a few per batch) goes through Python.
