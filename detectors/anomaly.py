@@ -60,6 +60,7 @@ from __future__ import annotations
 import base64
 import math
 from collections import deque
+from operator import itemgetter
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -390,6 +391,9 @@ def _log_floats(b: np.ndarray) -> np.ndarray:
 
 MINUTE = 60 * 1_000_000_000
 
+_NUMBER_TYPES = frozenset((float, int, type(None)))  # values numpy reads as _num does (bool is not one)
+_TIME_TYPES = frozenset((int, bool))  # what ``isinstance(ts, int)`` accepts
+
 
 def _num(v) -> float | None:
     """A finite number, or None (a missing field, a string where a number belongs)."""
@@ -399,17 +403,101 @@ def _num(v) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def _numbers(values) -> np.ndarray:
+    """:func:`_num` of each value as float64, NaN where it is None.
+
+    >>> _numbers([1, 2.5, None, float("inf"), "3", True]).tolist()
+    [1.0, 2.5, nan, nan, nan, nan]
+    """
+    if _NUMBER_TYPES.issuperset(map(type, values)):
+        try:
+            a = np.array(values, dtype=np.float64)  # None reads as NaN; an int as float() rounds it
+        except OverflowError:  # an int past float's range: _num raises it below, as it always did
+            pass
+        else:
+            a[np.isinf(a)] = np.nan
+            return a
+    return np.array([math.nan if v is None else v for v in map(_num, values)], dtype=np.float64)
+
+
+class _Codes(dict):
+    """Entity -> a small code, numbered in the order the entities are met."""
+
+    def __missing__(self, key):
+        code = self[key] = len(self)
+        return code
+
+
+def _entity_codes(entities, times) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Per event, a small code of its entity (-1 where the entity is not a string or the time
+    not an int: the event is skipped), the entities by code, and each event's minute."""
+    code = _Codes()
+    try:
+        codes = np.fromiter(map(code.__getitem__, entities), dtype=np.int64, count=len(entities))
+    except TypeError:  # an unhashable value where the entity belongs
+        code = _Codes()
+        codes = np.fromiter((code[v] if isinstance(v, str) else -1 for v in entities), dtype=np.int64,
+                            count=len(entities))
+    names = list(code)
+    if not all(isinstance(v, str) for v in names):  # None or a number where the entity belongs
+        renumber = np.full(len(names) + 1, -1, dtype=np.int64)  # the last one: -1 stays -1
+        kept = [i for i, v in enumerate(names) if isinstance(v, str)]
+        renumber[kept] = np.arange(len(kept))
+        codes = renumber[codes]
+        names = [names[i] for i in kept]
+    minutes = None
+    if _TIME_TYPES.issuperset(map(type, times)):
+        try:
+            minutes = np.array(times, dtype=np.int64) // MINUTE
+        except OverflowError:  # a time past int64's nanoseconds (year 2262): the slow way below
+            pass
+    if minutes is None:
+        low, high = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+        # a minute past int64 (a time of 10**29 years) cannot be kept in the series' state
+        whole = [t // MINUTE if isinstance(t, int) else None for t in times]
+        bad = [m is None or not low <= m <= high for m in whole]
+        minutes = np.array([0 if b else m for m, b in zip(whole, bad)], dtype=np.int64)
+        codes[np.array(bad, dtype=bool)] = -1
+    return codes, names, minutes
+
+
+_KERNELS = None
+
+
+def _kernels():
+    """:mod:`.anomaly_minutes`' two functions, loaded (from numba's cache, else compiled) by a first
+    call when the detector is built, as ``extraction.queries`` loads its own (detectors/extraction.py)."""
+    global _KERNELS
+    if _KERNELS is None:
+        from .anomaly_minutes import accumulate, first_points
+
+        codes, one = np.zeros(1, dtype=np.int64), np.zeros((1, 1), dtype=np.int64)
+        first_points(codes, np.zeros((1, 1)), 1)
+        accumulate(codes, codes.copy(), np.zeros((1, 1)), one, one.copy(), np.zeros((1, 1)),
+                   np.zeros((1, 1), dtype=np.bool_), np.zeros((1, 5), dtype=np.int64), np.zeros(1))
+        _KERNELS = first_points, accumulate
+    return _KERNELS
+
+
 class _MetricSeries(Detector):
     """Per entity and metric: a value per minute, scored by a :class:`SeriesModel`.
 
     Subclasses say which field of their events names the entity (``entity_field``), which
-    values an event adds to which series (:meth:`values`: ``(metric, value)`` pairs), and how
-    a minute aggregates (``MEAN`` metrics average their points,
-    ``SUM`` metrics add them and count an empty minute as 0, up to ``fill_minutes``).
+    fields they read (``fields``), and which point each event adds to which series
+    (:meth:`points`: a column per metric of ``METRICS``, NaN for none), and how a minute
+    aggregates (``MEAN`` metrics average their points, ``SUM`` metrics add them and count an
+    empty minute as 0, up to ``fill_minutes``).
+
+    A batch's fields are read as columns (one ``itemgetter`` pass per field), its points built as numpy
+    columns, and the per-minute sums updated in compiled code (:mod:`.anomaly_minutes`), in
+    event order, on arrays indexed by a per-batch entity code; a series' state is read once
+    and written once per batch, and only a closed minute (a few per batch) goes through Python.
     """
 
     entity_type: str = "model"
     entity_field: str = "model"
+    fields: tuple[str, ...] = ()
+    METRICS: tuple[str, ...] = ()
     MEAN: tuple[str, ...] = ()
     SUM: tuple[str, ...] = ()
 
@@ -430,8 +518,14 @@ class _MetricSeries(Detector):
         gap_seconds: float = Field(default=3600.0, gt=0, description="An incident closes after this long without "
                                                                      "a flagged minute.")
 
-    def values(self, event: dict):
+    def points(self, *columns) -> np.ndarray:
+        """The points of events whose ``fields`` are ``columns``: shape (events, len(METRICS)), NaN for none."""
         raise NotImplementedError
+
+    def __init__(self, options=None):
+        super().__init__(options)
+        self._read = [itemgetter(f) for f in (self.entity_field, "ts", *self.fields)]
+        _kernels()
 
     def _model(self, s: dict | None) -> SeriesModel:
         o = self.options
@@ -439,26 +533,47 @@ class _MetricSeries(Detector):
                            extreme=o.extreme, state=s)
 
     def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
+        idx = batch.indices_where("kind", *self.kinds)
+        if not idx:
+            return []
+        events = itemgetter(*idx)(batch.events) if len(idx) > 1 else (batch.events[idx[0]],)
+        try:
+            # a column per field, each one C-level pass (no tuple per event for the collector to walk)
+            entities, times, *columns = [list(map(read, events)) for read in self._read]
+        except KeyError:  # an event without one of the fields: absent reads as None
+            entities, times, *columns = [[e.get(f) for e in events] for f in (self.entity_field, "ts", *self.fields)]
+        codes, names, minutes = _entity_codes(entities, times)
+        points = self.points(*columns)
+        metrics, k = self.METRICS, len(self.METRICS)
+        first_points, accumulate = _kernels()
+        first = first_points(codes, points, len(names)).ravel()  # per series (code * k + metric)
+        touched = np.flatnonzero(first >= 0)
+        shape = (len(names), k)
+        cur_m, cur_n = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64)
+        cur_v, fresh = np.zeros(shape), np.zeros(shape, dtype=np.bool_)
+        # the series with a point in the batch (stragglers included), in the order they meet
+        # their first one, as the per-event loop met them: their state read once here, written
+        # once at the end
+        series: dict[tuple[int, int], dict] = {}
+        for c, j in (divmod(s, k) for s in touched[np.argsort(first[touched])].tolist()):
+            st = state.get(f"{self.name}/{names[c]}/{metrics[j]}")
+            if st is None:
+                st = {"m": 0, "n": 0, "v": 0.0, "sm": None, "inc": None}
+                fresh[c, j] = True
+            else:
+                cur_m[c, j], cur_n[c, j], cur_v[c, j] = st["m"], st["n"], st["v"]
+            series[c, j] = st
+        closes = np.empty((len(codes) * k, 5), dtype=np.int64)
+        closed_v = np.empty(len(codes) * k)
+        done = accumulate(codes, minutes, points, cur_m, cur_n, cur_v, fresh, closes, closed_v)
         out: list[dict] = []
-        cache: dict[tuple[str, str], dict] = {}  # (entity, metric) -> its series' state
-        for e in batch.where("kind", *self.kinds):
-            entity, ts = e.get(self.entity_field), e.get("ts")
-            if not isinstance(entity, str) or not isinstance(ts, int):
-                continue
-            minute = ts // MINUTE
-            for metric, value in self.values(e):
-                st = cache.get((entity, metric))
-                if st is None:
-                    st = cache[entity, metric] = (state.get(f"{self.name}/{entity}/{metric}")
-                                                  or {"m": minute, "n": 0, "v": 0.0, "sm": None, "inc": None})
-                if minute > st["m"]:
-                    out.extend(self._close(st, entity, metric, minute))
-                elif minute < st["m"]:
-                    continue  # a straggler from a minute already scored
-                st["n"] += 1
-                st["v"] += value
-        for (entity, metric), st in cache.items():
-            state.set(f"{self.name}/{entity}/{metric}", st)
+        for (c, j, minute, n, to), v in zip(closes[:done].tolist(), closed_v[:done].tolist()):
+            st = series[c, j]
+            st["m"], st["n"], st["v"] = minute, n, v
+            out.extend(self._close(st, names[c], metrics[j], to))
+        for (c, j), st in series.items():
+            st["m"], st["n"], st["v"] = int(cur_m[c, j]), int(cur_n[c, j]), float(cur_v[c, j])
+            state.set(f"{self.name}/{names[c]}/{metrics[j]}", st)
         return merge_alerts(out)
 
     def _close(self, st: dict, entity: str, metric: str, minute: int) -> list[dict]:
@@ -498,27 +613,31 @@ class _MetricSeries(Detector):
 
 
 class ModelMetrics(_MetricSeries):
-    """Latency, server error rate, output tokens and requests per minute of each model."""
+    """Latency, server error rate, output tokens and requests per minute of each model.
+
+    Every request is a point of ``requests`` (1); ``latency_ms`` and ``tokens_out`` where they
+    are finite numbers, and ``error_rate`` (1 for a status from 500, else 0) where the status is.
+    """
 
     name = "anomaly.model"
     kinds = ("request",)
     route = "model"
     event_fields = ("kind", "ts", "model", "latency_ms", "status", "tokens_out")
     description = "anomalies in a model's per-minute latency, server error rate, output tokens and request count"
+    fields = ("latency_ms", "status", "tokens_out")
+    METRICS = ("requests", "latency_ms", "error_rate", "tokens_out")
     MEAN = ("latency_ms", "error_rate")
     SUM = ("tokens_out", "requests")
 
-    def values(self, e: dict):
-        yield "requests", 1.0
-        lat = _num(e.get("latency_ms"))
-        if lat is not None:
-            yield "latency_ms", lat
-        status = _num(e.get("status"))
-        if status is not None:
-            yield "error_rate", 1.0 if status >= 500 else 0.0
-        out = _num(e.get("tokens_out"))
-        if out is not None:
-            yield "tokens_out", out
+    def points(self, latency, status, tokens_out) -> np.ndarray:
+        p = np.empty((len(latency), 4))
+        p[:, 0] = 1.0
+        p[:, 1] = _numbers(latency)
+        s = _numbers(status)
+        p[:, 2] = s >= 500
+        p[np.isnan(s), 2] = np.nan
+        p[:, 3] = _numbers(tokens_out)
+        return p
 
 
 class GpuMetrics(_MetricSeries):
@@ -529,10 +648,12 @@ class GpuMetrics(_MetricSeries):
     entity_type = "gpu"
     entity_field = "gpu_uuid"
     description = "anomalies in a GPU's per-minute utilisation and power"
+    fields = ("util_pct", "power_w")
+    METRICS = ("util_pct", "power_w")
     MEAN = ("util_pct", "power_w")
 
-    def values(self, e: dict):
-        for metric in self.MEAN:
-            v = _num(e.get(metric))
-            if v is not None:
-                yield metric, v
+    def points(self, util_pct, power_w) -> np.ndarray:
+        p = np.empty((len(util_pct), 2))
+        p[:, 0] = _numbers(util_pct)
+        p[:, 1] = _numbers(power_w)
+        return p
