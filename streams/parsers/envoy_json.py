@@ -269,7 +269,7 @@ class EnvoyJsonParser(Parser):
         by_field = {_FIELD_OF_ROLE[role]: (role, key) for role, key in zip(_ROLES, keys)}
         for name in _FAST_ORDER:  # response_flags first: see parse_chunk
             role, key = by_field[name]
-            fields.append((name, _FAST_TYPES.get(role, str | None), None))
+            fields.append((name, _FAST_TYPES.get(role, _TEXT), None))
             rename[name] = key if key != _NO_KEY else "ramparts:absent:" + name  # a key no log has
         unused = [k for k in keyset if k not in set(keys)]
         for i, key in enumerate(unused):
@@ -356,10 +356,10 @@ class EnvoyJsonParser(Parser):
                 else:
                     t = astuple(obj)
                     vals = t[1:_N_FIELDS]
-                    if not _ABSENT_SET.isdisjoint(vals):
+                    if "-" in vals:
                         ev = self._typed(t, raw)
                     else:
-                        # No value but the flags is "-" or "": the fast types did the other checks.
+                        # No value but the flags is "-", none is "" (the fast types): they did the other checks.
                         (ts, status, latency, bytes_in, bytes_out, ust, tokens_in, tokens_out, method, path,
                          protocol, src_ip, user_agent, request_id, authority, upstream_host, remote, model,
                          model_override, backend, api_key, identity) = vals
@@ -406,7 +406,7 @@ class EnvoyJsonParser(Parser):
                             path = scrub_path(path)
                         flags = t[0]
                         if flags is not None:
-                            flags = None if flags == "-" or flags == "" else flags.split(",")
+                            flags = None if flags == "-" else flags.split(",")
                         ev = {
                             "ts": ts, "status": status, "latency_ms": latency, "bytes_in": bytes_in,
                             "bytes_out": bytes_out, "upstream_ms": ust, "tokens_in": tokens_in,
@@ -421,13 +421,13 @@ class EnvoyJsonParser(Parser):
                 stats.dead_letters += 1
                 stats.failed += 1
                 continue
-            stats.parsed += 1
             if stamp:
                 ev["id"] = f"{origin}:{line}"
             append(ev)
         self._line = line
         self._ts_head, self._ts_base = head, base
         stats.records += len(records)
+        stats.parsed += len(events) - n_before  # one event per line parsed
         stats.events += len(events) - n_before
 
     def _finish(self, d: dict, raw: bytes, typed: bool) -> dict:
@@ -536,15 +536,19 @@ _FAST_ORDER = ("response_flags",) + _FIELDS[:_FLAGS_AT] + _FIELDS[_FLAGS_AT + 1:
 _TEXT_FIELDS = tuple((_FIELD_OF_ROLE[r], r) for r in _TEXT_ROLES)
 _COUNT_FIELDS = (("tokens_in", "tokens_in"), ("tokens_out", "tokens_out"),
                  ("bytes_in", "bytes_received"), ("bytes_out", "bytes_sent"))
-# Types the fast path accepts per role (text roles: str | None), checked by msgspec in C;
+# Types the fast path accepts per role (text roles: _TEXT), checked by msgspec in C;
 # a value outside them (a numeric string, a negative count) falls back to the general path.
-# "-" and "" are Envoy's absent values, mapped to None by _finish.
-_ABSENT_TEXT = Literal["-", ""]
+# "-" and "" are Envoy's absent values, mapped to None by _finish; the fast types take "-"
+# only (so that parse_chunk finds any absent value with one `"-" in` test), and a line with ""
+# anywhere takes the general path.
+_ABSENT_TEXT = Literal["-"]
+_NONEMPTY = Annotated[str, msgspec.Meta(min_length=1)]
+_TEXT = _NONEMPTY | None
 _COUNT = Annotated[int, msgspec.Meta(ge=0)] | _ABSENT_TEXT | None
 _FAST_TYPES = {
-    "start_time": int | float | str | None,
+    "start_time": int | float | _NONEMPTY | None,
     "response_code": Annotated[int, msgspec.Meta(ge=0, le=999)] | _ABSENT_TEXT | None,
     "duration": float | _ABSENT_TEXT | None,  # msgspec turns an integer duration into a float
     "bytes_received": _COUNT, "bytes_sent": _COUNT, "tokens_in": _COUNT, "tokens_out": _COUNT,
-    "upstream_service_time": float | str | None,
+    "upstream_service_time": float | _NONEMPTY | None,
 }
