@@ -37,13 +37,13 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 import orjson
-from msgspec.structs import asdict
+from msgspec.structs import astuple
 from pydantic import Field, field_validator
 
 from ramparts.errors import ParseError
 from ramparts.timeutil import from_epoch, parse_iso
 
-from .base import Parser, as_float, as_int, as_str, dig, sniff_json_lines
+from .base import DeadLetter, Parser, as_float, as_int, as_str, describe, dig, sniff_json_lines
 from .envoy_text import first_forwarded, host_of
 
 DEFAULT_FIELDS: dict[str, list[str]] = {
@@ -95,6 +95,7 @@ _TEXT_TYPES = frozenset({str, type(None)})
 _NO_KEY = "\x00no key"  # no JSON object has it: rec.get() of it is None
 _MAX_PLANS = 256
 _MAX_CACHE = 65536
+_FRAC_SCALE = tuple(10 ** (9 - i) for i in range(10))  # a fraction of i digits to ns
 
 
 def _looks_like_envoy(doc: dict) -> bool:
@@ -196,7 +197,9 @@ class EnvoyJsonParser(Parser):
         self._prefer_identity = self.options.prefer_identity
         self._keys_seen: dict[str, str | None] = {}
         self._decoders: dict[tuple, tuple] = {}
-        self._fast: tuple | None = None  # the decoder of the last key set seen
+        self._fast = None  # the decoder of the last key set seen
+        # parse_chunk's time cache: the last 'YYYY-MM-DDTHH:MM:SS.' seen and its second in ns.
+        self._ts_head, self._ts_base = "\x00", 0
 
     def _hash_key(self, key: str) -> str | None:
         # Few distinct keys, many lines: the keyed hash is remembered per raw value.
@@ -249,6 +252,10 @@ class EnvoyJsonParser(Parser):
     def _compile(self, keyset: tuple[str, ...], keys: tuple[str, ...]):
         """A msgspec decoder for lines with exactly this key set (the fast path).
 
+        Its struct's fields are ``response_flags``, then the other intermediate fields in
+        ``_FIELDS`` order, then the unused keys: ``_typed`` and ``parse_chunk`` read them by
+        position from ``astuple``.
+
         It decodes straight into the intermediate fields that :meth:`_finish` reads, in C,
         with the common types checked on the way. It forbids unknown keys, so a line with any
         other key (another json_format, or an alternative spelling of a role) fails to decode
@@ -259,9 +266,10 @@ class EnvoyJsonParser(Parser):
         if cached is not None:
             return cached
         fields, rename = [], {}
-        for role, key in zip(_ROLES, keys):
-            name = _FIELD_OF_ROLE[role]
-            fields.append((name, _FAST_TYPES.get(role, str | None), None))
+        by_field = {_FIELD_OF_ROLE[role]: (role, key) for role, key in zip(_ROLES, keys)}
+        for name in _FAST_ORDER:  # response_flags first: see parse_chunk
+            role, key = by_field[name]
+            fields.append((name, _FAST_TYPES.get(role, _TEXT), None))
             rename[name] = key if key != _NO_KEY else "ramparts:absent:" + name  # a key no log has
         unused = [k for k in keyset if k not in set(keys)]
         for i, key in enumerate(unused):
@@ -271,24 +279,29 @@ class EnvoyJsonParser(Parser):
             struct = msgspec.defstruct("EnvoyLine", fields, rename=rename, forbid_unknown_fields=True, gc=False)
         except (TypeError, ValueError):  # keys msgspec cannot name (quotes, backslashes): general path only
             return None
-        decoder = (msgspec.json.Decoder(struct).decode, tuple(f"unused{i}" for i in range(len(unused))))
+        decoder = msgspec.json.Decoder(struct).decode
         if len(self._decoders) >= _MAX_PLANS:
             self._decoders.clear()
         self._decoders[keyset] = decoder
         return decoder
 
     def parse_record(self, raw: bytes) -> dict:
-        fast = self._fast
-        if fast is not None:
-            decode, unused = fast
+        decode = self._fast
+        if decode is not None:
             try:
-                d = asdict(decode(raw))
+                obj = decode(raw)
             except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
                 pass  # another key set, a rare type, not JSON or not UTF-8: the general path decides
             else:
-                for k in unused:
-                    del d[k]
-                return self._finish(d, raw, True)
+                return self._typed(astuple(obj), raw)
+        return self._general(raw)
+
+    def _typed(self, t: tuple, raw: bytes) -> dict:
+        """A line the fast decoder took (its struct as a tuple), through the checks its types do not make."""
+        d = dict(zip(_FIELDS, t[1:_FLAGS_AT + 1] + t[:1] + t[_FLAGS_AT + 1:_N_FIELDS]))
+        return self._finish(d, raw, True)
+
+    def _general(self, raw: bytes) -> dict:
         rec = orjson.loads(raw)
         if type(rec) is not dict:
             raise ParseError(f"expected a JSON object, got a JSON {type(rec).__name__}")
@@ -297,6 +310,125 @@ class EnvoyJsonParser(Parser):
         for i, role in slow:
             vals[i] = self._get(rec, role)
         return self._finish(dict(zip(_FIELDS, vals)), raw, False)
+
+    def parse_chunk(self, records: list[bytes], origin: str, first_line: int,
+                    events: list[dict], dead: list[DeadLetter]) -> None:
+        """:meth:`Parser.parse_chunk` with the common line of the fast path built inline.
+
+        A line the fast decoder takes with no absent value (``"-"`` or ``""``) other than in
+        ``response_flags`` (one set test over the struct's other fields) needs none of
+        :meth:`_finish`'s absent-value and type handling: its event is built here with one
+        dict literal, the time read from the last second seen. Any other line goes through
+        :meth:`parse_record`'s steps, so the events, dead letters and counts are the base
+        loop's (tests/parsers/test_envoy_json_fastpath.py checks it on mutated input).
+        """
+        if type(self).event_key is not Parser.event_key:
+            return super().parse_chunk(records, origin, first_line, events, dead)
+        self._origin = origin
+        self._dead = dead
+        stats = self.stats
+        stamp = self.stamp_ids
+        n_before = len(events)
+        append = events.append
+        decode = self._fast
+        errors = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
+        keys_seen = self._keys_seen
+        prefer_identity = self._prefer_identity
+        scrub_path = self.hasher.scrub_path
+        head, base = self._ts_head, self._ts_base
+        line = first_line - 1
+        for raw in records:
+            line += 1
+            try:
+                obj = None
+                if decode is not None:
+                    try:
+                        obj = decode(raw)
+                    except errors:
+                        pass  # another key set, a rare type, not JSON or not UTF-8: the general path decides
+                if obj is None:
+                    if not raw or raw.isspace():
+                        stats.skipped += 1
+                        continue
+                    self._line = line
+                    ev = self._general(raw)
+                    decode = self._fast  # the general path may have compiled a decoder for a new key set
+                else:
+                    t = astuple(obj)
+                    vals = t[1:_N_FIELDS]
+                    if "-" in vals:
+                        ev = self._typed(t, raw)
+                    else:
+                        # No value but the flags is "-", none is "" (the fast types): they did the other checks.
+                        (ts, status, latency, bytes_in, bytes_out, ust, tokens_in, tokens_out, method, path,
+                         protocol, src_ip, user_agent, request_id, authority, upstream_host, remote, model,
+                         model_override, backend, api_key, identity) = vals
+                        if type(ts) is str and ts[:20] == head and ts[-1] == "Z" and len(ts) <= 30 \
+                                and (frac := ts[20:-1]).isdigit():
+                            ts = base + int(frac) * _FRAC_SCALE[len(frac)]
+                        elif ts is None:
+                            raise ParseError("no start time (looked for: " + ", ".join(self._keys["start_time"]) + ")")
+                        elif type(ts) is str and ts[4:5] == "-":
+                            text = ts
+                            ts = parse_iso(text)
+                            # parse_iso read it as its second plus the fraction: remember the second.
+                            if text[10:11] == "T" and text[19:20] == "." and text[-1] == "Z" and len(text) <= 30 \
+                                    and (frac := text[20:-1]).isdigit():
+                                head, base = text[:20], ts - int(frac) * _FRAC_SCALE[len(frac)]
+                        else:
+                            ts = parse_time(ts, "start_time")
+                        if identity is not None and prefer_identity:
+                            principal = identity
+                        elif api_key is not None:
+                            principal = keys_seen.get(api_key)
+                            if principal is None:
+                                principal = self._hash_key(api_key)
+                        else:
+                            principal = identity
+                        if src_ip is not None:
+                            if "," in src_ip or ":" in src_ip or " " in src_ip:
+                                src_ip = first_forwarded(src_ip)
+                        elif remote is not None:
+                            src_ip = host_of(remote)
+                        if ust is not None and type(ust) is not float:
+                            f = None
+                            if type(ust) is str:
+                                try:
+                                    f = float(ust)
+                                except ValueError:
+                                    pass
+                                else:
+                                    if f - f != 0.0:
+                                        f = None
+                            ust = f if f is not None else (
+                                float(ust) if type(ust) is int else opt_float(ust, "upstream_service_time"))
+                        if path is not None and "?" in path:
+                            path = scrub_path(path)
+                        flags = t[0]
+                        if flags is not None:
+                            flags = None if flags == "-" else flags.split(",")
+                        ev = {
+                            "ts": ts, "status": status, "latency_ms": latency, "bytes_in": bytes_in,
+                            "bytes_out": bytes_out, "upstream_ms": ust, "tokens_in": tokens_in,
+                            "tokens_out": tokens_out, "method": method, "path": path, "protocol": protocol,
+                            "response_flags": flags, "src_ip": src_ip, "user_agent": user_agent,
+                            "request_id": request_id, "authority": authority, "upstream_host": upstream_host,
+                            "model": model, "model_override": model_override, "backend": backend,
+                            "principal": principal, "kind": "request", "source": "envoy_json",
+                        }
+            except Exception as e:  # any failure of one record is that record's problem
+                dead.append(DeadLetter(self.name, origin, line, describe(e), raw))
+                stats.dead_letters += 1
+                stats.failed += 1
+                continue
+            if stamp:
+                ev["id"] = f"{origin}:{line}"
+            append(ev)
+        self._line = line
+        self._ts_head, self._ts_base = head, base
+        stats.records += len(records)
+        stats.parsed += len(events) - n_before  # one event per line parsed
+        stats.events += len(events) - n_before
 
     def _finish(self, d: dict, raw: bytes, typed: bool) -> dict:
         """The intermediate fields (one per role) to the event; shared by both paths.
@@ -396,18 +528,27 @@ _FIELD_OF_ROLE = {
 }
 assert set(_FIELD_OF_ROLE) == set(DEFAULT_FIELDS)
 _FIELDS = tuple(_FIELD_OF_ROLE[r] for r in _ROLES)
+_N_FIELDS = len(_FIELDS)
+_FLAGS_AT = _FIELDS.index("response_flags")
+# The fast structs' field order: response_flags (on most lines "-") apart, so that one set test
+# over the others tells whether a line has any other absent value.
+_FAST_ORDER = ("response_flags",) + _FIELDS[:_FLAGS_AT] + _FIELDS[_FLAGS_AT + 1:]
 _TEXT_FIELDS = tuple((_FIELD_OF_ROLE[r], r) for r in _TEXT_ROLES)
 _COUNT_FIELDS = (("tokens_in", "tokens_in"), ("tokens_out", "tokens_out"),
                  ("bytes_in", "bytes_received"), ("bytes_out", "bytes_sent"))
-# Types the fast path accepts per role (text roles: str | None), checked by msgspec in C;
+# Types the fast path accepts per role (text roles: _TEXT), checked by msgspec in C;
 # a value outside them (a numeric string, a negative count) falls back to the general path.
-# "-" and "" are Envoy's absent values, mapped to None by _finish.
-_ABSENT_TEXT = Literal["-", ""]
+# "-" and "" are Envoy's absent values, mapped to None by _finish; the fast types take "-"
+# only (so that parse_chunk finds any absent value with one `"-" in` test), and a line with ""
+# anywhere takes the general path.
+_ABSENT_TEXT = Literal["-"]
+_NONEMPTY = Annotated[str, msgspec.Meta(min_length=1)]
+_TEXT = _NONEMPTY | None
 _COUNT = Annotated[int, msgspec.Meta(ge=0)] | _ABSENT_TEXT | None
 _FAST_TYPES = {
-    "start_time": int | float | str | None,
+    "start_time": int | float | _NONEMPTY | None,
     "response_code": Annotated[int, msgspec.Meta(ge=0, le=999)] | _ABSENT_TEXT | None,
     "duration": float | _ABSENT_TEXT | None,  # msgspec turns an integer duration into a float
     "bytes_received": _COUNT, "bytes_sent": _COUNT, "tokens_in": _COUNT, "tokens_out": _COUNT,
-    "upstream_service_time": float | str | None,
+    "upstream_service_time": float | _NONEMPTY | None,
 }
