@@ -71,6 +71,7 @@ from ramparts.events import EventBatch
 from ramparts.timeutil import format_rfc3339
 
 from .base import Detector, StateStore, alert_id, make_alert, merge_alerts
+from .jit import jit
 
 NS = 1_000_000_000
 MINUTE = 60 * NS
@@ -230,6 +231,53 @@ def _ks_threshold(p_value: float, en: int) -> float:
     from scipy.stats import kstwo
 
     return float(kstwo.isf(p_value, en))
+
+
+# -- the per-row loops, compiled ------------------------------------------------------------------
+@jit
+def count_bins(x, edges, n_edges, counts):  # pragma: no cover - compiled (tested against histogram)
+    """Add each finite ``x[i, j]`` to ``counts[j]`` at its right-closed bin of ``edges[j, :n_edges[j]]``
+    (:func:`histogram`'s bins: the first edge at or above the value); features with
+    ``n_edges[j] < 0`` (no edges) are skipped."""
+    n, f = x.shape
+    for i in range(n):
+        for j in range(f):
+            m = n_edges[j]
+            if m < 0:
+                continue
+            v = x[i, j]
+            if not np.isfinite(v):
+                continue
+            b = 0
+            while b < m and edges[j, b] < v:
+                b += 1
+            counts[j, b] += 1
+
+
+@jit
+def chunk_closes(minutes, q, chunk, chunk_rows):  # pragma: no cover - compiled (tested against a Python walk)
+    """Walk one output stream's rows (``minutes`` from the version's first minute, ``q`` the
+    quantised values, rows whose value is not a number already left out) through its open
+    chunk ``chunk`` = [values, sum, first minute, last minute], changed in place. A chunk
+    closes at the first row of a new minute once it holds ``chunk_rows`` values; returns, per
+    close, the row that closed it and the chunk as it was then (values, sum, first minute)."""
+    n = len(q)
+    at = np.empty(n, dtype=np.int64)
+    closed = np.empty((n, 3), dtype=np.int64)
+    k = 0
+    for i in range(n):
+        m = minutes[i]
+        if chunk[0] >= chunk_rows and m > chunk[3]:
+            at[k] = i
+            closed[k, 0], closed[k, 1], closed[k, 2] = chunk[0], chunk[1], chunk[2]
+            k += 1
+            chunk[0], chunk[1], chunk[2], chunk[3] = 0, 0, 0, 0
+        if chunk[0] == 0:
+            chunk[2] = m
+        chunk[0] += 1
+        chunk[1] += q[i]
+        chunk[3] = m
+    return at[:k], closed[:k]
 
 
 # -- river's detectors over the JSON state ----------------------------------------------------
@@ -668,6 +716,7 @@ class DriftDetector(Detector):
         prev = np.concatenate([[s["lt"]], ts[:-1]])
         gaps = np.flatnonzero(ts - prev > o.gap_seconds * NS)  # rows that come after an idle gap
         alerts: list[dict] = []
+        edges = None  # once the bin edges are set
         i = 0
         while i < n:
             if s["p"] == 0:  # the first rows, kept until their quantiles set the bin edges
@@ -686,7 +735,8 @@ class DriftDetector(Detector):
                         self._end_reference(s, int(ts[i + take - 1]))
             elif s["p"] == 1:  # the rest of the reference
                 take = min(n - i, W - s["n"])
-                self._count(s, "h", x[i:i + take])
+                edges = edges or self._edges(s)
+                self._count(s, "h", x[i:i + take], edges)
                 self._stream_sums(s, svq[i:i + take])
                 s["n"] += take
                 if s["n"] == W:
@@ -701,10 +751,10 @@ class DriftDetector(Detector):
                 take = min(n - i, W - s["n"], next_gap - i)
                 if s["n"] == 0:
                     s["ws"] = int(ts[i])
-                self._count(s, "c", x[i:i + take])
-                rows = s["r"] + np.arange(1, take + 1)
+                edges = edges or self._edges(s)
+                self._count(s, "c", x[i:i + take], edges)
                 for k in range(len(s["sn"])):
-                    alerts += self._stream_points(s, k, model, version, ts[i:i + take], svq[i:i + take, k], rows)
+                    alerts += self._stream_points(s, k, model, version, ts[i:i + take], svq[i:i + take, k], s["r"])
                 s["n"] += take
                 if s["n"] == W:
                     alerts += self._judge(s, model, version, int(ts[i + take - 1]), s["r"] + take)
@@ -726,11 +776,30 @@ class DriftDetector(Detector):
         s["c"] = [None if c is None else [0] * len(c) for c in s["c"]]
 
     @staticmethod
-    def _count(s: dict, field: str, x: np.ndarray) -> None:
+    def _count(s: dict, field: str, x: np.ndarray, edges: tuple[np.ndarray, np.ndarray]) -> None:
         counts = s[field]
-        for j, e in enumerate(s["e"]):
+        width = edges[0].shape[1] + 1
+        c = np.zeros((len(counts), width), dtype=np.int64)
+        for j, cj in enumerate(counts):
+            if cj is not None:
+                c[j, :len(cj)] = cj
+        count_bins(x, edges[0], edges[1], c)
+        for j, cj in enumerate(counts):
+            if cj is not None:
+                counts[j] = c[j, :len(cj)].tolist()
+
+    @staticmethod
+    def _edges(s: dict) -> tuple[np.ndarray, np.ndarray]:
+        """A version's bin edges as one padded array, and how many each feature has (-1: none)."""
+        es = s["e"]
+        width = max((len(e) for e in es if e is not None), default=0)
+        edges = np.full((len(es), max(width, 1)), np.inf)
+        n_edges = np.full(len(es), -1, dtype=np.int64)
+        for j, e in enumerate(es):
             if e is not None:
-                counts[j] = (np.asarray(counts[j]) + histogram(e, x[:, j])).tolist()
+                edges[j, :len(e)] = e
+                n_edges[j] = len(e)
+        return edges, n_edges
 
     @staticmethod
     def _stream_sums(s: dict, svq: np.ndarray) -> None:
@@ -759,39 +828,23 @@ class DriftDetector(Detector):
 
     # -- the output streams --------------------------------------------------------------------------
     def _stream_points(self, s: dict, k: int, model: str, version: str | None, ts: np.ndarray, q: np.ndarray,
-                       rows: np.ndarray) -> list[dict]:
+                       row0: int) -> list[dict]:
+        """Stream ``k``'s values ``q`` of the rows at ``ts`` (rows ``row0 + 1``..) into its chunks,
+        and each chunk that closes through :meth:`_point`."""
         st = s["st"][k]
         if st is None:
             return []
-        ok = np.isfinite(q)
-        if not ok.any():
+        ok = np.flatnonzero(np.isfinite(q))
+        if len(ok) == 0:
             return []
-        ts, q, rows = ts[ok], q[ok].astype(np.int64), rows[ok]
-        minutes = ts // MINUTE
-        base = s["t0"] // MINUTE
-        chunk = st[2]
+        chunk = np.asarray(st[2], dtype=np.int64)
+        at, closed = chunk_closes(ts[ok] // MINUTE - s["t0"] // MINUTE, q[ok].astype(np.int64), chunk,
+                                  self.options.chunk_rows)
         alerts = []
-        changes = np.flatnonzero(np.diff(minutes) > 0) + 1  # rows that start a new minute
-        j = 0
-        while j < len(q):
-            if chunk[0] == 0:
-                chunk[2] = chunk[3] = int(minutes[j] - base)
-            need = max(0, self.options.chunk_rows - chunk[0])
-            if need == 0 and minutes[j] - base > chunk[3]:
-                r = j  # the chunk was full and a new minute begins with this row
-            else:
-                at = np.searchsorted(changes, j + max(need, 1))
-                r = int(changes[at]) if at < len(changes) else None
-            end = len(q) if r is None else r
-            if end > j:
-                chunk[0] += end - j
-                chunk[1] += int(q[j:end].sum())
-                chunk[3] = int(minutes[end - 1] - base)
-            if r is None:
-                break
-            alerts += self._point(s, k, model, version, int(ts[r]), int(rows[r]))
-            chunk[:] = [0, 0, 0, 0]
-            j = r
+        for r, (values, total, first) in zip(ok[at].tolist(), closed.tolist()):
+            st[2] = [values, total, first, 0]
+            alerts += self._point(s, k, model, version, int(ts[r]), row0 + 1 + r)
+        st[2] = chunk.tolist()
         return alerts
 
     def _point(self, s: dict, k: int, model: str, version: str | None, ts: int, row: int) -> list[dict]:
