@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from itertools import count, repeat
 from typing import Any
 
 import numpy as np
@@ -70,6 +71,7 @@ from ramparts.events import EventBatch
 from ramparts.timeutil import format_rfc3339
 
 from .base import Detector, StateStore, alert_id, make_alert, merge_alerts
+from .jit import jit
 
 NS = 1_000_000_000
 MINUTE = 60 * NS
@@ -231,6 +233,53 @@ def _ks_threshold(p_value: float, en: int) -> float:
     return float(kstwo.isf(p_value, en))
 
 
+# -- the per-row loops, compiled ------------------------------------------------------------------
+@jit
+def count_bins(x, edges, n_edges, counts):  # pragma: no cover - compiled (tested against histogram)
+    """Add each finite ``x[i, j]`` to ``counts[j]`` at its right-closed bin of ``edges[j, :n_edges[j]]``
+    (:func:`histogram`'s bins: the first edge at or above the value); features with
+    ``n_edges[j] < 0`` (no edges) are skipped."""
+    n, f = x.shape
+    for i in range(n):
+        for j in range(f):
+            m = n_edges[j]
+            if m < 0:
+                continue
+            v = x[i, j]
+            if not np.isfinite(v):
+                continue
+            b = 0
+            while b < m and edges[j, b] < v:
+                b += 1
+            counts[j, b] += 1
+
+
+@jit
+def chunk_closes(minutes, q, chunk, chunk_rows):  # pragma: no cover - compiled (tested against a Python walk)
+    """Walk one output stream's rows (``minutes`` from the version's first minute, ``q`` the
+    quantised values, rows whose value is not a number already left out) through its open
+    chunk ``chunk`` = [values, sum, first minute, last minute], changed in place. A chunk
+    closes at the first row of a new minute once it holds ``chunk_rows`` values; returns, per
+    close, the row that closed it and the chunk as it was then (values, sum, first minute)."""
+    n = len(q)
+    at = np.empty(n, dtype=np.int64)
+    closed = np.empty((n, 3), dtype=np.int64)
+    k = 0
+    for i in range(n):
+        m = minutes[i]
+        if chunk[0] >= chunk_rows and m > chunk[3]:
+            at[k] = i
+            closed[k, 0], closed[k, 1], closed[k, 2] = chunk[0], chunk[1], chunk[2]
+            k += 1
+            chunk[0], chunk[1], chunk[2], chunk[3] = 0, 0, 0, 0
+        if chunk[0] == 0:
+            chunk[2] = m
+        chunk[0] += 1
+        chunk[1] += q[i]
+        chunk[3] = m
+    return at[:k], closed[:k]
+
+
 # -- river's detectors over the JSON state ----------------------------------------------------
 def adwin_check(points: list[float], delta: float, values_per_point: int) -> tuple[bool, int]:
     """river's ADWIN fed ``points`` (oldest first), each as ``values_per_point`` values around
@@ -298,6 +347,110 @@ def page_hinkley_step(saved: list | None, x: float, *, delta: float, threshold: 
 
 
 # -- reading events ------------------------------------------------------------------------------
+def request_groups(events: list[dict]) -> dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The requests that reached a model, as columns per ``(model, version)`` (in order of first
+    appearance; rows in event order): times, the features (``tokens_in``, ``tokens_out`` of
+    answered requests, ``error``; nan where absent or not a count) and the output streams'
+    values (``log1p(tokens_out)``, ``error``).
+
+    Each field is read once per event into a list (``map(dict.get, ...)``: no object made per
+    event) and checked and converted per batch; only a batch holding a value of an unexpected
+    type checks that field value by value.
+
+    >>> g = request_groups([{"ts": 5, "model": "m", "status": 200, "tokens_in": 7, "tokens_out": 3},
+    ...                     {"ts": 6, "model": "m", "status": 429, "tokens_in": 9},
+    ...                     {"ts": 7, "model": "m", "status": 500, "tokens_in": -1, "tokens_out": 4}])
+    >>> ts, x, sv = g[("m", None)]
+    >>> ts.tolist(), x.tolist()
+    ([5, 7], [[7.0, 3.0, 0.0], [nan, nan, 1.0]])
+    """
+    n = len(events)
+    if n == 0:
+        return {}
+    get = dict.get
+    status = list(map(get, events, repeat("status")))
+    models = list(map(get, events, repeat("model")))
+    times = list(map(get, events, repeat("ts")))
+    tokens_in = list(map(get, events, repeat("tokens_in")))
+    tokens_out = list(map(get, events, repeat("tokens_out")))
+    versions = list(map(get, events, repeat("model_version")))
+    code, ok = _ints(status)
+    ok &= ~np.isin(code, _NOT_THE_MODEL)
+    ts, ts_ok = _ints(times)
+    ok &= ts_ok
+    keys: list = models
+    if versions.count(None) != n:
+        keys = list(zip(models, [v if type(v) is str and v else None for v in versions]))
+    first: dict = {}  # key -> its number (the row where it first appears)
+    try:
+        ids = np.fromiter(map(first.setdefault, keys, count()), dtype=np.int64, count=n)
+    except TypeError:  # an unhashable model: not a model
+        keys = [(k if type(k) is str else None) if keys is models else (k[0] if type(k[0]) is str else None, k[1])
+                for k in keys]
+        first = {}
+        ids = np.fromiter(map(first.setdefault, keys, count()), dtype=np.int64, count=n)
+    bad = [i for k, i in first.items() if not (type(k) is str and k) and not (type(k) is tuple and type(k[0]) is str
+                                                                            and k[0])]
+    if bad:
+        ok &= ~np.isin(ids, bad)
+    if not ok.all():
+        rows = np.flatnonzero(ok)
+        ids, code, ts = ids[rows], code[rows], ts[rows]
+    else:
+        rows = slice(None)
+    if len(ids) == 0:
+        return {}
+    failed = code >= 400
+    x = np.empty((len(ids), 3))
+    x[:, 0] = _counts(tokens_in)[rows]
+    x[:, 1] = np.where(failed, math.nan, _counts(tokens_out)[rows])
+    x[:, 2] = failed
+    sv = np.column_stack([np.log1p(x[:, 1]), x[:, 2]])
+    if len(first) - len(bad) == 1:
+        groups = [(int(ids[0]), slice(None))]
+    else:  # the groups in order of their first row, each with its rows in event order
+        order = np.argsort(ids, kind="stable")
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(ids[order])) + 1])
+        groups = sorted(zip(order[starts].tolist(), np.split(order, starts[1:])))
+        groups = [(int(ids[at]), r) for at, r in groups]
+    key_of = {i: k for k, i in first.items()}
+    out = {}
+    for i, r in groups:
+        k = key_of[i]
+        out[(k, None) if type(k) is str else k] = (ts[r], x[r], sv[r])
+    return out
+
+
+_NOT_THE_MODEL = np.array(sorted(NOT_THE_MODEL))
+# Values kept apart by the comparisons made on integers here (a status, a time in ns) when an
+# integer is beyond int64: it is clamped to these, which compare alike.
+_INT_RANGE = (-(2 ** 62), 2 ** 62)
+
+
+def _ints(values: list) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` as int64 (0 where not an ``int``; ``bool`` is not one) and where they were ints."""
+    n = len(values)
+    if set(map(type, values)) == {int}:
+        try:
+            return np.array(values, dtype=np.int64), np.ones(n, dtype=bool)
+        except OverflowError:
+            pass
+    lo, hi = _INT_RANGE
+    ok = np.fromiter((type(v) is int for v in values), dtype=bool, count=n)
+    return np.fromiter((min(max(v, lo), hi) if type(v) is int else 0 for v in values), dtype=np.int64,
+                       count=n), ok
+
+
+def _counts(values: list) -> np.ndarray:
+    """``values`` as floats where they are non-negative ``int``s, nan elsewhere."""
+    if set(map(type, values)) <= {int, type(None)}:
+        x = np.array(values, dtype=float)  # None: nan
+    else:
+        x = np.fromiter((v if type(v) is int else math.nan for v in values), dtype=float, count=len(values))
+    x[x < 0] = math.nan
+    return x
+
+
 def _num(v: Any) -> float:
     if type(v) is float or type(v) is int:
         return float(v)
@@ -447,54 +600,44 @@ class DriftDetector(Detector):
 
     # -- the batch ---------------------------------------------------------------------------------
     def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
-        requests: dict[tuple, list] = {}
+        ev = batch.events
+        requests = request_groups([ev[i] for i in batch.indices_where("kind", "request")])
         predictions: dict[tuple, list] = {}
         names: dict[tuple, list[str] | None] = {}
-        for e in batch.events:
-            kind = e.get("kind")
-            if kind == "request":
-                status = e.get("status")
-                if type(status) is not int or status in NOT_THE_MODEL:
-                    continue
-                model, ts = e.get("model"), e.get("ts")
-                if type(model) is not str or not model or type(ts) is not int:
-                    continue
-                version = e.get("model_version")
-                if version is not None and (type(version) is not str or not version):
-                    version = None
-                g = requests.get((model, version))
-                if g is None:
-                    g = requests[(model, version)] = []
-                g.append((ts, e.get("tokens_in"), e.get("tokens_out") if status < 400 else None, status >= 400))
-            elif kind == "prediction":
-                model, ts = e.get("model"), e.get("ts")
-                if type(model) is not str or not model or type(ts) is not int:
-                    continue
-                version = e.get("model_version")
-                gk = (model, version if type(version) is str and version else None)
-                g = predictions.get(gk)
-                if g is None:
-                    g = predictions[gk] = []
-                    s = state.get(self._key("p", *gk))
-                    names[gk] = s.get("dn") if s is not None else None
-                rows, out, names[gk] = prediction_rows(e, names[gk])
-                if rows:
-                    g.append((ts, rows, out))
+        for i in batch.indices_where("kind", "prediction"):
+            e = ev[i]
+            model, ts = e.get("model"), e.get("ts")
+            if type(model) is not str or not model or type(ts) is not int:
+                continue
+            version = e.get("model_version")
+            gk = (model, version if type(version) is str and version else None)
+            g = predictions.get(gk)
+            if g is None:
+                g = predictions[gk] = []
+                s = state.get(self._key("p", *gk))
+                names[gk] = s.get("dn") if s is not None else None
+            rows, out, names[gk] = prediction_rows(e, names[gk])
+            if rows:
+                g.append((ts, rows, out))
         alerts: list[dict] = []
-        for kind, groups in (("r", requests), ("p", predictions)):
-            for (model, version), g in groups.items():
-                if not g:
-                    continue
-                key = self._key(kind, model, version)
-                s = state.get(key)
-                if s is None:
-                    s = (self._fresh_request(g[0][0]) if kind == "r"
-                         else self._fresh_prediction(g[0][0], g[0][1], g[0][2], names[(model, version)]))
-                else:
-                    s = orjson.loads(orjson.dumps(s))  # never change the stored value in place
-                ts, x, sv = self._request_columns(g) if kind == "r" else self._prediction_columns(g, s)
-                alerts += self._advance(s, model, version, ts, x, sv)
-                state.set(key, s)
+        for (model, version), (ts, x, sv) in requests.items():
+            key = self._key("r", model, version)
+            s = state.get(key)
+            s = self._fresh_request(int(ts[0])) if s is None else orjson.loads(orjson.dumps(s))
+            alerts += self._advance(s, model, version, ts, x, sv)
+            state.set(key, s)
+        for (model, version), g in predictions.items():
+            if not g:
+                continue
+            key = self._key("p", model, version)
+            s = state.get(key)
+            if s is None:
+                s = self._fresh_prediction(g[0][0], g[0][1], g[0][2], names[(model, version)])
+            else:
+                s = orjson.loads(orjson.dumps(s))  # never change the stored value in place
+            ts, x, sv = self._prediction_columns(g, s)
+            alerts += self._advance(s, model, version, ts, x, sv)
+            state.set(key, s)
         return merge_alerts(alerts)
 
     def _key(self, kind: str, model: str, version: Any) -> str:
@@ -535,16 +678,6 @@ class DriftDetector(Detector):
 
     # -- columns ----------------------------------------------------------------------------------------
     @staticmethod
-    def _request_columns(g: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        n = len(g)
-        ts = np.fromiter((r[0] for r in g), dtype=np.int64, count=n)
-        x = np.empty((n, 3))
-        x[:, 0] = np.fromiter((r[1] if type(r[1]) is int and r[1] >= 0 else math.nan for r in g), dtype=float, count=n)
-        x[:, 1] = np.fromiter((r[2] if type(r[2]) is int and r[2] >= 0 else math.nan for r in g), dtype=float, count=n)
-        x[:, 2] = np.fromiter((r[3] for r in g), dtype=float, count=n)
-        return ts, x, np.column_stack([np.log1p(x[:, 1]), x[:, 2]])
-
-    @staticmethod
     def _prediction_columns(g: list, s: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         mode = s["om"]
         rows_all: list = []
@@ -583,6 +716,7 @@ class DriftDetector(Detector):
         prev = np.concatenate([[s["lt"]], ts[:-1]])
         gaps = np.flatnonzero(ts - prev > o.gap_seconds * NS)  # rows that come after an idle gap
         alerts: list[dict] = []
+        edges = None  # once the bin edges are set
         i = 0
         while i < n:
             if s["p"] == 0:  # the first rows, kept until their quantiles set the bin edges
@@ -601,7 +735,8 @@ class DriftDetector(Detector):
                         self._end_reference(s, int(ts[i + take - 1]))
             elif s["p"] == 1:  # the rest of the reference
                 take = min(n - i, W - s["n"])
-                self._count(s, "h", x[i:i + take])
+                edges = edges or self._edges(s)
+                self._count(s, "h", x[i:i + take], edges)
                 self._stream_sums(s, svq[i:i + take])
                 s["n"] += take
                 if s["n"] == W:
@@ -616,10 +751,10 @@ class DriftDetector(Detector):
                 take = min(n - i, W - s["n"], next_gap - i)
                 if s["n"] == 0:
                     s["ws"] = int(ts[i])
-                self._count(s, "c", x[i:i + take])
-                rows = s["r"] + np.arange(1, take + 1)
+                edges = edges or self._edges(s)
+                self._count(s, "c", x[i:i + take], edges)
                 for k in range(len(s["sn"])):
-                    alerts += self._stream_points(s, k, model, version, ts[i:i + take], svq[i:i + take, k], rows)
+                    alerts += self._stream_points(s, k, model, version, ts[i:i + take], svq[i:i + take, k], s["r"])
                 s["n"] += take
                 if s["n"] == W:
                     alerts += self._judge(s, model, version, int(ts[i + take - 1]), s["r"] + take)
@@ -641,11 +776,30 @@ class DriftDetector(Detector):
         s["c"] = [None if c is None else [0] * len(c) for c in s["c"]]
 
     @staticmethod
-    def _count(s: dict, field: str, x: np.ndarray) -> None:
+    def _count(s: dict, field: str, x: np.ndarray, edges: tuple[np.ndarray, np.ndarray]) -> None:
         counts = s[field]
-        for j, e in enumerate(s["e"]):
+        width = edges[0].shape[1] + 1
+        c = np.zeros((len(counts), width), dtype=np.int64)
+        for j, cj in enumerate(counts):
+            if cj is not None:
+                c[j, :len(cj)] = cj
+        count_bins(x, edges[0], edges[1], c)
+        for j, cj in enumerate(counts):
+            if cj is not None:
+                counts[j] = c[j, :len(cj)].tolist()
+
+    @staticmethod
+    def _edges(s: dict) -> tuple[np.ndarray, np.ndarray]:
+        """A version's bin edges as one padded array, and how many each feature has (-1: none)."""
+        es = s["e"]
+        width = max((len(e) for e in es if e is not None), default=0)
+        edges = np.full((len(es), max(width, 1)), np.inf)
+        n_edges = np.full(len(es), -1, dtype=np.int64)
+        for j, e in enumerate(es):
             if e is not None:
-                counts[j] = (np.asarray(counts[j]) + histogram(e, x[:, j])).tolist()
+                edges[j, :len(e)] = e
+                n_edges[j] = len(e)
+        return edges, n_edges
 
     @staticmethod
     def _stream_sums(s: dict, svq: np.ndarray) -> None:
@@ -674,39 +828,23 @@ class DriftDetector(Detector):
 
     # -- the output streams --------------------------------------------------------------------------
     def _stream_points(self, s: dict, k: int, model: str, version: str | None, ts: np.ndarray, q: np.ndarray,
-                       rows: np.ndarray) -> list[dict]:
+                       row0: int) -> list[dict]:
+        """Stream ``k``'s values ``q`` of the rows at ``ts`` (rows ``row0 + 1``..) into its chunks,
+        and each chunk that closes through :meth:`_point`."""
         st = s["st"][k]
         if st is None:
             return []
-        ok = np.isfinite(q)
-        if not ok.any():
+        ok = np.flatnonzero(np.isfinite(q))
+        if len(ok) == 0:
             return []
-        ts, q, rows = ts[ok], q[ok].astype(np.int64), rows[ok]
-        minutes = ts // MINUTE
-        base = s["t0"] // MINUTE
-        chunk = st[2]
+        chunk = np.asarray(st[2], dtype=np.int64)
+        at, closed = chunk_closes(ts[ok] // MINUTE - s["t0"] // MINUTE, q[ok].astype(np.int64), chunk,
+                                  self.options.chunk_rows)
         alerts = []
-        changes = np.flatnonzero(np.diff(minutes) > 0) + 1  # rows that start a new minute
-        j = 0
-        while j < len(q):
-            if chunk[0] == 0:
-                chunk[2] = chunk[3] = int(minutes[j] - base)
-            need = max(0, self.options.chunk_rows - chunk[0])
-            if need == 0 and minutes[j] - base > chunk[3]:
-                r = j  # the chunk was full and a new minute begins with this row
-            else:
-                at = np.searchsorted(changes, j + max(need, 1))
-                r = int(changes[at]) if at < len(changes) else None
-            end = len(q) if r is None else r
-            if end > j:
-                chunk[0] += end - j
-                chunk[1] += int(q[j:end].sum())
-                chunk[3] = int(minutes[end - 1] - base)
-            if r is None:
-                break
-            alerts += self._point(s, k, model, version, int(ts[r]), int(rows[r]))
-            chunk[:] = [0, 0, 0, 0]
-            j = r
+        for r, (values, total, first) in zip(ok[at].tolist(), closed.tolist()):
+            st[2] = [values, total, first, 0]
+            alerts += self._point(s, k, model, version, int(ts[r]), row0 + 1 + r)
+        st[2] = chunk.tolist()
         return alerts
 
     def _point(self, s: dict, k: int, model: str, version: str | None, ts: int, row: int) -> list[dict]:
