@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import re
 import zlib
+from itertools import compress
+from operator import itemgetter
 from typing import ClassVar
 
 from pydantic import Field
@@ -49,6 +51,7 @@ from ramparts.streams.keys import entity_key
 
 from .base import Detector, StateStore, make_alert
 from .incident import IncidentRule, node_of, pod_id
+from .request_rows import MODEL, PRINCIPAL, SRC_IP, request_rows
 
 NS = 1_000_000_000
 MAX_KEYS_TRIED = 48
@@ -160,6 +163,67 @@ class _PrincipalHabit(Detector):
         raise NotImplementedError
 
     def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
+        rr = request_rows(batch)
+        if rr is None or not rr.plain_status:
+            return self._update_per_principal(batch, state)
+        # Per distinct (principal, status, source, model) of the batch, not per request: the
+        # principals this detector reads, each with its rank (the order one pass over the batch
+        # would meet them), the number of its requests with a value, and its set of values.
+        fi = SRC_IP if self.field == "src_ip" else MODEL
+        value_of_field = self.value_of_field
+        counts = rr.counts
+        values: dict = {}
+        per: dict[str, list] = {}
+        for rank, (row, at) in enumerate(rr.distinct.items()):
+            p, s = row[0], row[1]
+            if not isinstance(p, str) or s in (401, 403) or (isinstance(s, int) and s >= 500):
+                continue
+            raw = row[fi]
+            v = values[raw] if raw in values else values.setdefault(raw, value_of_field(raw))
+            if v is None:
+                continue
+            got = per.get(p)
+            if got is None:
+                per[p] = [rank, int(counts[at]), {v}]
+            else:
+                got[1] += int(counts[at])
+                got[2].add(v)
+        # A principal whose values are all known, with no incident open, is only counted (a known
+        # value neither learns nor alerts, whatever the phase); the others go through the
+        # per-request loop, with their requests in batch order.
+        todo = []  # (principal, state key, state or None, count, None: count only)
+        slow = set()
+        for p, (_, count, known) in sorted(per.items(), key=_rank):
+            key = self.key(f"principal:{p}")
+            st = state.get(key)
+            if st is not None and st["inc"] is None and known.issubset(st["vals"]):
+                todo.append((p, key, st, count, None))
+            else:
+                todo.append((p, key, st, count, True))
+                slow.add(p)
+        items_of: dict[str, list] = {}
+        if slow:
+            rows, reqs = rr.rows, rr.reqs
+            for j in compress(range(len(rows)), map(slow.__contains__, map(_PRINCIPAL, rows))):
+                p, s = rows[j][0], rows[j][1]
+                if s in (401, 403) or (isinstance(s, int) and s >= 500):
+                    continue
+                v = values[rows[j][fi]]
+                if v is not None:
+                    items_of.setdefault(p, []).append((reqs[j], v))
+        alerts: list[dict] = []
+        for p, key, st, count, judge in todo:
+            if judge is None:
+                state.set(key, {"vals": list(st["vals"]), "n": min(st["n"] + count, 1 << 40), "first": st["first"],
+                                "inc": None, **({"roaming": True} if st.get("roaming", False) else {})})
+            else:
+                self._learn_and_judge(p, key, st, items_of[p], state, alerts)
+        return alerts
+
+    def _update_per_principal(self, batch: EventBatch, state: StateStore) -> list[dict]:
+        """:meth:`update` for a batch whose requests cannot be summarised by distinct values
+        (an unhashable field, or a status that equals another of a different type): per
+        principal, from the requests grouped by :func:`_habit_requests`."""
         ev = batch.events
         # A batch names few networks and models: each field value is turned into its habit
         # value once per batch (network_of and bounded cost more than the lookup).
@@ -190,58 +254,61 @@ class _PrincipalHabit(Detector):
         # Principals in the order of their first event with a value, as one pass over the batch
         # would meet them.
         todo.sort(key=_first_index)
-        o = self.options
-        learn_ns, gap = int(o.learn_seconds * NS), int(o.gap_seconds * NS)
-        alerts = []
+        alerts: list[dict] = []
         for _, p, events, known in todo:
             key = self.key(f"principal:{p}")
             st = state.get(key)
             if known is None:
                 items = events
             elif st is not None and st["inc"] is None and known.issubset(st["vals"]):
-                # Every value is a known one and no incident is open: the loop below would only
-                # count the requests (a known value neither learns nor alerts, whatever the phase).
                 st = {"vals": list(st["vals"]), "n": min(st["n"] + len(events), 1 << 40), "first": st["first"],
                       "inc": None, **({"roaming": True} if st.get("roaming", False) else {})}
                 state.set(key, st)
                 continue
             else:
                 items = [(e, values[e.get(field)]) for e in events]
-            st = st or {"vals": [], "n": 0, "first": items[0][0]["ts"], "inc": None}
-            vals, n, first, inc = list(st["vals"]), st["n"], st["first"], st["inc"]
-            roaming = st.get("roaming", False)
-            hits: dict[int, tuple] = {}
-            for e, v in items:
-                t = e["ts"]
-                if inc is not None and t - inc["last"] > gap:
-                    inc = None
-                learning = n < o.learn_requests or t - first < learn_ns
-                n += 1
-                if v in vals:
-                    if inc is not None and v in inc["new"]:
-                        inc = {**inc, "last": t, "count": inc["count"] + 1}
-                        hits[inc["first"]] = (e, v, inc, list(vals))
-                    continue
-                if learning or roaming:
-                    vals.append(v)
-                    if len(vals) > o.max_values:
-                        roaming, vals = True, vals[-o.max_values:]
-                    continue
-                vals.append(v)
-                del vals[:-o.max_values * 2]
-                if inc is None:
-                    inc = {"first": t, "last": t, "count": 1, "new": [v]}
-                else:
-                    inc = {**inc, "last": t, "count": inc["count"] + 1, "new": (inc["new"] + [v])[-4:]}
-                hits[inc["first"]] = (e, v, inc, list(vals))
-            st = {"vals": vals, "n": min(n, 1 << 40), "first": first, "inc": inc}
-            if roaming:
-                st["roaming"] = True
-            state.set(key, st)
-            for e, v, inc_then, seen_vals in hits.values():
-                usual = [x for x in seen_vals if x not in inc_then["new"]][:8]
-                alerts.append(self._alert(p, e, v, inc_then, usual))
+            self._learn_and_judge(p, key, st, items, state, alerts)
         return alerts
+
+    def _learn_and_judge(self, p: str, key: str, st: dict | None, items: list[tuple[dict, str]], state: StateStore,
+                         alerts: list[dict]) -> None:
+        """One principal's requests of the batch (with their habit values), in order: learn, judge, count."""
+        o = self.options
+        learn_ns, gap = int(o.learn_seconds * NS), int(o.gap_seconds * NS)
+        st = st or {"vals": [], "n": 0, "first": items[0][0]["ts"], "inc": None}
+        vals, n, first, inc = list(st["vals"]), st["n"], st["first"], st["inc"]
+        roaming = st.get("roaming", False)
+        hits: dict[int, tuple] = {}
+        for e, v in items:
+            t = e["ts"]
+            if inc is not None and t - inc["last"] > gap:
+                inc = None
+            learning = n < o.learn_requests or t - first < learn_ns
+            n += 1
+            if v in vals:
+                if inc is not None and v in inc["new"]:
+                    inc = {**inc, "last": t, "count": inc["count"] + 1}
+                    hits[inc["first"]] = (e, v, inc, list(vals))
+                continue
+            if learning or roaming:
+                vals.append(v)
+                if len(vals) > o.max_values:
+                    roaming, vals = True, vals[-o.max_values:]
+                continue
+            vals.append(v)
+            del vals[:-o.max_values * 2]
+            if inc is None:
+                inc = {"first": t, "last": t, "count": 1, "new": [v]}
+            else:
+                inc = {**inc, "last": t, "count": inc["count"] + 1, "new": (inc["new"] + [v])[-4:]}
+            hits[inc["first"]] = (e, v, inc, list(vals))
+        st = {"vals": vals, "n": min(n, 1 << 40), "first": first, "inc": inc}
+        if roaming:
+            st["roaming"] = True
+        state.set(key, st)
+        for e, v, inc_then, seen_vals in hits.values():
+            usual = [x for x in seen_vals if x not in inc_then["new"]][:8]
+            alerts.append(self._alert(p, e, v, inc_then, usual))
 
     def _alert(self, principal: str, e: dict, v: str, inc: dict, usual: list[str]) -> dict:
         return make_alert(
@@ -266,6 +333,13 @@ def bounded(v: str) -> str:
     if len(v) <= MAX_VALUE:
         return v
     return f"{v[:MAX_VALUE - 9]}~{zlib.crc32(v.encode()):08x}"
+
+
+_PRINCIPAL = itemgetter(PRINCIPAL)
+
+
+def _rank(item: tuple) -> int:
+    return item[1][0]
 
 
 def _habit_requests(batch: EventBatch) -> dict[str, list[int]]:

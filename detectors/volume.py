@@ -32,12 +32,16 @@ from __future__ import annotations
 import bisect
 import math
 from collections import OrderedDict
+from operator import itemgetter
 
+import numpy as np
 from pydantic import Field
 
 from ramparts.events import EventBatch
 
 from .base import Detector, StateStore, make_alert, merge_alerts
+from .jit import jit
+from .request_rows import TOKENS_IN, TOKENS_OUT, TS, request_rows
 
 MINUTE = 60 * 1_000_000_000
 MAX_PEERS = 1024  # streams per model whose peaks the population keeps (least recently closed dropped)
@@ -69,6 +73,7 @@ class VolumeDetector(Detector):
         self.peaks: dict[str, OrderedDict[str, tuple[float, float]]] = {}
         self.first_minute: dict[str, int] = {}  # model -> the first minute this worker saw it
         self._sorted: dict[str, tuple[list[float], list[float]]] = {}  # model -> its peaks, sorted (until one changes)
+        _count_kernel()
 
     @staticmethod
     def _fresh(ts: int) -> dict:
@@ -76,6 +81,182 @@ class VolumeDetector(Detector):
                 "inc": None}
 
     def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
+        counted = self._columns(batch)
+        if counted is None:
+            return self._update_events(batch, state)
+        return self._update_columns(batch, state, *counted)
+
+    # -- a batch as columns, counted in compiled code ---------------------------------------------
+    def _columns(self, batch: EventBatch):
+        """The batch's answered queries as arrays in batch order (stream code per event, -1 for
+        one not counted; time; queries; tokens) with the streams' keys, idents and models; ``None``
+        when a value is of a type the columns do not hold exactly (then :meth:`_update_events`)."""
+        ev = batch.events
+        n = len(ev)
+        req_idx = batch.indices_where("kind", "request")
+        pred_idx = batch.indices_where("kind", "prediction")
+        name = self.name
+        keys: dict[tuple, int] = {}  # ident -> stream code
+        stream_keys: list[str] = []
+        stream_models: list[str] = []
+        codes = np.full(n, -1, dtype=np.int64)
+        times = np.zeros(n, dtype=np.int64)
+        queries = np.zeros(n, dtype=np.int64)
+        tokens = np.zeros(n, dtype=np.int64)
+        if req_idx:
+            rr = request_rows(batch)
+            if rr is None or not rr.plain_status:
+                return None
+            rows = rr.rows
+            ts, t_in, t_out = (list(map(g, rows)) for g in _REQUEST_COLUMNS)
+            if not (_INTS.issuperset(set(map(type, ts))) and _INTS_OR_NONE.issuperset(set(map(type, t_in)))
+                    and _INTS_OR_NONE.issuperset(set(map(type, t_out)))):
+                return None
+            # A stream code per distinct (principal, status, source, model): -1 for refused or
+            # failed requests (status 400 or over, or none) and requests of no principal.
+            code_at = np.full(len(rows), -1, dtype=np.int64)
+            for (principal, status, _, model), at in rr.distinct.items():
+                if principal is None or status is None or status >= 400:
+                    continue
+                ident = (principal, model or "-")
+                code = keys.get(ident)
+                if code is None:
+                    code = keys[ident] = len(stream_keys)
+                    stream_keys.append(f"{name}/r|{principal}|{ident[1]}")
+                    stream_models.append(ident[1])
+                code_at[at] = code
+            try:
+                t_in = np.array(list(map(_NONE_AS_ZERO.get, t_in, t_in)), dtype=np.int64)
+                t_out = np.array(list(map(_NONE_AS_ZERO.get, t_out, t_out)), dtype=np.int64)
+                ts = np.array(ts, dtype=np.int64)
+            except OverflowError:  # an integer beyond 64 bits
+                return None
+            if t_in.size and max(int(t_in.max()), int(t_out.max())) > _MAX_TOKENS:
+                return None
+            at = np.asarray(rr.index, dtype=np.int64)
+            codes[at] = code_at[rr.first]
+            times[at] = ts
+            queries[at] = 1
+            tokens[at] = np.maximum(t_in, 0) + np.maximum(t_out, 0)
+        for i in pred_idx:  # a tenth of the events: each its own read
+            e = ev[i]
+            get = e.get
+            t, principal = get("ts"), get("principal")
+            if type(t) is not int or principal is None:
+                continue
+            if not -(1 << 63) <= t < 1 << 63:
+                return None
+            ident = (principal, get("model") or "-", get("src_ip") or "-")
+            code = keys.get(ident)
+            if code is None:
+                code = keys[ident] = len(stream_keys)
+                stream_keys.append(f"{name}/p|{ident[2]}|{principal}|{ident[1]}")
+                stream_models.append(ident[1])
+            inp = get("input")
+            codes[i], times[i] = code, t
+            queries[i] = len(inp) if type(inp) is list and inp and type(inp[0]) is list else 1
+        return codes, times, queries, tokens, stream_keys, stream_models
+
+    def _update_columns(self, batch: EventBatch, state: StateStore, codes, times, queries, tokens,
+                        stream_keys: list[str], stream_models: list[str]) -> list[dict]:
+        o = self.options
+        n_streams = len(stream_keys)
+        if not n_streams:
+            return []
+        # The streams in the order of their first event (the order their states are written in).
+        first_at = np.full(n_streams, len(codes), dtype=np.int64)
+        counted = np.flatnonzero(codes >= 0)
+        np.minimum.at(first_at, codes[counted], counted)
+        models = list(dict.fromkeys(stream_models))
+        model_code = {m: i for i, m in enumerate(models)}
+        model_of = np.array([model_code[m] for m in stream_models], dtype=np.int64)
+        fm = np.array([self.first_minute.get(m, 0) for m in models], dtype=np.int64)
+        fm_set = np.array([m in self.first_minute for m in models], dtype=np.bool_)
+        states, incs = [], []
+        ints = np.zeros((6, n_streams), dtype=np.int64)  # m, q, t, pm, f, the open incident's last
+        floats = np.zeros((2, n_streams), dtype=np.float64)  # pk, tp
+        inc_on = np.zeros(n_streams, dtype=np.bool_)
+        n = len(codes)
+        for c, key in enumerate(stream_keys):
+            if first_at[c] == n:  # every request of it refused: not a stream of this batch
+                states.append(None)
+                incs.append(None)
+                continue
+            s = state.get(key)
+            s = dict(s) if s is not None else self._fresh(int(times[first_at[c]]))
+            states.append(s)
+            inc = s["inc"]
+            incs.append(inc)
+            if not (abs(s["q"]) < _MAX_COUNT and abs(s["t"]) < _MAX_COUNT):
+                # a count no int64 can hold (tokens beyond 64 bits counted by the event loop):
+                # nothing is changed yet, the whole batch goes event by event
+                return self._update_events(batch, state)
+            ints[0, c], ints[1, c], ints[2, c], ints[3, c], ints[4, c] = s["m"], s["q"], s["t"], s["pm"], s["f"]
+            floats[0, c], floats[1, c] = s["pk"], s["tp"]
+            if inc is not None:
+                inc_on[c], ints[5, c] = True, inc["last"]
+        closes_c = np.empty(len(counted), dtype=np.int64)
+        closes_pk = np.empty(len(counted), dtype=np.float64)
+        closes_tp = np.empty(len(counted), dtype=np.float64)
+        n_closes = np.zeros(1, dtype=np.int64)
+        applied = 0
+        out: list[dict] = []
+        # ``ts - last > gap_seconds * 1e9`` for integer ns, as integers (exact at any distance)
+        gap = min(math.floor(o.gap_seconds * 1e9), (1 << 63) - 1)
+        count = _count_kernel()
+        i = 0
+        while True:
+            i = count(i, codes, times, queries, tokens, model_of, ints, floats, inc_on, fm, fm_set,
+                      closes_c, closes_pk, closes_tp, n_closes, gap, o.min_queries, o.min_tokens, o.min_minutes,
+                      o.ratio, o.half_life_hours * 60.0)
+            applied = self._apply_closes(stream_keys, stream_models, closes_c, closes_pk, closes_tp, applied,
+                                         int(n_closes[0]))
+            if i < 0:
+                break
+            # An event to judge in Python: a minute over a floor with a reference that may be reached.
+            c = int(codes[i])
+            model = stream_models[c]
+            self.first_minute.setdefault(model, int(fm[model_of[c]]))
+            e = batch.events[i]
+            s = {"m": int(ints[0, c]), "q": int(ints[1, c]), "t": int(ints[2, c]), "pk": float(floats[0, c]),
+                 "tp": float(floats[1, c]), "pm": int(ints[3, c]), "f": int(ints[4, c]),
+                 "inc": incs[c] if inc_on[c] else None}
+            alert = self._judge(s, stream_keys[c], model, int(times[i]), int(queries[i]), e.get("principal"))
+            incs[c] = inc = s["inc"]
+            if inc is not None:
+                inc_on[c], ints[5, c] = True, inc["last"]
+            if alert is not None:
+                out.append(alert)
+            i += 1
+        for m, c in model_code.items():
+            if fm_set[c]:
+                self.first_minute.setdefault(m, int(fm[c]))
+        ints_l, floats_l, on_l = ints.tolist(), floats.tolist(), inc_on.tolist()
+        for c in np.argsort(first_at, kind="stable").tolist():
+            s = states[c]
+            if s is None:
+                continue
+            s["m"], s["q"], s["t"], s["pm"], s["f"] = ints_l[0][c], ints_l[1][c], ints_l[2][c], ints_l[3][c], ints_l[4][c]
+            s["pk"], s["tp"] = floats_l[0][c], floats_l[1][c]
+            s["inc"] = incs[c] if on_l[c] else None
+            state.set(stream_keys[c], s)
+        return merge_alerts(out)
+
+    def _apply_closes(self, stream_keys, stream_models, closes_c, closes_pk, closes_tp, start: int, end: int) -> int:
+        """The minutes the compiled loop closed (from ``start`` to ``end``), into the population."""
+        for k in range(start, end):
+            c = int(closes_c[k])
+            key, model = stream_keys[c], stream_models[c]
+            peers = self.peaks.setdefault(model, OrderedDict())
+            peers[key] = (float(closes_pk[k]), float(closes_tp[k]))
+            self._sorted.pop(model, None)
+            peers.move_to_end(key)
+            if len(peers) > MAX_PEERS:
+                peers.popitem(last=False)
+        return end
+
+    # -- event by event (a batch the columns cannot hold) -----------------------------------------
+    def _update_events(self, batch: EventBatch, state: StateStore) -> list[dict]:
         out: list[dict] = []
         cache: dict[str, dict] = {}
         name = self.name
@@ -161,9 +342,17 @@ class VolumeDetector(Detector):
         inc = s["inc"]
         if inc is not None and ts - inc["last"] > o.gap_seconds * 1e9:
             inc = s["inc"] = None
-        warm = self.first_minute.setdefault(model, minute) + o.min_minutes
+        self.first_minute.setdefault(model, minute)
         if s["q"] < o.min_queries and s["t"] < o.min_tokens:
             return None  # under both floors: no threshold (at least its floor) can be reached
+        return self._judge(s, key, model, ts, queries, principal)
+
+    def _judge(self, s: dict, key: str, model: str, ts: int, queries: int, principal: str) -> dict | None:
+        """The stream's minute (counts over a floor) against its reference: an alert, or None."""
+        o = self.options
+        minute = ts // MINUTE
+        inc = s["inc"]
+        warm = self.first_minute[model] + o.min_minutes
         if minute - s["f"] >= o.min_minutes:
             ref_q, ref_t, source = s["pk"], s["tp"], "own"
         elif s["f"] >= warm:  # a newcomer to a model whose callers this worker knows
@@ -209,3 +398,85 @@ def _quantile(values: list[float], own: float | None, q: float) -> float:
     if not values:
         return 0.0
     return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
+
+
+_REQUEST_COLUMNS = (itemgetter(TS), itemgetter(TOKENS_IN), itemgetter(TOKENS_OUT))
+_INTS = frozenset((int,))
+_INTS_OR_NONE = frozenset((int, type(None)))  # not bool: True is 1 to numpy, not a count or a status
+_NONE_AS_ZERO = {None: 0}  # map(d.get, xs, xs): None -> 0, every other value as it is
+_MAX_TOKENS = 1 << 40  # per request: a minute's sum stays far inside int64
+_MAX_COUNT = 1 << 61  # a minute's count loaded from state, with room for a batch's (8,192 x _MAX_TOKENS)
+_KERNEL = None
+
+
+def _count_kernel():
+    """:func:`_count_minutes`, loaded from numba's cache (else compiled) by a first call.
+
+    The detector calls this when it is built, as ``extraction.queries`` does (detectors/extraction.py
+    ``_observe``): a worker loads it before it freezes start-up's objects out of the collector's walks."""
+    global _KERNEL
+    if _KERNEL is None:
+        kernel = jit(_count_minutes)
+        i64, f64, flag = np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.bool_)
+        kernel(0, i64, i64, i64, i64, i64, np.zeros((6, 0), dtype=np.int64), np.zeros((2, 0)), flag, i64, flag,
+               i64, f64, f64, np.zeros(1, dtype=np.int64), 1, 1, 1, 1, 1.0, 1.0)
+        _KERNEL = kernel
+    return _KERNEL
+
+
+def _count_minutes(i, codes, times, queries, tokens, model_of, ints, floats, inc_on, fm, fm_set,
+                   closes_c, closes_pk, closes_tp, n_closes, gap, min_queries, min_tokens, min_minutes, ratio,
+                   half_life_minutes):
+    """:meth:`VolumeDetector._count` over the events from ``i`` on, as arrays (``ints``: minute,
+    queries, tokens, peak minute, first minute, open incident's last time; ``floats``: the two
+    peaks; per stream). Returns the index of the first event that :meth:`VolumeDetector._judge`
+    must see (a minute over a floor whose reference may be reached), or -1 at the end; the
+    minutes it closes are appended to ``closes_*`` for the population."""
+    n = codes.shape[0]
+    while i < n:
+        c = codes[i]
+        if c < 0:
+            i += 1
+            continue
+        ts = times[i]
+        minute = ts // 60_000_000_000
+        if minute > ints[0, c]:  # the minute closes: its counts become history
+            d = minute - ints[3, c]
+            pk = floats[0, c] * 0.5 ** (d / half_life_minutes)
+            tp = floats[1, c] * 0.5 ** (d / half_life_minutes)
+            q = float(ints[1, c])
+            t = float(ints[2, c])
+            floats[0, c] = q if q > pk else pk  # max(pk, q), as Python's max picks
+            floats[1, c] = t if t > tp else tp
+            ints[3, c] = minute
+            ints[0, c] = minute
+            ints[1, c] = 0
+            ints[2, c] = 0
+            k = n_closes[0]
+            closes_c[k] = c
+            closes_pk[k] = floats[0, c]
+            closes_tp[k] = floats[1, c]
+            n_closes[0] = k + 1
+        elif minute < ints[0, c]:
+            i += 1
+            continue  # late: counted nowhere, judged never
+        ints[1, c] += queries[i]
+        ints[2, c] += tokens[i]
+        if inc_on[c] and ts - ints[5, c] > gap:
+            inc_on[c] = False
+        mc = model_of[c]
+        if not fm_set[mc]:
+            fm_set[mc] = True
+            fm[mc] = minute
+        if ints[1, c] < min_queries and ints[2, c] < min_tokens:
+            i += 1
+            continue
+        if minute - ints[4, c] >= min_minutes:
+            thq = max(float(min_queries), ratio * floats[0, c])
+            tht = max(float(min_tokens), ratio * floats[1, c])
+            if ints[1, c] >= thq or ints[2, c] >= tht:
+                return i
+        elif ints[4, c] >= fm[mc] + min_minutes:
+            return i  # a newcomer: against the population's peaks, in Python
+        i += 1
+    return -1

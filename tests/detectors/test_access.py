@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ramparts.detectors.access import (
     CredentialStuffing, InferenceShell, NewModel, NewSource, PodExec, PrivilegedPod, SecretRead, network_of,
 )
 from ramparts.detectors.base import DictState
+from ramparts.detectors.request_rows import request_rows
 from ramparts.events import EventBatch
 
 NS = 1_000_000_000
@@ -187,21 +190,29 @@ def _habit_reference(d, batches) -> tuple[list[list[dict]], dict]:
     return out, state
 
 
-def test_habit_detectors_decide_what_one_pass_per_event_decides():
+@pytest.mark.parametrize("odd", ["unhashable", "float-status", "plain"])
+def test_habit_detectors_decide_what_one_pass_per_event_decides(odd):
+    # "plain": every batch is decided per distinct (principal, status, source, model) of
+    # detectors/request_rows.py; "unhashable" (a list for a source) and "float-status": the batches
+    # holding one go per principal (_update_per_principal), the others per distinct value (a
+    # status that is text takes the per-principal path too, so only the "unhashable" stream has one).
     import random
 
     rng = random.Random(5)
-    ips = ["198.51.100.7", "198.51.100.9", "203.0.113.50", "192.0.2.1", "2001:db8:1:2::5", "", None, ["x"]]
+    ips = ["198.51.100.7", "198.51.100.9", "203.0.113.50", "192.0.2.1", "2001:db8:1:2::5", "", None]
+    ips += [["x"]] if odd == "unhashable" else []
     models = ["m1", "m2", "m3", "x" * 80, "", None]
     principals = [f"key:{i}" for i in range(6)] + [None, 7]
     events, t = [], 0.0
     for _ in range(6000):
         t += rng.expovariate(8.0)
-        e = req(t, status=rng.choice([200] * 12 + [401, 403, 500, 503, 404, None, "200"]),
+        e = req(t, status=rng.choice([200] * 12 + [401, 403, 500, 503, 404, None] + (["200"] if odd == "unhashable" else [])),
                 principal=rng.choice(principals), ip=rng.choice(ips[:4] * 8 + ips),
                 model=rng.choice(models[:2] * 10 + models))
         if rng.random() < 0.02:
             e["kind"] = "prediction"
+        if odd == "float-status" and rng.random() < 0.002:
+            e["status"] = rng.choice([500.0, 200.0])
         events.append(e)
     cuts = sorted(rng.sample(range(1, len(events)), 40))
     batches = [events[a:b] for a, b in zip([0, *cuts], [*cuts, len(events)])]
@@ -210,6 +221,8 @@ def test_habit_detectors_decide_what_one_pass_per_event_decides():
         want_alerts, want_state = _habit_reference(cls(opts), batches)
         d, state = cls(opts), DictState()
         got_alerts = [d.update(EventBatch(b), state) for b in batches]
+        plain = sum(r is not None and r.plain_status for r in (request_rows(EventBatch(b)) for b in batches))
+        assert plain == (len(batches) if odd == "plain" else plain) and (odd == "unhashable" or plain > 30)
         assert got_alerts == want_alerts
         assert any(got_alerts) and any(s.get("roaming") for s in want_state.values())
         assert list(state.data.items()) == list(want_state.items())  # the same states, written in the same order

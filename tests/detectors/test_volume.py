@@ -108,3 +108,86 @@ def test_predictions_count_rows_and_keep_state_per_source_address():
     assert alerts and alerts[-1]["evidence"]["value"] >= 480 and alerts[-1]["entity"] == {"type": "principal",
                                                                                        "id": "acct-1"}
     assert list(state.data) == ["extraction.volume/p|192.0.2.9|acct-1|digits"]
+
+
+# -- the compiled count (columns per batch) against the event-by-event loop it stands for ----------------
+def _mixed_stream(seed: int, odd: bool) -> list[list[dict]]:
+    """Batches of requests and predictions of a dozen principals over 40 minutes: heavy and light
+    callers, newcomers from minute 12 on (judged against the population), bursts over their own
+    peak, refused and failed requests, missing and negative token counts, stragglers a minute or
+    more late (in batches of their own, sorted as ``process_batch`` sorts), events of other kinds;
+    with ``odd``, some batches also hold values the columns cannot (a float status, a bool time,
+    an unhashable source, a token count beyond 64 bits)."""
+    rng = random.Random(seed)
+    principals = [f"key-{i}" for i in range(8)] + [None, 7]
+    events = []
+    for minute in range(40):
+        for p in principals + ([f"new-{minute}"] if minute >= 12 and minute % 5 == 0 else []):
+            n = rng.choice([0, 2, 5, 30]) + (rng.choice([0, 0, 0, 200]) if minute > 4 else 0)
+            model = rng.choice(["llama", "llama", "mistral", "", None])
+            for _ in range(n):
+                t = T0 + minute * MIN + rng.randrange(MIN)
+                tokens = (rng.choice([450, 3000, None, -5, 0]), rng.choice([220, 90_000, None]))
+                e = req(p, t, status=rng.choice([200] * 10 + [401, 403, 429, 500, None]), tokens=tokens,
+                        model=model)
+                if rng.random() < 0.05:
+                    e = {"kind": "prediction", "ts": t, "source": "kserve", "principal": p,
+                         "src_ip": rng.choice(["192.0.2.9", None]), "model": model,
+                         "input": rng.choice([[[0.0] * 3] * rng.randint(1, 40), [1.0], None])}
+                elif rng.random() < 0.02:
+                    e = {"kind": "gpu", "ts": t, "source": "dcgm", "node": "n1"}
+                events.append(e)
+    events.sort(key=lambda e: e["ts"])
+    cuts = sorted(rng.sample(range(1, len(events)), 60))
+    batches = [events[a:b] for a, b in zip([0, *cuts], [*cuts, len(events)])]
+    late = [dict(e, ts=e["ts"] - rng.randint(1, 3) * MIN) for e in rng.sample(events, 40)]
+    for k, e in enumerate(late):
+        batches.insert(rng.randrange(5, len(batches)), [e] if k % 2 else sorted(late[k:k + 5], key=lambda x: x["ts"]))
+    if odd:
+        for b in rng.sample(batches, 8):
+            e = rng.choice([e for e in b if e["kind"] == "request"] or b)
+            e.update(rng.choice([{"status": 200.0}, {"ts": True}, {"src_ip": ["x"]}, {"tokens_in": 1 << 70},
+                                 {"status": "200"}]))
+    return batches
+
+
+def _run_batches(det: VolumeDetector, batches, per_event: bool) -> tuple[list, DictState]:
+    state, out = DictState(), []
+    for b in batches:
+        batch = EventBatch(b)
+        out.append(det._update_events(batch, state) if per_event else det.update(batch, state))
+    return out, state
+
+
+def test_compiled_counts_decide_what_the_event_by_event_loop_decides():
+    import copy
+
+    opts = {"min_minutes": 3, "min_queries": 40, "min_tokens": 60_000, "ratio": 2.0, "gap_seconds": 90.0,
+            "half_life_hours": 0.5}
+    for seed, odd in ((1, False), (2, False), (3, True)):
+        batches = _mixed_stream(seed, odd)
+        want_det, got_det = VolumeDetector(opts), VolumeDetector(opts)
+        want, want_state = _run_batches(want_det, copy.deepcopy(batches), per_event=True)
+        got, got_state = _run_batches(got_det, copy.deepcopy(batches), per_event=False)
+        assert sum(map(len, want)) > 5 and any(a["evidence"]["reference"] == "population" for b in want for a in b)
+        assert got == want
+        assert list(got_state.data.items()) == list(want_state.data.items())  # the same states, in the same order
+        assert got_det.peaks == want_det.peaks and list(map(list, got_det.peaks.values())) == \
+            list(map(list, want_det.peaks.values()))
+        assert got_det.first_minute == want_det.first_minute
+
+
+def test_columns_fall_back_to_the_event_loop_for_values_they_cannot_hold():
+    det = VolumeDetector()
+    good = [req("k", T0 + i * NS) for i in range(3)]
+    assert det._columns(EventBatch(good)) is not None
+    for odd in ({"status": 200.0}, {"ts": True}, {"src_ip": ["x"]}, {"tokens_out": 1 << 70}, {"tokens_in": False}):
+        assert det._columns(EventBatch([*good, {**good[0], **odd}])) is None, odd
+    # a state written by the event loop goes on in the compiled count, and the other way round
+    state = DictState()
+    events = [req("k", T0 + i * NS // 4) for i in range(600)]
+    det._update_events(EventBatch(events[:300]), state)
+    det.update(EventBatch(events[300:]), state)
+    ref_state = DictState()
+    VolumeDetector()._update_events(EventBatch(events), ref_state)
+    assert state.data == ref_state.data
