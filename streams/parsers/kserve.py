@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections import OrderedDict
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -113,8 +112,10 @@ class KServeParser(Parser):
         self._principal_names = tuple(n.lower() for n in (o.principal_attribute, *o.principal_fallbacks))
         self._secret_names = frozenset(n.lower() for n in o.secret_attributes)
         self._ip_names = tuple(n.lower() for n in (o.src_ip_attribute, *o.src_ip_fallbacks))
-        # id -> (is_request, half): whichever half of a pair came first.
-        self._pending: OrderedDict[str, tuple[bool, dict]] = OrderedDict()
+        self._max_pending = o.max_pending
+        # id -> (is_request, half): whichever half of a pair came first, oldest first (a plain
+        # dict keeps insertion order, and a popped id put back goes to the end).
+        self._pending: dict[str, tuple[bool, tuple]] = {}
 
     # -- detection ----------------------------------------------------------------------
     @classmethod
@@ -171,15 +172,17 @@ class KServeParser(Parser):
         if not isinstance(t, str):
             raise ParseError("CloudEvent without a time" if t is None
                              else f"time: expected RFC 3339 text, got {type(t).__name__}")
-        half = self._half(doc, attrs, headers, is_request, parse_iso(t), ce_id)
+        return self._pair(is_request, ce_id, self._half(doc, attrs, headers, parse_iso(t), ce_id, is_request))
 
+    def _pair(self, is_request: bool, ce_id: str, half: tuple) -> list[dict]:
+        """One half into the join: the prediction if its partner was waiting, else it waits."""
         pending = self._pending
         other = pending.pop(ce_id, None)
         if other is None:
             pending[ce_id] = (is_request, half)
-            if len(pending) > self.options.max_pending:
+            if len(pending) > self._max_pending:
                 self.note("pending_evicted")
-                _id, (old_is_req, old) = pending.popitem(last=False)
+                old_is_req, old = pending.pop(next(iter(pending)))
                 return [self._alone(old_is_req, old)]
             return []
         other_is_request, other_half = other
@@ -200,28 +203,15 @@ class KServeParser(Parser):
         return out
 
     # -- halves -------------------------------------------------------------------------
-    def _half(self, doc: dict, attrs: dict, headers: dict | None, is_request: bool,
-              ts: int, ce_id: str) -> dict:
+    def _half(self, doc: dict, attrs: dict, headers: dict | None, ts: int, ce_id: str, is_request: bool) -> tuple:
+        """One request or response as the tuple the join reads (the fields of ``_HALF``)."""
         body = self._body(doc, attrs)
         values, protocol, names, model_name, model_version = _payload(self, body, is_request)
         logged = _logged_headers(attrs.get("metadata"), headers)
-        isvc = _attr_text(attrs, "inferenceservicename")
-        return {
-            "ts": ts,
-            "request_id": ce_id,
-            "principal": self._find_principal(attrs, logged),
-            "src_ip": self._find_ip(attrs, logged),
-            "values": values,
-            "protocol": protocol,
-            "names": names,
-            "model_name": model_name,
-            "model_version": model_version,
-            "inference_service": isvc,
-            "namespace": _attr_text(attrs, "namespace"),
-            "component": _attr_text(attrs, "component"),
-            "endpoint": _attr_text(attrs, "endpoint"),
-            "source_model": _model_from_source(_attr_text(attrs, "source")),
-        }
+        return (ts, ce_id, self._find_principal(attrs, logged), self._find_ip(attrs, logged), values, protocol,
+                names, model_name, model_version, _attr_text(attrs, "inferenceservicename"),
+                _attr_text(attrs, "namespace"), _attr_text(attrs, "component"), _attr_text(attrs, "endpoint"),
+                _model_from_source(_attr_text(attrs, "source")))
 
     def _body(self, doc: dict, attrs: dict) -> Any:
         if attrs is doc:  # structured mode
@@ -280,51 +270,69 @@ class KServeParser(Parser):
         return None
 
     # -- output -------------------------------------------------------------------------
-    def _join(self, req: dict, resp: dict) -> dict:
-        ev = self._event(req, req, resp)
+    def _join(self, req: tuple, resp: tuple) -> dict:
+        # Each field from the request half, else from the response half.
+        (ts, ce_id, principal, src_ip, values, protocol, names, model_name, model_version, isvc, namespace,
+         component, endpoint, source_model) = req
+        (r_ts, _id, r_principal, r_src_ip, r_values, r_protocol, r_names, r_model_name, r_model_version, r_isvc,
+         r_namespace, r_component, r_endpoint, r_source_model) = resp
+        if isvc is None:
+            isvc = r_isvc
+        if endpoint is None:
+            endpoint = r_endpoint
+        ev = {
+            "kind": "prediction",
+            "ts": ts,
+            "source": "kserve",
+            "principal": principal if principal is not None else r_principal,
+            "src_ip": src_ip if src_ip is not None else r_src_ip,
+            "model": r_model_name or (model_name if model_name is not None else r_model_name) or isvc
+            or (source_model if source_model is not None else r_source_model),
+            "model_version": r_model_version or (model_version if model_version is not None else r_model_version)
+            or endpoint,
+            "input": values,
+            "output": r_values,
+            "request_id": ce_id,
+            "inference_service": isvc,
+            "namespace": namespace if namespace is not None else r_namespace,
+            "component": component if component is not None else r_component,
+            "endpoint": endpoint,
+            "protocol": protocol if protocol is not None else r_protocol,
+            "input_names": names,
+            "output_names": r_names,
+            "latency_ms": None,
+        }
         # Both times are stamped when the logger sends each event, from a pool of workers,
         # so a response may be stamped first: no latency can be told then.
-        if resp["ts"] >= req["ts"]:
-            ev["latency_ms"] = (resp["ts"] - req["ts"]) / 1e6
+        if r_ts >= ts:
+            ev["latency_ms"] = (r_ts - ts) / 1e6
         return ev
 
-    def _alone(self, is_request: bool, half: dict) -> dict:
+    def _alone(self, is_request: bool, half: tuple) -> dict:
+        (ts, ce_id, principal, src_ip, values, protocol, names, model_name, model_version, isvc, namespace,
+         component, endpoint, source_model) = half
         if is_request:
             self.note("unjoined_requests")
-            return self._event(half, half, None)
-        self.note("orphan_responses")
-        return self._event(half, None, half)
-
-    def _event(self, first: dict, req: dict | None, resp: dict | None) -> dict:
-        # Each field from the request half, else from the response half.
-        if req is None:
-            pick = resp
-        elif resp is None:
-            pick = req
         else:
-            pick = {k: v if v is not None else resp[k] for k, v in req.items()}
-        model = (resp["model_name"] if resp is not None else None) or pick["model_name"] \
-            or pick["inference_service"] or pick["source_model"]
-        version = (resp["model_version"] if resp is not None else None) or pick["model_version"] \
-            or pick["endpoint"]
+            self.note("orphan_responses")
         return {
             "kind": "prediction",
-            "ts": first["ts"],
+            "ts": ts,
             "source": "kserve",
-            "principal": pick["principal"],
-            "src_ip": pick["src_ip"],
-            "model": model,
-            "model_version": version,
-            "input": req["values"] if req is not None else None,
-            "output": resp["values"] if resp is not None else None,
-            "request_id": first["request_id"],
-            "inference_service": pick["inference_service"],
-            "namespace": pick["namespace"],
-            "component": pick["component"],
-            "endpoint": pick["endpoint"],
-            "protocol": pick["protocol"],
-            "input_names": req["names"] if req is not None else None,
-            "output_names": resp["names"] if resp is not None else None,
+            "principal": principal,
+            "src_ip": src_ip,
+            "model": model_name or isvc or source_model,
+            "model_version": model_version or endpoint,
+            "input": values if is_request else None,
+            "output": None if is_request else values,
+            "request_id": ce_id,
+            "inference_service": isvc,
+            "namespace": namespace,
+            "component": component,
+            "endpoint": endpoint,
+            "protocol": protocol,
+            "input_names": names if is_request else None,
+            "output_names": None if is_request else names,
             "latency_ms": None,
         }
 
