@@ -129,9 +129,9 @@ class KServeParser(Parser):
             dict.fromkeys(self._principal_names + self._ip_names))
         self._no_attrs = (None,) * len(self._attr_names)
         self._idents: dict[str | None, tuple[str | None, str | None]] = {}
-        # id -> (is_request, half): whichever half of a pair came first, oldest first (a plain
+        # id -> half: whichever half of a pair came first, oldest first (a plain
         # dict keeps insertion order, and a popped id put back goes to the end).
-        self._pending: dict[str, tuple[bool, tuple]] = {}
+        self._pending: dict[str, tuple] = {}
 
     # -- detection ----------------------------------------------------------------------
     @classmethod
@@ -153,11 +153,11 @@ class KServeParser(Parser):
         # is not UTF-8 is left to the general path (which dead-letters it).
         if fast is not None and (raw.isascii() or _is_utf8(raw)):
             try:
-                got = self._fast_half(fast(raw))
+                half = self._fast_half(fast(raw))
             except Exception:  # not this shape, a type the Structs do not take, bad JSON or data
-                got = None
-            if got is not None:
-                return self._pair(*got)
+                half = None
+            if half is not None:
+                return self._pair(half)
         if raw.lstrip()[:1] == b"[":
             # CloudEvents batch mode (application/cloudevents-batch+json): one array per line.
             docs = orjson.loads(raw)
@@ -198,39 +198,39 @@ class KServeParser(Parser):
         if not isinstance(t, str):
             raise ParseError("CloudEvent without a time" if t is None
                              else f"time: expected RFC 3339 text, got {type(t).__name__}")
-        return self._pair(is_request, ce_id, self._half(doc, attrs, headers, parse_iso(t), ce_id, is_request))
+        return self._pair(self._half(doc, attrs, headers, parse_iso(t), ce_id, is_request))
 
-    def _pair(self, is_request: bool, ce_id: str, half: tuple) -> list[dict]:
+    def _pair(self, half: tuple) -> list[dict]:
         """One half into the join: the prediction if its partner was waiting, else it waits."""
+        ce_id = half[1]
         pending = self._pending
         other = pending.pop(ce_id, None)
         if other is None:
-            pending[ce_id] = (is_request, half)
+            pending[ce_id] = half
             if len(pending) > self._max_pending:
                 self.note("pending_evicted")
-                old_is_req, old = pending.pop(next(iter(pending)))
-                return [self._alone(old_is_req, old)]
+                return [self._alone(pending.pop(next(iter(pending))))]
             return []
-        other_is_request, other_half = other
-        if other_is_request == is_request:
+        is_request = half[14]
+        if other[14] == is_request:
             self.note("duplicate_ids")
-            pending[ce_id] = (is_request, half)
-            return [self._alone(other_is_request, other_half)]
+            pending[ce_id] = half
+            return [self._alone(other)]
         if is_request:
-            return [self._join(half, other_half)]
-        return [self._join(other_half, half)]
+            return [self._join(half, other)]
+        return [self._join(other, half)]
 
     def holds_state(self) -> bool:
         return bool(self._pending)
 
     def finish(self) -> list[dict]:
-        out = [self._alone(is_req, half) for is_req, half in self._pending.values()]
+        out = [self._alone(half) for half in self._pending.values()]
         self._pending.clear()
         return out
 
-    def _fast_half(self, d: Any) -> tuple[bool, str, tuple] | None:
-        """A line decoded by the fast path (``_Event``) to (is_request, id, half), as ``_one``
-        and ``_half`` would give it; None for the general path to decide (other event types,
+    def _fast_half(self, d: Any) -> tuple | None:
+        """A line decoded by the fast path (``_compile_fast``) to its half, as ``_one`` and
+        ``_half`` would give it; None for the general path to decide (other event types,
         bodies it would note or reject). Nothing is noted here, so a fallback counts nothing twice."""
         t = d.type
         if t == REQUEST_TYPE:
@@ -273,7 +273,15 @@ class KServeParser(Parser):
                     protocol = "v2"
                     if len(v2) == 1:
                         t0 = v2[0]
-                        values = _fast_tensor(t0)
+                        values = t0.data
+                        shape = t0.shape
+                        if shape is not None and len(shape) > 1:
+                            # One row of the whole length (a single instance): [data], else reshaped.
+                            if (len(shape) == 2 and shape[0] == 1 and shape[1] == len(values) and values
+                                    and type(values[0]) is not list):
+                                values = [values]
+                            else:
+                                values = _fast_tensor(t0)
                         names = [t0.name]
                     else:
                         values = [_fast_tensor(x) for x in v2]
@@ -282,10 +290,9 @@ class KServeParser(Parser):
                 values, protocol = None, "v2"
             else:
                 return None  # unknown_bodies: noted by the general path
-        return is_request, ce_id, (
-            ts, ce_id, ident[0], ident[1], values, protocol, names, model_name, model_version,
-            d.inferenceservicename or None, d.namespace or None, d.component or None, d.endpoint or None,
-            _model_from_source(d.source or None))
+        return (ts, ce_id, ident[0], ident[1], values, protocol, names, model_name, model_version,
+                d.inferenceservicename or None, d.namespace or None, d.component or None, d.endpoint or None,
+                _model_from_source(d.source or None), is_request)
 
     def _ident(self, meta: str | None, attrs: dict) -> tuple[str | None, str | None]:
         """(principal, src_ip) of a line with these principal/address attributes and metadata
@@ -300,14 +307,16 @@ class KServeParser(Parser):
 
     # -- halves -------------------------------------------------------------------------
     def _half(self, doc: dict, attrs: dict, headers: dict | None, ts: int, ce_id: str, is_request: bool) -> tuple:
-        """One request or response as the tuple the join reads (the fields of ``_HALF``)."""
+        """One request or response as the tuple the join reads: (ts, id, principal, src_ip, values,
+        protocol, tensor names, v2 model_name, v2 model_version, inference service, namespace,
+        component, endpoint, the model named by the source, is_request)."""
         body = self._body(doc, attrs)
         values, protocol, names, model_name, model_version = _payload(self, body, is_request)
         logged = _logged_headers(attrs.get("metadata"), headers)
         return (ts, ce_id, self._find_principal(attrs, logged), self._find_ip(attrs, logged), values, protocol,
                 names, model_name, model_version, _attr_text(attrs, "inferenceservicename"),
                 _attr_text(attrs, "namespace"), _attr_text(attrs, "component"), _attr_text(attrs, "endpoint"),
-                _model_from_source(_attr_text(attrs, "source")))
+                _model_from_source(_attr_text(attrs, "source")), is_request)
 
     def _body(self, doc: dict, attrs: dict) -> Any:
         if attrs is doc:  # structured mode
@@ -369,9 +378,9 @@ class KServeParser(Parser):
     def _join(self, req: tuple, resp: tuple) -> dict:
         # Each field from the request half, else from the response half.
         (ts, ce_id, principal, src_ip, values, protocol, names, model_name, model_version, isvc, namespace,
-         component, endpoint, source_model) = req
+         component, endpoint, source_model, _req) = req
         (r_ts, _id, r_principal, r_src_ip, r_values, r_protocol, r_names, r_model_name, r_model_version, r_isvc,
-         r_namespace, r_component, r_endpoint, r_source_model) = resp
+         r_namespace, r_component, r_endpoint, r_source_model, _resp) = resp
         if isvc is None:
             isvc = r_isvc
         if endpoint is None:
@@ -404,9 +413,9 @@ class KServeParser(Parser):
             ev["latency_ms"] = (r_ts - ts) / 1e6
         return ev
 
-    def _alone(self, is_request: bool, half: tuple) -> dict:
+    def _alone(self, half: tuple) -> dict:
         (ts, ce_id, principal, src_ip, values, protocol, names, model_name, model_version, isvc, namespace,
-         component, endpoint, source_model) = half
+         component, endpoint, source_model, is_request) = half
         if is_request:
             self.note("unjoined_requests")
         else:
