@@ -124,11 +124,11 @@ class KServeParser(Parser):
         self._ip_names = tuple(n.lower() for n in (o.src_ip_attribute, *o.src_ip_fallbacks))
         self._max_pending = o.max_pending
         # The fast path (None: the general path only), and the principal and source address
-        # per metadata text of the lines that carry no such attribute of their own.
+        # per metadata text (and per principal/address attributes, for lines that carry some).
         self._fast, self._fast_attrs, self._attr_names = _compile_fast(
             dict.fromkeys(self._principal_names + self._ip_names))
         self._no_attrs = (None,) * len(self._attr_names)
-        self._idents: dict[str | None, tuple[str | None, str | None]] = {}
+        self._idents: dict[Any, tuple[str | None, str | None]] = {}
         # id -> half: whichever half of a pair came first, oldest first (a plain
         # dict keeps insertion order, and a popped id put back goes to the end).
         self._pending: dict[str, tuple] = {}
@@ -251,7 +251,10 @@ class KServeParser(Parser):
             if ident is None:
                 ident = self._ident(meta, _NO_HEADERS)
         else:
-            ident = self._ident(meta, {k: v for k, v in zip(self._attr_names, attrs) if v is not None})
+            key = (meta, attrs)
+            ident = self._idents.get(key)
+            if ident is None:
+                ident = self._ident(key, {k: v for k, v in zip(self._attr_names, attrs) if v is not None})
 
         body = d.data
         if body is None:
@@ -294,15 +297,15 @@ class KServeParser(Parser):
                 d.inferenceservicename or None, d.namespace or None, d.component or None, d.endpoint or None,
                 _model_from_source(d.source or None), is_request)
 
-    def _ident(self, meta: str | None, attrs: dict) -> tuple[str | None, str | None]:
+    def _ident(self, key: str | None | tuple, attrs: dict) -> tuple[str | None, str | None]:
         """(principal, src_ip) of a line with these principal/address attributes and metadata
-        text; remembered per metadata text when the line has no such attribute."""
-        logged = _logged_headers(meta, None)
+        text; remembered per metadata text (``key``), or per (metadata text, attribute values)
+        when the line has such attributes."""
+        logged = _logged_headers(key[0] if type(key) is tuple else key, None)
         ident = (self._find_principal(attrs, logged), self._find_ip(attrs, logged))
-        if attrs is _NO_HEADERS:
-            if len(self._idents) >= _MAX_IDENTS:
-                self._idents.clear()
-            self._idents[meta] = ident
+        if len(self._idents) >= _MAX_IDENTS:
+            self._idents.clear()
+        self._idents[key] = ident
         return ident
 
     # -- halves -------------------------------------------------------------------------
