@@ -87,6 +87,20 @@ SHIFT_SHARE = 0.25  # ... and their median out-of-range share this high (4x it w
 SEVERITY_RANK = {"medium": 0, "high": 1}
 NORMALITY_EVERY = 8  # distinct queries between two Shapiro-Wilk tests (the test costs ~100 us)
 
+# Columns of a stream's counts in :func:`extraction_stats.feed`'s ``counts`` (float64: the stored
+# counts are floats that halve, or integers well under 2**53).
+C_N, C_REP, C_ND, C_OOD, C_NJ, C_CLOSE, C_NC, C_LOW, C_EP, C_RES, C_HASHES, C_DISTS, C_CHANGED = range(13)
+N_COUNTS = 13
+# Columns of a query row in ``rows``: has a vector (0/1), input hash, has a top confidence (0/1),
+# that confidence, its population ready (0/1), that population's epoch, the row out of its range (0/1).
+R_VEC, R_HASH, R_HAS_CONF, R_CONF, R_READY, R_EPOCH, R_OUTSIDE = range(7)
+N_ROW = 7
+# ``params``: min_queries, window, close_ratio, low_confidence, normality_min, normality_every,
+# then the ratio tests' thresholds of this event's model (inf: that test cannot pass):
+# out of range (min_ratio x the first ready population's rate, floored), close queries, low confidence.
+P_MIN_QUERIES, P_WINDOW, P_CLOSE_RATIO, P_LOW_CONF, P_NORMALITY_MIN, P_NORMALITY_EVERY, P_OOD_THR, P_CLOSE_THR, \
+    P_LOW_THR = range(9)
+
 
 # -- query rows from an event ------------------------------------------------------------------
 def _row(v: Any) -> list[float] | None:
@@ -237,6 +251,25 @@ def _observe():
         observe(res, res.astype(np.float64), np.zeros(RESERVOIR), 0, np.zeros(PROJECTED_DIMS, dtype=np.float32))
         _OBSERVE = observe
     return _OBSERVE
+
+
+_FEED = None
+
+
+def _feed():
+    """:func:`extraction_stats.feed`, loaded (from numba's cache, else compiled) by a first call:
+    see :func:`_observe`."""
+    global _FEED
+    if _FEED is None:
+        from .extraction_stats import feed
+
+        w = _Streams(1)
+        rows = np.zeros((1, N_ROW))
+        params = np.array([20, 200, 0.15, 0.6, 40, NORMALITY_EVERY, math.inf, math.inf, math.inf])
+        feed(0, w.counts, w.hashes, w.res, w.res64, w.sq, w.dists, np.zeros((1, PROJECTED_DIMS), dtype=np.float32),
+             rows, 0, 1, params, np.zeros(DISTANCES))
+        _FEED = feed
+    return _FEED
 
 
 def _swilk():
@@ -413,32 +446,57 @@ class _Row:
         return self._outside
 
 
-class _Stream:
-    """A stream's state for one batch: the stored dict, and its packed memories unpacked
-    (input hashes and distances as lists; the reservoir in fixed buffers that
-    :func:`extraction_stats.observe` updates in place: float32 rows oldest first, their float64
-    copy and squared norms, ``n`` rows used)."""
+class _Streams:
+    """The streams of one batch, unpacked into arrays indexed by a stream's slot for
+    :func:`extraction_stats.feed`: counts (``extraction_stats.C_*``), the last input hashes and
+    distances (oldest first), the reservoir (float32 rows oldest first, their float64 copy and
+    squared norms); beside them the stored dicts and the time of each stream's last event."""
 
-    __slots__ = ("s", "hashes", "res", "res64", "sq", "n", "dists", "changed")
+    def __init__(self, n: int):
+        self.counts = np.zeros((n, N_COUNTS))
+        self.hashes = np.zeros((n, HASHES), dtype=np.int64)
+        self.res = np.zeros((n, RESERVOIR, PROJECTED_DIMS), dtype=np.float32)
+        self.res64 = np.zeros((n, RESERVOIR, PROJECTED_DIMS))
+        self.sq = np.zeros((n, RESERVOIR))
+        self.dists = np.zeros((n, DISTANCES))
+        self.dicts: list[dict] = [{}] * n
+        self.tl: list[int] = [0] * n
 
-    def __init__(self, s: dict):
-        self.s = s
-        self.hashes: list[int] = _unpack(s["h"], np.uint32).tolist()
+    def load(self, slot: int, s: dict) -> None:
+        self.dicts[slot], self.tl[slot] = s, s["tl"]
+        h = _unpack(s["h"], np.uint32)[-HASHES:]
         packed = _unpack(s["r"], np.float32, PROJECTED_DIMS)[-RESERVOIR:]
-        n = self.n = len(packed)
-        self.res = np.zeros((RESERVOIR, PROJECTED_DIMS), dtype=np.float32)
-        self.res[:n] = packed
-        self.res64 = self.res.astype(np.float64)  # the reservoir as the median pairwise distance reads it
-        self.sq = (self.res64 * self.res64).sum(axis=1)  # and its rows' squared norms
-        self.dists: list[float] = _unpack(s["d"], np.float32).tolist()
-        self.changed = False
+        d = _unpack(s["d"], np.float32)[-DISTANCES:]
+        self.hashes[slot] = 0
+        self.hashes[slot, :len(h)] = h
+        res = self.res[slot]
+        res[:] = 0.0
+        res[:len(packed)] = packed
+        self.res64[slot] = res  # the reservoir as the median pairwise distance reads it
+        self.sq[slot] = (self.res64[slot] * self.res64[slot]).sum(axis=1)  # and its rows' squared norms
+        self.dists[slot] = 0.0
+        self.dists[slot, :len(d)] = d
+        c = self.counts[slot]
+        c[:] = (s["n"], s["rep"], s["nd"], s["ood"], s["nj"], s["close"], s["nc"], s["low"], s.get("ep", 0),
+                len(packed), len(h), len(d), 0.0)
 
-    def packed(self) -> dict:
-        s = self.s
-        if self.changed:
-            s["h"] = _pack(np.array(self.hashes, dtype=np.uint32), np.uint32)
-            s["r"] = _pack(self.res[:self.n], np.float32)
-            s["d"] = _pack(np.array(self.dists, dtype=np.float32), np.float32)
+    def sync(self, slot: int) -> None:
+        """The counts written back into the stream's dict (for the judging, and at the batch's end)."""
+        s, c = self.dicts[slot], self.counts[slot].tolist()
+        s["n"], s["rep"] = int(c[C_N]), int(c[C_REP])
+        s["nd"], s["ood"], s["nj"], s["close"], s["nc"], s["low"] = (c[C_ND], c[C_OOD], c[C_NJ], c[C_CLOSE],
+                                                                     c[C_NC], c[C_LOW])
+        if c[C_EP] or "ep" in s:
+            s["ep"] = int(c[C_EP])
+
+    def packed(self, slot: int) -> dict:
+        self.sync(slot)
+        s, c = self.dicts[slot], self.counts[slot]
+        s["tl"] = self.tl[slot]
+        if c[C_CHANGED]:
+            s["h"] = _pack(self.hashes[slot, :int(c[C_HASHES])].astype(np.uint32), np.uint32)
+            s["r"] = _pack(self.res[slot, :int(c[C_RES])], np.float32)
+            s["d"] = _pack(self.dists[slot, :int(c[C_DISTS])], np.float32)
         return s
 
 
@@ -479,6 +537,7 @@ class ExtractionDetector(Detector):
     def __init__(self, options=None):
         super().__init__(options)
         _observe()
+        _feed()
         self.populations: dict[tuple[str, int], Population] = {}
         self._model_populations: dict[str, list[Population]] = {}  # model -> its populations, in creation order
 
@@ -489,60 +548,115 @@ class ExtractionDetector(Detector):
                 "nc": 0.0, "low": 0.0, "h": "", "r": "", "d": "", "w": None, "inc": None, "ep": 0}
 
     def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
-        # A stream's packed memories (hashes, reservoir, distances) are unpacked once per batch
-        # and packed once at its end; a query row's hash, projection and out-of-range flag are
-        # computed once for both of its streams. The order of every computation is the
-        # per-event order: the population a stream is judged against changes from one query to
-        # the next, so events are not batched across streams.
+        # The order of every computation is the per-event order: the population a stream is
+        # judged against changes from one query to the next, so events are not batched across
+        # streams. What is per batch: the streams' state, unpacked once into arrays indexed by a
+        # stream's slot and packed once at the end, and every query row's hash, projection and
+        # confidence. What is per event: one compiled call per stream (``extraction_stats.feed``:
+        # every row's counts, repeats, reservoir and distances), then the Python that needs the
+        # population: Shapiro-Wilk when due, the judging when a ratio test passes, the learning.
         o = self.options
         gap = int(o.gap_seconds * 1e9)
+        name = self.name
         out: list[dict] = []
-        work: dict[str, _Stream] = {}
-
-        def load(key: str, ts: int) -> _Stream:
-            w = work.get(key)
-            if w is None:
-                s = state.get(key)
-                s = dict(s) if s is not None else None
-                if s is None or ts - s["tl"] > gap:
-                    s = self._fresh(ts)
-                w = work[key] = _Stream(s)
-            elif ts - w.s["tl"] > gap:
-                w = work[key] = _Stream(self._fresh(ts))
-            return w
-
-        for e in batch.events:
-            if e.get("kind") != "prediction":
-                continue
+        todo = []
+        keys: list[str] = []
+        first_ts: list[int] = []
+        slot_of: dict[str, int] = {}
+        all_rows: list[_Row] = []
+        for e in batch.where("kind", "prediction"):
             ts = e.get("ts")
             if type(ts) is not int:
                 continue
             principal, src, model = e.get("principal"), e.get("src_ip"), e.get("model") or "-"
             if principal is None and src is None:
                 continue
-            rows = [_Row(vec, conf) for vec, conf, _cls in query_rows(e)]
+            r0 = len(all_rows)
+            all_rows.extend([_Row(vec, conf) for vec, conf, _cls in query_rows(e)])
             streams = []
             if principal is not None:
-                streams.append(("principal", principal, f"{self.name}/p|{src or '-'}|{principal}|{model}"))
+                key = f"{name}/p|{src or '-'}|{principal}|{model}"
+                slot = slot_of.get(key)
+                if slot is None:
+                    slot = slot_of[key] = len(keys)
+                    keys.append(key)
+                    first_ts.append(ts)
+                streams.append(("principal", principal, slot))
             if src is not None:
-                streams.append(("src_ip", src, f"{self.name}/s|{src}|{model}"))
+                key = f"{name}/s|{src}|{model}"
+                slot = slot_of.get(key)
+                if slot is None:
+                    slot = slot_of[key] = len(keys)
+                    keys.append(key)
+                    first_ts.append(ts)
+                streams.append(("src_ip", src, slot))
+            todo.append((e, ts, src, principal, model, r0, len(all_rows), streams))
+        if not todo:
+            return out
+
+        w = _Streams(len(keys))
+        for slot, key in enumerate(keys):
+            s = state.get(key)
+            s = dict(s) if s is not None else None
+            if s is None or first_ts[slot] - s["tl"] > gap:
+                s = self._fresh(first_ts[slot])
+            w.load(slot, s)
+        rows = np.zeros((len(all_rows), N_ROW))
+        x = np.zeros((len(all_rows), PROJECTED_DIMS), dtype=np.float32)
+        for i, row in enumerate(all_rows):
+            if row.vec is not None:
+                rows[i, R_VEC] = 1.0
+                rows[i, R_HASH] = row.hash
+                x[i] = row.projected()
+            if row.conf is not None:
+                rows[i, R_HAS_CONF] = 1.0
+                rows[i, R_CONF] = row.conf
+        params = np.array([o.min_queries, o.window, o.close_ratio, o.low_confidence, o.normality_min,
+                           NORMALITY_EVERY, 0.0, o.min_ratio * o.close_base, 0.0])
+        snap = np.zeros(DISTANCES)
+        feed = _feed()
+        populations, model_populations = self.populations, self._model_populations
+        counts, tl, dicts = w.counts, w.tl, w.dicts
+        for e, ts, src, principal, model, r0, r1, streams in todo:
+            # the rows' populations and the ratio tests' thresholds as they stand at this event
+            for i in range(r0, r1):
+                row = all_rows[i]
+                if row.vec is not None:
+                    pop = populations.get((model, row.width))
+                    if pop is not None and pop.ready:
+                        rows[i, R_READY] = 1.0
+                        rows[i, R_EPOCH] = pop.epoch
+                        rows[i, R_OUTSIDE] = row.outside(pop)
+            pops = model_populations.get(model, ())
+            ready = next((p for p in pops if p.ready), None)
+            params[P_OOD_THR] = math.inf if ready is None else o.min_ratio * max(ready.ood_rate or 0.0, o.base_floor)
+            low_base = pops[0].low_rate() if pops else None
+            params[P_LOW_THR] = math.inf if low_base is None else o.min_ratio * max(low_base, o.base_floor)
             flagged = False
             seasoned = True
-            for etype, eid, key in streams:
-                w = load(key, ts)
+            for etype, eid, slot in streams:
+                if ts - tl[slot] > gap:
+                    w.load(slot, self._fresh(ts))
+                tl[slot] = ts
+                due, hit = feed(slot, counts, w.hashes, w.res, w.res64, w.sq, w.dists, x, rows, r0, r1, params, snap)
+                s = dicts[slot]
+                if due:
+                    s["w"] = round(shapiro_w(snap[:due].copy()), 4)
                 # The pooled source stream speaks only for what no principal of it shows alone.
-                alert = self._feed(w, rows, model, ts, etype, eid, e, quiet=flagged)
-                s = w.s
+                if hit and (not flagged or s["inc"] is not None):
+                    w.sync(slot)
+                    alert = self._judge(s, model, ts, etype, eid, e)
+                    if alert is not None:
+                        out.append(alert)
                 if s["inc"] is not None:
                     flagged = True
-                seasoned = seasoned and s["nd"] >= o.min_queries
-                if alert is not None:
-                    out.append(alert)
+                seasoned = seasoned and counts[slot, C_ND] >= o.min_queries
             # What the population learns from: streams judged (min_queries) and found clean. A
             # thief's first queries, before it can be judged, would otherwise widen the ranges
             # for every other thief (two rows at a range's end are enough to move a quantile).
             learn = seasoned and not flagged
-            for row in rows:
+            for i in range(r0, r1):
+                row = all_rows[i]
                 if row.vec is None:
                     continue
                 pop = self._population(model, row.width)
@@ -550,8 +664,8 @@ class ExtractionDetector(Detector):
                     pop.note(src or principal, ts, row.outside(pop), learn)
                 if learn:
                     pop.add(row.vec, row.conf)
-        for key, w in work.items():
-            state.set(key, w.packed())
+        for slot, key in enumerate(keys):
+            state.set(key, w.packed(slot))
         return merge_alerts(out)
 
     def _population(self, model: str, width: int) -> Population:
@@ -560,54 +674,6 @@ class ExtractionDetector(Detector):
             p = self.populations[(model, width)] = Population(model, width, self.options)
             self._model_populations.setdefault(model, []).append(p)
         return p
-
-    # -- one stream ---------------------------------------------------------------------------
-    def _feed(self, w: "_Stream", rows: list["_Row"], model: str, ts: int, etype: str, eid: str, event: dict,
-              quiet: bool = False) -> dict | None:
-        o = self.options
-        s = w.s
-        s["tl"] = ts
-        hashes, dists = w.hashes, w.dists
-        observe = _observe()
-        for row in rows:
-            s["n"] += 1
-            vec = row.vec
-            if vec is None:
-                continue
-            if row.hash in hashes:
-                s["rep"] += 1
-                continue
-            hashes.append(row.hash)
-            if len(hashes) > HASHES:
-                del hashes[0]
-            w.changed = True
-            s["nd"] += 1
-            pop = self.populations.get((model, row.width))
-            if pop is not None and pop.ready:
-                if s.get("ep", 0) != pop.epoch:  # counts against ranges since learnt again
-                    s["ep"], s["nj"], s["ood"] = pop.epoch, 0.0, 0.0
-                s["nj"] += 1
-                s["ood"] += row.outside(pop)
-            if row.conf is not None:
-                s["nc"] += 1
-                s["low"] += row.conf < o.low_confidence
-            # nearest neighbour in the reservoir, its median pairwise distance, then the push:
-            # one compiled call (detectors/extraction_stats.py)
-            nn, scale, w.n = observe(w.res, w.res64, w.sq, w.n, row.projected())
-            if nn >= 0.0:
-                if scale > 0:
-                    s["close"] += nn < o.close_ratio * scale
-                dists.append(nn)  # a float32's value: the stored distances are float32
-                if len(dists) > DISTANCES:
-                    del dists[0]
-                if len(dists) >= o.normality_min and int(s["nd"]) % NORMALITY_EVERY == 0:
-                    s["w"] = round(shapiro_w(np.array(dists, dtype=np.float64)), 4)
-            if s["nd"] >= 2 * o.window:
-                for k in ("nd", "nj", "ood", "close", "nc", "low"):
-                    s[k] /= 2.0
-        if quiet and s["inc"] is None:
-            return None
-        return self._judge(s, model, ts, etype, eid, event)
 
     def _could_hit(self, s: dict, model: str) -> bool:
         """Whether any share statistic passes its ratio test: without one, :meth:`_judge` raises

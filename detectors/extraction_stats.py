@@ -29,6 +29,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ramparts.detectors.extraction import (C_CHANGED, C_CLOSE, C_DISTS, C_EP, C_HASHES, C_LOW, C_N, C_NC, C_ND,
+                                           C_NJ, C_OOD, C_REP, C_RES, P_CLOSE_RATIO, P_CLOSE_THR, P_LOW_CONF,
+                                           P_LOW_THR, P_MIN_QUERIES, P_NORMALITY_EVERY, P_NORMALITY_MIN,
+                                           P_OOD_THR, P_WINDOW, R_CONF, R_EPOCH, R_HAS_CONF, R_HASH, R_OUTSIDE,
+                                           R_READY, R_VEC)
 from ramparts.detectors.jit import jit as _jit
 
 
@@ -140,3 +145,96 @@ def observe(res, res64, sq, n, x):
         e[k] = v * v
     sq[n] = _row_sum(e, width)
     return nn, scale, n + 1
+
+
+@_jit
+def feed(slot, counts, hashes, res, res64, sq, dists, x, rows, r0, r1, params, snap):
+    """Feed the query rows ``r0:r1`` of one event to the stream in ``slot``, in order: what the
+    detector's ``_feed`` did row by row in Python (commit fbccdbf), with the same arithmetic.
+
+    Per row: counted; a row without a vector stops there; an exact repeat of one of the last
+    ``hashes.shape[1]`` input hashes counts as a repeat and stops there; else the distinct counts,
+    the out-of-range count against the row's population (its counts restart at a new epoch),
+    the low-confidence count, :func:`observe` on the reservoir, the close count, the distance
+    pushed, and the halving at twice the window. ``dists[slot]`` keeps the last distances
+    (oldest first); when a Shapiro-Wilk test is due its distances are copied to ``snap`` (the
+    last due test of the event wins, as the stored W did). Returns (test due: number of
+    distances in ``snap``, else 0; whether a share statistic passes its ratio test:
+    ``_could_hit``)."""
+    c = counts[slot]
+    h = hashes[slot]
+    d = dists[slot]
+    nh_cap = h.shape[0]
+    nd_cap = d.shape[0]
+    window2 = 2.0 * params[P_WINDOW]
+    close_ratio = params[P_CLOSE_RATIO]
+    low_conf = params[P_LOW_CONF]
+    normality_min = params[P_NORMALITY_MIN]
+    every = int(params[P_NORMALITY_EVERY])
+    due = 0
+    for r in range(r0, r1):
+        c[C_N] += 1
+        if rows[r, R_VEC] == 0.0:
+            continue
+        hv = np.int64(rows[r, R_HASH])
+        nh = int(c[C_HASHES])
+        seen = False
+        for i in range(nh):
+            if h[i] == hv:
+                seen = True
+                break
+        if seen:
+            c[C_REP] += 1
+            continue
+        if nh == nh_cap:
+            for i in range(nh_cap - 1):
+                h[i] = h[i + 1]
+            nh -= 1
+        h[nh] = hv
+        c[C_HASHES] = nh + 1
+        c[C_CHANGED] = 1.0
+        c[C_ND] += 1
+        if rows[r, R_READY] != 0.0:
+            if c[C_EP] != rows[r, R_EPOCH]:  # counts against ranges since learnt again
+                c[C_EP] = rows[r, R_EPOCH]
+                c[C_NJ] = 0.0
+                c[C_OOD] = 0.0
+            c[C_NJ] += 1
+            c[C_OOD] += rows[r, R_OUTSIDE]
+        if rows[r, R_HAS_CONF] != 0.0:
+            c[C_NC] += 1
+            if rows[r, R_CONF] < low_conf:
+                c[C_LOW] += 1
+        nn, scale, n = observe(res[slot], res64[slot], sq[slot], int(c[C_RES]), x[r])
+        c[C_RES] = n
+        if nn >= 0.0:
+            if scale > 0 and nn < close_ratio * scale:
+                c[C_CLOSE] += 1
+            nd = int(c[C_DISTS])
+            if nd == nd_cap:
+                for i in range(nd_cap - 1):
+                    d[i] = d[i + 1]
+                nd -= 1
+            d[nd] = nn
+            nd += 1
+            c[C_DISTS] = nd
+            if nd >= normality_min and int(c[C_ND]) % every == 0:
+                for i in range(nd):
+                    snap[i] = d[i]
+                due = nd
+        if c[C_ND] >= window2:
+            c[C_ND] /= 2.0
+            c[C_NJ] /= 2.0
+            c[C_OOD] /= 2.0
+            c[C_CLOSE] /= 2.0
+            c[C_NC] /= 2.0
+            c[C_LOW] /= 2.0
+    mq = params[P_MIN_QUERIES]
+    hit = False
+    if c[C_NJ] >= mq and c[C_OOD] / c[C_NJ] >= params[P_OOD_THR]:
+        hit = True
+    elif c[C_ND] >= mq and c[C_CLOSE] / max(c[C_ND] - 4.0, 1.0) >= params[P_CLOSE_THR]:
+        hit = True
+    elif c[C_NC] >= mq and c[C_LOW] / c[C_NC] >= params[P_LOW_THR]:
+        hit = True
+    return due, hit
