@@ -103,8 +103,11 @@ P_MIN_QUERIES, P_WINDOW, P_CLOSE_RATIO, P_LOW_CONF, P_NORMALITY_MIN, P_NORMALITY
 
 
 # -- query rows from an event ------------------------------------------------------------------
+_NUMBER_TYPES = frozenset((int, float))
+
+
 def _row(v: Any) -> list[float] | None:
-    if type(v) is list and v and all(type(x) in (int, float) for x in v):
+    if type(v) is list and v and _NUMBER_TYPES.issuperset(map(type, v)):
         return v
     return None
 
@@ -138,7 +141,7 @@ def query_rows(event: dict) -> list[tuple[np.ndarray | None, float | None, int |
     for i, r in enumerate(rows):
         o = outs[i] if i < len(outs) else None
         conf = cls = None
-        if type(o) is list and len(o) >= 2 and all(type(p) in (int, float) for p in o):
+        if type(o) is list and len(o) >= 2 and _NUMBER_TYPES.issuperset(map(type, o)):
             k = max(range(len(o)), key=o.__getitem__)
             conf, cls = float(o[k]), k
         elif type(o) is list and len(o) == 1 and type(o[0]) in (int, float):
@@ -254,21 +257,23 @@ def _observe():
 
 
 _FEED = None
+_COUNT_OUTSIDE = None
 
 
 def _feed():
     """:func:`extraction_stats.feed`, loaded (from numba's cache, else compiled) by a first call:
     see :func:`_observe`."""
-    global _FEED
+    global _FEED, _COUNT_OUTSIDE
     if _FEED is None:
-        from .extraction_stats import feed
+        from .extraction_stats import count_outside, feed
 
         w = _Streams(1)
         rows = np.zeros((1, N_ROW))
         params = np.array([20, 200, 0.15, 0.6, 40, NORMALITY_EVERY, math.inf, math.inf, math.inf])
-        feed(0, w.counts, w.hashes, w.res, w.res64, w.sq, w.dists, np.zeros((1, PROJECTED_DIMS), dtype=np.float32),
-             rows, 0, 1, params, np.zeros(DISTANCES))
-        _FEED = feed
+        feed(0, -1, w.counts, w.hashes, w.res, w.res64, w.sq, w.dists,
+             np.zeros((1, PROJECTED_DIMS), dtype=np.float32), rows, 0, 1, params, np.zeros((2, DISTANCES)))
+        count_outside(params, params, params)
+        _FEED, _COUNT_OUTSIDE = feed, count_outside
     return _FEED
 
 
@@ -361,8 +366,9 @@ class Population:
         self.version += 1
 
     def outside(self, vec: np.ndarray) -> bool:
-        n = int(np.count_nonzero((vec < self.lo) | (vec > self.hi)))
-        return n > self.o.ood_features * self.width
+        if _COUNT_OUTSIDE is None:
+            _feed()
+        return _COUNT_OUTSIDE(vec, self.lo, self.hi) > self.o.ood_features * self.width
 
     @property
     def ready(self) -> bool:
@@ -613,7 +619,7 @@ class ExtractionDetector(Detector):
                 rows[i, R_CONF] = row.conf
         params = np.array([o.min_queries, o.window, o.close_ratio, o.low_confidence, o.normality_min,
                            NORMALITY_EVERY, 0.0, o.min_ratio * o.close_base, 0.0])
-        snap = np.zeros(DISTANCES)
+        snap = np.zeros((2, DISTANCES))
         feed = _feed()
         populations, model_populations = self.populations, self._model_populations
         counts, tl, dicts = w.counts, w.tl, w.dicts
@@ -632,16 +638,19 @@ class ExtractionDetector(Detector):
             params[P_OOD_THR] = math.inf if ready is None else o.min_ratio * max(ready.ood_rate or 0.0, o.base_floor)
             low_base = pops[0].low_rate() if pops else None
             params[P_LOW_THR] = math.inf if low_base is None else o.min_ratio * max(low_base, o.base_floor)
-            flagged = False
-            seasoned = True
-            for etype, eid, slot in streams:
+            for _etype, _eid, slot in streams:
                 if ts - tl[slot] > gap:
                     w.load(slot, self._fresh(ts))
                 tl[slot] = ts
-                due, hit = feed(slot, counts, w.hashes, w.res, w.res64, w.sq, w.dists, x, rows, r0, r1, params, snap)
+            fed = feed(streams[0][2], streams[1][2] if len(streams) > 1 else -1, counts, w.hashes, w.res, w.res64,
+                       w.sq, w.dists, x, rows, r0, r1, params, snap)
+            flagged = False
+            seasoned = True
+            for k, (etype, eid, slot) in enumerate(streams):
+                due, hit = fed[2 * k], fed[2 * k + 1]
                 s = dicts[slot]
                 if due:
-                    s["w"] = round(shapiro_w(snap[:due].copy()), 4)
+                    s["w"] = round(shapiro_w(snap[k, :due].copy()), 4)
                 # The pooled source stream speaks only for what no principal of it shows alone.
                 if hit and (not flagged or s["inc"] is not None):
                     w.sync(slot)

@@ -148,7 +148,29 @@ def observe(res, res64, sq, n, x):
 
 
 @_jit
-def feed(slot, counts, hashes, res, res64, sq, dists, x, rows, r0, r1, params, snap):
+def feed(slot_a, slot_b, counts, hashes, res, res64, sq, dists, x, rows, r0, r1, params, snap):
+    """:func:`feed_stream` for the streams of one event in order: ``slot_a``, then ``slot_b``
+    (-1: none), with ``snap[0]`` and ``snap[1]``. One call for both: a call costs about 2.5 us.
+    Returns (due, hit) of each (0, False for none)."""
+    due_a, hit_a = feed_stream(slot_a, counts, hashes, res, res64, sq, dists, x, rows, r0, r1, params, snap[0])
+    due_b, hit_b = 0, False
+    if slot_b >= 0:
+        due_b, hit_b = feed_stream(slot_b, counts, hashes, res, res64, sq, dists, x, rows, r0, r1, params, snap[1])
+    return due_a, hit_a, due_b, hit_b
+
+
+@_jit
+def count_outside(vec, lo, hi):
+    """``np.count_nonzero((vec < lo) | (vec > hi))``: a population's out-of-range test of a row."""
+    n = 0
+    for k in range(len(vec)):
+        if vec[k] < lo[k] or vec[k] > hi[k]:
+            n += 1
+    return n
+
+
+@_jit
+def feed_stream(slot, counts, hashes, res, res64, sq, dists, x, rows, r0, r1, params, snap):
     """Feed the query rows ``r0:r1`` of one event to the stream in ``slot``, in order: what the
     detector's ``_feed`` did row by row in Python (commit fbccdbf), with the same arithmetic.
 
