@@ -51,6 +51,11 @@ in the detector (the worker process), learnt again after a restart (``min_popula
 queries before ``out_of_range`` is judged); it is per worker when several share the
 partitions.
 
+Implementation: the per-event loop (streams fed, populations noted and taught) is one
+compiled call per batch, ``extraction_stats.run``, which stops for the Python parts (the
+judging, Shapiro-Wilk, the populations' quantiles); see docs/benchmarks.md, "2026-11-23
+(fourth session)".
+
 Alerts: ``extraction.queries`` on the principal (or on the source address, for a split that
 no single principal shows), with the statistic, its value, the threshold, the query counts and
 the model in ``evidence``.
@@ -609,6 +614,8 @@ class ExtractionDetector(Detector):
                 row = all_rows[i]
                 if row.vec is not None:
                     row.pop = self._population(model, row.width).p
+            if model not in self._model_codes:
+                self._model_codes[model] = len(self._model_codes)
             todo.append((e, principal, src, model, slots, r0, len(all_rows)))
         if not todo:
             return out
@@ -639,8 +646,8 @@ class ExtractionDetector(Detector):
         ev = np.array([(slots[0], slots[1] if len(slots) > 1 else -1, r0, r1, e["ts"],
                         pops.source_id(src or principal), model_codes[model])
                        for e, principal, src, model, slots, r0, r1 in todo], dtype=np.int64)
-        model_pops = np.zeros((len(model_codes), 1 + max(len(v) for v in self._model_populations.values())),
-                              dtype=np.int64)
+        most = max((len(v) for v in self._model_populations.values()), default=0)
+        model_pops = np.zeros((len(model_codes), 1 + most), dtype=np.int64)
         for model, code in model_codes.items():
             ps = self._model_populations.get(model, ())
             model_pops[code, 0] = len(ps)
@@ -696,8 +703,6 @@ class ExtractionDetector(Detector):
                                                               self._pops.new(width))
             self._pop_list.append(p)
             self._model_populations.setdefault(model, []).append(p)
-        if model not in self._model_codes:
-            self._model_codes[model] = len(self._model_codes)
         return p
 
     def _could_hit(self, s: dict, model: str) -> bool:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ramparts.detectors.extraction import (C_CHANGED, C_CLOSE, C_DISTS, C_EP, C_HASHES, C_INC, C_LOW, C_N, C_NC,  # noqa: F401
+from ramparts.detectors.extraction import (C_CHANGED, C_CLOSE, C_DISTS, C_EP, C_HASHES, C_INC, C_LOW, C_N, C_NC,
                                            C_ND, C_NJ, C_OOD, C_REP, C_RES, MAX_PEERS, P_BASE_FLOOR, P_CLOSE_RATIO,
                                            P_CLOSE_THR, P_GAP, P_GAP_NS, P_LOW_CONF, P_LOW_THR, P_MIN_POPULATION,
                                            P_MIN_QUERIES, P_MIN_RATIO, P_NORMALITY_EVERY, P_NORMALITY_MIN,
