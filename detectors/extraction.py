@@ -51,6 +51,11 @@ in the detector (the worker process), learnt again after a restart (``min_popula
 queries before ``out_of_range`` is judged); it is per worker when several share the
 partitions.
 
+Implementation: the per-event loop (streams fed, populations noted and taught) is one
+compiled call per batch, ``extraction_stats.run``, which stops for the Python parts (the
+judging, Shapiro-Wilk, the populations' quantiles); see docs/benchmarks.md, "2026-11-23
+(fourth session)".
+
 Alerts: ``extraction.queries`` on the principal (or on the source address, for a split that
 no single principal shows), with the statistic, its value, the threshold, the query counts and
 the model in ``evidence``.
@@ -63,7 +68,6 @@ import bisect
 import math
 import random
 import zlib
-from collections import OrderedDict, deque
 from typing import Any
 
 import numpy as np
@@ -87,10 +91,37 @@ SHIFT_SHARE = 0.25  # ... and their median out-of-range share this high (4x it w
 SEVERITY_RANK = {"medium": 0, "high": 1}
 NORMALITY_EVERY = 8  # distinct queries between two Shapiro-Wilk tests (the test costs ~100 us)
 
+# The layout of the arrays of :func:`extraction_stats.run` (float64 unless said).
+# A stream's counts (the stored counts are floats that halve, or integers well under 2**53), its
+# packed memories' lengths, whether they changed, whether it has an open incident:
+C_N, C_REP, C_ND, C_OOD, C_NJ, C_CLOSE, C_NC, C_LOW, C_EP, C_RES, C_HASHES, C_DISTS, C_CHANGED, C_INC = range(14)
+N_COUNTS = 14
+# A query row: has a vector (0/1), its input hash, has a top confidence (0/1), that confidence,
+# its population ready (0/1), that population's epoch, the row out of its range (0/1), the
+# population (-1: no vector), the vector's offset in the batch's values and its width.
+R_VEC, R_HASH, R_HAS_CONF, R_CONF, R_READY, R_EPOCH, R_OUTSIDE, R_POP, R_OFF, R_WIDTH = range(10)
+N_ROW = 10
+# The options, then the ratio tests' thresholds of the event's model (inf: that test cannot
+# pass): out of range (min_ratio x the first ready population's rate, floored), close queries,
+# low confidence.
+P_MIN_QUERIES, P_WINDOW, P_CLOSE_RATIO, P_LOW_CONF, P_NORMALITY_MIN, P_NORMALITY_EVERY, P_OOD_THR, P_CLOSE_THR, \
+    P_LOW_THR, P_OOD_FEATURES, P_MIN_RATIO, P_BASE_FLOOR, P_MIN_POPULATION, P_GAP, P_GAP_NS = range(15)
+# A population's scalars (``nan``: no out-of-range rate yet; the Mersenne twister's position):
+S_WIDTH, S_FILLED, S_SEEN, S_SINCE, S_READY, S_OOD_RATE, S_OUTPUTS, S_LOW, S_EPOCH, S_VERSION, S_NOTES, \
+    S_NPEERS, S_STAMP, S_NSNAP, S_MT_POS = range(15)
+N_POP = 15
+# A peer of a population (int64): source id, last time, last noted (LRU order), taught it (0/1),
+# number of flags, their sum, the ring's head.
+Q_SRC, Q_LAST, Q_STAMP, Q_KNOWN, Q_LEN, Q_SUM, Q_HEAD = range(7)
+N_PEER = 7
+
 
 # -- query rows from an event ------------------------------------------------------------------
+_NUMBER_TYPES = frozenset((int, float))
+
+
 def _row(v: Any) -> list[float] | None:
-    if type(v) is list and v and all(type(x) in (int, float) for x in v):
+    if type(v) is list and v and _NUMBER_TYPES.issuperset(map(type, v)):
         return v
     return None
 
@@ -124,7 +155,7 @@ def query_rows(event: dict) -> list[tuple[np.ndarray | None, float | None, int |
     for i, r in enumerate(rows):
         o = outs[i] if i < len(outs) else None
         conf = cls = None
-        if type(o) is list and len(o) >= 2 and all(type(p) in (int, float) for p in o):
+        if type(o) is list and len(o) >= 2 and _NUMBER_TYPES.issuperset(map(type, o)):
             k = max(range(len(o)), key=o.__getitem__)
             conf, cls = float(o[k]), k
         elif type(o) is list and len(o) == 1 and type(o[0]) in (int, float):
@@ -239,6 +270,25 @@ def _observe():
     return _OBSERVE
 
 
+_RUN = None
+
+
+def _run():
+    """:func:`extraction_stats.run`, loaded (from numba's cache, else compiled) by a first call:
+    see :func:`_observe`."""
+    global _RUN
+    if _RUN is None:
+        from .extraction_stats import run
+
+        w, pops = _Streams(1), _Populations()
+        run(0, 0, 0, np.zeros((0, 7), dtype=np.int64), w.tl, w.counts, w.hashes, w.res, w.res64, w.sq, w.dists,
+            np.zeros((1, PROJECTED_DIMS), dtype=np.float32), np.zeros((1, N_ROW)), np.zeros(1), np.zeros(15),
+            np.zeros((2, DISTANCES)), np.zeros(4, dtype=np.int64), pops.st, pops.rows, pops.lo, pops.hi, pops.mt,
+            pops.peers, pops.flags, pops.snap, np.zeros((1, 1), dtype=np.int64))
+        _RUN = run
+    return _RUN
+
+
 def _swilk():
     global _SWILK
     if _SWILK is None:
@@ -279,166 +329,189 @@ class Population:
     addresses to pass for such a shift; a Sybil split from one address is one source.
     """
 
-    def __init__(self, model: str, width: int, options):
-        self.width = width
-        self.rows = np.zeros((POPULATION_ROWS, width))
-        self.filled = 0
-        self.seen = 0
-        self.rng = random.Random(f"extraction-population:{model}:{width}")
-        self.lo = self.hi = None
-        self.ood_rate = None
-        self.outputs = 0
-        self.low = 0
-        self.o = options
-        self._since = 0
-        self.epoch = 0
-        self.peers: OrderedDict[str, list] = OrderedDict()  # source -> [last ts, 0/1 flags, their sum]
-        self._notes = 0
-        self._shares: dict[str, float] = {}  # the active peers' shares, recomputed every PEER_EVERY notes
-        self._sorted: list[float] = []
-        self.version = 0  # counts every change of the ranges (refresh or reset): cached outside() flags check it
+    def __init__(self, model: str, width: int, options, arrays: "_Populations", index: int):
+        self.width, self.o, self._a, self.p = width, options, arrays, index
+        st = arrays.st[index]
+        st[:] = 0.0
+        st[S_WIDTH], st[S_OOD_RATE] = width, math.nan
+        # the reservoir's generator: random.Random's, stepped in compiled code (extraction_stats.randbelow)
+        words = random.Random(f"extraction-population:{model}:{width}").getstate()[1]
+        arrays.mt[index] = words[:624]
+        st[S_MT_POS] = words[624]
 
-    def add(self, vec: np.ndarray | None, conf: float | None) -> None:
-        if conf is not None:
-            self.outputs += 1
-            self.low += conf < self.o.low_confidence
-        if vec is None or len(vec) != self.width:
-            return
-        self.seen += 1
-        if self.filled < POPULATION_ROWS:
-            self.rows[self.filled] = vec
-            self.filled += 1
-        else:
-            j = self.rng.randrange(self.seen)
-            if j < POPULATION_ROWS:
-                self.rows[j] = vec
-        self._since += 1
-        if self.filled >= self.o.min_population and (self.lo is None or self._since >= 128):
-            self._refresh()
+    # The population's numbers live in the detector's arrays (``_Populations``), which
+    # extraction_stats.run updates; these read them.
+    def _get(self, column: int) -> int:
+        return int(self._a.st[self.p, column])
 
-    def _refresh(self) -> None:
-        rows = self.rows[:self.filled]
-        q = self.o.range_quantile
-        lo, hi = np.quantile(rows, q, axis=0), np.quantile(rows, 1 - q, axis=0)
-        span = float(np.max(hi) - np.min(lo)) or 1.0
-        self.lo, self.hi = lo - self.o.range_margin * span, hi + self.o.range_margin * span
-        outside = np.count_nonzero((rows < self.lo) | (rows > self.hi), axis=1) > self.o.ood_features * self.width
-        self.ood_rate = float(np.mean(outside))
-        self._since = 0
-        self.version += 1
+    filled = property(lambda self: self._get(S_FILLED))
+    seen = property(lambda self: self._get(S_SEEN))
+    outputs = property(lambda self: self._get(S_OUTPUTS))
+    low = property(lambda self: self._get(S_LOW))
+    epoch = property(lambda self: self._get(S_EPOCH))
+    version = property(lambda self: self._get(S_VERSION))
 
-    def outside(self, vec: np.ndarray) -> bool:
-        n = int(np.count_nonzero((vec < self.lo) | (vec > self.hi)))
-        return n > self.o.ood_features * self.width
+    @property
+    def rows(self) -> np.ndarray:
+        return self._a.rows[self.p, :, :self.width]
+
+    @property
+    def ood_rate(self) -> float | None:
+        r = float(self._a.st[self.p, S_OOD_RATE])
+        return None if math.isnan(r) else r
+
+    @property
+    def lo(self) -> np.ndarray | None:
+        return self._a.lo[self.p, :self.width] if self.ready else None
+
+    @property
+    def hi(self) -> np.ndarray | None:
+        return self._a.hi[self.p, :self.width] if self.ready else None
 
     @property
     def ready(self) -> bool:
-        return self.lo is not None
+        return bool(self._a.st[self.p, S_READY])
+
+    def _refresh(self) -> None:
+        rows = np.ascontiguousarray(self.rows[:self.filled])  # the rows of the population as they were kept alone
+        q = self.o.range_quantile
+        lo, hi = np.quantile(rows, [q, 1 - q], axis=0)  # each the same as np.quantile(rows, q, axis=0)
+        span = float(np.max(hi) - np.min(lo)) or 1.0
+        lo, hi = lo - self.o.range_margin * span, hi + self.o.range_margin * span
+        outside = np.count_nonzero((rows < lo) | (rows > hi), axis=1) > self.o.ood_features * self.width
+        a, st = self._a, self._a.st[self.p]
+        a.lo[self.p, :self.width], a.hi[self.p, :self.width] = lo, hi
+        st[S_OOD_RATE] = float(np.mean(outside))
+        st[S_READY], st[S_SINCE] = 1.0, 0.0
+        st[S_VERSION] += 1
 
     def low_rate(self) -> float | None:
         return self.low / self.outputs if self.outputs >= self.o.min_population else None
 
     # -- peers ---------------------------------------------------------------------------------
-    def note(self, source: str, ts: int, ood: bool, taught: bool) -> None:
-        """One judged query of ``source`` (``taught``: it went into the population); resets the
-        ranges on a population-wide shift."""
-        entry = self.peers.get(source)
-        if entry is None:
-            entry = self.peers[source] = [ts, deque(maxlen=PEER_FLAGS), 0, False]
-            if len(self.peers) > MAX_PEERS:
-                self.peers.popitem(last=False)
-        else:
-            self.peers.move_to_end(source)
-            if ts - entry[0] > self.o.gap_seconds * 1e9:  # idle: its old flags say nothing of now
-                entry[1].clear()
-                entry[2] = 0
-        flags = entry[1]
-        if len(flags) == PEER_FLAGS:
-            entry[2] -= flags[0]
-        flags.append(1 if ood else 0)
-        entry[0], entry[2] = ts, entry[2] + (1 if ood else 0)
-        entry[3] = entry[3] or taught
-        self._notes += 1
-        if self._notes % PEER_EVERY == 0:
-            since = ts - int(self.o.gap_seconds * 1e9)
-            self._shares = {src: n / len(f) for src, (last, f, n, known) in self.peers.items()
-                            if known and last >= since and len(f) >= PEER_MIN_FLAGS}
-            self._sorted = sorted(self._shares.values())
-            # A shift is decided on full memories only: 8 flags are too few (2 of 8 is 0.25).
-            full = [self._shares[src] for src, e in self.peers.items()
-                    if src in self._shares and len(e[1]) == PEER_FLAGS]
-            if len(full) >= SHIFT_MIN_SOURCES and float(np.median(full)) >= SHIFT_SHARE:
-                self._reset()
-
     def peer_rate(self, source: str | None) -> float | None:
-        """Median out-of-range share of the other sources active lately (None: no such peer)."""
-        shares = self._sorted
-        own = self._shares.get(source)
-        if own is not None:
-            shares = shares.copy()
-            shares.pop(bisect.bisect_left(shares, own))
+        """Median out-of-range share of the other sources active lately (None: no such peer),
+        as of the last recomputation of the peers' shares (every ``PEER_EVERY`` notes)."""
+        snap = self._a.snap[self.p, :int(self._a.st[self.p, S_NSNAP])]
+        shares = sorted(snap[:, 1].tolist())
+        sid = self._a.source_ids.get(source)
+        if sid is not None:
+            own = snap[snap[:, 0] == sid, 1]
+            if len(own):
+                shares.pop(bisect.bisect_left(shares, float(own[0])))
         return _median_of_sorted(shares) if shares else None
 
-    def _reset(self) -> None:
-        self.filled = self.seen = self._since = 0
-        self.lo = self.hi = self.ood_rate = None
-        self.peers.clear()
-        self._shares, self._sorted = {}, []
-        self.epoch += 1
-        self.version += 1
+
+class _Populations:
+    """The numbers of every population of a detector, in arrays for ``extraction_stats.run``
+    (grown as populations appear): scalars (``S_*``), reservoir rows, ranges, the generators'
+    states, the peers (``Q_*``) with their flags, the peers' shares at the last recomputation
+    (source id, share); and the ids of the sources they note."""
+
+    def __init__(self):
+        self.n = 0
+        self.width = 1
+        self._alloc(4, 1)
+        self.source_ids: dict[str, int] = {}
+
+    def _alloc(self, cap: int, width: int) -> None:
+        old = self.__dict__.copy() if self.n else None
+        self.st = np.zeros((cap, N_POP))
+        self.rows = np.zeros((cap, POPULATION_ROWS, width))
+        self.lo, self.hi = np.zeros((cap, width)), np.zeros((cap, width))
+        self.mt = np.zeros((cap, 624), dtype=np.uint32)
+        self.peers = np.zeros((cap, MAX_PEERS + 1, N_PEER), dtype=np.int64)
+        self.flags = np.zeros((cap, MAX_PEERS + 1, PEER_FLAGS), dtype=np.int64)
+        self.snap = np.zeros((cap, MAX_PEERS + 1, 2))
+        if old is not None:
+            n, w = self.n, old["width"]
+            for name in ("st", "mt", "peers", "flags", "snap"):
+                getattr(self, name)[:n] = old[name][:n]
+            self.rows[:n, :, :w] = old["rows"][:n]
+            self.lo[:n, :w], self.hi[:n, :w] = old["lo"][:n], old["hi"][:n]
+        self.width = width
+
+    def new(self, width: int) -> int:
+        if self.n == len(self.st) or width > self.width:
+            self._alloc(max(len(self.st), 2 * self.n), max(width, self.width))
+        self.n += 1
+        return self.n - 1
+
+    def source_id(self, source: str) -> int:
+        sid = self.source_ids.get(source)
+        if sid is None:
+            sid = self.source_ids[source] = len(self.source_ids)
+        return sid
 
 
 # -- per batch: a query row, and a stream's unpacked memories -------------------------------------
 class _Row:
     """One query row of an event, with what both of its streams need computed once: the hash of
-    its input, its projection, and whether it is out of a population's range (cached for one
-    version of that population's ranges)."""
+    its input and its projection; and the index of its population (model, width)."""
 
-    __slots__ = ("vec", "conf", "width", "hash", "_x", "_pop", "_version", "_outside")
+    __slots__ = ("vec", "conf", "width", "hash", "pop")
 
     def __init__(self, vec: np.ndarray | None, conf: float | None):
         self.vec, self.conf = vec, conf
         self.width = len(vec) if vec is not None else 0
         self.hash = zlib.crc32(vec.tobytes()) ^ self.width if vec is not None else None
-        self._x = self._pop = self._version = self._outside = None
+        self.pop = -1
 
     def projected(self) -> np.ndarray:
-        if self._x is None:
-            self._x = (self.vec @ projection(self.width)).astype(np.float32)
-        return self._x
-
-    def outside(self, pop: "Population") -> bool:
-        if self._pop is not pop or self._version != pop.version:
-            self._pop, self._version, self._outside = pop, pop.version, pop.outside(self.vec)
-        return self._outside
+        return (self.vec @ projection(self.width)).astype(np.float32)
 
 
-class _Stream:
-    """A stream's state for one batch: the stored dict, and its packed memories unpacked
-    (input hashes and distances as lists; the reservoir in fixed buffers that
-    :func:`extraction_stats.observe` updates in place: float32 rows oldest first, their float64
-    copy and squared norms, ``n`` rows used)."""
+class _Streams:
+    """The streams of one batch, unpacked into arrays indexed by a stream's slot for
+    :func:`extraction_stats.feed`: counts (``extraction_stats.C_*``), the last input hashes and
+    distances (oldest first), the reservoir (float32 rows oldest first, their float64 copy and
+    squared norms); beside them the stored dicts and the time of each stream's last event."""
 
-    __slots__ = ("s", "hashes", "res", "res64", "sq", "n", "dists", "changed")
+    def __init__(self, n: int):
+        self.counts = np.zeros((n, N_COUNTS))
+        self.hashes = np.zeros((n, HASHES), dtype=np.int64)
+        self.res = np.zeros((n, RESERVOIR, PROJECTED_DIMS), dtype=np.float32)
+        self.res64 = np.zeros((n, RESERVOIR, PROJECTED_DIMS))
+        self.sq = np.zeros((n, RESERVOIR))
+        self.dists = np.zeros((n, DISTANCES))
+        self.dicts: list[dict] = [{}] * n
+        self.tl = np.zeros(n, dtype=np.int64)
 
-    def __init__(self, s: dict):
-        self.s = s
-        self.hashes: list[int] = _unpack(s["h"], np.uint32).tolist()
+    def load(self, slot: int, s: dict) -> None:
+        self.dicts[slot], self.tl[slot] = s, s["tl"]
+        h = _unpack(s["h"], np.uint32)[-HASHES:]
         packed = _unpack(s["r"], np.float32, PROJECTED_DIMS)[-RESERVOIR:]
-        n = self.n = len(packed)
-        self.res = np.zeros((RESERVOIR, PROJECTED_DIMS), dtype=np.float32)
-        self.res[:n] = packed
-        self.res64 = self.res.astype(np.float64)  # the reservoir as the median pairwise distance reads it
-        self.sq = (self.res64 * self.res64).sum(axis=1)  # and its rows' squared norms
-        self.dists: list[float] = _unpack(s["d"], np.float32).tolist()
-        self.changed = False
+        d = _unpack(s["d"], np.float32)[-DISTANCES:]
+        self.hashes[slot] = 0
+        self.hashes[slot, :len(h)] = h
+        res = self.res[slot]
+        res[:] = 0.0
+        res[:len(packed)] = packed
+        self.res64[slot] = res  # the reservoir as the median pairwise distance reads it
+        self.sq[slot] = (self.res64[slot] * self.res64[slot]).sum(axis=1)  # and its rows' squared norms
+        self.dists[slot] = 0.0
+        self.dists[slot, :len(d)] = d
+        c = self.counts[slot]
+        c[:] = (s["n"], s["rep"], s["nd"], s["ood"], s["nj"], s["close"], s["nc"], s["low"], s.get("ep", 0),
+                len(packed), len(h), len(d), 0.0, s["inc"] is not None)
 
-    def packed(self) -> dict:
-        s = self.s
-        if self.changed:
-            s["h"] = _pack(np.array(self.hashes, dtype=np.uint32), np.uint32)
-            s["r"] = _pack(self.res[:self.n], np.float32)
-            s["d"] = _pack(np.array(self.dists, dtype=np.float32), np.float32)
+    def sync(self, slot: int) -> None:
+        """The counts written back into the stream's dict (for the judging, and at the batch's end)."""
+        s, c = self.dicts[slot], self.counts[slot].tolist()
+        s["n"], s["rep"] = int(c[C_N]), int(c[C_REP])
+        s["nd"], s["ood"], s["nj"], s["close"], s["nc"], s["low"] = (c[C_ND], c[C_OOD], c[C_NJ], c[C_CLOSE],
+                                                                     c[C_NC], c[C_LOW])
+        if c[C_EP] or "ep" in s:
+            s["ep"] = int(c[C_EP])
+
+    def packed(self, slot: int) -> dict:
+        self.sync(slot)
+        s, c = self.dicts[slot], self.counts[slot]
+        s["tl"] = int(self.tl[slot])
+        if c[C_CHANGED]:
+            s["h"] = _pack(self.hashes[slot, :int(c[C_HASHES])].astype(np.uint32), np.uint32)
+            s["r"] = _pack(self.res[slot, :int(c[C_RES])], np.float32)
+            s["d"] = _pack(self.dists[slot, :int(c[C_DISTS])], np.float32)
         return s
 
 
@@ -479,8 +552,12 @@ class ExtractionDetector(Detector):
     def __init__(self, options=None):
         super().__init__(options)
         _observe()
+        _run()
         self.populations: dict[tuple[str, int], Population] = {}
         self._model_populations: dict[str, list[Population]] = {}  # model -> its populations, in creation order
+        self._pops = _Populations()  # their numbers, in arrays
+        self._pop_list: list[Population] = []  # by index in those arrays
+        self._model_codes: dict[str, int] = {}  # model -> its index in the arrays of a batch
 
     # -- state -------------------------------------------------------------------------------
     @staticmethod
@@ -489,125 +566,144 @@ class ExtractionDetector(Detector):
                 "nc": 0.0, "low": 0.0, "h": "", "r": "", "d": "", "w": None, "inc": None, "ep": 0}
 
     def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
-        # A stream's packed memories (hashes, reservoir, distances) are unpacked once per batch
-        # and packed once at its end; a query row's hash, projection and out-of-range flag are
-        # computed once for both of its streams. The order of every computation is the
-        # per-event order: the population a stream is judged against changes from one query to
-        # the next, so events are not batched across streams.
+        # Events are taken in event order, and every computation in it: the population a stream
+        # is judged against changes from one query to the next. Per batch in Python: reading the
+        # events and their query rows (hash, projection), unpacking the streams' state into
+        # arrays (``_Streams``) and packing it back. Per event in compiled code
+        # (``extraction_stats.run``): the streams fed, the population's notes and learning. It
+        # stops for what stays in Python: a stream idle past the gap, Shapiro-Wilk when due, the
+        # judging when a ratio test passes, a population's ranges learnt again (np.quantile).
         o = self.options
         gap = int(o.gap_seconds * 1e9)
+        name = self.name
         out: list[dict] = []
-        work: dict[str, _Stream] = {}
-
-        def load(key: str, ts: int) -> _Stream:
-            w = work.get(key)
-            if w is None:
-                s = state.get(key)
-                s = dict(s) if s is not None else None
-                if s is None or ts - s["tl"] > gap:
-                    s = self._fresh(ts)
-                w = work[key] = _Stream(s)
-            elif ts - w.s["tl"] > gap:
-                w = work[key] = _Stream(self._fresh(ts))
-            return w
-
-        for e in batch.events:
-            if e.get("kind") != "prediction":
-                continue
+        keys: list[str] = []
+        first_ts: list[int] = []
+        slot_of: dict[str, int] = {}
+        all_rows: list[_Row] = []
+        todo = []
+        pops = self._pops
+        for e in batch.where("kind", "prediction"):
             ts = e.get("ts")
             if type(ts) is not int:
                 continue
             principal, src, model = e.get("principal"), e.get("src_ip"), e.get("model") or "-"
             if principal is None and src is None:
                 continue
-            rows = [_Row(vec, conf) for vec, conf, _cls in query_rows(e)]
-            streams = []
+            r0 = len(all_rows)
+            all_rows.extend([_Row(vec, conf) for vec, conf, _cls in query_rows(e)])
+            slots = []
             if principal is not None:
-                streams.append(("principal", principal, f"{self.name}/p|{src or '-'}|{principal}|{model}"))
+                key = f"{name}/p|{src or '-'}|{principal}|{model}"
+                slot = slot_of.get(key)
+                if slot is None:
+                    slot = slot_of[key] = len(keys)
+                    keys.append(key)
+                    first_ts.append(ts)
+                slots.append(slot)
             if src is not None:
-                streams.append(("src_ip", src, f"{self.name}/s|{src}|{model}"))
-            flagged = False
-            seasoned = True
-            for etype, eid, key in streams:
-                w = load(key, ts)
-                # The pooled source stream speaks only for what no principal of it shows alone.
-                alert = self._feed(w, rows, model, ts, etype, eid, e, quiet=flagged)
-                s = w.s
-                if s["inc"] is not None:
-                    flagged = True
-                seasoned = seasoned and s["nd"] >= o.min_queries
-                if alert is not None:
-                    out.append(alert)
-            # What the population learns from: streams judged (min_queries) and found clean. A
-            # thief's first queries, before it can be judged, would otherwise widen the ranges
-            # for every other thief (two rows at a range's end are enough to move a quantile).
-            learn = seasoned and not flagged
-            for row in rows:
-                if row.vec is None:
-                    continue
-                pop = self._population(model, row.width)
-                if pop.ready:
-                    pop.note(src or principal, ts, row.outside(pop), learn)
-                if learn:
-                    pop.add(row.vec, row.conf)
-        for key, w in work.items():
-            state.set(key, w.packed())
+                key = f"{name}/s|{src}|{model}"
+                slot = slot_of.get(key)
+                if slot is None:
+                    slot = slot_of[key] = len(keys)
+                    keys.append(key)
+                    first_ts.append(ts)
+                slots.append(slot)
+            # the populations this event teaches, created in the order the learning reaches them
+            for i in range(r0, len(all_rows)):
+                row = all_rows[i]
+                if row.vec is not None:
+                    row.pop = self._population(model, row.width).p
+            if model not in self._model_codes:
+                self._model_codes[model] = len(self._model_codes)
+            todo.append((e, principal, src, model, slots, r0, len(all_rows)))
+        if not todo:
+            return out
+
+        w = _Streams(len(keys))
+        for slot, key in enumerate(keys):
+            s = state.get(key)
+            s = dict(s) if s is not None else None
+            if s is None or first_ts[slot] - s["tl"] > gap:
+                s = self._fresh(first_ts[slot])
+            w.load(slot, s)
+        rows = np.zeros((len(all_rows), N_ROW))
+        x = np.zeros((len(all_rows), PROJECTED_DIMS), dtype=np.float32)
+        vecs = []
+        off = 0
+        for i, row in enumerate(all_rows):
+            r = rows[i]
+            r[R_POP] = -1.0
+            if row.vec is not None:
+                r[R_VEC], r[R_HASH], r[R_POP], r[R_OFF], r[R_WIDTH] = 1.0, row.hash, row.pop, off, row.width
+                x[i] = row.projected()
+                vecs.append(row.vec)
+                off += row.width
+            if row.conf is not None:
+                r[R_HAS_CONF], r[R_CONF] = 1.0, row.conf
+        vals = np.concatenate(vecs) if vecs else np.zeros(1)
+        model_codes = self._model_codes
+        ev = np.array([(slots[0], slots[1] if len(slots) > 1 else -1, r0, r1, e["ts"],
+                        pops.source_id(src or principal), model_codes[model])
+                       for e, principal, src, model, slots, r0, r1 in todo], dtype=np.int64)
+        most = max((len(v) for v in self._model_populations.values()), default=0)
+        model_pops = np.zeros((len(model_codes), 1 + most), dtype=np.int64)
+        for model, code in model_codes.items():
+            ps = self._model_populations.get(model, ())
+            model_pops[code, 0] = len(ps)
+            model_pops[code, 1:1 + len(ps)] = [p.p for p in ps]
+        params = np.array([o.min_queries, o.window, o.close_ratio, o.low_confidence, o.normality_min,
+                           NORMALITY_EVERY, 0.0, o.min_ratio * o.close_base, 0.0, o.ood_features, o.min_ratio,
+                           o.base_floor, o.min_population, o.gap_seconds * 1e9, gap])
+        snap = np.zeros((2, DISTANCES))
+        fed = np.zeros(4, dtype=np.int64)
+        run = _run()
+        counts, dicts = w.counts, w.dicts
+        populations = self._pop_list
+        i, phase, j = 0, 0, 0
+        while True:
+            code, i, j, which = run(i, phase, j, ev, w.tl, counts, w.hashes, w.res, w.res64, w.sq, w.dists, x, rows,
+                                    vals, params, snap, fed, pops.st, pops.rows, pops.lo, pops.hi, pops.mt,
+                                    pops.peers, pops.flags, pops.snap, model_pops)
+            if code == 0:
+                break
+            if code == 1:  # a stream idle past the gap starts afresh
+                w.load(which, self._fresh(int(ev[i, 4])))
+                phase = 0
+            elif code == 2:  # Shapiro-Wilk, the judging
+                e, principal, src, model, slots, _r0, _r1 = todo[i]
+                ts = int(ev[i, 4])
+                flagged = False
+                for k, slot in enumerate(slots):
+                    s = dicts[slot]
+                    if fed[2 * k]:
+                        s["w"] = round(shapiro_w(snap[k, :fed[2 * k]].copy()), 4)
+                    # The pooled source stream speaks only for what no principal of it shows alone.
+                    if fed[2 * k + 1] and (not flagged or s["inc"] is not None):
+                        etype, eid = ("principal", principal) if k == 0 and principal is not None else ("src_ip", src)
+                        w.sync(slot)
+                        alert = self._judge(s, model, ts, etype, eid, e)
+                        if alert is not None:
+                            out.append(alert)
+                        counts[slot, C_INC] = s["inc"] is not None
+                    if s["inc"] is not None:
+                        flagged = True
+                phase = 1
+            else:  # a population's ranges learnt again
+                populations[which]._refresh()
+                phase = 2
+        for slot, key in enumerate(keys):
+            state.set(key, w.packed(slot))
         return merge_alerts(out)
 
     def _population(self, model: str, width: int) -> Population:
         p = self.populations.get((model, width))
         if p is None:
-            p = self.populations[(model, width)] = Population(model, width, self.options)
+            p = self.populations[(model, width)] = Population(model, width, self.options, self._pops,
+                                                              self._pops.new(width))
+            self._pop_list.append(p)
             self._model_populations.setdefault(model, []).append(p)
         return p
-
-    # -- one stream ---------------------------------------------------------------------------
-    def _feed(self, w: "_Stream", rows: list["_Row"], model: str, ts: int, etype: str, eid: str, event: dict,
-              quiet: bool = False) -> dict | None:
-        o = self.options
-        s = w.s
-        s["tl"] = ts
-        hashes, dists = w.hashes, w.dists
-        observe = _observe()
-        for row in rows:
-            s["n"] += 1
-            vec = row.vec
-            if vec is None:
-                continue
-            if row.hash in hashes:
-                s["rep"] += 1
-                continue
-            hashes.append(row.hash)
-            if len(hashes) > HASHES:
-                del hashes[0]
-            w.changed = True
-            s["nd"] += 1
-            pop = self.populations.get((model, row.width))
-            if pop is not None and pop.ready:
-                if s.get("ep", 0) != pop.epoch:  # counts against ranges since learnt again
-                    s["ep"], s["nj"], s["ood"] = pop.epoch, 0.0, 0.0
-                s["nj"] += 1
-                s["ood"] += row.outside(pop)
-            if row.conf is not None:
-                s["nc"] += 1
-                s["low"] += row.conf < o.low_confidence
-            # nearest neighbour in the reservoir, its median pairwise distance, then the push:
-            # one compiled call (detectors/extraction_stats.py)
-            nn, scale, w.n = observe(w.res, w.res64, w.sq, w.n, row.projected())
-            if nn >= 0.0:
-                if scale > 0:
-                    s["close"] += nn < o.close_ratio * scale
-                dists.append(nn)  # a float32's value: the stored distances are float32
-                if len(dists) > DISTANCES:
-                    del dists[0]
-                if len(dists) >= o.normality_min and int(s["nd"]) % NORMALITY_EVERY == 0:
-                    s["w"] = round(shapiro_w(np.array(dists, dtype=np.float64)), 4)
-            if s["nd"] >= 2 * o.window:
-                for k in ("nd", "nj", "ood", "close", "nc", "low"):
-                    s[k] /= 2.0
-        if quiet and s["inc"] is None:
-            return None
-        return self._judge(s, model, ts, etype, eid, event)
 
     def _could_hit(self, s: dict, model: str) -> bool:
         """Whether any share statistic passes its ratio test: without one, :meth:`_judge` raises

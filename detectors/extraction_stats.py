@@ -29,6 +29,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from ramparts.detectors.extraction import (C_CHANGED, C_CLOSE, C_DISTS, C_EP, C_HASHES, C_INC, C_LOW, C_N, C_NC,
+                                           C_ND, C_NJ, C_OOD, C_REP, C_RES, MAX_PEERS, P_BASE_FLOOR, P_CLOSE_RATIO,
+                                           P_CLOSE_THR, P_GAP, P_GAP_NS, P_LOW_CONF, P_LOW_THR, P_MIN_POPULATION,
+                                           P_MIN_QUERIES, P_MIN_RATIO, P_NORMALITY_EVERY, P_NORMALITY_MIN,
+                                           P_OOD_FEATURES, P_OOD_THR, P_WINDOW, PEER_EVERY, PEER_MIN_FLAGS,
+                                           Q_HEAD, Q_KNOWN, Q_LAST, Q_LEN, Q_SRC, Q_STAMP, Q_SUM, R_CONF, R_EPOCH,
+                                           R_HAS_CONF, R_HASH, R_OFF, R_OUTSIDE, R_POP, R_READY, R_VEC, R_WIDTH,
+                                           S_EPOCH, S_FILLED, S_LOW, S_MT_POS, S_NOTES, S_NPEERS, S_NSNAP,
+                                           S_OOD_RATE, S_OUTPUTS, S_READY, S_SEEN, S_SINCE, S_STAMP, S_VERSION,
+                                           SHIFT_MIN_SOURCES, SHIFT_SHARE)
 from ramparts.detectors.jit import jit as _jit
 
 
@@ -140,3 +150,350 @@ def observe(res, res64, sq, n, x):
         e[k] = v * v
     sq[n] = _row_sum(e, width)
     return nn, scale, n + 1
+
+
+@_jit
+def feed_stream(slot, counts, hashes, res, res64, sq, dists, x, rows, r0, r1, params, snap):
+    """Feed the query rows ``r0:r1`` of one event to the stream in ``slot``, in order: what the
+    detector's ``_feed`` did row by row in Python (commit fbccdbf), with the same arithmetic.
+
+    Per row: counted; a row without a vector stops there; an exact repeat of one of the last
+    ``hashes.shape[1]`` input hashes counts as a repeat and stops there; else the distinct counts,
+    the out-of-range count against the row's population (its counts restart at a new epoch),
+    the low-confidence count, :func:`observe` on the reservoir, the close count, the distance
+    pushed, and the halving at twice the window. ``dists[slot]`` keeps the last distances
+    (oldest first); when a Shapiro-Wilk test is due its distances are copied to ``snap`` (the
+    last due test of the event wins, as the stored W did). Returns (test due: number of
+    distances in ``snap``, else 0; whether a share statistic passes its ratio test:
+    ``_could_hit``)."""
+    c = counts[slot]
+    h = hashes[slot]
+    d = dists[slot]
+    nh_cap = h.shape[0]
+    nd_cap = d.shape[0]
+    window2 = 2.0 * params[P_WINDOW]
+    close_ratio = params[P_CLOSE_RATIO]
+    low_conf = params[P_LOW_CONF]
+    normality_min = params[P_NORMALITY_MIN]
+    every = int(params[P_NORMALITY_EVERY])
+    due = 0
+    for r in range(r0, r1):
+        c[C_N] += 1
+        if rows[r, R_VEC] == 0.0:
+            continue
+        hv = np.int64(rows[r, R_HASH])
+        nh = int(c[C_HASHES])
+        seen = False
+        for i in range(nh):
+            if h[i] == hv:
+                seen = True
+                break
+        if seen:
+            c[C_REP] += 1
+            continue
+        if nh == nh_cap:
+            for i in range(nh_cap - 1):
+                h[i] = h[i + 1]
+            nh -= 1
+        h[nh] = hv
+        c[C_HASHES] = nh + 1
+        c[C_CHANGED] = 1.0
+        c[C_ND] += 1
+        if rows[r, R_READY] != 0.0:
+            if c[C_EP] != rows[r, R_EPOCH]:  # counts against ranges since learnt again
+                c[C_EP] = rows[r, R_EPOCH]
+                c[C_NJ] = 0.0
+                c[C_OOD] = 0.0
+            c[C_NJ] += 1
+            c[C_OOD] += rows[r, R_OUTSIDE]
+        if rows[r, R_HAS_CONF] != 0.0:
+            c[C_NC] += 1
+            if rows[r, R_CONF] < low_conf:
+                c[C_LOW] += 1
+        nn, scale, n = observe(res[slot], res64[slot], sq[slot], int(c[C_RES]), x[r])
+        c[C_RES] = n
+        if nn >= 0.0:
+            if scale > 0 and nn < close_ratio * scale:
+                c[C_CLOSE] += 1
+            nd = int(c[C_DISTS])
+            if nd == nd_cap:
+                for i in range(nd_cap - 1):
+                    d[i] = d[i + 1]
+                nd -= 1
+            d[nd] = nn
+            nd += 1
+            c[C_DISTS] = nd
+            if nd >= normality_min and int(c[C_ND]) % every == 0:
+                for i in range(nd):
+                    snap[i] = d[i]
+                due = nd
+        if c[C_ND] >= window2:
+            c[C_ND] /= 2.0
+            c[C_NJ] /= 2.0
+            c[C_OOD] /= 2.0
+            c[C_CLOSE] /= 2.0
+            c[C_NC] /= 2.0
+            c[C_LOW] /= 2.0
+    mq = params[P_MIN_QUERIES]
+    hit = False
+    if c[C_NJ] >= mq and c[C_OOD] / c[C_NJ] >= params[P_OOD_THR]:
+        hit = True
+    elif c[C_ND] >= mq and c[C_CLOSE] / max(c[C_ND] - 4.0, 1.0) >= params[P_CLOSE_THR]:
+        hit = True
+    elif c[C_NC] >= mq and c[C_LOW] / c[C_NC] >= params[P_LOW_THR]:
+        hit = True
+    return due, hit
+
+
+# -- the populations -------------------------------------------------------------------------------
+@_jit
+def _genrand(mt, p, pst):
+    """The next 32-bit word of population ``p``'s Mersenne twister: CPython's ``genrand_uint32``
+    (Modules/_randommodule.c), on the state ``random.Random.getstate()`` gives (624 words, then
+    the position, kept in ``pst[p, S_MT_POS]``). In uint64 throughout (numba would type a mix
+    of uint32 and int64 as float64), masked to 32 bits."""
+    m = mt[p]
+    i = int(pst[p, S_MT_POS])
+    upper, lower, mag = np.uint64(0x80000000), np.uint64(0x7fffffff), np.uint64(0x9908b0df)
+    one = np.uint64(1)
+    if i >= 624:
+        for kk in range(624):
+            y = (np.uint64(m[kk]) & upper) | (np.uint64(m[(kk + 1) % 624]) & lower)
+            v = np.uint64(m[(kk + 397) % 624]) ^ (y >> one)
+            if y & one:
+                v ^= mag
+            m[kk] = np.uint32(v)
+        i = 0
+    y = np.uint64(m[i])
+    pst[p, S_MT_POS] = i + 1
+    y ^= y >> np.uint64(11)
+    y ^= (y << np.uint64(7)) & np.uint64(0x9d2c5680)
+    y ^= (y << np.uint64(15)) & np.uint64(0xefc60000)
+    y ^= y >> np.uint64(18)
+    return y & np.uint64(0xffffffff)
+
+
+@_jit
+def randbelow(mt, p, pst, n):
+    """``random.Random.randrange(n)`` (n >= 1, under 2**64) of population ``p``'s generator:
+    CPython's ``_randbelow_with_getrandbits``, k = n.bit_length() bits a draw, redrawn until
+    under n (``getrandbits`` fills a wider number with 32-bit words, least significant first)."""
+    k = 0
+    t = n
+    while t:
+        k += 1
+        t >>= 1
+    while True:
+        if k <= 32:
+            r = np.int64(_genrand(mt, p, pst) >> np.uint64(32 - k))
+        else:
+            low = np.int64(_genrand(mt, p, pst))
+            r = (np.int64(_genrand(mt, p, pst) >> np.uint64(64 - k)) << 32) | low
+        if r < n:
+            return r
+
+
+@_jit
+def _note(p, pst, pint, pflags, psnap, src, ts, ood, taught, params):
+    """``Population.note`` (commit fbccdbf) on arrays: the source's last PEER_FLAGS flags in a
+    ring, least recently noted peers dropped first; every PEER_EVERY notes the active peers'
+    shares recomputed into ``psnap`` and a shift (reset) decided. Returns whether it reset."""
+    peers = pint[p]
+    n = int(pst[p, S_NPEERS])
+    at = -1
+    for i in range(n):
+        if peers[i, Q_SRC] == src:
+            at = i
+            break
+    stamp = pst[p, S_STAMP] + 1
+    pst[p, S_STAMP] = stamp
+    if at < 0:
+        at = n
+        peers[at, Q_SRC] = src
+        peers[at, Q_LAST] = ts
+        peers[at, Q_LEN] = 0
+        peers[at, Q_SUM] = 0
+        peers[at, Q_HEAD] = 0
+        peers[at, Q_KNOWN] = 0
+        peers[at, Q_STAMP] = stamp
+        n += 1
+        if n > MAX_PEERS:  # the least recently noted source is dropped
+            old = 0
+            for i in range(1, n):
+                if peers[i, Q_STAMP] < peers[old, Q_STAMP]:
+                    old = i
+            n -= 1
+            if old != n:
+                peers[old] = peers[n]
+                pflags[p, old] = pflags[p, n]
+                if at == n:
+                    at = old
+        pst[p, S_NPEERS] = n
+    else:
+        peers[at, Q_STAMP] = stamp
+        if ts - peers[at, Q_LAST] > params[P_GAP]:  # idle: its old flags say nothing of now
+            peers[at, Q_LEN] = 0
+            peers[at, Q_SUM] = 0
+            peers[at, Q_HEAD] = 0
+    flags = pflags[p, at]
+    cap = flags.shape[0]
+    ln = peers[at, Q_LEN]
+    head = peers[at, Q_HEAD]
+    if ln == cap:
+        peers[at, Q_SUM] -= flags[head]
+        flags[head] = ood
+        peers[at, Q_HEAD] = (head + 1) % cap
+    else:
+        flags[(head + ln) % cap] = ood
+        peers[at, Q_LEN] = ln + 1
+    peers[at, Q_LAST] = ts
+    peers[at, Q_SUM] += ood
+    if taught:
+        peers[at, Q_KNOWN] = 1
+    notes = pst[p, S_NOTES] + 1
+    pst[p, S_NOTES] = notes
+    if int(notes) % PEER_EVERY != 0:
+        return False
+    since = ts - np.int64(params[P_GAP_NS])  # int(gap_seconds * 1e9)
+    m = 0
+    nfull = 0
+    full = np.empty(n)
+    for i in range(n):
+        if peers[i, Q_KNOWN] and peers[i, Q_LAST] >= since and peers[i, Q_LEN] >= PEER_MIN_FLAGS:
+            share = peers[i, Q_SUM] / peers[i, Q_LEN]
+            psnap[p, m, 0] = peers[i, Q_SRC]
+            psnap[p, m, 1] = share
+            m += 1
+            if peers[i, Q_LEN] == cap:
+                full[nfull] = share
+                nfull += 1
+    pst[p, S_NSNAP] = m
+    if nfull >= SHIFT_MIN_SOURCES:
+        f = np.sort(full[:nfull])
+        mid = nfull // 2
+        med = f[mid] if nfull % 2 else (f[mid - 1] + f[mid]) / 2.0
+        if med >= SHIFT_SHARE:
+            pst[p, S_FILLED] = 0
+            pst[p, S_SEEN] = 0
+            pst[p, S_SINCE] = 0
+            pst[p, S_READY] = 0
+            pst[p, S_OOD_RATE] = np.nan
+            pst[p, S_NPEERS] = 0
+            pst[p, S_NSNAP] = 0
+            pst[p, S_EPOCH] += 1
+            pst[p, S_VERSION] += 1
+            return True
+    return False
+
+
+@_jit
+def _outside(vals, off, width, lo, hi, share):
+    n = 0
+    for k in range(width):
+        v = vals[off + k]
+        if v < lo[k] or v > hi[k]:
+            n += 1
+    return 1 if n > share * width else 0
+
+
+@_jit
+def run(i, phase, j, ev, tls, counts, hashes, res, res64, sq, dists, x, rows, vals, params, snap, out,
+        pst, prows, plo, phi, mt, pint, pflags, psnap, model_pops):
+    """The detector's per-event loop over events ``i`` on (``ev``: slot of the principal's stream,
+    of the source's (-1: none), first and last row, time, source id, model), from ``phase``:
+    0 an event's start, 1 after its judging, 2 its learning from row ``j``. Per event: the streams
+    fed (:func:`feed_stream`), the judging (in Python), then the population's notes and learning
+    per row (``Population.note``, ``Population.add``). Stops for Python and returns (code, event,
+    row, population): 0 all done; 1 a stream of the event is idle past the gap (start it afresh,
+    then resume at phase 0); 2 its streams fed and something for Python (``out``: per stream the
+    Shapiro-Wilk test due, the ratio test passed; resume at phase 1); 3 a population's ranges to
+    learn again after the row (resume at phase 2, the next row)."""
+    n_events = ev.shape[0]
+    gap_ns = np.int64(params[P_GAP_NS])
+    mq = params[P_MIN_QUERIES]
+    ood_share = params[P_OOD_FEATURES]
+    low_conf = params[P_LOW_CONF]
+    while i < n_events:
+        sa, sb, r0, r1, ts, src, model = ev[i, 0], ev[i, 1], ev[i, 2], ev[i, 3], ev[i, 4], ev[i, 5], ev[i, 6]
+        if phase == 0:
+            if ts - tls[sa] > gap_ns:
+                return 1, i, 0, sa
+            if sb >= 0 and ts - tls[sb] > gap_ns:
+                return 1, i, 0, sb
+            tls[sa] = ts
+            if sb >= 0:
+                tls[sb] = ts
+            # the rows' populations and the ratio tests' thresholds as they stand at this event
+            for r in range(r0, r1):
+                p = int(rows[r, R_POP])
+                if p >= 0 and pst[p, S_READY] != 0.0:
+                    rows[r, R_READY] = 1.0
+                    rows[r, R_EPOCH] = pst[p, S_EPOCH]
+                    rows[r, R_OUTSIDE] = _outside(vals, int(rows[r, R_OFF]), int(rows[r, R_WIDTH]), plo[p], phi[p],
+                                                  ood_share)
+                else:
+                    rows[r, R_READY] = 0.0
+            npops = model_pops[model, 0]
+            thr = np.inf
+            for k in range(npops):
+                p = model_pops[model, 1 + k]
+                if pst[p, S_READY] != 0.0:
+                    rate = pst[p, S_OOD_RATE]
+                    if np.isnan(rate):
+                        rate = 0.0
+                    thr = params[P_MIN_RATIO] * max(rate, params[P_BASE_FLOOR])
+                    break
+            params[P_OOD_THR] = thr
+            thr = np.inf
+            if npops:
+                p = model_pops[model, 1]
+                if pst[p, S_OUTPUTS] >= params[P_MIN_POPULATION]:
+                    thr = params[P_MIN_RATIO] * max(pst[p, S_LOW] / pst[p, S_OUTPUTS], params[P_BASE_FLOOR])
+            params[P_LOW_THR] = thr
+            due_a, hit_a = feed_stream(sa, counts, hashes, res, res64, sq, dists, x, rows, r0, r1, params, snap[0])
+            due_b, hit_b = 0, False
+            if sb >= 0:
+                due_b, hit_b = feed_stream(sb, counts, hashes, res, res64, sq, dists, x, rows, r0, r1, params,
+                                           snap[1])
+            if due_a or hit_a or due_b or hit_b:
+                out[0], out[1], out[2], out[3] = due_a, 1 if hit_a else 0, due_b, 1 if hit_b else 0
+                return 2, i, 0, -1
+            phase = 1
+        if phase == 1:
+            j = r0
+            phase = 2
+        # What the population learns from: streams judged (min_queries) and found clean.
+        learn = counts[sa, C_ND] >= mq and counts[sa, C_INC] == 0.0
+        if sb >= 0:
+            learn = learn and counts[sb, C_ND] >= mq and counts[sb, C_INC] == 0.0
+        for r in range(j, r1):
+            p = int(rows[r, R_POP])
+            if p < 0:
+                continue
+            off, width = int(rows[r, R_OFF]), int(rows[r, R_WIDTH])
+            if pst[p, S_READY] != 0.0:
+                _note(p, pst, pint, pflags, psnap, src, ts, _outside(vals, off, width, plo[p], phi[p], ood_share),
+                      learn, params)
+            if learn:
+                if rows[r, R_HAS_CONF] != 0.0:
+                    pst[p, S_OUTPUTS] += 1
+                    if rows[r, R_CONF] < low_conf:
+                        pst[p, S_LOW] += 1
+                seen = pst[p, S_SEEN] + 1
+                pst[p, S_SEEN] = seen
+                filled = int(pst[p, S_FILLED])
+                cap = prows.shape[1]
+                if filled < cap:
+                    prows[p, filled, :width] = vals[off:off + width]
+                    filled += 1
+                    pst[p, S_FILLED] = filled
+                else:
+                    at = randbelow(mt, p, pst, np.int64(seen))
+                    if at < cap:
+                        prows[p, at, :width] = vals[off:off + width]
+                pst[p, S_SINCE] += 1
+                if filled >= params[P_MIN_POPULATION] and (pst[p, S_READY] == 0.0 or pst[p, S_SINCE] >= 128):
+                    return 3, i, r + 1, p
+        i += 1
+        phase = 0
+    return 0, i, 0, -1

@@ -132,3 +132,20 @@ def test_select_is_numpys_partition():
         for a in (rng.standard_normal(n), rng.integers(0, 3, n).astype(np.float64), np.ones(n)):
             for k in {0, n // 2, n - 1}:
                 assert extraction_stats._select(a.copy(), k) == np.partition(a, k)[k]
+
+
+def test_randbelow_draws_what_random_randrange_draws():
+    # The populations' reservoirs replace rows at rng.randrange(seen): the compiled generator
+    # must step CPython's Mersenne twister word for word, from the state getstate() gives.
+    import random
+
+    from ramparts.detectors.extraction import N_POP, S_MT_POS
+
+    rng = random.Random("extraction-population:m:16")
+    words = rng.getstate()[1]
+    mt = np.zeros((1, 624), dtype=np.uint32)
+    mt[0] = words[:624]
+    pst = np.zeros((1, N_POP))
+    pst[0, S_MT_POS] = words[624]
+    for n in [1, 2, 3, 1000, 1025, 2**31 + 5, 2**32 - 1, 2**32, 2**40 + 7, 2**62 + 3] + list(range(1024, 2500)):
+        assert extraction_stats.randbelow(mt, 0, pst, np.int64(n)) == rng.randrange(n), n
