@@ -1,7 +1,7 @@
 """Real HTTP receivers on loopback for the alerting tests (http.server in a thread).
 
 ``Receiver`` answers each request with what ``respond(n, request)`` returns (status, headers),
-n counting from 0, and records every request (path, headers, body). It can be started on a
+n counting from 0, and records every request (path, headers, body) that arrived whole. It can be started on a
 port chosen before it listens, to play a receiver that is down and comes back.
 """
 
@@ -32,7 +32,11 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                if len(body) < length:  # the sender died mid-body: a real server drops it unanswered
+                    self.close_connection = True
+                    return
                 req = {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
                 if outer.delay:
                     threading.Event().wait(outer.delay)
