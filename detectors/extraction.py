@@ -592,17 +592,12 @@ class ExtractionDetector(Detector):
                 continue
             r0 = len(all_rows)
             all_rows.extend([_Row(vec, conf) for vec, conf, _cls in query_rows(e)])
+            # the event's streams, numbered in the order the batch first meets them
             slots = []
-            if principal is not None:
-                key = f"{name}/p|{src or '-'}|{principal}|{model}"
-                slot = slot_of.get(key)
-                if slot is None:
-                    slot = slot_of[key] = len(keys)
-                    keys.append(key)
-                    first_ts.append(ts)
-                slots.append(slot)
-            if src is not None:
-                key = f"{name}/s|{src}|{model}"
+            for key in ((f"{name}/p|{src or '-'}|{principal}|{model}" if principal is not None else None),
+                        (f"{name}/s|{src}|{model}" if src is not None else None)):
+                if key is None:
+                    continue
                 slot = slot_of.get(key)
                 if slot is None:
                     slot = slot_of[key] = len(keys)

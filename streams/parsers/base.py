@@ -428,3 +428,13 @@ def load_json_object(raw: bytes) -> dict:
     if not isinstance(doc, dict):
         raise ParseError(f"expected a JSON object, got a JSON {type(doc).__name__}")
     return doc
+
+
+def is_utf8(raw: bytes) -> bool:
+    """Whether ``raw`` decodes as UTF-8 (the fast paths hand a line to msgspec only then, so that
+    a line that is not UTF-8 gets the general path's dead letter)."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -153,6 +153,21 @@ def opt_float(v: Any, what: str) -> float | None:
     return None if v is None else as_float(v, what)
 
 
+def _upstream_ms(ust: Any) -> float | None:
+    """The upstream service time, a header value (%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%), so
+    usually text: read as :func:`opt_float` would (float() of the text, finite), anything else
+    through it."""
+    if type(ust) is str:
+        try:
+            f = float(ust)
+        except ValueError:
+            pass
+        else:
+            if f - f == 0.0:  # inf or nan: opt_float's error
+                return f
+    return float(ust) if type(ust) is int else opt_float(ust, "upstream_service_time")
+
+
 def opt_count(v: Any, what: str) -> int | None:
     if type(v) is not int:
         if v is None:
@@ -391,17 +406,7 @@ class EnvoyJsonParser(Parser):
                         elif remote is not None:
                             src_ip = host_of(remote)
                         if ust is not None and type(ust) is not float:
-                            f = None
-                            if type(ust) is str:
-                                try:
-                                    f = float(ust)
-                                except ValueError:
-                                    pass
-                                else:
-                                    if f - f != 0.0:
-                                        f = None
-                            ust = f if f is not None else (
-                                float(ust) if type(ust) is int else opt_float(ust, "upstream_service_time"))
+                            ust = _upstream_ms(ust)
                         if path is not None and "?" in path:
                             path = scrub_path(path)
                         flags = t[0]
@@ -491,19 +496,7 @@ class EnvoyJsonParser(Parser):
                     d[name] = opt_count(v, what)
         ust = d["upstream_ms"]
         if ust is not None and type(ust) is not float:
-            # A header value (%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%), so usually text: read
-            # as as_float would (float() of the text, finite), anything else through it.
-            f = None
-            if type(ust) is str:
-                try:
-                    f = float(ust)
-                except ValueError:
-                    pass
-                else:
-                    if f - f != 0.0:  # inf or nan: as_float's error
-                        f = None
-            d["upstream_ms"] = f if f is not None else (
-                float(ust) if type(ust) is int else opt_float(ust, "upstream_service_time"))
+            d["upstream_ms"] = _upstream_ms(ust)
         path = d["path"]
         if path is not None and "?" in path:
             d["path"] = self.hasher.scrub_path(path)

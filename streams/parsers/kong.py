@@ -52,7 +52,7 @@ from pydantic import Field
 from ramparts.errors import ParseError
 from ramparts.timeutil import MAX_NS, MIN_NS, from_epoch
 
-from .base import Parser, as_float, as_int
+from .base import Parser, as_float, as_int, is_utf8
 from .envoy_json import check_status, opt_count, opt_str
 
 # Plugin keys of the ai section, most specific first: "proxy" in current Kong,
@@ -120,14 +120,6 @@ def _obj(v: Any, what: str) -> dict:
 def _looks_like_entry(doc: Any) -> bool:
     return (isinstance(doc, dict) and isinstance(doc.get("latencies"), dict) and "started_at" in doc
             and ("client_ip" in doc or isinstance(doc.get("request"), dict)))
-
-
-def _is_utf8(raw: bytes) -> bool:
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 # -- the fast path's schema ------------------------------------------------------------------
@@ -366,7 +358,7 @@ class KongParser(Parser):
         decode = self._fast
         # msgspec does not check the UTF-8 of the fields it skips, orjson does: a line that is
         # not UTF-8 is left to the general path (which dead-letters it).
-        if decode is not None and (raw.isascii() or _is_utf8(raw)):
+        if decode is not None and (raw.isascii() or is_utf8(raw)):
             try:
                 doc = decode(raw)
                 if type(doc) is list:

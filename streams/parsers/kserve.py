@@ -82,7 +82,8 @@ from pydantic import Field
 from ramparts.errors import ParseError
 from ramparts.timeutil import parse_iso
 
-from .base import DEFAULT_MAX_PENDING, Parser, as_object, as_str, describe, load_json_object, sniff_json_lines
+from .base import (DEFAULT_MAX_PENDING, Parser, as_object, as_str, describe, is_utf8, load_json_object,
+                   sniff_json_lines)
 
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
@@ -151,7 +152,7 @@ class KServeParser(Parser):
         fast = self._fast
         # msgspec may not check the UTF-8 of every byte it reads past, orjson does: a line that
         # is not UTF-8 is left to the general path (which dead-letters it).
-        if fast is not None and (raw.isascii() or _is_utf8(raw)):
+        if fast is not None and (raw.isascii() or is_utf8(raw)):
             try:
                 half = self._fast_half(fast(raw))
             except Exception:  # not this shape, a type the Structs do not take, bad JSON or data
@@ -645,14 +646,6 @@ def _fast_tensor(t: _Tensor) -> list:
     for dim in reversed(shape[1:]):
         data = [data[i:i + dim] for i in range(0, len(data), dim)]
     return data
-
-
-def _is_utf8(raw: bytes) -> bool:
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 # -- payloads ---------------------------------------------------------------------------

@@ -56,7 +56,7 @@ from ramparts.errors import ParseError
 from ramparts.redact import HASH_PREFIX
 from ramparts.timeutil import NS, parse_iso, zone
 
-from .base import Parser, as_str, dig, sniff_json_lines
+from .base import Parser, as_str, dig, is_utf8, sniff_json_lines
 from .envoy_json import opt_count, opt_float, opt_str
 from .envoy_text import host_of
 
@@ -94,14 +94,6 @@ def _first(rec: dict, *keys: str) -> Any:
         if v is not None and v != "":
             return v
     return None
-
-
-def _is_utf8(raw: bytes) -> bool:
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 _EMPTY: dict = {}
@@ -277,7 +269,7 @@ class LiteLLMParser(Parser):
         decode = self._fast
         # msgspec does not check the UTF-8 of the fields it skips, orjson does: a line that is
         # not UTF-8 is left to the general path (which dead-letters it).
-        if decode is not None and (raw.isascii() or _is_utf8(raw)):
+        if decode is not None and (raw.isascii() or is_utf8(raw)):
             # Notes are held until the whole line is through, so that a fallback to the
             # general path does not count them twice.
             pending = self._pending = []
