@@ -18,6 +18,8 @@ from ramparts.redact import Hasher
 from ramparts.streams.decode import parse_bytes
 from ramparts.streams.parsers.kserve import KServeParser
 
+from .mutation import DROP, apply, changes
+
 PROPERTY = settings(max_examples=300, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
 REQ = "org.kubeflow.serving.inference.request"
@@ -58,8 +60,6 @@ PAIRS = [
 ]
 _ok_pair = PAIRS[0]
 
-DROP = object()
-KEEP = object()
 _TEXT = ["", "x", None, DROP, 5, 1.5, True, ["x"], [], {"a": 1}]
 # Values each envelope attribute may take (inside and outside the fast path's types).
 ATTRS = {
@@ -154,17 +154,8 @@ def _agree(data: bytes, options=None, stamp=False):
     return fast
 
 
-def _apply(table: dict, key: str, value) -> None:
-    if value is DROP:
-        table.pop(key, None)
-    else:
-        table[key] = value
-
-
 def _change(table: dict):
-    return st.fixed_dictionaries({
-        key: st.tuples(st.integers(0, 3), st.sampled_from(values)).map(lambda t: t[1] if t[0] == 0 else KEEP)
-        for key, values in table.items()})
+    return changes(table, keep=3)
 
 
 OPTIONS = [None, {"principal_attribute": "tenant", "src_ip_fallbacks": ["x-real-ip"]},
@@ -174,20 +165,14 @@ OPTIONS = [None, {"principal_attribute": "tenant", "src_ip_fallbacks": ["x-real-
 
 def _build(base: dict, attrs: dict, body: dict, tensor: dict, which: int) -> dict:
     doc = copy.deepcopy(base)
-    for k, v in attrs.items():
-        if v is not KEEP:
-            _apply(doc, k, v)
+    apply(doc, attrs)
     data = doc.get("data")
     if isinstance(data, dict):
-        for k, v in body.items():
-            if v is not KEEP:
-                _apply(data, k, v)
+        apply(data, body)
         for key in ("inputs", "outputs"):
             ts = data.get(key)
             if isinstance(ts, list) and ts and isinstance(ts[which % len(ts)], dict):
-                for k, v in tensor.items():
-                    if v is not KEEP:
-                        _apply(ts[which % len(ts)], k, v)
+                apply(ts[which % len(ts)], tensor)
     return doc
 
 

@@ -20,6 +20,8 @@ from ramparts.redact import Hasher
 from ramparts.streams.decode import parse_bytes
 from ramparts.streams.parsers.litellm import LiteLLMParser
 
+from .mutation import DROP, apply, changes
+
 PROPERTY = settings(max_examples=300, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
 KEY_HASH = "88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b"
@@ -64,8 +66,6 @@ _TIMES = ["2024-06-12 17:43:01.123456", "2024-06-12 17:43:01", "2024-06-12T17:43
           "2024-06-12 17:43:01.", "2024-01-12 17:43:01.5", "2024-06-12 17:43:01.5 "]
 _KEYS = [KEY_HASH, KEY_HASH.upper(), "g" * 64, "sk-1234567890abcdefABCDEF", "key:already-hashed", "Bearer sk-x"]
 _text = [None, "-", "", "x"]
-DROP = object()
-KEEP = object()
 # Values of each field's own kind that the fast path takes (including the spellings of
 # "absent" and values the shared code must treat alike in both paths)...
 _DOMAINS = {
@@ -137,17 +137,8 @@ def _agree(data: bytes, options=None):
     return fast
 
 
-def _apply(table: dict, key: str, value) -> None:
-    if value is DROP:
-        table.pop(key, None)
-    else:
-        table[key] = value
-
-
 def _change(kinds: dict):
-    return st.fixed_dictionaries({
-        key: st.tuples(st.integers(0, 2), st.sampled_from(_DOMAINS[kind])).map(lambda t: t[1] if t[0] == 0 else KEEP)
-        for key, kind in kinds.items()})
+    return changes({key: _DOMAINS[kind] for key, kind in kinds.items()}, keep=2)
 
 
 _FIELDS = [("row", k) for k in COLUMNS] + [("meta", k) for k in META_KEYS] + [("error", k) for k in ERROR_KEYS]
@@ -166,10 +157,8 @@ def _build(base, row_changes, meta_changes, error_changes, outside, meta_form):
     err = meta.get("error_information")
     if not isinstance(err, dict):
         err = {}
-    for table, changes in ((rec, row_changes), (meta, meta_changes), (err, error_changes)):
-        for key, value in changes.items():
-            if value is not KEEP:
-                _apply(table, key, value)
+    for table, drawn in ((rec, row_changes), (meta, meta_changes), (err, error_changes)):
+        apply(table, drawn)
     if err:
         meta["error_information"] = err
     if outside is not None:
