@@ -58,6 +58,7 @@ byte on a log scale).
 from __future__ import annotations
 
 import base64
+import functools
 import math
 from collections import deque
 from operator import itemgetter
@@ -461,22 +462,17 @@ def _entity_codes(entities, times) -> tuple[np.ndarray, list[str], np.ndarray]:
     return codes, names, minutes
 
 
-_KERNELS = None
-
-
+@functools.cache
 def _kernels():
     """:mod:`.anomaly_minutes`' two functions, loaded (from numba's cache, else compiled) by a first
     call when the detector is built, as ``extraction.queries`` loads its own (detectors/extraction.py)."""
-    global _KERNELS
-    if _KERNELS is None:
-        from .anomaly_minutes import accumulate, first_points
+    from .anomaly_minutes import accumulate, first_points
 
-        codes, one = np.zeros(1, dtype=np.int64), np.zeros((1, 1), dtype=np.int64)
-        first_points(codes, np.zeros((1, 1)), 1)
-        accumulate(codes, codes.copy(), np.zeros((1, 1)), one, one.copy(), np.zeros((1, 1)),
-                   np.zeros((1, 1), dtype=np.bool_), np.zeros((1, 5), dtype=np.int64), np.zeros(1))
-        _KERNELS = first_points, accumulate
-    return _KERNELS
+    codes, one = np.zeros(1, dtype=np.int64), np.zeros((1, 1), dtype=np.int64)
+    first_points(codes, np.zeros((1, 1)), 1)
+    accumulate(codes, codes.copy(), np.zeros((1, 1)), one, one.copy(), np.zeros((1, 1)),
+               np.zeros((1, 1), dtype=np.bool_), np.zeros((1, 5), dtype=np.int64), np.zeros(1))
+    return first_points, accumulate
 
 
 class _MetricSeries(Detector):

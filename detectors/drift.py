@@ -58,7 +58,7 @@ as integers), so state and alerts do not depend on how the events were cut into 
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache, lru_cache
 from itertools import count, repeat
 from typing import Any
 
@@ -278,6 +278,16 @@ def chunk_closes(minutes, q, chunk, chunk_rows):  # pragma: no cover - compiled 
         chunk[1] += q[i]
         chunk[3] = m
     return at[:k], closed[:k]
+
+
+@cache
+def _load_compiled() -> None:
+    """Load :func:`count_bins` and :func:`chunk_closes` (from numba's cache, else compiled) with
+    one call each on the types the detector passes, as the other compiled detectors do when they
+    are built: a worker then loads them before it freezes start-up's objects out of the
+    collector's walks, and its first batch does not wait for them."""
+    count_bins(np.zeros((1, 1)), np.zeros((1, 1)), np.full(1, -1, dtype=np.int64), np.zeros((1, 1), dtype=np.int64))
+    chunk_closes(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(4, dtype=np.int64), 1)
 
 
 # -- river's detectors over the JSON state ----------------------------------------------------
@@ -594,6 +604,7 @@ class DriftDetector(Detector):
 
     def __init__(self, options=None):
         super().__init__(options)
+        _load_compiled()
         # When a list, every finding (whether or not it opened an incident) is appended: the
         # benchmark scores each statistic alone. Nothing the detector decides reads it.
         self.trace: list[dict] | None = None

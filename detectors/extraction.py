@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import functools
 import math
 import random
 import zlib
@@ -250,52 +251,39 @@ def shapiro_w(d: np.ndarray) -> float:
     return float(w)
 
 
-_SWILK = None
-_OBSERVE = None
-
-
+@functools.cache
 def _observe():
     """:func:`extraction_stats.observe`, loaded (from numba's cache, else compiled) by a first call.
 
     The detector calls this when it is built, so that a worker loads numba before it freezes
     what start-up made out of the garbage collector's walks (``streams/app.py``), and its first
     prediction does not wait for the load (0.5 s) or a compilation (3.5 s without a cache)."""
-    global _OBSERVE
-    if _OBSERVE is None:
-        from .extraction_stats import observe
+    from .extraction_stats import observe
 
-        res = np.zeros((RESERVOIR, PROJECTED_DIMS), dtype=np.float32)
-        observe(res, res.astype(np.float64), np.zeros(RESERVOIR), 0, np.zeros(PROJECTED_DIMS, dtype=np.float32))
-        _OBSERVE = observe
-    return _OBSERVE
+    res = np.zeros((RESERVOIR, PROJECTED_DIMS), dtype=np.float32)
+    observe(res, res.astype(np.float64), np.zeros(RESERVOIR), 0, np.zeros(PROJECTED_DIMS, dtype=np.float32))
+    return observe
 
 
-_RUN = None
-
-
+@functools.cache
 def _run():
     """:func:`extraction_stats.run`, loaded (from numba's cache, else compiled) by a first call:
     see :func:`_observe`."""
-    global _RUN
-    if _RUN is None:
-        from .extraction_stats import run
+    from .extraction_stats import run
 
-        w, pops = _Streams(1), _Populations()
-        run(0, 0, 0, np.zeros((0, 7), dtype=np.int64), w.tl, w.counts, w.hashes, w.res, w.res64, w.sq, w.dists,
-            np.zeros((1, PROJECTED_DIMS), dtype=np.float32), np.zeros((1, N_ROW)), np.zeros(1), np.zeros(15),
-            np.zeros((2, DISTANCES)), np.zeros(4, dtype=np.int64), pops.st, pops.rows, pops.lo, pops.hi, pops.mt,
-            pops.peers, pops.flags, pops.snap, np.zeros((1, 1), dtype=np.int64))
-        _RUN = run
-    return _RUN
+    w, pops = _Streams(1), _Populations()
+    run(0, 0, 0, np.zeros((0, 7), dtype=np.int64), w.tl, w.counts, w.hashes, w.res, w.res64, w.sq, w.dists,
+        np.zeros((1, PROJECTED_DIMS), dtype=np.float32), np.zeros((1, N_ROW)), np.zeros(1), np.zeros(15),
+        np.zeros((2, DISTANCES)), np.zeros(4, dtype=np.int64), pops.st, pops.rows, pops.lo, pops.hi, pops.mt,
+        pops.peers, pops.flags, pops.snap, np.zeros((1, 1), dtype=np.int64))
+    return run
 
 
+@functools.cache
 def _swilk():
-    global _SWILK
-    if _SWILK is None:
-        from scipy.stats._ansari_swilk_statistics import swilk
+    from scipy.stats._ansari_swilk_statistics import swilk
 
-        _SWILK = swilk
-    return _SWILK
+    return swilk
 
 
 def _median_of_sorted(values: list[float]) -> float:

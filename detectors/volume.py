@@ -30,6 +30,7 @@ closes after ``gap_seconds`` without one. State per stream: a dozen numbers.
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from collections import OrderedDict
 from operator import itemgetter
@@ -406,22 +407,17 @@ _INTS_OR_NONE = frozenset((int, type(None)))  # not bool: True is 1 to numpy, no
 _NONE_AS_ZERO = {None: 0}  # map(d.get, xs, xs): None -> 0, every other value as it is
 _MAX_TOKENS = 1 << 40  # per request: a minute's sum stays far inside int64
 _MAX_COUNT = 1 << 61  # a minute's count loaded from state, with room for a batch's (8,192 x _MAX_TOKENS)
-_KERNEL = None
-
-
+@functools.cache
 def _count_kernel():
     """:func:`_count_minutes`, loaded from numba's cache (else compiled) by a first call.
 
     The detector calls this when it is built, as ``extraction.queries`` does (detectors/extraction.py
     ``_observe``): a worker loads it before it freezes start-up's objects out of the collector's walks."""
-    global _KERNEL
-    if _KERNEL is None:
-        kernel = jit(_count_minutes)
-        i64, f64, flag = np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.bool_)
-        kernel(0, i64, i64, i64, i64, i64, np.zeros((6, 0), dtype=np.int64), np.zeros((2, 0)), flag, i64, flag,
-               i64, f64, f64, np.zeros(1, dtype=np.int64), 1, 1, 1, 1, 1.0, 1.0)
-        _KERNEL = kernel
-    return _KERNEL
+    kernel = jit(_count_minutes)
+    i64, f64, flag = np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.bool_)
+    kernel(0, i64, i64, i64, i64, i64, np.zeros((6, 0), dtype=np.int64), np.zeros((2, 0)), flag, i64, flag,
+           i64, f64, f64, np.zeros(1, dtype=np.int64), 1, 1, 1, 1, 1.0, 1.0)
+    return kernel
 
 
 def _count_minutes(i, codes, times, queries, tokens, model_of, ints, floats, inc_on, fm, fm_set,
