@@ -59,6 +59,8 @@ def add_arguments(sub) -> None:
                         "messages, re-key and serialize, deserialize, detect; and decode single records")
     p.add_argument("--detectors", action="store_true",
                    help="also time each detector alone over replay's batches (CPU seconds, microseconds per event)")
+    p.add_argument("--formats", action="store_true",
+                   help="also time parsing each of the input's files alone (CPU, microseconds per event)")
     p.set_defaults(func=run)
 
 
@@ -72,6 +74,26 @@ def measure_parse(files: list[str], config) -> tuple[float, float]:
     report = parse_files(files, config=config, out=None, dead_letter_path=os.devnull)
     n = report.totals.events
     return n / (time.perf_counter() - t0), n / (time.process_time() - c0)
+
+
+def measure_formats(files: list[str], config) -> dict[str, tuple[float, int]]:
+    """Per file of the input (``mix.<format>.log``), parsing it alone with its format named, as
+    replay reads it (``iter_file_batches``), events dropped: (CPU seconds, events)."""
+    from ramparts.redact import Hasher
+    from ramparts.streams.run import DeadLetterWriter, ParseReport, iter_file_batches
+
+    hasher = Hasher(config.resolved_hash_key())
+    out = {}
+    for path in files:
+        fmt = Path(path).name.split(".")[-2]
+        report = ParseReport(dead_letter_path=os.devnull)
+        dead = DeadLetterWriter(os.devnull, hasher)
+        n, c0 = 0, time.process_time()
+        for events in iter_file_batches(path, fmt, config, hasher, report, dead):
+            n += len(events)
+        out[fmt] = (time.process_time() - c0, n)
+        dead.close()
+    return out
 
 
 def measure_stages(files: list[str], single_file: Path, config) -> dict[str, float]:
@@ -311,6 +333,16 @@ def run(args) -> int:
             for name in stage_runs[0]:
                 vals = [r[name] for r in stage_runs]
                 print(f"  {name:48} {statistics.median(vals):12,.0f}   runs {', '.join(f'{v:,.0f}' for v in vals)}")
+        if args.formats:
+            fmt_runs = [measure_formats(files, config) for _ in range(args.repeat)]
+            total = sum(n for _, n in fmt_runs[0].values())
+            print(f"each file parsed alone ({total:,} events in all), CPU (median and best of runs):")
+            for fmt in fmt_runs[0]:
+                secs, n = [r[fmt][0] for r in fmt_runs], fmt_runs[0][fmt][1]
+                med = statistics.median(secs)
+                print(f"  {fmt:12} {n:8,} events  {med:6.2f} s  {med / max(n, 1) * 1e6:6.2f} us/event "
+                      f"(best {min(secs) / max(n, 1) * 1e6:.2f})  {med / max(total, 1) * 1e6:5.2f} us per event "
+                      f"of the input   runs {', '.join(f'{v:.2f}' for v in secs)}")
         if args.detectors:
             det_runs = [measure_detectors(files, config) for _ in range(args.repeat)]
             print(f"detectors alone over replay's batches of {n_events:,} events, CPU (median of runs):")

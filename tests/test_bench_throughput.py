@@ -23,3 +23,15 @@ def test_bench_throughput_measures_every_path_in_one_run():
                      "no-op Faust agent, single-record"}, proc.stdout
     assert all(int(v.replace(",", "")) > 0 for pair in rows.values() for v in pair)
     assert re.search(r"^single-record / no-op agent\s+\d+%\s+\d+%", proc.stdout, re.M)
+
+
+def test_bench_throughput_formats_times_each_file_of_the_input():
+    proc = subprocess.run([sys.executable, "-m", "ramparts.cli", "bench", "throughput", "--rate", "4",
+                           "--repeat", "1", "--skip-kafka", "--formats"],
+                          capture_output=True, text=True, timeout=400, env={**os.environ})
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    rows = dict(re.findall(r"^  (\w+)\s+([\d,]+) events\s+[\d.]+ s\s+[\d.]+ us/event", proc.stdout, re.M))
+    assert set(rows) == {"envoy_json", "kserve", "dcgm", "falco", "k8s_audit", "k8s_pods"}, proc.stdout
+    # every file's events, parsed alone, are the events replay reads from them all
+    replayed = int(re.search(r"^replay: ([\d,]+) events", proc.stdout, re.M).group(1).replace(",", ""))
+    assert sum(int(n.replace(",", "")) for n in rows.values()) == replayed, proc.stdout
