@@ -18,7 +18,9 @@ filters it by kind or entity and detectors read numpy columns from it.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -101,46 +103,198 @@ def to_json(event: dict) -> bytes:
     return orjson.dumps(to_wire(event))
 
 
+class Columns:
+    """Events held as columns: ``fields`` (every event's keys, in its dict's order) and
+    ``cols[f]``, a list of ``n`` values per field (``None`` for a field the event leaves empty).
+
+    What a parser writes instead of one dict per event: the detectors and the store read a
+    field of every event as one list (:meth:`EventBatch.values`), and a dict is made only for
+    an event somebody asks for whole (:meth:`dicts`). Every event of one ``Columns`` has the
+    same keys; events of other shapes go in another part of the :class:`EventBatch`.
+
+    >>> c = Columns(("kind", "ts"), {"kind": ["gpu", "gpu"], "ts": [2, 1]}, 2)
+    >>> c.dicts(), c.take([1]).dicts()
+    ([{'kind': 'gpu', 'ts': 2}, {'kind': 'gpu', 'ts': 1}], [{'kind': 'gpu', 'ts': 1}])
+    """
+
+    __slots__ = ("fields", "cols", "n")
+
+    def __init__(self, fields: tuple[str, ...], cols: dict[str, list], n: int):
+        self.fields = fields
+        self.cols = cols
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def values(self, field: str) -> list:
+        c = self.cols.get(field)
+        return c if c is not None else [None] * self.n
+
+    def dicts(self) -> list[dict]:
+        fields = self.fields
+        if not self.n:
+            return []
+        return [dict(zip(fields, row)) for row in zip(*[self.cols[f] for f in fields])]
+
+    def row(self, i: int) -> dict:
+        cols = self.cols
+        return {f: cols[f][i] for f in self.fields}
+
+    def take(self, idx: list[int]) -> "Columns":
+        if not idx:
+            return Columns(self.fields, {f: [] for f in self.fields}, 0)
+        get = _getter(idx)
+        return Columns(self.fields, {f: get(c) for f, c in self.cols.items()}, len(idx))
+
+
+def _getter(idx: list[int]) -> Callable[[list], list]:
+    """``lambda xs: [xs[i] for i in idx]``, in C."""
+    if len(idx) == 1:
+        i = idx[0]
+        return lambda xs: [xs[i]]
+    g = itemgetter(*idx)
+    return lambda xs: list(g(xs))
+
+
 class EventBatch(Sequence):
-    """A list of normalized events with the column and selection verbs the pipeline needs.
+    """A batch of normalized events with the column and selection verbs the pipeline needs.
+
+    The events are held in parts, each a list of dicts or a :class:`Columns` (what a
+    columnar parser writes), with an optional order over the parts' events (a selection or a
+    sort: nothing is copied). :meth:`values` reads one field of every event, in batch order,
+    without making the events' dicts; :attr:`events` makes them (once) for code that wants
+    them whole. A detector that reads only :meth:`values`, :meth:`indices_where` and
+    :meth:`column` never pays for a dict per event.
 
     :meth:`indices_where` indexes the events by one field the first time a detector asks, and
     every later detector of the batch reads that index instead of walking every event again
     (``Pipeline.process_batch`` hands one batch to all of them); :meth:`shared` keeps what
     several detectors derive alike. Both follow :meth:`append` and :meth:`extend`; change
-    ``events`` only through them.
+    the events only through them (the parts are shared by the batches selected from one).
+
+    >>> b = EventBatch.from_columns(("kind", "ts"), {"kind": ["gpu", "request"], "ts": [5, 3]})
+    >>> s = b.sorted_by_time()
+    >>> s.values("ts"), s.values("model"), s.events
+    ([3, 5], [None, None], [{'kind': 'request', 'ts': 3}, {'kind': 'gpu', 'ts': 5}])
     """
 
-    __slots__ = ("events", "_index", "_shared")
+    __slots__ = ("_parts", "_order", "_n", "_events", "_values", "_index", "_shared")
 
     def __init__(self, events: list[dict] | None = None):
-        self.events: list[dict] = events if events is not None else []
+        events = events if events is not None else []
+        self._parts: list[list[dict] | Columns] = [events]
+        self._order: list[int] | None = None
+        self._n = len(events)
+        self._events: list[dict] | None = events
+        self._values: dict[str, list] = {}
         self._index: dict[str, dict[Any, list[int]]] = {}
         self._shared: dict[str, Any] = {}
 
+    @classmethod
+    def _of(cls, parts: list, order: list[int] | None) -> "EventBatch":
+        b = cls.__new__(cls)
+        b._parts = parts
+        b._order = order
+        b._n = len(order) if order is not None else sum(len(p) for p in parts)
+        b._events = None
+        b._values, b._index, b._shared = {}, {}, {}
+        return b
+
+    @classmethod
+    def from_columns(cls, fields: tuple[str, ...], cols: dict[str, list], n: int | None = None) -> "EventBatch":
+        """A batch of one :class:`Columns` part (``n``: the events, by default the first column's length)."""
+        if n is None:
+            n = len(cols[fields[0]]) if fields else 0
+        return cls._of([Columns(fields, cols, n)], None)
+
+    @classmethod
+    def concat(cls, batches: Iterable["EventBatch"]) -> "EventBatch":
+        """The events of ``batches``, one after the other."""
+        parts: list = []
+        for b in batches:
+            if b._order is None:
+                parts.extend(p for p in b._parts if len(p))
+            else:
+                parts.append(b.events)
+        return cls._of(parts, None)
+
+    @property
+    def events(self) -> list[dict]:
+        """The events as dicts, in batch order (made once, on first use; do not change them)."""
+        ev = self._events
+        if ev is None:
+            base: list[dict] = []
+            for p in self._parts:
+                base.extend(p.dicts() if type(p) is Columns else p)
+            ev = self._events = base if self._order is None else _getter(self._order)(base) if self._order else []
+        return ev
+
     def __len__(self) -> int:
-        return len(self.events)
+        return self._n
 
     def __getitem__(self, i):
         if isinstance(i, slice):
-            return EventBatch(self.events[i])
-        return self.events[i]
+            return self.select(range(self._n)[i])
+        if self._events is not None:
+            return self._events[i]
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError("event index out of range")
+        if self._order is not None:
+            i = self._order[i]
+        for p in self._parts:
+            if i < len(p):
+                return p.row(i) if type(p) is Columns else p[i]
+            i -= len(p)
+        raise IndexError("event index out of range")  # pragma: no cover (n counts the parts)
 
     def __iter__(self) -> Iterator[dict]:
         return iter(self.events)
 
     def __repr__(self) -> str:
-        return f"EventBatch({len(self.events)} events, kinds={self.kinds()})"
+        return f"EventBatch({self._n} events, kinds={self.kinds()})"
+
+    def _mutable(self) -> list[dict]:
+        ev = self.events
+        if self._parts != [ev] or self._order is not None:  # the parts may be another batch's
+            ev = list(ev)
+        self._parts, self._order, self._events = [ev], None, ev
+        self._values.clear()
+        self._index.clear()
+        self._shared.clear()
+        return ev
 
     def append(self, event: dict) -> None:
-        self.events.append(event)
-        self._index.clear()
-        self._shared.clear()
+        self._mutable().append(event)
+        self._n += 1
 
     def extend(self, events: Iterable[dict]) -> None:
-        self.events.extend(events)
-        self._index.clear()
-        self._shared.clear()
+        ev = self._mutable()
+        ev.extend(events)
+        self._n = len(ev)
+
+    def values(self, field: str) -> list:
+        """``field`` of every event, in batch order (``None`` where absent), read once per batch
+        for every detector that asks. The list is shared: do not change it.
+
+        >>> EventBatch([{"kind": "gpu"}, {}]).values("kind")
+        ['gpu', None]
+        """
+        v = self._values.get(field)
+        if v is None:
+            parts = self._parts
+            if self._order is None and len(parts) == 1:
+                p = parts[0]
+                v = p.values(field) if type(p) is Columns else [e.get(field) for e in p]
+            else:
+                base: list = []
+                for p in parts:
+                    base.extend(p.values(field) if type(p) is Columns else [e.get(field) for e in p])
+                v = base if self._order is None else _getter(self._order)(base) if self._order else []
+            self._values[field] = v
+        return v
 
     def kinds(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -170,8 +324,11 @@ class EventBatch(Sequence):
 
     def where(self, field: str, *values: Any) -> list[dict]:
         """The events whose ``field`` equals one of ``values``, in batch order (:meth:`indices_where`)."""
-        ev = self.events
-        return [ev[i] for i in self.indices_where(field, *values)]
+        idx = self.indices_where(field, *values)
+        if self._events is not None:
+            ev = self._events
+            return [ev[i] for i in idx]
+        return self.select(idx).events
 
     def shared(self, name: str, build: Callable[["EventBatch"], Any]) -> Any:
         """``build(self)``, computed once per batch under ``name`` for every detector that asks
@@ -186,8 +343,7 @@ class EventBatch(Sequence):
         index = self._index.get(field)
         if index is None:
             index = {}
-            for i, e in enumerate(self.events):
-                v = e.get(field)
+            for i, v in enumerate(self.values(field)):
                 try:
                     idx = index.get(v)
                 except TypeError:  # a list or an object where a value was expected: equals no key
@@ -204,51 +360,81 @@ class EventBatch(Sequence):
         """One field as a numpy array.
 
         Numeric dtypes get NaN (floats) or ``missing`` (ints, default 0) where the field is
-        absent or not a number; ``object`` keeps the values as they are (``None`` if absent).
+        absent or not a number; ``object`` keeps the values as they are (``missing`` where
+        absent or ``None``).
         """
-        events = self.events
-        n = len(events)
+        vals = self.values(name)
+        n = len(vals)
         dt = np.dtype(dtype)
         if dt.kind == "f":
             fill = np.nan if missing is None else missing
-            out = np.fromiter((_num(e.get(name), fill) for e in events), dtype=dt, count=n)
-            return out
+            return np.fromiter((_num(v, fill) for v in vals), dtype=dt, count=n)
         if dt.kind in "iu":
             fill = 0 if missing is None else missing
-            return np.fromiter((_int(e.get(name), fill) for e in events), dtype=dt, count=n)
+            return np.fromiter((_int(v, fill) for v in vals), dtype=dt, count=n)
         out = np.empty(n, dtype=object)
-        out[:] = [e.get(name, missing) for e in events]
+        out[:] = vals if missing is None else [missing if v is None else v for v in vals]
         return out
 
     def ts(self) -> np.ndarray:
         """Event times as int64 nanoseconds."""
-        return np.fromiter((e["ts"] for e in self.events), dtype=np.int64, count=len(self.events))
+        vals = self.values("ts")
+        if None in vals:
+            raise KeyError("ts")
+        return np.fromiter(vals, dtype=np.int64, count=len(vals))
 
     # -- selection -----------------------------------------------------------------------
     def select(self, which: np.ndarray | Sequence[int]) -> "EventBatch":
-        """The events where a boolean mask is true, or at the given indices."""
+        """The events where a boolean mask is true, or at the given indices (no event is copied)."""
         idx = np.asarray(which)
         if idx.dtype == bool:
-            if len(idx) != len(self.events):
-                raise ValueError(f"mask of length {len(idx)} for a batch of {len(self.events)}")
+            if len(idx) != self._n:
+                raise ValueError(f"mask of length {len(idx)} for a batch of {self._n}")
             idx = np.flatnonzero(idx)
-        ev = self.events
-        return EventBatch([ev[i] for i in idx.tolist()])
+        order = idx.tolist()
+        if self._order is not None and order:
+            order = _getter(order)(self._order)
+        return EventBatch._of(self._parts, order)
+
+    def pooled(self) -> "EventBatch":
+        """These events as parts without an order, each part's events in their order here: the
+        same events as :meth:`concat` would keep, and a stable sort by time of ``pooled()``
+        followed by more events gives the same order as of ``self`` followed by them, when
+        ``self`` is sorted by time (events of one instant stay in the order they were read).
+        What :func:`~ramparts.streams.replay.merge_by_time` keeps of a pool between releases,
+        without a deep chain of selections."""
+        if self._order is None:
+            return self
+        starts, at = [], 0
+        for p in self._parts:
+            starts.append(at)
+            at += len(p)
+        groups: list[list[int]] = [[] for _ in self._parts]
+        for i in self._order:
+            k = bisect.bisect_right(starts, i) - 1
+            groups[k].append(i - starts[k])
+        parts = []
+        for p, g in zip(self._parts, groups):
+            if g:
+                parts.append(p.take(g) if type(p) is Columns else _getter(g)(p))
+        return EventBatch._of(parts, None)
 
     def of_kind(self, kind: str) -> "EventBatch":
-        return EventBatch([e for e in self.events if e.get("kind") == kind])
+        return self.select(self.indices_where("kind", kind))
 
     def group_by(self, field: str) -> dict[Any, np.ndarray]:
         """Indices of the events per value of ``field`` (absent values group under ``None``)."""
         groups: dict[Any, list[int]] = {}
-        for i, e in enumerate(self.events):
-            groups.setdefault(e.get(field), []).append(i)
+        for i, v in enumerate(self.values(field)):
+            groups.setdefault(v, []).append(i)
         return {k: np.asarray(v, dtype=np.int64) for k, v in groups.items()}
 
     def sorted_by_time(self) -> "EventBatch":
         """A stable sort on ``ts``: events of the same instant keep their input order."""
-        order = np.argsort(self.ts(), kind="stable")
-        return self.select(order)
+        ts = self.ts()
+        if len(ts) < 2 or bool(np.all(ts[1:] >= ts[:-1])):
+            return self
+        return self.select(np.argsort(ts, kind="stable"))
 
     # -- output --------------------------------------------------------------------------
     def to_jsonl(self) -> bytes:

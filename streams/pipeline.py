@@ -112,31 +112,29 @@ class Pipeline:
         ``scope`` names whose state ``state`` is (the worker's partition), for the incidents.
         """
         t0 = time.perf_counter()
-        if isinstance(events, EventBatch):
-            events = events.events
-        events = sorted(events, key=_ts)
-        batch = EventBatch(events)
+        batch = (events if isinstance(events, EventBatch) else EventBatch(events)).sorted_by_time()
+        n = len(batch)
         raised: list[dict] = []
         for d in self.detectors:
             try:
                 raised.extend(d.update(batch, state))
             except Exception as e:  # one broken detector must not stop the others or the store
                 self.stats.detector_errors += 1
-                err = DetectorError(f"detector {d.name} failed on a batch of {len(events)} events "
-                                    f"({_span(events)}): {type(e).__name__}: {e}")
+                err = DetectorError(f"detector {d.name} failed on a batch of {n} events "
+                                    f"({_span(batch)}): {type(e).__name__}: {e}")
                 self.stats.last_detector_error = str(err)
                 log.error("%s", err, exc_info=e)
         alerts = merge_alerts(raised)
         if self.alerting is not None:
-            alerts = self.alerting.on_batch(alerts, state, events[-1]["ts"] if events else None, scope)
+            alerts = self.alerting.on_batch(alerts, state, batch.values("ts")[-1] if n else None, scope)
         if self.sink is not None:
             if self.write_events:
-                self.sink.write_events(events)
+                self.sink.write_events(batch.events)
             if alerts:
                 self.sink.write_alerts(alerts)
         s = self.stats
         s.batches += 1
-        s.events += len(events)
+        s.events += n
         s.alerts += len(alerts)
         for k, n in batch.kinds().items():
             s.events_by_kind[k] = s.events_by_kind.get(k, 0) + n
@@ -146,14 +144,11 @@ class Pipeline:
         return alerts
 
 
-def _ts(e: dict) -> int:
-    return e["ts"]
-
-
-def _span(events: list[dict]) -> str:
-    if not events:
+def _span(batch: EventBatch) -> str:
+    if not len(batch):
         return "empty"
-    return f"{format_rfc3339(events[0]['ts'])} .. {format_rfc3339(events[-1]['ts'])}"
+    ts = batch.values("ts")
+    return f"{format_rfc3339(ts[0])} .. {format_rfc3339(ts[-1])}"
 
 
 def alert_to_wire(alert: dict) -> dict:

@@ -34,6 +34,7 @@ import numpy as np
 import orjson
 
 from ramparts.detectors.base import DictState
+from ramparts.events import EventBatch
 from ramparts.redact import Hasher
 
 from .parsers import DeadLetter
@@ -43,27 +44,29 @@ from .run import DEFAULT_DEAD_LETTER, DeadLetterWriter, ParseReport, iter_file_b
 BATCH_EVENTS = 8192
 
 
-def merge_by_time(sources: list[Iterator[Iterable[dict]]]) -> Iterator[list[dict]]:
+def merge_by_time(sources: list[Iterator[EventBatch | Iterable[dict]]]) -> Iterator[EventBatch]:
     """Merge per-file iterators of event chunks into chunks in event-time order."""
     active = {i: it for i, it in enumerate(sources)}
     newest = {i: -(2**63) for i in active}  # the newest ts read from each open file
-    pending: list[dict] = []
+    pending: list[EventBatch] = []
     released_up_to = -(2**63)
 
-    def release(upto: int | None) -> list[dict]:
+    def release(upto: int | None) -> EventBatch | None:
         nonlocal pending
         if not pending:
-            return []
-        ts = np.fromiter((e["ts"] for e in pending), dtype=np.int64, count=len(pending))
+            return None
+        pool = pending[0] if len(pending) == 1 else EventBatch.concat(pending)
+        ts = pool.ts()
         order = np.argsort(ts, kind="stable")
         if upto is None:
-            out = [pending[i] for i in order]
             pending = []
-            return out
+            return pool.select(order)
         cut = int(np.searchsorted(ts[order], upto, side="right"))
-        out = [pending[i] for i in order[:cut]]
-        pending = [pending[i] for i in order[cut:]]
-        return out
+        # What stays is kept without its order (pooled): a stable sort of it and the next
+        # chunks orders it as the sort of the whole would, with no chain of selections.
+        rest = pool.select(order[cut:]).pooled()
+        pending = [rest] if len(rest) else []
+        return pool.select(order[:cut]) if cut else None
 
     while active:
         # Read from the file that lags most: that is the one holding the watermark back.
@@ -72,19 +75,20 @@ def merge_by_time(sources: list[Iterator[Iterable[dict]]]) -> Iterator[list[dict
         if chunk is None:
             del active[i], newest[i]
         else:
-            chunk = list(chunk)
-            if chunk:
-                pending.extend(chunk)
-                newest[i] = max(newest[i], max(e["ts"] for e in chunk))
+            if not isinstance(chunk, EventBatch):
+                chunk = EventBatch(list(chunk))
+            if len(chunk):
+                pending.append(chunk)
+                newest[i] = max(newest[i], int(chunk.ts().max()))
         if active:
             watermark = min(newest.values())
             if watermark > released_up_to:
                 out = release(watermark)
                 released_up_to = watermark
-                if out:
+                if out is not None:
                     yield out
     out = release(None)
-    if out:
+    if out is not None and len(out):
         yield out
 
 

@@ -5,7 +5,8 @@ from ramparts.events import KIND_FIELDS, EventBatch, check_event, to_json
 
 
 def _req(i, **kw):
-    e = {"kind": "request", "ts": 1_700_000_000_000_000_000 + i, "source": "test", **{f: None for f in KIND_FIELDS["request"]}}
+    e = {"kind": "request", "ts": 1_700_000_000_000_000_000 + i, "source": "test",
+         **{f: None for f in KIND_FIELDS["request"]}}
     e.update(kw)
     return e
 
@@ -73,3 +74,98 @@ def test_shared_builds_once_per_batch_and_again_after_a_change():
     b.append({"kind": "request"})
     assert b.shared("n", build) == 2
     assert calls == [1, 2]
+
+
+# -- columnar parts ----------------------------------------------------------------------------
+import hypothesis.strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+
+from ramparts.events import Columns  # noqa: E402
+
+_SHAPES = (("kind", "ts", "principal", "status"), ("kind", "ts", "gpu_uuid"), ("ts", "kind"))
+
+
+@st.composite
+def _parts(draw):
+    """Parts of a batch, as (dicts, the same as a columnar part or a list of dicts)."""
+    out = []
+    for _ in range(draw(st.integers(0, 4))):
+        fields = draw(st.sampled_from(_SHAPES))
+        n = draw(st.integers(0, 6))
+        rows = [{f: draw(st.integers(0, 3)) if f in ("ts", "status") else draw(st.sampled_from(["a", "b", None]))
+                 for f in fields} for _ in range(n)]
+        as_columns = draw(st.booleans())
+        part = Columns(fields, {f: [r[f] for r in rows] for f in fields}, n) if as_columns else rows
+        out.append((rows, part))
+    return out
+
+
+def _batch(parts):
+    """The columnar batch and the same events as one list of dicts."""
+    rows = [r for dicts, _ in parts for r in dicts]
+    b = EventBatch.concat(EventBatch.from_columns(p.fields, p.cols, p.n) if type(p) is Columns else EventBatch(p)
+                          for _, p in parts)
+    return b, rows
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(_parts(), st.data())
+def test_a_batch_of_columns_reads_as_its_dicts_through_sorts_and_selections(parts, data):
+    b, rows = _batch(parts)
+    for _ in range(data.draw(st.integers(0, 3))):
+        how = data.draw(st.sampled_from(["sort", "select", "slice", "pool"]))
+        if how == "sort":
+            b, rows = b.sorted_by_time(), sorted(rows, key=lambda e: e["ts"])
+        elif how == "select":
+            idx = data.draw(st.lists(st.integers(0, max(len(rows) - 1, 0)), max_size=len(rows))) if rows else []
+            b, rows = b.select(idx), [rows[i] for i in idx]
+        elif how == "slice":
+            i, j = data.draw(st.integers(0, len(rows))), data.draw(st.integers(0, len(rows)))
+            b, rows = b[i:j], rows[i:j]
+        else:
+            pooled = b.pooled()  # every event, in another order (below)
+            assert sorted(map(repr, pooled.events)) == sorted(map(repr, rows))
+            b, rows = pooled, list(pooled.events)
+    assert len(b) == len(rows)
+    for f in ("kind", "ts", "principal", "gpu_uuid", "status", "absent"):
+        assert b.values(f) == [r.get(f) for r in rows]
+        for v in ("a", None, 1):
+            assert b.indices_where(f, v) == [i for i, r in enumerate(rows) if r.get(f) == v]
+    assert [b[i] for i in range(len(rows))] == rows
+    assert b.events == rows and [list(e) for e in b.events] == [list(r) for r in rows]  # keys in order too
+    if rows:
+        assert b[-1] == rows[-1]
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(_parts(), _parts(), st.data())
+def test_the_rest_of_a_sorted_pool_pooled_sorts_with_more_events_like_the_rest_itself(parts, more, data):
+    """merge_by_time's pool: the events after a cut of the sorted pool, pooled, then the next
+    chunks, sort (stably, by time) as the rest in its sorted order followed by them would."""
+    pool, _ = _batch(parts)
+    nxt, _ = _batch(more)
+    order = np.argsort(pool.ts(), kind="stable")
+    rest = pool.select(order[data.draw(st.integers(0, len(pool))):])
+    whole = EventBatch.concat([EventBatch(list(rest.events)), nxt]).sorted_by_time()
+    assert EventBatch.concat([rest.pooled(), nxt]).sorted_by_time().events == whole.events
+
+
+def test_pooled_then_sorted_orders_like_the_sorted_whole():
+    """What merge_by_time relies on: a sorted selection, pooled, then more events, sorts like the
+    sorted selection followed by them (one instant's events in the order they were read)."""
+    a = EventBatch.from_columns(("ts", "n"), {"ts": [3, 1, 3, 2], "n": [0, 1, 2, 3]})
+    b = EventBatch([{"ts": 3, "n": 4}, {"ts": 1, "n": 5}])
+    pool = EventBatch.concat([a, b])
+    rest = pool.select(np.argsort(pool.ts(), kind="stable")[2:])  # [1:n5]... the later ones
+    more = EventBatch([{"ts": 2, "n": 6}, {"ts": 3, "n": 7}])
+    whole = EventBatch.concat([EventBatch(rest.events), more]).sorted_by_time()
+    pooled = EventBatch.concat([rest.pooled(), more]).sorted_by_time()
+    assert [e["n"] for e in pooled] == [e["n"] for e in whole] == [3, 6, 0, 2, 4, 7]
+
+
+def test_append_to_a_selection_leaves_the_batch_it_came_from_alone():
+    a = EventBatch([{"ts": 1}, {"ts": 2}])
+    s = a.select([1])
+    s.append({"ts": 3})
+    assert [e["ts"] for e in s] == [2, 3] and [e["ts"] for e in a] == [1, 2]
+    assert s.values("ts") == [2, 3] and len(s) == 2
