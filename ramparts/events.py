@@ -441,6 +441,31 @@ class EventBatch(Sequence):
         return b"".join(to_json(e) + b"\n" for e in self.events)
 
 
+def columnar(events: list[dict]) -> EventBatch:
+    """The same events as a batch of :class:`Columns` parts (one per key set, in the events'
+    order): what a columnar parser would hand on. For tests and benchmarks that check a
+    detector reads a batch of columns as it reads the dicts.
+
+    >>> b = columnar([{"kind": "gpu", "ts": 2}, {"kind": "request", "ts": 1, "status": 200}, {"kind": "gpu", "ts": 3}])
+    >>> [type(p).__name__ for p in b._parts], b.events[1], b.values("status")
+    (['Columns', 'Columns'], {'kind': 'request', 'ts': 1, 'status': 200}, [None, 200, None])
+    """
+    shapes: dict[tuple, list[int]] = {}
+    for i, e in enumerate(events):
+        shapes.setdefault(tuple(e), []).append(i)
+    parts, where = [], []
+    for fields, idx in shapes.items():
+        rows = [events[i] for i in idx]
+        parts.append(Columns(fields, {f: [e[f] for e in rows] for f in fields}, len(rows)))
+        where.extend(idx)
+    if where == sorted(where):
+        return EventBatch._of(parts, None)
+    order = [0] * len(where)
+    for pos, i in enumerate(where):
+        order[i] = pos
+    return EventBatch._of(parts, order)
+
+
 _UNHASHABLE = object()  # the index key of values that cannot be dict keys
 _NONE: list[int] = []
 

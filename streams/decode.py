@@ -118,9 +118,9 @@ def decode_stream(stream: BinaryIO, parser: Parser, origin: str,
         yield Chunk(EventBatch(events), dead)
         return
     for first, lines in iter_lines(stream, chunk_lines):
-        events, dead = [], []
-        parser.parse_chunk(lines, origin, first, events, dead)
-        yield Chunk(EventBatch(events), dead)
+        dead = []
+        batch = parser.parse_batch(lines, origin, first, dead)
+        yield Chunk(batch, dead)
     events, dead = [], []
     parser.flush(events, dead)
     if events or dead:

@@ -28,6 +28,7 @@ import orjson
 
 from ramparts.config import StrictModel
 from ramparts.errors import ParseError
+from ramparts.events import EventBatch
 from ramparts.redact import Hasher
 
 # Joins keep at most this many records waiting for their partner; the oldest is flushed
@@ -272,6 +273,18 @@ class Parser:
                 extend(out)
         stats.records += len(records)
         stats.events += len(events) - n_before
+
+    def parse_batch(self, records: list[bytes], origin: str, first_line: int,
+                    dead: list[DeadLetter]) -> EventBatch:
+        """:meth:`parse_chunk`'s events as an :class:`~ramparts.events.EventBatch`, in record order.
+
+        What the readers of files and raw topics call. A parser that writes its events as
+        columns (:class:`~ramparts.events.Columns`, no dict per event) overrides this; the same
+        records must give the same events, ids, dead letters and counts as :meth:`parse_chunk`.
+        """
+        events: list[dict] = []
+        self.parse_chunk(records, origin, first_line, events, dead)
+        return EventBatch(events)
 
     def flush(self, events: list[dict], dead: list[DeadLetter]) -> None:
         self._dead = dead
