@@ -62,6 +62,9 @@ def add_arguments(sub) -> None:
     p.add_argument("--columnar", action="store_true",
                    help="with --detectors: hand the detectors batches of columns (events.columnar), as a "
                         "columnar parser would, instead of lists of dicts")
+    p.add_argument("--default-gc", action="store_true",
+                   help="leave the garbage collector at CPython's defaults in this process (replay, parse, "
+                        "detectors), instead of tuning it as `ramparts replay` and the worker do (ramparts.gctune)")
     p.add_argument("--formats", action="store_true",
                    help="also time parsing each of the input's files alone (CPU, microseconds per event)")
     p.set_defaults(func=run)
@@ -327,6 +330,10 @@ def run(args) -> int:
               f"single-record runs: {args.single_records:,} Envoy lines; cores: worker {core}, broker {other}",
               flush=True)
 
+        if not args.default_gc:
+            from ramparts.gctune import tune
+
+            tune()  # as `ramparts replay` does; the worker processes measured below tune themselves
         pin(0, core)
         parse_runs, replay_runs, store_runs = [], [], []  # (wall rate, CPU rate) per run
         n_events = 0

@@ -95,6 +95,9 @@ def _cmd_replay(args) -> int:
     total = sum(os.path.getsize(f) for f in args.files if f != "-" and os.path.isfile(f) and not f.endswith(".gz"))
     progress = Progress(total or None, enabled={"auto": None, "always": True, "never": False}[args.progress])
     sink = _open_store(config, args.store)
+    from ramparts.gctune import tune
+
+    tune()
     try:
         report = replay(args.files, config=config, fmt=args.format, sink=sink,
                         dead_letter_path=args.dead_letter, progress=progress)
