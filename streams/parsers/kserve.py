@@ -187,19 +187,31 @@ class KServeParser(Parser):
         self._origin = origin
         self._dead = dead
         stats = self.stats
-        one = self._record_rows
+        fast_half = self._fast_half_of
+        pair = self._pair
+        general = self._general_rows
         rows: list[tuple] = []
+        append = rows.append
         ids: list[str] | None = [] if self.stamp_ids else None
         line = first_line - 1
         parsed = skipped = 0
         for raw in records:
             line += 1
+            half = fast_half(raw)  # None for a blank line too: msgspec reads no JSON there
+            if half is not None:
+                parsed += 1
+                row = pair(half)
+                if row is not None:
+                    append(row)
+                    if ids is not None:
+                        ids.append(f"{origin}:{line}.0")
+                continue
             self._line = line
             if not raw or raw.isspace():
                 skipped += 1
                 continue
             try:
-                out = one(raw)
+                out = general(raw)
             except Exception as e:  # any failure of one record is that record's problem
                 dead.append(DeadLetter(self.name, origin, line, describe(e), raw))
                 stats.dead_letters += 1
@@ -213,6 +225,7 @@ class KServeParser(Parser):
                 rows.extend(out)
                 if ids is not None:
                     ids.extend([f"{origin}:{line}.{k}" for k in range(len(out))])
+        self._line = line
         stats.parsed += parsed
         stats.skipped += skipped
         stats.records += len(records)
@@ -225,17 +238,26 @@ class KServeParser(Parser):
 
     def _record_rows(self, raw: bytes) -> list[tuple] | tuple | None:
         """One line's predictions as rows (an empty sequence: a half now waits), None if not data."""
+        half = self._fast_half_of(raw)
+        if half is not None:
+            row = self._pair(half)
+            return _NO_ROWS if row is None else (row,)
+        return self._general_rows(raw)
+
+    def _fast_half_of(self, raw: bytes) -> tuple | None:
+        """The line's half by the fast path, or None for the general path to decide."""
         fast = self._fast
         # msgspec may not check the UTF-8 of every byte it reads past, orjson does: a line that
         # is not UTF-8 is left to the general path (which dead-letters it).
         if fast is not None and (raw.isascii() or is_utf8(raw)):
             try:
-                half = self._fast_half(fast(raw))
+                return self._fast_half(fast(raw))
             except Exception:  # not this shape, a type the Structs do not take, bad JSON or data
-                half = None
-            if half is not None:
-                row = self._pair(half)
-                return _NO_ROWS if row is None else (row,)
+                return None
+        return None
+
+    def _general_rows(self, raw: bytes) -> list[tuple] | tuple | None:
+        """The general path (orjson and dicts) of one line."""
         if raw.lstrip()[:1] == b"[":
             # CloudEvents batch mode (application/cloudevents-batch+json): one array per line.
             docs = orjson.loads(raw)
