@@ -64,6 +64,17 @@ types do not fit (another key, a value of another type, a binary-mode dump, a ba
 integer orjson would read differently, bad JSON) goes to the general path, orjson and dicts,
 which decides; tests/parsers/test_kserve_fastpath.py checks that both give the same events,
 dead letters and counts.
+
+Columns: ``parse_batch`` (what files and replay read) makes no dict per prediction. The join
+gives each prediction as a row, a tuple in ``FIELDS`` order (``STAMPED_FIELDS``, with the
+stamped ``id`` last, when ``stamp_ids``); the chunk's rows are turned into one
+:class:`~ramparts.events.Columns` at its end (``input`` and ``output`` stay the lists they were
+decoded to). ``parse_chunk`` (the worker's raw stage) and ``parse_record`` make the dicts from the
+same rows, so both give the same events, ids, dead letters and counts (checked in
+tests/parsers/test_kserve_fastpath.py over chunks the join spans). The flush (``finish``) gives
+dicts: it runs once per input. The lists of tensor names are shared by the events that name the
+same tensors (two tracked lists fewer per prediction for the garbage collector; events are not
+changed once made).
 """
 
 from __future__ import annotations
@@ -80,16 +91,24 @@ import orjson
 from pydantic import Field
 
 from ramparts.errors import ParseError
+from ramparts.events import EventBatch
 from ramparts.timeutil import parse_iso
 
-from .base import (DEFAULT_MAX_PENDING, Parser, as_object, as_str, describe, is_utf8, load_json_object,
-                   sniff_json_lines)
+from .base import (DEFAULT_MAX_PENDING, DeadLetter, Parser, as_object, as_str, describe, is_utf8,
+                   load_json_object, sniff_json_lines)
 
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 _TYPE_PREFIX = "org.kubeflow.serving.inference."
 
 _BODY_KEYS = ("body", "data", "data_base64", "headers")
+# A prediction's fields, in its dict's order (a row of the join is a tuple of these), and with
+# the id the streaming pipeline stamps (``stamp_ids``), last as ``Parser.parse_chunk`` adds it.
+FIELDS = ("kind", "ts", "source", "principal", "src_ip", "model", "model_version", "input", "output",
+          "request_id", "inference_service", "namespace", "component", "endpoint", "protocol", "input_names",
+          "output_names", "latency_ms")
+STAMPED_FIELDS = FIELDS + ("id",)
+_NO_ROWS = ()  # a line whose half now waits for its partner
 _TOKEN_PREFIXES = ("bearer ", "basic ", "token ")
 
 
@@ -130,6 +149,7 @@ class KServeParser(Parser):
             dict.fromkeys(self._principal_names + self._ip_names))
         self._no_attrs = (None,) * len(self._attr_names)
         self._idents: dict[Any, tuple[str | None, str | None]] = {}
+        self._names: dict[Any, list] = {}  # tensor name(s) -> the list of them events share
         # id -> half: whichever half of a pair came first, oldest first (a plain
         # dict keeps insertion order, and a popped id put back goes to the end).
         self._pending: dict[str, tuple] = {}
@@ -148,21 +168,111 @@ class KServeParser(Parser):
         return sniff_json_lines(lines, accepts, first_of_array=True)
 
     # -- parsing ------------------------------------------------------------------------
+    def parse_batch(self, records: list[bytes], origin: str, first_line: int,
+                    dead: list[DeadLetter]) -> EventBatch:
+        """The chunk's predictions as one :class:`~ramparts.events.Columns` part: a row tuple per
+        prediction, turned into columns at the end; no dict is made for any of them."""
+        rows, ids = self._parse_rows(records, origin, first_line, dead)
+        if not rows:
+            return EventBatch()
+        cols = dict(zip(FIELDS, map(list, zip(*rows))))
+        if ids is None:
+            return EventBatch.from_columns(FIELDS, cols, len(rows))
+        cols["id"] = ids
+        return EventBatch.from_columns(STAMPED_FIELDS, cols, len(rows))
+
+    def parse_chunk(self, records: list[bytes], origin: str, first_line: int,
+                    events: list[dict], dead: list[DeadLetter]) -> None:
+        """:meth:`parse_batch`'s predictions as dicts (what the worker's raw stage reads)."""
+        rows, ids = self._parse_rows(records, origin, first_line, dead)
+        if ids is None:
+            events.extend([dict(zip(FIELDS, r)) for r in rows])
+        else:
+            events.extend([dict(zip(STAMPED_FIELDS, (*r, i))) for r, i in zip(rows, ids)])
+
+    def _parse_rows(self, records: list[bytes], origin: str, first_line: int,
+                    dead: list[DeadLetter]) -> tuple[list[tuple], list[str] | None]:
+        """The loop of :meth:`Parser.parse_chunk`, over rows (tuples in ``FIELDS`` order) instead of
+        dicts: (the rows, in record order; their ids when ``stamp_ids``, else None). Every record is
+        parsed, skipped or dead-lettered and counted as there; ids are ``<origin>:<line>.<k>``."""
+        self._origin = origin
+        self._dead = dead
+        stats = self.stats
+        fast_half = self._fast_half_of
+        pair = self._pair
+        general = self._general_rows
+        rows: list[tuple] = []
+        append = rows.append
+        ids: list[str] | None = [] if self.stamp_ids else None
+        line = first_line - 1
+        parsed = skipped = 0
+        for raw in records:
+            line += 1
+            half = fast_half(raw)  # None for a blank line too: msgspec reads no JSON there
+            if half is not None:
+                parsed += 1
+                row = pair(half)
+                if row is not None:
+                    append(row)
+                    if ids is not None:
+                        ids.append(f"{origin}:{line}.0")
+                continue
+            self._line = line
+            if not raw or raw.isspace():
+                skipped += 1
+                continue
+            try:
+                out = general(raw)
+            except Exception as e:  # any failure of one record is that record's problem
+                dead.append(DeadLetter(self.name, origin, line, describe(e), raw))
+                stats.dead_letters += 1
+                stats.failed += 1
+                continue
+            if out is None:
+                skipped += 1
+                continue
+            parsed += 1
+            if out:
+                rows.extend(out)
+                if ids is not None:
+                    ids.extend([f"{origin}:{line}.{k}" for k in range(len(out))])
+        self._line = line
+        stats.parsed += parsed
+        stats.skipped += skipped
+        stats.records += len(records)
+        stats.events += len(rows)
+        return rows, ids
+
     def parse_record(self, raw: bytes) -> list[dict] | None:
+        rows = self._record_rows(raw)
+        return None if rows is None else [dict(zip(FIELDS, r)) for r in rows]
+
+    def _record_rows(self, raw: bytes) -> list[tuple] | tuple | None:
+        """One line's predictions as rows (an empty sequence: a half now waits), None if not data."""
+        half = self._fast_half_of(raw)
+        if half is not None:
+            row = self._pair(half)
+            return _NO_ROWS if row is None else (row,)
+        return self._general_rows(raw)
+
+    def _fast_half_of(self, raw: bytes) -> tuple | None:
+        """The line's half by the fast path, or None for the general path to decide."""
         fast = self._fast
         # msgspec may not check the UTF-8 of every byte it reads past, orjson does: a line that
         # is not UTF-8 is left to the general path (which dead-letters it).
         if fast is not None and (raw.isascii() or is_utf8(raw)):
             try:
-                half = self._fast_half(fast(raw))
+                return self._fast_half(fast(raw))
             except Exception:  # not this shape, a type the Structs do not take, bad JSON or data
-                half = None
-            if half is not None:
-                return self._pair(half)
+                return None
+        return None
+
+    def _general_rows(self, raw: bytes) -> list[tuple] | tuple | None:
+        """The general path (orjson and dicts) of one line."""
         if raw.lstrip()[:1] == b"[":
             # CloudEvents batch mode (application/cloudevents-batch+json): one array per line.
             docs = orjson.loads(raw)
-            out: list[dict] = []
+            out: list[tuple] = []
             for i, doc in enumerate(docs):
                 try:
                     got = self._one(as_object(doc, f"batch item {i}"))
@@ -174,7 +284,7 @@ class KServeParser(Parser):
             return out
         return self._one(load_json_object(raw))
 
-    def _one(self, doc: dict) -> list[dict] | None:
+    def _one(self, doc: dict) -> tuple | None:
         attrs, headers = _split_envelope(doc)
         if attrs is None:
             raise ParseError("not a CloudEvent: no specversion/type/id and no ce-* attributes")
@@ -199,10 +309,12 @@ class KServeParser(Parser):
         if not isinstance(t, str):
             raise ParseError("CloudEvent without a time" if t is None
                              else f"time: expected RFC 3339 text, got {type(t).__name__}")
-        return self._pair(self._half(doc, attrs, headers, parse_iso(t), ce_id, is_request))
+        row = self._pair(self._half(doc, attrs, headers, parse_iso(t), ce_id, is_request))
+        return _NO_ROWS if row is None else (row,)
 
-    def _pair(self, half: tuple) -> list[dict]:
-        """One half into the join: the prediction if its partner was waiting, else it waits."""
+    def _pair(self, half: tuple) -> tuple | None:
+        """One half into the join: the prediction's row if its partner was waiting, else it waits
+        (and None, unless it pushed out another half: that one's row)."""
         ce_id = half[1]
         pending = self._pending
         other = pending.pop(ce_id, None)
@@ -210,22 +322,22 @@ class KServeParser(Parser):
             pending[ce_id] = half
             if len(pending) > self._max_pending:
                 self.note("pending_evicted")
-                return [self._alone(pending.pop(next(iter(pending))))]
-            return []
+                return self._alone(pending.pop(next(iter(pending))))
+            return None
         is_request = half[14]
         if other[14] == is_request:
             self.note("duplicate_ids")
             pending[ce_id] = half
-            return [self._alone(other)]
+            return self._alone(other)
         if is_request:
-            return [self._join(half, other)]
-        return [self._join(other, half)]
+            return self._join(half, other)
+        return self._join(other, half)
 
     def holds_state(self) -> bool:
         return bool(self._pending)
 
     def finish(self) -> list[dict]:
-        out = [self._alone(half) for half in self._pending.values()]
+        out = [dict(zip(FIELDS, self._alone(half))) for half in self._pending.values()]
         self._pending.clear()
         return out
 
@@ -286,10 +398,12 @@ class KServeParser(Parser):
                                 values = [values]
                             else:
                                 values = _fast_tensor(t0)
-                        names = [t0.name]
+                        names = self._names.get(t0.name)
+                        if names is None:
+                            names = self._shared_names((t0.name,))
                     else:
                         values = [_fast_tensor(x) for x in v2]
-                        names = [x.name for x in v2]
+                        names = self._shared_names(tuple([x.name for x in v2]))
             elif model_name is not None or body.id is not _UNSET:
                 values, protocol = None, "v2"
             else:
@@ -297,6 +411,17 @@ class KServeParser(Parser):
         return (ts, ce_id, ident[0], ident[1], values, protocol, names, model_name, model_version,
                 d.inferenceservicename or None, d.namespace or None, d.component or None, d.endpoint or None,
                 _model_from_source(d.source or None), is_request)
+
+    def _shared_names(self, key: tuple) -> list:
+        """The list of tensor names ``key``, one list shared by every event that names the same
+        tensors (events are not changed once made): two lists fewer per prediction for the
+        garbage collector to walk. Remembered per name (one tensor) or per tuple of names."""
+        names = self._names.get(key if len(key) > 1 else key[0])
+        if names is None:
+            if len(self._names) >= _MAX_IDENTS:
+                self._names.clear()
+            names = self._names[key if len(key) > 1 else key[0]] = list(key)
+        return names
 
     def _ident(self, key: str | None | tuple, attrs: dict) -> tuple[str | None, str | None]:
         """(principal, src_ip) of a line with these principal/address attributes and metadata
@@ -379,8 +504,9 @@ class KServeParser(Parser):
         return None
 
     # -- output -------------------------------------------------------------------------
-    def _join(self, req: tuple, resp: tuple) -> dict:
-        # Each field from the request half, else from the response half.
+    def _join(self, req: tuple, resp: tuple) -> tuple:
+        """The prediction of a request and its response, as a row in ``FIELDS`` order: each field
+        from the request half, else from the response half."""
         (ts, ce_id, principal, src_ip, values, protocol, names, model_name, model_version, isvc, namespace,
          component, endpoint, source_model, _req) = req
         (r_ts, _id, r_principal, r_src_ip, r_values, r_protocol, r_names, r_model_name, r_model_version, r_isvc,
@@ -389,61 +515,37 @@ class KServeParser(Parser):
             isvc = r_isvc
         if endpoint is None:
             endpoint = r_endpoint
-        ev = {
-            "kind": "prediction",
-            "ts": ts,
-            "source": "kserve",
-            "principal": principal if principal is not None else r_principal,
-            "src_ip": src_ip if src_ip is not None else r_src_ip,
-            "model": r_model_name or (model_name if model_name is not None else r_model_name) or isvc
+        return (
+            "prediction", ts, "kserve",
+            principal if principal is not None else r_principal,
+            src_ip if src_ip is not None else r_src_ip,
+            r_model_name or (model_name if model_name is not None else r_model_name) or isvc
             or (source_model if source_model is not None else r_source_model),
-            "model_version": r_model_version or (model_version if model_version is not None else r_model_version)
-            or endpoint,
-            "input": values,
-            "output": r_values,
-            "request_id": ce_id,
-            "inference_service": isvc,
-            "namespace": namespace if namespace is not None else r_namespace,
-            "component": component if component is not None else r_component,
-            "endpoint": endpoint,
-            "protocol": protocol if protocol is not None else r_protocol,
-            "input_names": names,
-            "output_names": r_names,
-            "latency_ms": None,
-        }
-        # Both times are stamped when the logger sends each event, from a pool of workers,
-        # so a response may be stamped first: no latency can be told then.
-        if r_ts >= ts:
-            ev["latency_ms"] = (r_ts - ts) / 1e6
-        return ev
+            r_model_version or (model_version if model_version is not None else r_model_version) or endpoint,
+            values, r_values, ce_id, isvc,
+            namespace if namespace is not None else r_namespace,
+            component if component is not None else r_component,
+            endpoint,
+            protocol if protocol is not None else r_protocol,
+            names, r_names,
+            # Both times are stamped when the logger sends each event, from a pool of workers,
+            # so a response may be stamped first: no latency can be told then.
+            (r_ts - ts) / 1e6 if r_ts >= ts else None,
+        )
 
-    def _alone(self, half: tuple) -> dict:
+    def _alone(self, half: tuple) -> tuple:
+        """The prediction of a half whose partner never came, as a row in ``FIELDS`` order."""
         (ts, ce_id, principal, src_ip, values, protocol, names, model_name, model_version, isvc, namespace,
          component, endpoint, source_model, is_request) = half
         if is_request:
             self.note("unjoined_requests")
-        else:
-            self.note("orphan_responses")
-        return {
-            "kind": "prediction",
-            "ts": ts,
-            "source": "kserve",
-            "principal": principal,
-            "src_ip": src_ip,
-            "model": model_name or isvc or source_model,
-            "model_version": model_version or endpoint,
-            "input": values if is_request else None,
-            "output": None if is_request else values,
-            "request_id": ce_id,
-            "inference_service": isvc,
-            "namespace": namespace,
-            "component": component,
-            "endpoint": endpoint,
-            "protocol": protocol,
-            "input_names": names if is_request else None,
-            "output_names": None if is_request else names,
-            "latency_ms": None,
-        }
+            return ("prediction", ts, "kserve", principal, src_ip, model_name or isvc or source_model,
+                    model_version or endpoint, values, None, ce_id, isvc, namespace, component, endpoint,
+                    protocol, names, None, None)
+        self.note("orphan_responses")
+        return ("prediction", ts, "kserve", principal, src_ip, model_name or isvc or source_model,
+                model_version or endpoint, None, values, ce_id, isvc, namespace, component, endpoint,
+                protocol, None, names, None)
 
 
 # -- envelope ---------------------------------------------------------------------------

@@ -1,10 +1,13 @@
-"""The msgspec fast path of the KServe parser gives exactly what the general path gives.
+"""The msgspec fast path of the KServe parser gives exactly what the general path gives, and
+``parse_batch`` (columns, no dict per prediction) exactly what ``parse_chunk`` gives.
 
 The fast path decodes a structured-mode CloudEvent into Structs of the attributes and body
 keys it reads (tensor data straight to lists of scalars), remembers the principal and source
 address per metadata text, and leaves anything else to the general (orjson) path. Both must
 agree on every input: the same events (fields, values, types, order), the same dead letters
 (line, item, reason, raw bytes), the same counts and notes, and the same join across lines.
+The columnar ``parse_batch`` (what files and replay read) is held to ``parse_chunk`` (what the
+worker's raw stage reads) on the same inputs, cut into chunks the join spans, ids stamped or not.
 """
 
 import copy
@@ -14,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ramparts.events import Columns
 from ramparts.redact import Hasher
 from ramparts.streams.decode import parse_bytes
 from ramparts.streams.parsers.kserve import KServeParser
@@ -147,10 +151,49 @@ def _stamped(parser, data: bytes):
     return events, dead, parser
 
 
+def _chunked(parser, data: bytes, stamp: bool, cuts: list[int], columnar: bool):
+    """The outcome of ``data`` read in chunks cut before the lines ``cuts`` (0-based), through
+    ``parse_batch`` or ``parse_chunk``, then the flush."""
+    parser.stamp_ids = stamp
+    lines = data.split(b"\n")
+    events, dead = [], []
+    bounds = [0, *sorted(c for c in cuts if 0 < c < len(lines)), len(lines)]
+    for a, b in zip(bounds, bounds[1:]):
+        if columnar:
+            batch = parser.parse_batch(lines[a:b], "t:0", a + 1, dead)
+            # Columns only, and read as columns before any dict is made.
+            assert all(type(part) is Columns for part in batch._parts if len(part))
+            fields = batch._parts[0].fields if len(batch) else ()
+            columns = {f: list(batch.values(f)) for f in fields}
+            assert batch._events is None or not len(batch)
+            got = batch.events
+            assert columns == {f: [e[f] for e in got] for f in fields}
+            events.extend(got)
+        else:
+            parser.parse_chunk(lines[a:b], "t:0", a + 1, events, dead)
+    parser.flush(events, dead)
+    s = parser.stats
+    return ([[(k, type(v), repr(v)) for k, v in e.items()] for e in events],
+            [(d.line, d.item, d.reason, d.raw) for d in dead],
+            (s.records, s.parsed, s.skipped, s.failed, s.events, s.dead_letters, list(s.notes.items())),
+            parser.holds_state())
+
+
+def _batch_agrees(data: bytes, options=None, stamp=False, cuts=None, parser=KServeParser):
+    """parse_batch gives what parse_chunk gives (cut in three by default)."""
+    if cuts is None:
+        n = data.count(b"\n") + 1
+        cuts = [n // 3, 2 * n // 3]
+    by_batch = _chunked(parser(options, hasher=Hasher(b"t")), data, stamp, cuts, columnar=True)
+    assert by_batch == _chunked(parser(options, hasher=Hasher(b"t")), data, stamp, cuts, columnar=False)
+    return by_batch
+
+
 def _agree(data: bytes, options=None, stamp=False):
     fast = KServeParser(options, hasher=Hasher(b"t"))
     general = GeneralOnly(options, hasher=Hasher(b"t"))
     assert _outcome(fast, data, stamp) == _outcome(general, data, stamp)
+    _batch_agrees(data, options, stamp)
     return fast
 
 
@@ -274,6 +317,61 @@ def test_fast_path_is_taken_for_the_simulated_payload_log(tmp_path):
     assert p.general == 0
     _agree(data)
     _agree(data, stamp=True)
+
+
+# Lines for the join across chunks: both halves of a few ids, in any order, repeated (a reused
+# Ce-Id), missing, with blank, bad, other-type and batch-mode lines among them.
+def _half_line(pair: int, half: int, id_: str, spelling: int) -> bytes:
+    doc = copy.deepcopy(PAIRS[pair][half])
+    doc["id"] = id_
+    if spelling == 1:  # a binary-mode dump: the general path
+        doc = {"headers": {f"Ce-{k.capitalize()}": v for k, v in doc.items() if k != "data"}, "body": doc["data"]}
+    elif spelling == 2:  # one item of a batch
+        return dumps([doc])
+    return dumps(doc)
+
+
+_OTHER_LINES = [b"", b"   ", b"{", b"null", b"[]", b"[1, {}]", dumps(_env("dev.knative.other", "q", "2026-11-01T00:00:00Z", {})),
+                dumps(_env(REQ, "", "2026-11-01T00:00:00Z", {"instances": [[1]]})),
+                dumps(_env(REQ, "q", "2026-11-01T00:00:00Z", {"unknown": 1}))]
+_LINE = st.one_of(
+    st.tuples(st.integers(0, len(PAIRS) - 1), st.integers(0, 1), st.sampled_from("abcde"), st.integers(0, 2))
+    .map(lambda t: _half_line(*t)),
+    st.sampled_from(_OTHER_LINES))
+
+
+@PROPERTY
+@given(lines=st.lists(_LINE, min_size=1, max_size=40), cuts=st.lists(st.integers(0, 40), max_size=4),
+       options=st.sampled_from(OPTIONS + [{"max_pending": 2}]), stamp=st.booleans())
+def test_batch_and_chunk_agree_across_chunks(lines, cuts, options, stamp):
+    events, dead, counts, _ = _batch_agrees(b"\n".join(lines), options, stamp, cuts)
+    assert counts[0] == len(lines) and counts[1] + counts[2] + counts[3] == len(lines)
+
+
+def test_batch_of_the_simulated_payload_log_is_columns(tmp_path):
+    from ramparts.streams.simulate import simulate
+
+    manifest = tmp_path / "m.json"
+    simulate("mix", str(manifest), seed=5, start="2026-11-01T00:00:00Z", rate=5)
+    data = (tmp_path / "m.kserve.log").read_bytes()
+    n = data.count(b"\n")
+    for stamp in (False, True):
+        events, dead, counts, held = _batch_agrees(data, None, stamp, [n // 4, n // 2, n // 2 + 1])
+        assert events and not dead and not held
+    # The ids the streaming pipeline stamps: "<origin>:<line>.<k>" of the line that completes the
+    # pair (in the chunk it is in), the flush's "<origin>:end.<k>".
+    p = KServeParser(hasher=Hasher(b"t"))
+    p.stamp_ids = True
+    req, resp = (dumps(d) for d in PAIRS[1])
+    lone = _half_line(0, 0, "z", 0)
+    first = p.parse_batch([req, b"", lone], "t:0", 1, [])
+    second = p.parse_batch([resp], "t:0", 4, [])
+    assert len(first) == 0 and p.holds_state()
+    assert second.values("id") == ["t:0:4.0"] and second.values("request_id") == ["b"]
+    events, dead = [], []
+    p.flush(events, dead)
+    assert [(e["id"], e["request_id"], e["output"]) for e in events] == [("t:0:end.0", "z", None)] and not dead
+    assert list(second.events[0])[-1] == "id" and second.values("kind") == ["prediction"]
 
 
 def test_unsupported_options_use_the_general_path():
