@@ -67,6 +67,7 @@ import base64
 import bisect
 import functools
 import math
+import operator
 import random
 import zlib
 from typing import Any
@@ -132,9 +133,23 @@ def query_rows(event: dict) -> list[tuple[np.ndarray | None, float | None, int |
 
     ``input`` is one row (a list of numbers) or a list of rows; ``output`` is per row a list of
     class probabilities or a single score (binary: confidence max(p, 1 - p)). Anything else
-    (text, named features, images) gives rows without a vector, counted but not compared.
+    (text, named features, images) gives rows without a vector, counted but not compared; so
+    does a row with a number that is not finite.
     """
-    inp, out = event.get("input"), event.get("output")
+    result = []
+    for r, conf, cls in _read_rows(event.get("input"), event.get("output")):
+        vec = None
+        if r is not None:
+            vec = np.asarray(r, dtype=np.float64)
+            if not np.isfinite(vec).all():
+                vec = None
+        result.append((vec, conf, cls))
+    return result
+
+
+def _read_rows(inp: Any, out: Any) -> list[tuple[list | None, float | None, int | None]]:
+    """:func:`query_rows` of an event's ``input`` and ``output``, the inputs left as the lists
+    of numbers they are (finite or not): the detector converts a batch's rows at once."""
     one = _row(inp)
     if one is not None:
         rows: list = [one]
@@ -163,13 +178,63 @@ def query_rows(event: dict) -> list[tuple[np.ndarray | None, float | None, int |
             o = o[0]
         if type(o) in (int, float) and 0.0 <= o <= 1.0:
             conf, cls = max(float(o), 1.0 - float(o)), int(o >= 0.5)
-        vec = None
-        if r is not None:
-            vec = np.asarray(r, dtype=np.float64)
-            if not np.isfinite(vec).all():
-                vec = None
-        result.append((vec, conf, cls))
+        result.append((r, conf, cls))
     return result
+
+
+def _finite(row: list) -> bool:
+    """Whether every number of ``row`` (ints and floats) is finite: a finite sum says so at
+    once (a NaN or an infinity makes the sum one); an infinite sum of finite numbers (an
+    overflow) is checked number by number, as numpy would."""
+    total = sum(row)
+    if type(total) is int or -math.inf < total < math.inf:
+        return True
+    return bool(np.isfinite(np.asarray(row, dtype=np.float64)).all())
+
+
+def _picker(idx: list[int], n: int):
+    """``lambda xs: [xs[i] for i in idx]`` in C (``xs`` itself when ``idx`` is every index)."""
+    if len(idx) == n:
+        return lambda xs: xs
+    if len(idx) == 1:
+        i = idx[0]
+        return lambda xs: [xs[i]]
+    get = operator.itemgetter(*idx)
+    return lambda xs: list(get(xs))
+
+
+def _query_arrays(vecs: list[list | None], confs: list[float | None],
+                  pops: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The query rows of a batch as :func:`extraction_stats.run` reads them: the rows (``R_*``),
+    their projections (float32) and their inputs' numbers one after the other (``R_OFF`` is
+    where a row's start). The rows of one width are converted at once; each is hashed and
+    projected alone, the same bits as one ``np.asarray`` per row gave (a row of a 2-D array
+    is the same contiguous float64 numbers, and ``@`` the same product of one vector)."""
+    n = len(vecs)
+    rows = np.zeros((n, N_ROW))
+    x = np.zeros((n, PROJECTED_DIMS), dtype=np.float32)
+    rows[:, R_POP] = pops
+    rows[:, R_HAS_CONF] = [c is not None for c in confs]
+    rows[:, R_CONF] = [0.0 if c is None else c for c in confs]
+    by_width: dict[int, list[int]] = {}
+    for r, v in enumerate(vecs):
+        if v is not None:
+            by_width.setdefault(len(v), []).append(r)
+    blocks = []
+    off = 0
+    for width, members in by_width.items():
+        xs = np.array([vecs[r] for r in members], dtype=np.float64)
+        p = projection(width)
+        x[members] = np.array([v @ p for v in xs]).astype(np.float32)
+        m = len(members)
+        rows[members, R_VEC] = 1.0
+        rows[members, R_HASH] = [zlib.crc32(v) ^ width for v in xs]
+        rows[members, R_OFF] = np.arange(off, off + m * width, width)
+        rows[members, R_WIDTH] = width
+        blocks.append(xs.ravel())
+        off += m * width
+    vals = np.concatenate(blocks) if blocks else np.zeros(1)
+    return rows, x, vals
 
 
 # -- projections and packing -------------------------------------------------------------------
@@ -432,23 +497,7 @@ class _Populations:
         return sid
 
 
-# -- per batch: a query row, and a stream's unpacked memories -------------------------------------
-class _Row:
-    """One query row of an event, with what both of its streams need computed once: the hash of
-    its input and its projection; and the index of its population (model, width)."""
-
-    __slots__ = ("vec", "conf", "width", "hash", "pop")
-
-    def __init__(self, vec: np.ndarray | None, conf: float | None):
-        self.vec, self.conf = vec, conf
-        self.width = len(vec) if vec is not None else 0
-        self.hash = zlib.crc32(vec.tobytes()) ^ self.width if vec is not None else None
-        self.pop = -1
-
-    def projected(self) -> np.ndarray:
-        return (self.vec @ projection(self.width)).astype(np.float32)
-
-
+# -- per batch: the streams' unpacked memories -------------------------------------
 class _Streams:
     """The streams of one batch, unpacked into arrays indexed by a stream's slot for
     :func:`extraction_stats.feed`: counts (``extraction_stats.C_*``), the last input hashes and
@@ -563,43 +612,54 @@ class ExtractionDetector(Detector):
         # judging when a ratio test passes, a population's ranges learnt again (np.quantile).
         o = self.options
         gap = int(o.gap_seconds * 1e9)
-        name = self.name
         out: list[dict] = []
-        keys: list[str] = []
+        idx = batch.indices_where("kind", "prediction")
+        if not idx:
+            return out
+        # The fields of the predictions, read as columns (a batch of columns makes no dict).
+        pick = _picker(idx, len(batch))
+        columns = [pick(batch.values(f)) for f in ("ts", "principal", "src_ip", "model", "input", "output")]
+        keys: list[str] = []  # the batch's streams, by slot
         first_ts: list[int] = []
         slot_of: dict[str, int] = {}
-        all_rows: list[_Row] = []
-        todo = []
-        pops = self._pops
-        for e in batch.where("kind", "prediction"):
-            ts = e.get("ts")
-            if type(ts) is not int:
+        streams_of: dict[tuple, tuple] = {}  # (principal, source, model) -> (its slots, event's row of ev)
+        pop_of: dict[tuple[str, int], int] = {}
+        vecs: list[list | None] = []  # per query row: its input (numbers, all finite) or None
+        confs: list[float | None] = []
+        pop_rows: list[int] = []
+        todo = []  # per event: (principal, source, model, slots)
+        ev_rows = []  # per event: the row of ``ev`` (run's layout) but its rows' span
+        for ts, principal, src, model, inp, outp in zip(*columns):
+            if type(ts) is not int or (principal is None and src is None):
                 continue
-            principal, src, model = e.get("principal"), e.get("src_ip"), e.get("model") or "-"
-            if principal is None and src is None:
-                continue
-            r0 = len(all_rows)
-            all_rows.extend([_Row(vec, conf) for vec, conf, _cls in query_rows(e)])
-            # the event's streams, numbered in the order the batch first meets them
-            slots = []
-            for key in ((f"{name}/p|{src or '-'}|{principal}|{model}" if principal is not None else None),
-                        (f"{name}/s|{src}|{model}" if src is not None else None)):
-                if key is None:
-                    continue
-                slot = slot_of.get(key)
-                if slot is None:
-                    slot = slot_of[key] = len(keys)
-                    keys.append(key)
-                    first_ts.append(ts)
-                slots.append(slot)
-            # the populations this event teaches, created in the order the learning reaches them
-            for i in range(r0, len(all_rows)):
-                row = all_rows[i]
-                if row.vec is not None:
-                    row.pop = self._population(model, row.width).p
-            if model not in self._model_codes:
-                self._model_codes[model] = len(self._model_codes)
-            todo.append((e, principal, src, model, slots, r0, len(all_rows)))
+            model = model or "-"
+            try:
+                got = streams_of.get((principal, src, model))
+            except TypeError:  # a value that cannot be a key (a list): the streams are found afresh
+                got = None
+            if got is None:
+                got = self._streams_of(principal, src, model, ts, keys, first_ts, slot_of)
+                try:
+                    streams_of[(principal, src, model)] = got
+                except TypeError:
+                    pass
+            r0 = len(vecs)
+            for vec, conf, _cls in _read_rows(inp, outp):
+                if vec is not None and not _finite(vec):
+                    vec = None
+                vecs.append(vec)
+                confs.append(conf)
+                if vec is None:
+                    pop_rows.append(-1)
+                else:  # the populations this event teaches, created in the order the learning reaches them
+                    pk = (model, len(vec))
+                    p = pop_of.get(pk)
+                    if p is None:
+                        p = pop_of[pk] = self._population(model, len(vec)).p
+                    pop_rows.append(p)
+            slots, (a, b, source, code) = got
+            ev_rows.append((a, b, r0, len(vecs), ts, source, code))
+            todo.append((principal, src, model, slots))
         if not todo:
             return out
 
@@ -610,25 +670,10 @@ class ExtractionDetector(Detector):
             if s is None or first_ts[slot] - s["tl"] > gap:
                 s = self._fresh(first_ts[slot])
             w.load(slot, s)
-        rows = np.zeros((len(all_rows), N_ROW))
-        x = np.zeros((len(all_rows), PROJECTED_DIMS), dtype=np.float32)
-        vecs = []
-        off = 0
-        for i, row in enumerate(all_rows):
-            r = rows[i]
-            r[R_POP] = -1.0
-            if row.vec is not None:
-                r[R_VEC], r[R_HASH], r[R_POP], r[R_OFF], r[R_WIDTH] = 1.0, row.hash, row.pop, off, row.width
-                x[i] = row.projected()
-                vecs.append(row.vec)
-                off += row.width
-            if row.conf is not None:
-                r[R_HAS_CONF], r[R_CONF] = 1.0, row.conf
-        vals = np.concatenate(vecs) if vecs else np.zeros(1)
+        rows, x, vals = _query_arrays(vecs, confs, pop_rows)
+        ev = np.array(ev_rows, dtype=np.int64)
         model_codes = self._model_codes
-        ev = np.array([(slots[0], slots[1] if len(slots) > 1 else -1, r0, r1, e["ts"],
-                        pops.source_id(src or principal), model_codes[model])
-                       for e, principal, src, model, slots, r0, r1 in todo], dtype=np.int64)
+        pops = self._pops
         most = max((len(v) for v in self._model_populations.values()), default=0)
         model_pops = np.zeros((len(model_codes), 1 + most), dtype=np.int64)
         for model, code in model_codes.items():
@@ -654,7 +699,7 @@ class ExtractionDetector(Detector):
                 w.load(which, self._fresh(int(ev[i, 4])))
                 phase = 0
             elif code == 2:  # Shapiro-Wilk, the judging
-                e, principal, src, model, slots, _r0, _r1 = todo[i]
+                principal, src, model, slots = todo[i]
                 ts = int(ev[i, 4])
                 flagged = False
                 for k, slot in enumerate(slots):
@@ -665,7 +710,7 @@ class ExtractionDetector(Detector):
                     if fed[2 * k + 1] and (not flagged or s["inc"] is not None):
                         etype, eid = ("principal", principal) if k == 0 and principal is not None else ("src_ip", src)
                         w.sync(slot)
-                        alert = self._judge(s, model, ts, etype, eid, e)
+                        alert = self._judge(s, model, ts, etype, eid, src, src or principal)
                         if alert is not None:
                             out.append(alert)
                         counts[slot, C_INC] = s["inc"] is not None
@@ -678,6 +723,28 @@ class ExtractionDetector(Detector):
         for slot, key in enumerate(keys):
             state.set(key, w.packed(slot))
         return merge_alerts(out)
+
+    def _streams_of(self, principal: Any, src: Any, model: str, ts: int, keys: list[str], first_ts: list[int],
+                    slot_of: dict[str, int]) -> tuple[list[int], tuple[int, int, int, int]]:
+        """The slots of an event's streams (principal, pooled source), numbered in the order the
+        batch first meets them, and what ``ev`` holds of them: both slots (-1: none), the source's
+        id, the model's code."""
+        name = self.name
+        slots = []
+        for key in ((f"{name}/p|{src or '-'}|{principal}|{model}" if principal is not None else None),
+                    (f"{name}/s|{src}|{model}" if src is not None else None)):
+            if key is None:
+                continue
+            slot = slot_of.get(key)
+            if slot is None:
+                slot = slot_of[key] = len(keys)
+                keys.append(key)
+                first_ts.append(ts)
+            slots.append(slot)
+        code = self._model_codes.get(model)
+        if code is None:
+            code = self._model_codes[model] = len(self._model_codes)
+        return slots, (slots[0], slots[1] if len(slots) > 1 else -1, self._pops.source_id(src or principal), code)
 
     def _population(self, model: str, width: int) -> Population:
         p = self.populations.get((model, width))
@@ -708,7 +775,7 @@ class ExtractionDetector(Detector):
                 return True
         return False
 
-    def _judge(self, s: dict, model: str, ts: int, etype: str, eid: str, event: dict) -> dict | None:
+    def _judge(self, s: dict, model: str, ts: int, etype: str, eid: str, src_ip: Any, source: Any) -> dict | None:
         if not self._could_hit(s, model):
             return None
         o = self.options
@@ -716,7 +783,7 @@ class ExtractionDetector(Detector):
         pops = self._model_populations.get(model, [])
         pop = next((p for p in pops if p.ready), None)
         if pop is not None and s["nj"] >= o.min_queries:
-            peers = pop.peer_rate(event.get("src_ip") or event.get("principal"))
+            peers = pop.peer_rate(source)
             base = max(pop.ood_rate or 0.0, peers or 0.0, o.base_floor)
             findings.append(self._share("out_of_range", s["ood"], s["nj"], base))
         if s["nd"] >= o.min_queries:
@@ -751,7 +818,7 @@ class ExtractionDetector(Detector):
             "statistics": [{k: v for k, v in f.items() if k not in ("hit", "strength")} for f in findings if f],
         }
         if etype == "principal":
-            evidence["src_ip"] = event.get("src_ip")
+            evidence["src_ip"] = src_ip
             who = f"principal {eid}"
         else:
             who = f"source {eid} (pooled over its principals)"
