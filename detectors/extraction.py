@@ -95,9 +95,11 @@ NORMALITY_EVERY = 8  # distinct queries between two Shapiro-Wilk tests (the test
 
 # The layout of the arrays of :func:`extraction_stats.run` (float64 unless said).
 # A stream's counts (the stored counts are floats that halve, or integers well under 2**53), its
-# packed memories' lengths, whether they changed, whether it has an open incident:
-C_N, C_REP, C_ND, C_OOD, C_NJ, C_CLOSE, C_NC, C_LOW, C_EP, C_RES, C_HASHES, C_DISTS, C_CHANGED, C_INC = range(14)
-N_COUNTS = 14
+# packed memories' lengths, whether they changed, whether it has an open incident, the reservoir's rows
+# whose pairwise distances are kept (``_Streams.pd``):
+C_N, C_REP, C_ND, C_OOD, C_NJ, C_CLOSE, C_NC, C_LOW, C_EP, C_RES, C_HASHES, C_DISTS, C_CHANGED, C_INC, \
+    C_PAIRS = range(15)
+N_COUNTS = 15
 # A query row: has a vector (0/1), its input hash, has a top confidence (0/1), that confidence,
 # its population ready (0/1), that population's epoch, the row out of its range (0/1), the
 # population (-1: no vector), the vector's offset in the batch's values and its width.
@@ -326,7 +328,8 @@ def _observe():
     from .extraction_stats import observe
 
     res = np.zeros((RESERVOIR, PROJECTED_DIMS), dtype=np.float32)
-    observe(res, res.astype(np.float64), np.zeros(RESERVOIR), 0, np.zeros(PROJECTED_DIMS, dtype=np.float32))
+    observe(res, res.astype(np.float64), np.zeros(RESERVOIR), np.zeros((RESERVOIR, RESERVOIR)), 0, 0,
+            np.zeros(PROJECTED_DIMS, dtype=np.float32))
     return observe
 
 
@@ -337,7 +340,7 @@ def _run():
     from .extraction_stats import run
 
     w, pops = _Streams(1), _Populations()
-    run(0, 0, 0, np.zeros((0, 7), dtype=np.int64), w.tl, w.counts, w.hashes, w.res, w.res64, w.sq, w.dists,
+    run(0, 0, 0, np.zeros((0, 7), dtype=np.int64), w.tl, w.counts, w.hashes, w.res, w.res64, w.sq, w.pd, w.dists,
         np.zeros((1, PROJECTED_DIMS), dtype=np.float32), np.zeros((1, N_ROW)), np.zeros(1), np.zeros(15),
         np.zeros((2, DISTANCES)), np.zeros(4, dtype=np.int64), pops.st, pops.rows, pops.lo, pops.hi, pops.mt,
         pops.peers, pops.flags, pops.snap, np.zeros((1, 1), dtype=np.int64))
@@ -510,6 +513,7 @@ class _Streams:
         self.res = np.zeros((n, RESERVOIR, PROJECTED_DIMS), dtype=np.float32)
         self.res64 = np.zeros((n, RESERVOIR, PROJECTED_DIMS))
         self.sq = np.zeros((n, RESERVOIR))
+        self.pd = np.zeros((n, RESERVOIR, RESERVOIR))  # pairwise squared distances (extraction_stats.observe)
         self.dists = np.zeros((n, DISTANCES))
         self.dicts: list[dict] = [{}] * n
         self.tl = np.zeros(n, dtype=np.int64)
@@ -530,7 +534,7 @@ class _Streams:
         self.dists[slot, :len(d)] = d
         c = self.counts[slot]
         c[:] = (s["n"], s["rep"], s["nd"], s["ood"], s["nj"], s["close"], s["nc"], s["low"], s.get("ep", 0),
-                len(packed), len(h), len(d), 0.0, s["inc"] is not None)
+                len(packed), len(h), len(d), 0.0, s["inc"] is not None, 0.0)
 
     def sync(self, slot: int) -> None:
         """The counts written back into the stream's dict (for the judging, and at the batch's end)."""
@@ -690,8 +694,8 @@ class ExtractionDetector(Detector):
         populations = self._pop_list
         i, phase, j = 0, 0, 0
         while True:
-            code, i, j, which = run(i, phase, j, ev, w.tl, counts, w.hashes, w.res, w.res64, w.sq, w.dists, x, rows,
-                                    vals, params, snap, fed, pops.st, pops.rows, pops.lo, pops.hi, pops.mt,
+            code, i, j, which = run(i, phase, j, ev, w.tl, counts, w.hashes, w.res, w.res64, w.sq, w.pd, w.dists, x,
+                                    rows, vals, params, snap, fed, pops.st, pops.rows, pops.lo, pops.hi, pops.mt,
                                     pops.peers, pops.flags, pops.snap, model_pops)
             if code == 0:
                 break
