@@ -54,7 +54,9 @@ partitions.
 Implementation: the per-event loop (streams fed, populations noted and taught) is one
 compiled call per batch, ``extraction_stats.run``, which stops for the Python parts (the
 judging, Shapiro-Wilk, the populations' quantiles); see docs/benchmarks.md, "2026-11-23
-(fourth session)".
+(fourth session)". The predictions' fields are read as columns of the batch
+(``EventBatch.values``): a batch of columns makes no event dict here; a batch's rows of one
+width are converted and projected at once (:func:`project`).
 
 Alerts: ``extraction.queries`` on the principal (or on the source address, for a split that
 no single principal shows), with the statistic, its value, the threshold, the query counts and
@@ -635,7 +637,8 @@ class ExtractionDetector(Detector):
     def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
         # Events are taken in event order, and every computation in it: the population a stream
         # is judged against changes from one query to the next. Per batch in Python: reading the
-        # events and their query rows (hash, projection), unpacking the streams' state into
+        # predictions' fields as columns (no event dict), their query rows (per width at once:
+        # conversion, projection; a hash per row), unpacking the streams' state into
         # arrays (``_Streams``) and packing it back. Per event in compiled code
         # (``extraction_stats.run``): the streams fed, the population's notes and learning. It
         # stops for what stays in Python: a stream idle past the gap, Shapiro-Wilk when due, the
