@@ -171,11 +171,72 @@ def add_arguments(sub) -> None:
     p.add_argument("--queries-per-benign", type=int, default=200, help="queries per benign client (default 200)")
     p.add_argument("--delta", type=float, default=0.95, help="PRADA's Shapiro-Wilk threshold (default 0.95)")
     p.add_argument("--json", action="store_true", help="print the full summary as JSON too")
+    p.add_argument("--cost", nargs="+", metavar="FILE",
+                   help="instead: CPU time of the detector alone over replay's batches of these files "
+                        "(e.g. /tmp/mix/manifest.*.log), on lists of dicts and on batches of columns, interleaved")
+    p.add_argument("--repeat", type=int, default=3, help="with --cost: runs of each form (default 3)")
     p.set_defaults(func=run)
+
+
+def capture_batches(files: list[str]) -> list[list[dict]]:
+    """The batches replay hands the detectors over ``files`` (parsed and merged; sorted by time
+    as ``Pipeline.process_batch`` sorts them), as lists of dicts."""
+    import os
+
+    from ramparts.config import load_config
+    from ramparts.streams.pipeline import Pipeline
+    from ramparts.streams.replay import Progress, replay
+
+    batches: list[list[dict]] = []
+
+    class Capture(Pipeline):
+        def process_batch(self, events, state, scope=None):
+            batches.append(sorted(events, key=lambda e: e["ts"]))
+            return []
+
+    replay(files, config=load_config(None), progress=Progress(None, enabled=False), dead_letter_path=os.devnull,
+           pipeline=Capture([]))
+    return batches
+
+
+def measure_cost(batches: list[list[dict]], columnar: bool) -> float:
+    """CPU seconds of ``extraction.queries`` (a fresh detector and state, built outside the
+    timing) over ``batches``: each as a batch of dicts or, ``columnar``, of ``Columns`` parts
+    (made outside the timing, as a columnar parser hands them on)."""
+    from ramparts.detectors.base import DictState
+    from ramparts.detectors.extraction import ExtractionDetector
+    from ramparts.events import EventBatch, columnar as as_columns
+
+    todo = [as_columns(b) if columnar else EventBatch(b) for b in batches]
+    det, state = ExtractionDetector(), DictState()
+    c0 = time.process_time()
+    for b in todo:
+        det.update(b, state)
+    return time.process_time() - c0
+
+
+def run_cost(files: list[str], repeat: int) -> int:
+    batches = capture_batches(files)
+    n = sum(len(b) for b in batches)
+    preds = sum(e.get("kind") == "prediction" for b in batches for e in b)
+    runs: dict[str, list[float]] = {"dicts": [], "columns": []}
+    for _ in range(repeat):  # interleaved, so that a change of the machine's load touches both forms alike
+        runs["dicts"].append(measure_cost(batches, False))
+        runs["columns"].append(measure_cost(batches, True))
+    print(f"extraction.queries alone over replay's {len(batches)} batches: {n:,} events, {preds:,} predictions "
+          f"(CPU, median of {repeat} runs)")
+    for form, secs in runs.items():
+        med = statistics.median(secs)
+        print(f"  {form:8s} {med:.3f} s, {1e6 * med / max(preds, 1):.1f} µs per prediction, "
+              f"{1e6 * med / max(n, 1):.2f} µs per event (runs {', '.join(f'{s:.3f}' for s in secs)})")
+    return 0
 
 
 def run(args) -> int:
     import json
+
+    if args.cost:
+        return run_cost(args.cost, args.repeat)
 
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     results = [run_seed(s, delta=args.delta, n_benign=args.benign, queries_per_benign=args.queries_per_benign)

@@ -54,7 +54,9 @@ partitions.
 Implementation: the per-event loop (streams fed, populations noted and taught) is one
 compiled call per batch, ``extraction_stats.run``, which stops for the Python parts (the
 judging, Shapiro-Wilk, the populations' quantiles); see docs/benchmarks.md, "2026-11-23
-(fourth session)".
+(fourth session)". The predictions' fields are read as columns of the batch
+(``EventBatch.values``): a batch of columns makes no event dict here; a batch's rows of one
+width are converted and projected at once (:func:`project`).
 
 Alerts: ``extraction.queries`` on the principal (or on the source address, for a split that
 no single principal shows), with the statistic, its value, the threshold, the query counts and
@@ -67,6 +69,7 @@ import base64
 import bisect
 import functools
 import math
+import operator
 import random
 import zlib
 from typing import Any
@@ -94,9 +97,11 @@ NORMALITY_EVERY = 8  # distinct queries between two Shapiro-Wilk tests (the test
 
 # The layout of the arrays of :func:`extraction_stats.run` (float64 unless said).
 # A stream's counts (the stored counts are floats that halve, or integers well under 2**53), its
-# packed memories' lengths, whether they changed, whether it has an open incident:
-C_N, C_REP, C_ND, C_OOD, C_NJ, C_CLOSE, C_NC, C_LOW, C_EP, C_RES, C_HASHES, C_DISTS, C_CHANGED, C_INC = range(14)
-N_COUNTS = 14
+# packed memories' lengths, whether they changed, whether it has an open incident, the reservoir's rows
+# whose pairwise distances are kept (``_Streams.pd``):
+C_N, C_REP, C_ND, C_OOD, C_NJ, C_CLOSE, C_NC, C_LOW, C_EP, C_RES, C_HASHES, C_DISTS, C_CHANGED, C_INC, \
+    C_PAIRS = range(15)
+N_COUNTS = 15
 # A query row: has a vector (0/1), its input hash, has a top confidence (0/1), that confidence,
 # its population ready (0/1), that population's epoch, the row out of its range (0/1), the
 # population (-1: no vector), the vector's offset in the batch's values and its width.
@@ -132,9 +137,23 @@ def query_rows(event: dict) -> list[tuple[np.ndarray | None, float | None, int |
 
     ``input`` is one row (a list of numbers) or a list of rows; ``output`` is per row a list of
     class probabilities or a single score (binary: confidence max(p, 1 - p)). Anything else
-    (text, named features, images) gives rows without a vector, counted but not compared.
+    (text, named features, images) gives rows without a vector, counted but not compared; so
+    does a row with a number that is not finite.
     """
-    inp, out = event.get("input"), event.get("output")
+    result = []
+    for r, conf, cls in _read_rows(event.get("input"), event.get("output")):
+        vec = None
+        if r is not None:
+            vec = np.asarray(r, dtype=np.float64)
+            if not np.isfinite(vec).all():
+                vec = None
+        result.append((vec, conf, cls))
+    return result
+
+
+def _read_rows(inp: Any, out: Any) -> list[tuple[list | None, float | None, int | None]]:
+    """:func:`query_rows` of an event's ``input`` and ``output``, the inputs left as the lists
+    of numbers they are (finite or not): the detector converts a batch's rows at once."""
     one = _row(inp)
     if one is not None:
         rows: list = [one]
@@ -163,13 +182,62 @@ def query_rows(event: dict) -> list[tuple[np.ndarray | None, float | None, int |
             o = o[0]
         if type(o) in (int, float) and 0.0 <= o <= 1.0:
             conf, cls = max(float(o), 1.0 - float(o)), int(o >= 0.5)
-        vec = None
-        if r is not None:
-            vec = np.asarray(r, dtype=np.float64)
-            if not np.isfinite(vec).all():
-                vec = None
-        result.append((vec, conf, cls))
+        result.append((r, conf, cls))
     return result
+
+
+def _finite(row: list) -> bool:
+    """Whether every number of ``row`` (ints and floats) is finite: a finite sum says so at
+    once (a NaN or an infinity makes the sum one); an infinite sum of finite numbers (an
+    overflow) is checked number by number, as numpy would."""
+    total = sum(row)
+    if type(total) is int or -math.inf < total < math.inf:
+        return True
+    return bool(np.isfinite(np.asarray(row, dtype=np.float64)).all())
+
+
+def _picker(idx: list[int], n: int):
+    """``lambda xs: [xs[i] for i in idx]`` in C (``xs`` itself when ``idx`` is every index)."""
+    if len(idx) == n:
+        return lambda xs: xs
+    if len(idx) == 1:
+        i = idx[0]
+        return lambda xs: [xs[i]]
+    get = operator.itemgetter(*idx)
+    return lambda xs: list(get(xs))
+
+
+def _query_arrays(vecs: list[list | None], confs: list[float | None],
+                  pops: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The query rows of a batch as :func:`extraction_stats.run` reads them: the rows (``R_*``),
+    their projections (float32) and their inputs' numbers one after the other (``R_OFF`` is
+    where a row's start). The rows of one width are converted and projected at once
+    (:func:`project`) and each is hashed alone: the same bits as one ``np.asarray`` per row
+    gave (a row of a 2-D array is the same contiguous float64 numbers)."""
+    n = len(vecs)
+    rows = np.zeros((n, N_ROW))
+    x = np.zeros((n, PROJECTED_DIMS), dtype=np.float32)
+    rows[:, R_POP] = pops
+    rows[:, R_HAS_CONF] = [c is not None for c in confs]
+    rows[:, R_CONF] = [0.0 if c is None else c for c in confs]
+    by_width: dict[int, list[int]] = {}
+    for r, v in enumerate(vecs):
+        if v is not None:
+            by_width.setdefault(len(v), []).append(r)
+    blocks = []
+    off = 0
+    for width, members in by_width.items():
+        xs = np.array([vecs[r] for r in members], dtype=np.float64)
+        x[members] = project(xs)
+        m = len(members)
+        rows[members, R_VEC] = 1.0
+        rows[members, R_HASH] = [zlib.crc32(v) ^ width for v in xs]
+        rows[members, R_OFF] = np.arange(off, off + m * width, width)
+        rows[members, R_WIDTH] = width
+        blocks.append(xs.ravel())
+        off += m * width
+    vals = np.concatenate(blocks) if blocks else np.zeros(1)
+    return rows, x, vals
 
 
 # -- projections and packing -------------------------------------------------------------------
@@ -184,6 +252,29 @@ def projection(width: int) -> np.ndarray:
         p = rng.standard_normal((width, PROJECTED_DIMS)) / math.sqrt(PROJECTED_DIMS)
         _PROJECTIONS[width] = p
     return p
+
+
+def project(xs: np.ndarray, slack: float = 4.0) -> np.ndarray:
+    """The float32 projections of the rows ``xs`` (float64, one width): per row
+    ``(row @ projection(width)).astype(np.float32)``, to the bit, for the price of one product.
+
+    One matrix product and one vector product per row may round differently in float64 (BLAS
+    sums in orders of its own), but each is within ``width * 2**-53 * sum |row_k p_k|`` of the
+    exact value, so the float32 they round to can differ only where a value lies that close to
+    a float32 rounding boundary (the midpoint of two float32s). Rows with a value within
+    ``slack`` times that bound of one (about one in 10**6) are projected alone, as before."""
+    width = xs.shape[1]
+    p = projection(width)
+    out = xs @ p
+    f32 = out.astype(np.float32)
+    bound = slack * width * 2.0 ** -53 * (np.abs(xs) @ np.abs(p))
+    below = (f32.astype(np.float64) + np.nextafter(f32, np.float32(-np.inf)).astype(np.float64)) / 2.0
+    above = (f32.astype(np.float64) + np.nextafter(f32, np.float32(np.inf)).astype(np.float64)) / 2.0
+    with np.errstate(invalid="ignore"):
+        safe = ((out - below > bound) & (above - out > bound)).all(axis=1)
+    for i in np.flatnonzero(~safe).tolist():
+        f32[i] = (xs[i] @ p).astype(np.float32)
+    return f32
 
 
 def _pack(a: np.ndarray, dtype) -> str:
@@ -240,14 +331,18 @@ def shapiro_w(d: np.ndarray) -> float:
     The public function spends ~70 us per call checking and reshaping its arguments, ten times
     the test itself; this repeats its preparation (sort, subtract the middle value, see
     scipy gh-15777) and calls the same routine, so W is the same to the bit
-    (tests/detectors/test_extraction.py checks it against the public function).
+    (tests/detectors/test_extraction.py checks it against the public function). Constant data
+    (``np.ptp`` 0, read off the sorted copy: numpy's ptp costs more than the test) gives 0.
     """
-    if len(d) < 3 or float(np.ptp(d)) == 0.0:
-        return 0.0
     x = np.asarray(d, dtype=np.float64).ravel()
+    n = len(x)
+    if n < 3:
+        return 0.0
     y = np.sort(x)
-    y -= x[len(x) // 2]
-    w, _pw, _ifault = _swilk()(y, np.zeros(len(x) // 2, dtype=np.float64), 0)
+    if y[-1] - y[0] == 0.0:
+        return 0.0
+    y -= x[n // 2]
+    w, _pw, _ifault = _swilk()(y, np.zeros(n // 2, dtype=np.float64), 0)
     return float(w)
 
 
@@ -261,7 +356,8 @@ def _observe():
     from .extraction_stats import observe
 
     res = np.zeros((RESERVOIR, PROJECTED_DIMS), dtype=np.float32)
-    observe(res, res.astype(np.float64), np.zeros(RESERVOIR), 0, np.zeros(PROJECTED_DIMS, dtype=np.float32))
+    observe(res, res.astype(np.float64), np.zeros(RESERVOIR), np.zeros((RESERVOIR, RESERVOIR)), 0, 0,
+            np.zeros(PROJECTED_DIMS, dtype=np.float32))
     return observe
 
 
@@ -272,7 +368,7 @@ def _run():
     from .extraction_stats import run
 
     w, pops = _Streams(1), _Populations()
-    run(0, 0, 0, np.zeros((0, 7), dtype=np.int64), w.tl, w.counts, w.hashes, w.res, w.res64, w.sq, w.dists,
+    run(0, 0, 0, np.zeros((0, 7), dtype=np.int64), w.tl, w.counts, w.hashes, w.res, w.res64, w.sq, w.pd, w.dists,
         np.zeros((1, PROJECTED_DIMS), dtype=np.float32), np.zeros((1, N_ROW)), np.zeros(1), np.zeros(15),
         np.zeros((2, DISTANCES)), np.zeros(4, dtype=np.int64), pops.st, pops.rows, pops.lo, pops.hi, pops.mt,
         pops.peers, pops.flags, pops.snap, np.zeros((1, 1), dtype=np.int64))
@@ -432,23 +528,7 @@ class _Populations:
         return sid
 
 
-# -- per batch: a query row, and a stream's unpacked memories -------------------------------------
-class _Row:
-    """One query row of an event, with what both of its streams need computed once: the hash of
-    its input and its projection; and the index of its population (model, width)."""
-
-    __slots__ = ("vec", "conf", "width", "hash", "pop")
-
-    def __init__(self, vec: np.ndarray | None, conf: float | None):
-        self.vec, self.conf = vec, conf
-        self.width = len(vec) if vec is not None else 0
-        self.hash = zlib.crc32(vec.tobytes()) ^ self.width if vec is not None else None
-        self.pop = -1
-
-    def projected(self) -> np.ndarray:
-        return (self.vec @ projection(self.width)).astype(np.float32)
-
-
+# -- per batch: the streams' unpacked memories -------------------------------------
 class _Streams:
     """The streams of one batch, unpacked into arrays indexed by a stream's slot for
     :func:`extraction_stats.feed`: counts (``extraction_stats.C_*``), the last input hashes and
@@ -461,6 +541,7 @@ class _Streams:
         self.res = np.zeros((n, RESERVOIR, PROJECTED_DIMS), dtype=np.float32)
         self.res64 = np.zeros((n, RESERVOIR, PROJECTED_DIMS))
         self.sq = np.zeros((n, RESERVOIR))
+        self.pd = np.zeros((n, RESERVOIR, RESERVOIR))  # pairwise squared distances (extraction_stats.observe)
         self.dists = np.zeros((n, DISTANCES))
         self.dicts: list[dict] = [{}] * n
         self.tl = np.zeros(n, dtype=np.int64)
@@ -481,7 +562,7 @@ class _Streams:
         self.dists[slot, :len(d)] = d
         c = self.counts[slot]
         c[:] = (s["n"], s["rep"], s["nd"], s["ood"], s["nj"], s["close"], s["nc"], s["low"], s.get("ep", 0),
-                len(packed), len(h), len(d), 0.0, s["inc"] is not None)
+                len(packed), len(h), len(d), 0.0, s["inc"] is not None, 0.0)
 
     def sync(self, slot: int) -> None:
         """The counts written back into the stream's dict (for the judging, and at the batch's end)."""
@@ -556,50 +637,62 @@ class ExtractionDetector(Detector):
     def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
         # Events are taken in event order, and every computation in it: the population a stream
         # is judged against changes from one query to the next. Per batch in Python: reading the
-        # events and their query rows (hash, projection), unpacking the streams' state into
+        # predictions' fields as columns (no event dict), their query rows (per width at once:
+        # conversion, projection; a hash per row), unpacking the streams' state into
         # arrays (``_Streams``) and packing it back. Per event in compiled code
         # (``extraction_stats.run``): the streams fed, the population's notes and learning. It
         # stops for what stays in Python: a stream idle past the gap, Shapiro-Wilk when due, the
         # judging when a ratio test passes, a population's ranges learnt again (np.quantile).
         o = self.options
         gap = int(o.gap_seconds * 1e9)
-        name = self.name
         out: list[dict] = []
-        keys: list[str] = []
+        idx = batch.indices_where("kind", "prediction")
+        if not idx:
+            return out
+        # The fields of the predictions, read as columns (a batch of columns makes no dict).
+        pick = _picker(idx, len(batch))
+        columns = [pick(batch.values(f)) for f in ("ts", "principal", "src_ip", "model", "input", "output")]
+        keys: list[str] = []  # the batch's streams, by slot
         first_ts: list[int] = []
         slot_of: dict[str, int] = {}
-        all_rows: list[_Row] = []
-        todo = []
-        pops = self._pops
-        for e in batch.where("kind", "prediction"):
-            ts = e.get("ts")
-            if type(ts) is not int:
+        streams_of: dict[tuple, tuple] = {}  # (principal, source, model) -> (its slots, event's row of ev)
+        pop_of: dict[tuple[str, int], int] = {}
+        vecs: list[list | None] = []  # per query row: its input (numbers, all finite) or None
+        confs: list[float | None] = []
+        pop_rows: list[int] = []
+        todo = []  # per event: (principal, source, model, slots)
+        ev_rows = []  # per event: the row of ``ev`` (run's layout) but its rows' span
+        for ts, principal, src, model, inp, outp in zip(*columns):
+            if type(ts) is not int or (principal is None and src is None):
                 continue
-            principal, src, model = e.get("principal"), e.get("src_ip"), e.get("model") or "-"
-            if principal is None and src is None:
-                continue
-            r0 = len(all_rows)
-            all_rows.extend([_Row(vec, conf) for vec, conf, _cls in query_rows(e)])
-            # the event's streams, numbered in the order the batch first meets them
-            slots = []
-            for key in ((f"{name}/p|{src or '-'}|{principal}|{model}" if principal is not None else None),
-                        (f"{name}/s|{src}|{model}" if src is not None else None)):
-                if key is None:
-                    continue
-                slot = slot_of.get(key)
-                if slot is None:
-                    slot = slot_of[key] = len(keys)
-                    keys.append(key)
-                    first_ts.append(ts)
-                slots.append(slot)
-            # the populations this event teaches, created in the order the learning reaches them
-            for i in range(r0, len(all_rows)):
-                row = all_rows[i]
-                if row.vec is not None:
-                    row.pop = self._population(model, row.width).p
-            if model not in self._model_codes:
-                self._model_codes[model] = len(self._model_codes)
-            todo.append((e, principal, src, model, slots, r0, len(all_rows)))
+            model = model or "-"
+            try:
+                got = streams_of.get((principal, src, model))
+            except TypeError:  # a value that cannot be a key (a list): the streams are found afresh
+                got = None
+            if got is None:
+                got = self._streams_of(principal, src, model, ts, keys, first_ts, slot_of)
+                try:
+                    streams_of[(principal, src, model)] = got
+                except TypeError:
+                    pass
+            r0 = len(vecs)
+            for vec, conf, _cls in _read_rows(inp, outp):
+                if vec is not None and not _finite(vec):
+                    vec = None
+                vecs.append(vec)
+                confs.append(conf)
+                if vec is None:
+                    pop_rows.append(-1)
+                else:  # the populations this event teaches, created in the order the learning reaches them
+                    pk = (model, len(vec))
+                    p = pop_of.get(pk)
+                    if p is None:
+                        p = pop_of[pk] = self._population(model, len(vec)).p
+                    pop_rows.append(p)
+            slots, (a, b, source, code) = got
+            ev_rows.append((a, b, r0, len(vecs), ts, source, code))
+            todo.append((principal, src, model, slots))
         if not todo:
             return out
 
@@ -610,25 +703,10 @@ class ExtractionDetector(Detector):
             if s is None or first_ts[slot] - s["tl"] > gap:
                 s = self._fresh(first_ts[slot])
             w.load(slot, s)
-        rows = np.zeros((len(all_rows), N_ROW))
-        x = np.zeros((len(all_rows), PROJECTED_DIMS), dtype=np.float32)
-        vecs = []
-        off = 0
-        for i, row in enumerate(all_rows):
-            r = rows[i]
-            r[R_POP] = -1.0
-            if row.vec is not None:
-                r[R_VEC], r[R_HASH], r[R_POP], r[R_OFF], r[R_WIDTH] = 1.0, row.hash, row.pop, off, row.width
-                x[i] = row.projected()
-                vecs.append(row.vec)
-                off += row.width
-            if row.conf is not None:
-                r[R_HAS_CONF], r[R_CONF] = 1.0, row.conf
-        vals = np.concatenate(vecs) if vecs else np.zeros(1)
+        rows, x, vals = _query_arrays(vecs, confs, pop_rows)
+        ev = np.array(ev_rows, dtype=np.int64)
         model_codes = self._model_codes
-        ev = np.array([(slots[0], slots[1] if len(slots) > 1 else -1, r0, r1, e["ts"],
-                        pops.source_id(src or principal), model_codes[model])
-                       for e, principal, src, model, slots, r0, r1 in todo], dtype=np.int64)
+        pops = self._pops
         most = max((len(v) for v in self._model_populations.values()), default=0)
         model_pops = np.zeros((len(model_codes), 1 + most), dtype=np.int64)
         for model, code in model_codes.items():
@@ -645,8 +723,8 @@ class ExtractionDetector(Detector):
         populations = self._pop_list
         i, phase, j = 0, 0, 0
         while True:
-            code, i, j, which = run(i, phase, j, ev, w.tl, counts, w.hashes, w.res, w.res64, w.sq, w.dists, x, rows,
-                                    vals, params, snap, fed, pops.st, pops.rows, pops.lo, pops.hi, pops.mt,
+            code, i, j, which = run(i, phase, j, ev, w.tl, counts, w.hashes, w.res, w.res64, w.sq, w.pd, w.dists, x,
+                                    rows, vals, params, snap, fed, pops.st, pops.rows, pops.lo, pops.hi, pops.mt,
                                     pops.peers, pops.flags, pops.snap, model_pops)
             if code == 0:
                 break
@@ -654,18 +732,18 @@ class ExtractionDetector(Detector):
                 w.load(which, self._fresh(int(ev[i, 4])))
                 phase = 0
             elif code == 2:  # Shapiro-Wilk, the judging
-                e, principal, src, model, slots, _r0, _r1 = todo[i]
+                principal, src, model, slots = todo[i]
                 ts = int(ev[i, 4])
                 flagged = False
                 for k, slot in enumerate(slots):
                     s = dicts[slot]
                     if fed[2 * k]:
-                        s["w"] = round(shapiro_w(snap[k, :fed[2 * k]].copy()), 4)
+                        s["w"] = round(shapiro_w(snap[k, :fed[2 * k]]), 4)
                     # The pooled source stream speaks only for what no principal of it shows alone.
                     if fed[2 * k + 1] and (not flagged or s["inc"] is not None):
                         etype, eid = ("principal", principal) if k == 0 and principal is not None else ("src_ip", src)
                         w.sync(slot)
-                        alert = self._judge(s, model, ts, etype, eid, e)
+                        alert = self._judge(s, model, ts, etype, eid, src, src or principal)
                         if alert is not None:
                             out.append(alert)
                         counts[slot, C_INC] = s["inc"] is not None
@@ -678,6 +756,28 @@ class ExtractionDetector(Detector):
         for slot, key in enumerate(keys):
             state.set(key, w.packed(slot))
         return merge_alerts(out)
+
+    def _streams_of(self, principal: Any, src: Any, model: str, ts: int, keys: list[str], first_ts: list[int],
+                    slot_of: dict[str, int]) -> tuple[list[int], tuple[int, int, int, int]]:
+        """The slots of an event's streams (principal, pooled source), numbered in the order the
+        batch first meets them, and what ``ev`` holds of them: both slots (-1: none), the source's
+        id, the model's code."""
+        name = self.name
+        slots = []
+        for key in ((f"{name}/p|{src or '-'}|{principal}|{model}" if principal is not None else None),
+                    (f"{name}/s|{src}|{model}" if src is not None else None)):
+            if key is None:
+                continue
+            slot = slot_of.get(key)
+            if slot is None:
+                slot = slot_of[key] = len(keys)
+                keys.append(key)
+                first_ts.append(ts)
+            slots.append(slot)
+        code = self._model_codes.get(model)
+        if code is None:
+            code = self._model_codes[model] = len(self._model_codes)
+        return slots, (slots[0], slots[1] if len(slots) > 1 else -1, self._pops.source_id(src or principal), code)
 
     def _population(self, model: str, width: int) -> Population:
         p = self.populations.get((model, width))
@@ -708,7 +808,7 @@ class ExtractionDetector(Detector):
                 return True
         return False
 
-    def _judge(self, s: dict, model: str, ts: int, etype: str, eid: str, event: dict) -> dict | None:
+    def _judge(self, s: dict, model: str, ts: int, etype: str, eid: str, src_ip: Any, source: Any) -> dict | None:
         if not self._could_hit(s, model):
             return None
         o = self.options
@@ -716,7 +816,7 @@ class ExtractionDetector(Detector):
         pops = self._model_populations.get(model, [])
         pop = next((p for p in pops if p.ready), None)
         if pop is not None and s["nj"] >= o.min_queries:
-            peers = pop.peer_rate(event.get("src_ip") or event.get("principal"))
+            peers = pop.peer_rate(source)
             base = max(pop.ood_rate or 0.0, peers or 0.0, o.base_floor)
             findings.append(self._share("out_of_range", s["ood"], s["nj"], base))
         if s["nd"] >= o.min_queries:
@@ -751,7 +851,7 @@ class ExtractionDetector(Detector):
             "statistics": [{k: v for k, v in f.items() if k not in ("hit", "strength")} for f in findings if f],
         }
         if etype == "principal":
-            evidence["src_ip"] = event.get("src_ip")
+            evidence["src_ip"] = src_ip
             who = f"principal {eid}"
         else:
             who = f"source {eid} (pooled over its principals)"

@@ -30,7 +30,8 @@ from __future__ import annotations
 import numpy as np
 
 from ramparts.detectors.extraction import (C_CHANGED, C_CLOSE, C_DISTS, C_EP, C_HASHES, C_INC, C_LOW, C_N, C_NC,
-                                           C_ND, C_NJ, C_OOD, C_REP, C_RES, MAX_PEERS, P_BASE_FLOOR, P_CLOSE_RATIO,
+                                           C_ND, C_NJ, C_OOD, C_PAIRS, C_REP, C_RES, MAX_PEERS, P_BASE_FLOOR,
+                                           P_CLOSE_RATIO,
                                            P_CLOSE_THR, P_GAP, P_GAP_NS, P_LOW_CONF, P_LOW_THR, P_MIN_POPULATION,
                                            P_MIN_QUERIES, P_MIN_RATIO, P_NORMALITY_EVERY, P_NORMALITY_MIN,
                                            P_OOD_FEATURES, P_OOD_THR, P_WINDOW, PEER_EVERY, PEER_MIN_FLAGS,
@@ -98,7 +99,7 @@ def _select(a, k):
 
 
 @_jit
-def observe(res, res64, sq, n, x):
+def observe(res, res64, sq, pd, covered, n, x):
     """The nearest-neighbour distance of ``x`` to the first ``n`` rows of the reservoir and the
     median pairwise distance of those rows (both -1.0 under 4 rows); then ``x`` pushed (the
     oldest row dropped when the reservoir is full).
@@ -106,7 +107,11 @@ def observe(res, res64, sq, n, x):
     ``res`` is the reservoir (float32, rows oldest first, capacity its length), ``res64`` its
     float64 copy and ``sq`` its rows' squared norms, all updated in place; ``x`` the projected
     query (float32). Rows are up to 128 wide (:func:`_row_sum`; the detector's are 12).
-    Returns (distance, scale, rows now)."""
+    ``pd[a, b]`` (a < b) keeps the squared distance of rows a and b for the first ``covered``
+    rows, across calls: a query adds the pairs of the rows since (15 once full, instead of all
+    120), each computed as it was when all were (``sq_a + sq_b - 2 p_a.p_b``, the dot product
+    summed in order), so the median is the same to the bit; ``covered`` 0 computes all.
+    Returns (distance, scale, rows now, rows covered now)."""
     width = res.shape[1]
     nn = -1.0
     scale = -1.0
@@ -123,15 +128,19 @@ def observe(res, res64, sq, n, x):
         # float32's root, as numpy takes it (the float64 root of a float32, rounded, is the same)
         nn = float(np.float32(np.sqrt(np.float64(best))))
         # the median of the upper triangle of the squared distance matrix (sq_i + sq_j - 2 p_i.p_j)
+        for b in range(covered, n):
+            for a in range(b):
+                g = 0.0
+                for k in range(width):
+                    g += res64[a, k] * res64[b, k]
+                pd[a, b] = sq[a] + sq[b] - 2.0 * g
+        covered = n
         m = n * (n - 1) // 2
         d2 = np.empty(m)
         c = 0
         for a in range(n):
             for b in range(a + 1, n):
-                g = 0.0
-                for k in range(width):
-                    g += res64[a, k] * res64[b, k]
-                d2[c] = sq[a] + sq[b] - 2.0 * g
+                d2[c] = pd[a, b]
                 c += 1
         mid = m // 2
         scale = np.sqrt(max(_select(d2, mid), 0.0))
@@ -141,7 +150,10 @@ def observe(res, res64, sq, n, x):
             res[a] = res[a + 1]
             res64[a] = res64[a + 1]
             sq[a] = sq[a + 1]
+            for b in range(a + 1, cap - 1):
+                pd[a, b] = pd[a + 1, b + 1]
         n = cap - 1
+        covered = max(covered - 1, 0)
     e = np.empty(width)
     for k in range(width):
         res[n, k] = x[k]
@@ -149,11 +161,11 @@ def observe(res, res64, sq, n, x):
         res64[n, k] = v
         e[k] = v * v
     sq[n] = _row_sum(e, width)
-    return nn, scale, n + 1
+    return nn, scale, n + 1, covered
 
 
 @_jit
-def feed_stream(slot, counts, hashes, res, res64, sq, dists, x, rows, r0, r1, params, snap):
+def feed_stream(slot, counts, hashes, res, res64, sq, pd, dists, x, rows, r0, r1, params, snap):
     """Feed the query rows ``r0:r1`` of one event to the stream in ``slot``, in order: what the
     detector's ``_feed`` did row by row in Python (commit fbccdbf), with the same arithmetic.
 
@@ -210,8 +222,10 @@ def feed_stream(slot, counts, hashes, res, res64, sq, dists, x, rows, r0, r1, pa
             c[C_NC] += 1
             if rows[r, R_CONF] < low_conf:
                 c[C_LOW] += 1
-        nn, scale, n = observe(res[slot], res64[slot], sq[slot], int(c[C_RES]), x[r])
+        nn, scale, n, covered = observe(res[slot], res64[slot], sq[slot], pd[slot], int(c[C_PAIRS]), int(c[C_RES]),
+                                        x[r])
         c[C_RES] = n
+        c[C_PAIRS] = covered
         if nn >= 0.0:
             if scale > 0 and nn < close_ratio * scale:
                 c[C_CLOSE] += 1
@@ -397,7 +411,7 @@ def _outside(vals, off, width, lo, hi, share):
 
 
 @_jit
-def run(i, phase, j, ev, tls, counts, hashes, res, res64, sq, dists, x, rows, vals, params, snap, out,
+def run(i, phase, j, ev, tls, counts, hashes, res, res64, sq, pd, dists, x, rows, vals, params, snap, out,
         pst, prows, plo, phi, mt, pint, pflags, psnap, model_pops):
     """The detector's per-event loop over events ``i`` on (``ev``: slot of the principal's stream,
     of the source's (-1: none), first and last row, time, source id, model), from ``phase``:
@@ -450,10 +464,10 @@ def run(i, phase, j, ev, tls, counts, hashes, res, res64, sq, dists, x, rows, va
                 if pst[p, S_OUTPUTS] >= params[P_MIN_POPULATION]:
                     thr = params[P_MIN_RATIO] * max(pst[p, S_LOW] / pst[p, S_OUTPUTS], params[P_BASE_FLOOR])
             params[P_LOW_THR] = thr
-            due_a, hit_a = feed_stream(sa, counts, hashes, res, res64, sq, dists, x, rows, r0, r1, params, snap[0])
+            due_a, hit_a = feed_stream(sa, counts, hashes, res, res64, sq, pd, dists, x, rows, r0, r1, params, snap[0])
             due_b, hit_b = 0, False
             if sb >= 0:
-                due_b, hit_b = feed_stream(sb, counts, hashes, res, res64, sq, dists, x, rows, r0, r1, params,
+                due_b, hit_b = feed_stream(sb, counts, hashes, res, res64, sq, pd, dists, x, rows, r0, r1, params,
                                            snap[1])
             if due_a or hit_a or due_b or hit_b:
                 out[0], out[1], out[2], out[3] = due_a, 1 if hit_a else 0, due_b, 1 if hit_b else 0

@@ -250,3 +250,52 @@ def test_shapiro_w_is_scipys_statistic_to_the_bit():
             d = d.astype(np.float32).astype(np.float64)
             assert shapiro_w(d) == float(shapiro(d).statistic)
     assert shapiro_w(np.ones(10)) == 0.0
+
+
+def _mixed_traffic(rng: np.random.Generator) -> list[dict]:
+    """Benign clients, a uniform-random prober and a line search, with rows of other shapes mixed in
+    (a batch of rows, a binary score, text, a NaN, an event without a principal, one of another kind)."""
+    events, t = [], T0
+    for i in range(900):
+        t += NS // 10
+        c = i % 12
+        if c < 9:
+            events.append(event(f"benign-{c}", t, natural(rng, 1)[0], confident(rng)))
+        elif c == 9:
+            events.append(event("prober", t, rng.uniform(-50, 50, WIDTH).round(3), [0.5, 0.5]))
+        elif c == 10:
+            events.append(event("walker", t, np.full(WIDTH, 3.0) + i * 1e-3, confident(rng)))
+        else:
+            odd = [{"input": natural(rng, 3).tolist(), "output": [0.9, 0.2, 0.7]},
+                   {"input": "a prompt", "output": "text"},
+                   {"input": [[1.0, float("nan")] * (WIDTH // 2)], "output": [[0.5, 0.5]]},
+                   {"principal": None}, {"kind": "request"}][i // 12 % 5]
+            events.append({**event(f"odd-{i % 5}", t, natural(rng, 1)[0], confident(rng)), **odd})
+    return events
+
+
+def test_a_batch_of_columns_gives_the_alerts_and_state_of_the_same_dicts():
+    from ramparts.events import columnar
+
+    events = _mixed_traffic(np.random.default_rng(21))
+    results = []
+    for as_batch in (EventBatch, columnar):
+        det, state = ExtractionDetector({"min_population": 60}), DictState()
+        alerts = []
+        for i in range(0, len(events), 25):
+            alerts += det.update(as_batch(events[i:i + 25]), state)
+        results.append((alerts, state.data))
+    assert results[0][0], "the traffic raises alerts (else the comparison says little)"
+    assert results[0] == results[1]
+
+
+def test_project_is_the_per_row_product_to_the_bit():
+    from ramparts.detectors.extraction import project, projection
+
+    rng = np.random.default_rng(8)
+    for width in (1, 3, 8, 16, 64):
+        xs = rng.standard_normal((20_000, width)) * 10.0 ** rng.uniform(-3, 3, size=(20_000, 1))
+        xs[::7, 0] *= 1e6  # rows whose products cancel: the bound is loose there
+        want = np.array([(v @ projection(width)).astype(np.float32) for v in xs])
+        assert np.array_equal(project(xs), want)
+        assert np.array_equal(project(xs, slack=1e30), want)  # every row projected alone

@@ -32,6 +32,7 @@ def test_observe_gives_numpys_distances_and_keeps_the_last_rows_in_order():
     for trial in range(300):
         res = np.zeros((RESERVOIR, PROJECTED_DIMS), dtype=np.float32)
         res64, sq = np.zeros((RESERVOIR, PROJECTED_DIMS)), np.zeros(RESERVOIR)
+        pd, covered = np.zeros((RESERVOIR, RESERVOIR)), 0
         scale_of_data = 10.0 ** rng.uniform(-3, 3)
         pushed: list[np.ndarray] = []
         n = 0
@@ -40,7 +41,10 @@ def test_observe_gives_numpys_distances_and_keeps_the_last_rows_in_order():
             if rng.random() < 0.2 and pushed:  # a near copy of an earlier row: a tiny distance
                 x = (pushed[-1] + np.float32(1e-6 * scale_of_data)).astype(np.float32)
             want_nn, want_scale = numpy_observe(np.array(pushed[-RESERVOIR:], dtype=np.float32).reshape(-1, 12), x)
-            nn, scale, n = extraction_stats.observe(res, res64, sq, n, x)
+            # the pairs kept from earlier calls give the median all of them computed afresh gives, to the bit
+            afresh = extraction_stats.observe(res.copy(), res64.copy(), sq.copy(), np.zeros_like(pd), 0, n, x)
+            nn, scale, n, covered = extraction_stats.observe(res, res64, sq, pd, covered, n, x)
+            assert (nn, scale, n) == afresh[:3]
             pushed.append(x)
             # the nearest-neighbour distance is stored in the state: the same to the bit
             assert nn == want_nn
@@ -115,9 +119,10 @@ def test_no_cache_location_at_all_falls_back_to_compiling_in_process(tmp_path: P
         "mod.__file__ = '<memory>'\n"
         "sys.modules['compiled_elsewhere'] = mod\n"
         "exec(compile(src, '<memory>', 'exec'), mod.__dict__)\n"
-        "res = np.zeros((16, 12), np.float32); res64 = np.zeros((16, 12)); sq = np.zeros(16); n = 0\n"
+        "res = np.zeros((16, 12), np.float32); res64 = np.zeros((16, 12)); sq = np.zeros(16); n = c = 0\n"
+        "pd = np.zeros((16, 16))\n"
         "for i in range(6):\n"
-        "    nn, scale, n = mod.observe(res, res64, sq, n, np.full(12, i, np.float32))\n"
+        "    nn, scale, n, c = mod.observe(res, res64, sq, pd, c, n, np.full(12, i, np.float32))\n"
         "print(nn, n)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
