@@ -31,6 +31,7 @@ class GeneralOnly(EnvoyJsonParser):
     """The reference: every line through the general path, in the base class's loop."""
 
     parse_chunk = Parser.parse_chunk
+    parse_batch = Parser.parse_batch
 
     def _compile(self, keyset, keys):
         return None
