@@ -33,10 +33,12 @@ Extra fields: ``method``, ``protocol``, ``response_flags`` (list, or None), ``by
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from operator import itemgetter
 from typing import Annotated, Any, Literal
 
 import msgspec
+import numpy as np
 import orjson
 from msgspec.structs import astuple
 from pydantic import Field, field_validator
@@ -45,7 +47,16 @@ from ramparts.errors import ParseError
 from ramparts.events import EventBatch
 from ramparts.timeutil import from_epoch, parse_iso
 
-from .base import DeadLetter, Parser, as_float, as_int, as_str, describe, dig, sniff_json_lines
+from .base import (
+    DeadLetter,
+    Parser,
+    as_float,
+    as_int,
+    as_str,
+    describe,
+    dig,
+    sniff_json_lines,
+)
 from .envoy_text import first_forwarded, host_of
 
 DEFAULT_FIELDS: dict[str, list[str]] = {
@@ -419,7 +430,13 @@ class EnvoyJsonParser(Parser):
     def _columns(self, objs: list, lines, records: list[bytes], first_line: int,
                  failed: list[tuple[int, str, bytes]]) -> tuple[dict[str, list], Any]:
         """The fast decoder's structs (of ``lines``) as normalized event columns, and their lines:
-        a line whose value fails a check is left out of both and added to ``failed``."""
+        a line whose value fails a check is left out of both and added to ``failed``.
+
+        The checks run in :meth:`_finish`'s order, and a line keeps the reason of the first that
+        fails. Each column's common case is tested on the whole column first (no ``?`` in any
+        path, every upstream time a finite number, ...); only a column that has an exception
+        is walked value by value.
+        """
         # The structs of every key set start with the same fields (_FAST_ORDER); zip stops at the shortest.
         flags, *vals = list(zip(*map(astuple, objs)))[:_N_FIELDS]
         # Envoy's absent value: "-" (the fast types take no "", and "-" only where a value may be absent).
@@ -429,65 +446,22 @@ class EnvoyJsonParser(Parser):
          identity) = vals
         n = len(ts)
         bad: dict[int, str] = {}  # position -> the first check's reason
-
-        head, base = self._ts_head, self._ts_base
-        for i, t in enumerate(ts):
-            try:
-                if type(t) is str and t[:20] == head and t[-1] == "Z" and len(t) <= 30 \
-                        and (frac := t[20:-1]).isdigit():
-                    ts[i] = base + int(frac) * _FRAC_SCALE[len(frac)]
-                elif t is None:
-                    raise ParseError("no start time (looked for: " + ", ".join(self._keys["start_time"]) + ")")
-                elif type(t) is str and t[4:5] == "-":
-                    ts[i] = parse_iso(t)
-                    # parse_iso read it as its second plus the fraction: remember the second.
-                    if t[10:11] == "T" and t[19:20] == "." and t[-1] == "Z" and len(t) <= 30 \
-                            and (frac := t[20:-1]).isdigit():
-                        head, base = t[:20], ts[i] - int(frac) * _FRAC_SCALE[len(frac)]
-                else:
-                    ts[i] = parse_time(t, "start_time")
-            except Exception as e:
-                bad.setdefault(i, describe(e))
-        self._ts_head, self._ts_base = head, base
-
-        prefer_identity = self._prefer_identity
-        principal = list(map(self._keys_seen.get, api_key))  # the hashes of keys seen before, else None
-        if prefer_identity and identity.count(None) != n:
-            principal = [p if k is None else k for k, p in zip(identity, principal)]
-        if None in principal:
-            for i, p in enumerate(principal):
-                if p is None:
-                    k = api_key[i]
-                    if k is None:
-                        principal[i] = identity[i]
-                    else:
-                        try:
-                            principal[i] = self._hash_key(k)
-                        except Exception as e:
-                            bad.setdefault(i, describe(e))
-
-        for i, x in enumerate(src_ip):
-            try:
-                if x is not None:
-                    if "," in x or ":" in x or " " in x:
-                        src_ip[i] = first_forwarded(x)
-                elif (r := remote[i]) is not None:
-                    src_ip[i] = host_of(r)
-            except Exception as e:
-                bad.setdefault(i, describe(e))
-        for i, u in enumerate(ust):
-            if u is not None and type(u) is not float:
-                try:
-                    ust[i] = _upstream_ms(u)
-                except Exception as e:
-                    bad.setdefault(i, describe(e))
-        scrub_path = self.hasher.scrub_path
-        for i, p in enumerate(path):
-            if p is not None and "?" in p:
-                try:
-                    path[i] = scrub_path(p)
-                except Exception as e:
-                    bad.setdefault(i, describe(e))
+        whole = _times(ts, parse_iso)
+        if whole is not None:
+            ts, self._ts_head, self._ts_base = whole
+        else:
+            self._times_one_by_one(ts, bad)
+        principal = self._principals(api_key, identity, bad)
+        if _any_in("\x00".join(filter(None, src_ip)), ", :") or (None in src_ip and remote.count(None) != n):
+            self._addresses(src_ip, remote, bad)
+        floats = _floats(ust)
+        if floats is not None:
+            ust = floats
+        else:
+            _each(ust, lambda u: u if u is None or type(u) is float else _upstream_ms(u), bad)
+        if "?" in "".join(filter(None, path)):
+            scrub_path = self.hasher.scrub_path
+            _each(path, lambda p: scrub_path(p) if p is not None and "?" in p else p, bad)
         flags = [None if f is None or f == "-" else f.split(",") for f in flags]
         cols = {
             "ts": ts, "status": status, "latency_ms": latency, "bytes_in": bytes_in, "bytes_out": bytes_out,
@@ -508,6 +482,59 @@ class EnvoyJsonParser(Parser):
             cols = {f: list(pick(c)) for f, c in cols.items()}
             lines = list(pick(lines))
         return cols, lines
+
+    def _times_one_by_one(self, ts: list, bad: dict[int, str]) -> None:
+        """The time of each value, in place, from the last second seen when it is of that second."""
+        head, base = self._ts_head, self._ts_base
+        for i, t in enumerate(ts):
+            try:
+                if type(t) is str and t[:20] == head and t[-1] == "Z" and len(t) <= 30 \
+                        and (frac := t[20:-1]).isdigit():
+                    ts[i] = base + int(frac) * _FRAC_SCALE[len(frac)]
+                elif t is None:
+                    raise ParseError("no start time (looked for: " + ", ".join(self._keys["start_time"]) + ")")
+                elif type(t) is str and t[4:5] == "-":
+                    ts[i] = parse_iso(t)
+                    # parse_iso read it as its second plus the fraction: remember the second.
+                    if t[10:11] == "T" and t[19:20] == "." and t[-1] == "Z" and len(t) <= 30 \
+                            and (frac := t[20:-1]).isdigit():
+                        head, base = t[:20], ts[i] - int(frac) * _FRAC_SCALE[len(frac)]
+                else:
+                    ts[i] = parse_time(t, "start_time")
+            except Exception as e:
+                bad.setdefault(i, describe(e))
+        self._ts_head, self._ts_base = head, base
+
+    def _principals(self, api_key: list, identity: list, bad: dict[int, str]) -> list:
+        """The identity (``prefer_identity``) else the API key's hash (cached per key) else the identity."""
+        principal = list(map(self._keys_seen.get, api_key))  # the hashes of keys seen before, else None
+        if self._prefer_identity and identity.count(None) != len(identity):
+            principal = [p if k is None else k for k, p in zip(identity, principal)]
+        if None in principal:
+            for i, p in enumerate(principal):
+                if p is None:
+                    k = api_key[i]
+                    if k is None:
+                        principal[i] = identity[i]
+                    else:
+                        try:
+                            principal[i] = self._hash_key(k)
+                        except Exception as e:
+                            bad.setdefault(i, describe(e))
+        return principal
+
+    @staticmethod
+    def _addresses(src_ip: list, remote: list, bad: dict[int, str]) -> None:
+        """The first forwarded address, else the remote address without its port, in place."""
+        for i, x in enumerate(src_ip):
+            try:
+                if x is not None:
+                    if "," in x or ":" in x or " " in x:
+                        src_ip[i] = first_forwarded(x)
+                elif (r := remote[i]) is not None:
+                    src_ip[i] = host_of(r)
+            except Exception as e:
+                bad.setdefault(i, describe(e))
 
     def _finish(self, d: dict, raw: bytes, typed: bool) -> dict:
         """The intermediate fields (one per role) to the event; shared by both paths.
@@ -631,3 +658,79 @@ def _picker(idx: list[int]):
         i = idx[0]
         return lambda xs: (xs[i],)
     return itemgetter(*idx)
+
+
+def _any_in(text: str, chars: str) -> bool:
+    for c in chars:
+        if c in text:
+            return True
+    return False
+
+
+def _floats(col: list) -> list | None:
+    """:func:`_upstream_ms` of every value (None kept) when each is a finite number or text of one
+    (float() takes it): else None, and the values go one by one."""
+    try:
+        if None in col:
+            out = [v if v is None else float(v) for v in col]
+            total = sum([0.0 if v is None else v for v in out])
+        else:
+            out = list(map(float, col))
+            total = sum(out)
+    except Exception:  # a value float() does not take: _upstream_ms gives its error
+        return None
+    return out if total - total == 0.0 else None  # an inf or a nan among them: _upstream_ms's error
+
+
+_SEPARATORS = ((4, ord("-")), (7, ord("-")), (10, ord("T")), (13, ord(":")), (16, ord(":")), (19, ord(".")))
+_MAX_RUNS = 32
+
+
+def _times(ts: list, parse_iso: Callable[[str], int]) -> tuple[list[int], str, int] | None:
+    """The common chunk's times at once: every value 'YYYY-MM-DDTHH:MM:SS.<1-9 digits>Z', of one
+    length, in few runs of one second. Each run's second is read by ``parse_iso`` from its first
+    value, as the line by line loop would (the same numbers: that loop's cache of the second);
+    the fractions are read with numpy. None (the loop decides) for any other chunk. Also the last
+    run's head and second, the loop's cache."""
+    try:
+        width = len(ts[0])
+        if not 22 <= width <= 30 or len(set(map(len, ts))) != 1:
+            return None
+        arr = np.frombuffer("".join(ts).encode("ascii"), dtype=np.uint8).reshape(len(ts), width)
+    except (TypeError, UnicodeEncodeError):  # None, a number, other text: the loop decides
+        return None
+    digits = arr - 48
+    if (arr[:, width - 1] != 90).any() or (digits[:, 20:width - 1] > 9).any():
+        return None
+    for at, c in _SEPARATORS:
+        if (arr[:, at] != c).any():
+            return None
+    heads = arr[:, :20]
+    starts = np.flatnonzero((heads[1:] != heads[:-1]).any(axis=1)) + 1
+    if len(starts) >= _MAX_RUNS:
+        return None
+    frac_digits = width - 21
+    fracs = digits[:, 20:width - 1].astype(np.int64) @ (10 ** np.arange(frac_digits - 1, -1, -1, dtype=np.int64))
+    out = fracs * _FRAC_SCALE[frac_digits]
+    bounds = [0, *starts.tolist(), len(ts)]
+    head, base = "", 0
+    for a, b in zip(bounds, bounds[1:]):
+        t = ts[a]
+        try:
+            base = parse_iso(t) - int(t[20:-1]) * _FRAC_SCALE[frac_digits]
+        except Exception:  # an invalid date: the loop gives each line's error
+            return None
+        head = t[:20]
+        if not -2**62 < base < 2**62:  # beyond int64 nanoseconds: the loop's Python ints
+            return None
+        out[a:b] += base
+    return out.tolist(), head, base
+
+
+def _each(col: list, one: Callable[[Any], Any], bad: dict[int, str]) -> None:
+    """``one`` of every value, in place; a value it fails on marks its line ``bad`` (first reason kept)."""
+    for i, v in enumerate(col):
+        try:
+            col[i] = one(v)
+        except Exception as e:
+            bad.setdefault(i, describe(e))
