@@ -29,6 +29,22 @@ Extra fields: ``method``, ``protocol``, ``response_flags`` (list, or None), ``by
 ``bytes_out``, ``upstream_ms``, ``user_agent``, ``request_id``, ``authority``,
 ``upstream_host``, ``backend`` (``genai_backend_name``), ``model_override``
 (``genai_model_name_override``). ``latency_ms`` is ``duration``.
+
+Columns: :meth:`EnvoyJsonParser.parse_batch` (what reading files and replay call) writes a
+chunk's events as one :class:`~ramparts.events.Columns` part, never a dict per event. A slice
+of 1,024 lines at a time is decoded by the msgspec struct of the last key set seen (the fast
+path), turned into columns with one ``zip`` over the structs' tuples, and normalized column by
+column while its values are still in the CPU's cache: ``"-"`` to None (one ``in`` test per
+column), the times with numpy when the slice holds one time format in runs of one second (else
+line by line from the last second seen), the principal through the per-key hash cache, the
+source address, the upstream time, the path's query and the flags, each column's common case
+tested on the whole column first. A line the fast decoder does not take (another key set, a
+type its struct does not take, not JSON, not UTF-8) goes through the general path and its
+event (the same keys) is put back in its place; a value that fails a check dead-letters its
+line alone with the first failing check's reason. :meth:`EnvoyJsonParser.parse_chunk` (the
+worker's raw stage) hands on the dicts of the same batch: one implementation, the same events,
+ids, dead letters and counts as the base loop over ``parse_record``
+(``tests/parsers/test_envoy_json_fastpath.py``).
 """
 
 from __future__ import annotations
@@ -47,16 +63,7 @@ from ramparts.errors import ParseError
 from ramparts.events import EventBatch
 from ramparts.timeutil import from_epoch, parse_iso
 
-from .base import (
-    DeadLetter,
-    Parser,
-    as_float,
-    as_int,
-    as_str,
-    describe,
-    dig,
-    sniff_json_lines,
-)
+from .base import DeadLetter, Parser, as_float, as_int, as_str, describe, dig, sniff_json_lines
 from .envoy_text import first_forwarded, host_of
 
 DEFAULT_FIELDS: dict[str, list[str]] = {

@@ -14,6 +14,7 @@ from ramparts.events import Columns
 from ramparts.redact import Hasher
 from ramparts.streams.decode import parse_bytes
 from ramparts.streams.parsers.base import Parser
+from ramparts.streams.parsers import envoy_json
 from ramparts.streams.parsers.envoy_json import EnvoyJsonParser
 
 BASE = orjson.loads(corpus.lines("envoy_json", 1)[0])
@@ -158,8 +159,8 @@ def _batch_outcome(parser, lines, cuts, stamp):
     st.tuples(st.just("time"), _times.map(lambda t: {"start_time": t})),
     st.tuples(st.just("raw"), st.sampled_from(["", "   ", "{", "[1]", "null", '{"start_time": 1}'])),
 ), min_size=1, max_size=16), cuts=st.lists(st.integers(0, 17), max_size=3), stamp=st.booleans(),
-    prefer_identity=st.booleans())
-def test_batches_of_mutated_lines_agree_with_the_general_path(lines, cuts, stamp, prefer_identity):
+    prefer_identity=st.booleans(), slice_lines=st.sampled_from([1, 3, 1024]))
+def test_batches_of_mutated_lines_agree_with_the_general_path(lines, cuts, stamp, prefer_identity, slice_lines):
     """parse_batch, over several chunks of lines of two key sets, mutated, blank and broken: the same events
     (values, key order, ids), dead letters and counts as the general path line by line, written as columns."""
     raw = [orjson.dumps(BASE)]
@@ -170,7 +171,13 @@ def test_batches_of_mutated_lines_agree_with_the_general_path(lines, cuts, stamp
             raw.append(orjson.dumps({**(OTHER if shape == "other" else BASE), **change}))
     cuts = [c for c in cuts if c <= len(raw)]
     options = {"prefer_identity": prefer_identity}
-    fast = _batch_outcome(EnvoyJsonParser(options, hasher=Hasher(b"t")), raw, cuts, stamp)
+    # parse_batch decodes and normalizes a slice of a chunk's lines at a time: slices of 1 and 3 lines
+    # put the fallbacks, dead letters and key sets across slice boundaries.
+    envoy_json._SLICE, default = slice_lines, envoy_json._SLICE
+    try:
+        fast = _batch_outcome(EnvoyJsonParser(options, hasher=Hasher(b"t")), raw, cuts, stamp)
+    finally:
+        envoy_json._SLICE = default
     assert fast[:3] == _batch_outcome(GeneralOnly(options, hasher=Hasher(b"t")), raw, cuts, stamp)[:3]
     assert all(fast[3])
 
