@@ -10,9 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ramparts.bench import corpus
+from ramparts.events import Columns
 from ramparts.redact import Hasher
 from ramparts.streams.decode import parse_bytes
 from ramparts.streams.parsers.base import Parser
+from ramparts.streams.parsers import envoy_json
 from ramparts.streams.parsers.envoy_json import EnvoyJsonParser
 
 BASE = orjson.loads(corpus.lines("envoy_json", 1)[0])
@@ -31,6 +33,7 @@ class GeneralOnly(EnvoyJsonParser):
     """The reference: every line through the general path, in the base class's loop."""
 
     parse_chunk = Parser.parse_chunk
+    parse_batch = Parser.parse_batch
 
     def _compile(self, keyset, keys):
         return None
@@ -122,3 +125,121 @@ def test_the_inline_path_reads_the_time_of_each_line():
     assert not dead
     assert [e["ts"] for e in events] == [base + 500_000_000, base + 123_000_000, base + 1, base + 1_250_000_000,
                                         base + 999_000_000, base]
+
+
+# -- parse_batch: the chunk's events as columns --------------------------------------------------------------
+# A second json_format beside the corpus's: Envoy Gateway's spellings, an identity and a remote address,
+# so that lines of two key sets (two fast decoders) and the general path meet in one chunk.
+OTHER = {"start_time": "2026-03-02T09:00:02.25Z", "method": "GET", "x-envoy-origin-path": "/v1/models?key=k",
+         "protocol": "HTTP/2", "response_code": 200, "response_flags": "UF,URX", "bytes_received": 0,
+         "bytes_sent": 10, "duration": 3, "x-envoy-upstream-service-time": "-", "x-forwarded-for": None,
+         "downstream_remote_address": "[2001:db8::7]:4711", "user-agent": "curl/8.5.0", "x-request-id": "r1",
+         ":authority": "gw", "upstream_host": "10.1.0.8:8000", "x-api-key": "Bearer sk-other", "user": "alice",
+         "genai_model_name": "llama", "genai_tokens_input": "12", "genai_tokens_output": 3}
+
+
+def _batch_outcome(parser, lines, cuts, stamp):
+    """parse_batch over ``lines`` cut into chunks at ``cuts``: events, dead letters, counts, and whether
+    each batch was written as columns (no event dict made before ``.events``)."""
+    parser.stamp_ids = stamp
+    events, dead, columnar = [], [], []
+    bounds = [0, *sorted(set(cuts)), len(lines)]
+    for a, b in zip(bounds, bounds[1:]):
+        batch = parser.parse_batch(lines[a:b], "f.log", a + 1, dead)
+        columnar.append(batch._events is None and all(type(p) is Columns for p in batch._parts))
+        assert len(batch.values("ts")) == len(batch)
+        events.extend(list(e.items()) for e in batch.events)
+    return events, [(d.line, d.reason, d.raw) for d in dead], parser.stats, columnar
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(lines=st.lists(st.one_of(
+    st.tuples(st.sampled_from(["base", "other"]), st.dictionaries(st.sampled_from(sorted(BASE)), _values, max_size=2)),
+    st.tuples(st.just("other"), st.dictionaries(st.sampled_from(sorted(OTHER)), _values, max_size=2)),
+    st.tuples(st.just("time"), _times.map(lambda t: {"start_time": t})),
+    st.tuples(st.just("raw"), st.sampled_from(["", "   ", "{", "[1]", "null", '{"start_time": 1}'])),
+), min_size=1, max_size=16), cuts=st.lists(st.integers(0, 17), max_size=3), stamp=st.booleans(),
+    prefer_identity=st.booleans(), slice_lines=st.sampled_from([1, 3, 1024]))
+def test_batches_of_mutated_lines_agree_with_the_general_path(lines, cuts, stamp, prefer_identity, slice_lines):
+    """parse_batch, over several chunks of lines of two key sets, mutated, blank and broken: the same events
+    (values, key order, ids), dead letters and counts as the general path line by line, written as columns."""
+    raw = [orjson.dumps(BASE)]
+    for shape, change in lines:
+        if shape == "raw":
+            raw.append(change.encode())
+        else:
+            raw.append(orjson.dumps({**(OTHER if shape == "other" else BASE), **change}))
+    cuts = [c for c in cuts if c <= len(raw)]
+    options = {"prefer_identity": prefer_identity}
+    # parse_batch decodes and normalizes a slice of a chunk's lines at a time: slices of 1 and 3 lines
+    # put the fallbacks, dead letters and key sets across slice boundaries.
+    envoy_json._SLICE, default = slice_lines, envoy_json._SLICE
+    try:
+        fast = _batch_outcome(EnvoyJsonParser(options, hasher=Hasher(b"t")), raw, cuts, stamp)
+    finally:
+        envoy_json._SLICE = default
+    assert fast[:3] == _batch_outcome(GeneralOnly(options, hasher=Hasher(b"t")), raw, cuts, stamp)[:3]
+    assert all(fast[3])
+
+
+def test_a_chunk_of_one_key_set_is_one_columns_part_and_parse_chunk_hands_on_its_dicts():
+    lines = corpus.lines("envoy_json", 600)
+    p = EnvoyJsonParser(hasher=Hasher(b"t"))
+    p.stamp_ids = True
+    dead = []
+    first = p.parse_batch(lines[:300], "f.log", 1, dead)
+    second = p.parse_batch(lines[300:], "f.log", 301, dead)
+    assert not dead and [len(b._parts) for b in (first, second)] == [1, 1]
+    assert type(second._parts[0]) is Columns and second._events is None
+    assert second.values("id")[:2] == ["f.log:301", "f.log:302"] and second._events is None
+    q = EnvoyJsonParser(hasher=Hasher(b"t"))
+    q.stamp_ids = True
+    events = []
+    q.parse_chunk(lines[:300], "f.log", 1, events, dead)
+    q.parse_chunk(lines[300:], "f.log", 301, events, dead)
+    assert events == first.events + second.events and p.stats == q.stats
+    ref = _chunk_outcome(GeneralOnly(hasher=Hasher(b"t")), lines, True)
+    assert [list(e.items()) for e in events] == ref[0]
+
+
+def _stamped(times):
+    return [orjson.dumps({**BASE, "start_time": t}) for t in times]
+
+
+def test_a_chunks_times_read_at_once_are_the_line_by_line_times():
+    """The numpy reading of a chunk of one time format (several seconds, every fraction width, runs of
+    seconds out of order) against the general path; chunks it leaves to the loop (a bad date among good
+    ones, years past int64 nanoseconds, more runs than it takes) give the same as well."""
+    # Runs of 70 lines of one second (the numpy reading takes runs of 64 lines on average or longer).
+    seconds = ["2026-03-02T09:00:0%d." % s for s in (0, 1, 1, 3, 2, 2) for _ in range(35)]
+    chunks = {
+        "widths": [[s + "1" * w + "Z" for s in seconds] for w in range(1, 10)],
+        "bad date": [["2026-02-28T09:00:00.5Z", "2026-02-30T09:00:00.5Z", "2026-02-28T09:00:01.5Z"]],
+        "far": [["2300-01-01T00:00:00.5Z", "2300-01-01T00:00:00.6Z"]],
+        "many runs": [["2026-03-02T09:%02d:00.5Z" % (m % 50) for m in range(0, 200, 3)]],
+        "mixed widths": [["2026-03-02T09:00:00.5Z", "2026-03-02T09:00:00.55Z"]],
+    }
+    for name, groups in chunks.items():
+        raw = [line for times in groups for line in _stamped(times)]
+        cuts, at = [], 0
+        for times in groups:
+            at += len(times)
+            cuts.append(at)
+        fast = _batch_outcome(EnvoyJsonParser(hasher=Hasher(b"t")), raw, cuts, False)
+        assert fast[:3] == _batch_outcome(GeneralOnly(hasher=Hasher(b"t")), raw, cuts, False)[:3], name
+    assert len(fast[0]) == 2
+
+
+def test_times_helper_reads_runs_and_declines_what_it_does_not_take():
+    from ramparts.streams.parsers.envoy_json import _times
+    from ramparts.timeutil import parse_iso
+
+    ts = ["2026-03-02T09:00:00.5Z", "2026-03-02T09:00:01.25Z"]
+    assert _times(ts, parse_iso) is None  # two widths
+    ts = ["2026-03-02T09:00:00.50Z", "2026-03-02T09:00:01.25Z", "2026-03-02T09:00:00.01Z"]
+    assert _times(ts, parse_iso) is None  # runs of one second too short to be worth it
+    ts = [t for t in ts for _ in range(64)]
+    got, head, base = _times(ts, parse_iso)
+    assert got == [parse_iso(t) for t in ts] and head == "2026-03-02T09:00:00." and base == parse_iso(ts[0]) - 5 * 10**8
+    for odd in (None, 5, "2026-03-02T09:00:00.5x", "2026-03-02 09:00:00.5Z", "2026-03-02T09:00:00.\u0663Z"):
+        assert _times(ts[:64] + [odd], parse_iso) is None
