@@ -574,6 +574,7 @@ def feature_names(s: dict) -> list[str]:
 
 
 _REQUEST, _PREDICTION = ("request",), ("prediction",)
+_LO, _HI = -(2 ** 63), 2 ** 63 - 1
 PREDICTION_FIELDS = ("model", "model_version", "ts", "input", "input_names", "output")
 
 
@@ -634,8 +635,8 @@ class DriftDetector(Detector):
         if batch.indices_where("kind", "prediction"):
             columns = [kind_values(batch, _PREDICTION, f) for f in PREDICTION_FIELDS]
             for model, version, ts, inp, tensors, out in zip(*columns):
-                if type(model) is not str or not model or type(ts) is not int:
-                    continue
+                if type(model) is not str or not model or type(ts) is not int or not _LO <= ts <= _HI:
+                    continue  # no model, or no time (one past int64's nanoseconds cannot be a column's)
                 gk = (model, version if type(version) is str and version else None)
                 g = predictions.get(gk)
                 if g is None:
