@@ -13,6 +13,7 @@ events of the kinds in one C-level pass, and every later detector of the batch g
 
 from __future__ import annotations
 
+from itertools import repeat
 from operator import itemgetter
 
 from ramparts.events import EventBatch
@@ -25,9 +26,18 @@ def kind_values(batch: EventBatch, kinds: tuple[str, ...], field: str) -> list:
 
 def _pick(batch: EventBatch, kinds: tuple[str, ...], field: str) -> list:
     idx = batch.indices_where("kind", *kinds)
+    if batch._events is not None:  # a batch of dicts (or one whose dicts were made): read the kinds' events only
+        events = batch.shared(f"kind_values/{'/'.join(kinds)}", lambda b: _getter(idx)(b.events))
+        return list(map(dict.get, events, repeat(field)))
     values = batch.values(field)
     if len(idx) == len(values):  # every event is of these kinds (indices_where keeps batch order)
         return values
     if len(idx) > 1:
         return list(itemgetter(*idx)(values))
     return [values[i] for i in idx]
+
+
+def _getter(idx: list[int]):
+    if len(idx) > 1:
+        return lambda xs: list(itemgetter(*idx)(xs))
+    return lambda xs: [xs[i] for i in idx]
