@@ -61,7 +61,6 @@ import base64
 import functools
 import math
 from collections import deque
-from operator import itemgetter
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -70,6 +69,7 @@ from pydantic import Field
 from ramparts.events import EventBatch
 
 from .base import Detector, StateStore, make_alert, merge_alerts
+from .kind_columns import kind_values
 
 STEPS_PER_LEARNING = 13  # downsampled steps of one window that fit in the learning period
 EXTREME_SHARE = 0.05  # a step is represented by its extreme when it lies this share of the range off its mean
@@ -484,8 +484,9 @@ class _MetricSeries(Detector):
     aggregates (``MEAN`` metrics average their points, ``SUM`` metrics add them and count an
     empty minute as 0, up to ``fill_minutes``).
 
-    A batch's fields are read as columns (one ``itemgetter`` pass per field), its points built as numpy
-    columns, and the per-minute sums updated in compiled code (:mod:`.anomaly_minutes`), in
+    A batch's fields are read as columns (:func:`.kind_columns.kind_values`: the batch's column of
+    each field, its events of ``kinds`` picked in one C-level pass; no event's dict is made), its
+    points built as numpy columns, and the per-minute sums updated in compiled code (:mod:`.anomaly_minutes`), in
     event order, on arrays indexed by a per-batch entity code; a series' state is read once
     and written once per batch, and only a closed minute (a few per batch) goes through Python.
     """
@@ -520,7 +521,6 @@ class _MetricSeries(Detector):
 
     def __init__(self, options=None):
         super().__init__(options)
-        self._read = [itemgetter(f) for f in (self.entity_field, "ts", *self.fields)]
         _kernels()
 
     def _model(self, s: dict | None) -> SeriesModel:
@@ -529,15 +529,12 @@ class _MetricSeries(Detector):
                            extreme=o.extreme, state=s)
 
     def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
-        idx = batch.indices_where("kind", *self.kinds)
-        if not idx:
+        if not batch.indices_where("kind", *self.kinds):
             return []
-        events = itemgetter(*idx)(batch.events) if len(idx) > 1 else (batch.events[idx[0]],)
-        try:
-            # a column per field, each one C-level pass (no tuple per event for the collector to walk)
-            entities, times, *columns = [list(map(read, events)) for read in self._read]
-        except KeyError:  # an event without one of the fields: absent reads as None
-            entities, times, *columns = [[e.get(f) for e in events] for f in (self.entity_field, "ts", *self.fields)]
+        # a column per field from the batch's columns (no event's dict is made), shared with the
+        # other detectors of the batch that read the same field of the same kinds
+        entities, times, *columns = [kind_values(batch, self.kinds, f)
+                                     for f in (self.entity_field, "ts", *self.fields)]
         codes, names, minutes = _entity_codes(entities, times)
         points = self.points(*columns)
         metrics, k = self.METRICS, len(self.METRICS)

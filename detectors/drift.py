@@ -72,6 +72,7 @@ from ramparts.timeutil import format_rfc3339
 
 from .base import Detector, StateStore, alert_id, make_alert, merge_alerts
 from .jit import jit
+from .kind_columns import kind_values
 
 NS = 1_000_000_000
 MINUTE = 60 * NS
@@ -374,16 +375,21 @@ def request_groups(events: list[dict]) -> dict[tuple, tuple[np.ndarray, np.ndarr
     >>> ts.tolist(), x.tolist()
     ([5, 7], [[7.0, 3.0, 0.0], [nan, nan, 1.0]])
     """
-    n = len(events)
+    get = dict.get
+    return request_column_groups(*[list(map(get, events, repeat(f))) for f in REQUEST_FIELDS])
+
+
+# What :func:`request_column_groups` reads of each request, in the order it takes them.
+REQUEST_FIELDS = ("model", "model_version", "ts", "status", "tokens_in", "tokens_out")
+
+
+def request_column_groups(models: list, versions: list, times: list, status: list, tokens_in: list,
+                          tokens_out: list) -> dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """:func:`request_groups` of requests given as one list per field of ``REQUEST_FIELDS``
+    (``None`` where absent): what the detector reads from a batch's columns, no dict made."""
+    n = len(models)
     if n == 0:
         return {}
-    get = dict.get
-    status = list(map(get, events, repeat("status")))
-    models = list(map(get, events, repeat("model")))
-    times = list(map(get, events, repeat("ts")))
-    tokens_in = list(map(get, events, repeat("tokens_in")))
-    tokens_out = list(map(get, events, repeat("tokens_out")))
-    versions = list(map(get, events, repeat("model_version")))
     code, ok = _ints(status)
     ok &= ~np.isin(code, _NOT_THE_MODEL)
     ts, ts_ok = _ints(times)
@@ -478,11 +484,15 @@ def prediction_rows(e: dict, names: list[str] | None) -> tuple[list[list], list 
     >>> prediction_rows({"input": {"age": [30, 41], "income": [5.0, 7.5]}, "output": [1, 0]}, None)
     ([[30, 5.0], [41, 7.5]], [1, 0], ['age', 'income'])
     """
-    inp = e.get("input")
+    return prediction_rows_of(e.get("input"), e.get("input_names"), e.get("output"), names)
+
+
+def prediction_rows_of(inp: Any, tensors: Any, out: Any, names: list[str] | None
+                       ) -> tuple[list[list], list | None, list[str] | None]:
+    """:func:`prediction_rows` of a prediction's ``input``, ``input_names`` and ``output`` values."""
     rows: list = []
     if type(inp) is list and inp:
         first = inp[0]
-        tensors = e.get("input_names")
         if type(tensors) is list and len(tensors) > 1 and type(first) is list:
             inp = first  # several tensors: the first one
             first = inp[0] if inp else None
@@ -502,7 +512,6 @@ def prediction_rows(e: dict, names: list[str] | None) -> tuple[list[list], list 
             rows = [list(r) for r in zip(*cols)]
         else:
             rows = [[c if type(c) in (int, float) else None for c in cols]]
-    out = e.get("output")
     if type(out) in (int, float) and len(rows) == 1:
         out = [out]
     if type(out) is not list or len(out) != len(rows):
@@ -564,6 +573,11 @@ def feature_names(s: dict) -> list[str]:
     return inputs + {0: [], 1: ["score"], 2: ["confidence", "top_class"]}[s["om"]]
 
 
+_REQUEST, _PREDICTION = ("request",), ("prediction",)
+_LO, _HI = -(2 ** 63), 2 ** 63 - 1
+PREDICTION_FIELDS = ("model", "model_version", "ts", "input", "input_names", "output")
+
+
 class DriftDetector(Detector):
     name = "drift.model"
     kinds = ("prediction", "request")
@@ -611,25 +625,27 @@ class DriftDetector(Detector):
 
     # -- the batch ---------------------------------------------------------------------------------
     def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
-        ev = batch.events
-        requests = request_groups([ev[i] for i in batch.indices_where("kind", "request")])
+        # The fields as columns of the batch (kind_values: no event's dict is made), the requests'
+        # shared with anomaly.model, which reads four of the same fields.
+        requests = {}
+        if batch.indices_where("kind", "request"):
+            requests = request_column_groups(*[kind_values(batch, _REQUEST, f) for f in REQUEST_FIELDS])
         predictions: dict[tuple, list] = {}
         names: dict[tuple, list[str] | None] = {}
-        for i in batch.indices_where("kind", "prediction"):
-            e = ev[i]
-            model, ts = e.get("model"), e.get("ts")
-            if type(model) is not str or not model or type(ts) is not int:
-                continue
-            version = e.get("model_version")
-            gk = (model, version if type(version) is str and version else None)
-            g = predictions.get(gk)
-            if g is None:
-                g = predictions[gk] = []
-                s = state.get(self._key("p", *gk))
-                names[gk] = s.get("dn") if s is not None else None
-            rows, out, names[gk] = prediction_rows(e, names[gk])
-            if rows:
-                g.append((ts, rows, out))
+        if batch.indices_where("kind", "prediction"):
+            columns = [kind_values(batch, _PREDICTION, f) for f in PREDICTION_FIELDS]
+            for model, version, ts, inp, tensors, out in zip(*columns):
+                if type(model) is not str or not model or type(ts) is not int or not _LO <= ts <= _HI:
+                    continue  # no model, or no time (one past int64's nanoseconds cannot be a column's)
+                gk = (model, version if type(version) is str and version else None)
+                g = predictions.get(gk)
+                if g is None:
+                    g = predictions[gk] = []
+                    s = state.get(self._key("p", *gk))
+                    names[gk] = s.get("dn") if s is not None else None
+                rows, out, names[gk] = prediction_rows_of(inp, tensors, out, names[gk])
+                if rows:
+                    g.append((ts, rows, out))
         alerts: list[dict] = []
         for (model, version), (ts, x, sv) in requests.items():
             key = self._key("r", model, version)

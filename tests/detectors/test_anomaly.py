@@ -8,7 +8,7 @@ import pytest
 
 from ramparts.detectors.anomaly import EXTREME_SCORE, GpuMetrics, ModelMetrics, P2Quantile, SeriesModel
 from ramparts.detectors.base import DictState
-from ramparts.events import EventBatch
+from ramparts.events import EventBatch, columnar
 
 NS = 1_000_000_000
 MIN = 60 * NS
@@ -342,3 +342,25 @@ def test_a_minute_past_int64_is_skipped_not_a_crash():
     events.append({**events[-1], "ts": 2 ** 100})
     d.update(EventBatch(events), state)
     assert state.get("anomaly.model/m/requests")["n"] == 4  # the last minute's four requests; not five
+
+
+@pytest.mark.parametrize("cls,kind", [(ModelMetrics, "request"), (GpuMetrics, "gpu")])
+@pytest.mark.parametrize("sizes", [[1], [7, 300, 2], [5000]])
+def test_a_columnar_batch_gives_the_alerts_and_state_of_the_dicts_and_makes_no_dict(cls, kind, sizes):
+    # The same odd stream as dicts and as columns (events.columnar: one Columns part per key set,
+    # so events missing a field or of another kind sit in other parts, read back in batch order).
+    options = {"learn_minutes": 6, "window": 2, "fill_minutes": 3, "alert_score": 0.5}
+    events = _odd_stream(kind, 4000, seed=10 + len(sizes))
+    on_dicts, on_columns = cls(options), cls(options)
+    dict_state, column_state = DictState(), DictState()
+    alerts = 0
+    for b in _cuts(events, sizes):
+        batch = columnar(b)
+        got, want = on_columns.update(batch, column_state), on_dicts.update(EventBatch(b), dict_state)
+        assert got == want
+        assert batch._events is None, "the detector made the events' dicts"
+        assert list(column_state.dirty) == list(dict_state.dirty)
+        assert orjson.dumps(column_state.take_dirty()) == orjson.dumps(dict_state.take_dirty())
+        alerts += len(got)
+    assert alerts > 0, "the stream raised nothing: the comparison would not see a wrong score"
+    assert orjson.dumps(column_state.data) == orjson.dumps(dict_state.data)

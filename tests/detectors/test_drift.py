@@ -32,7 +32,7 @@ from ramparts.detectors.drift import (
     psi_rows,
     quantile_edges,
 )
-from ramparts.events import EventBatch
+from ramparts.events import EventBatch, columnar
 from ramparts.timeutil import parse_iso
 
 NS = 1_000_000_000
@@ -456,3 +456,79 @@ def test_two_days_of_mix_drift_only_where_the_second_day_moved_the_inputs(tmp_pa
     alerts, _ = _replay(tmp_path / "b", [day1, day2])
     assert {a["entity"]["id"] for a in alerts} == {"fraud-xgb:3", "churn-lgbm:default"}
     assert all(a["first_event_ts"] >= parse_iso(day2[2]) for a in alerts)
+
+
+_ODD = [None, "12", "", True, False, 1.5, -3, float("nan"), float("inf"), [1], {"a": 1}, 10 ** 30, -(10 ** 30)]
+
+
+def _odd_model_stream(n: int, seed: int) -> list[dict]:
+    """Requests of two models and predictions of two versions (one-row lists, dict rows, columnar
+    dicts, two tensors, ragged rows with None and strings), a request error and output drift half
+    way, with every kind of bad value in every field read, absent fields and other kinds."""
+    rng = random.Random(seed)
+    events, t = [], T0
+    for i in range(n):
+        t += rng.randrange(100, 400) * 1_000_000
+        later = i >= n // 2
+        r = rng.random()
+        if r < 0.6:
+            status = 503 if later and rng.random() < 0.3 else rng.choice([200, 200, 200, 401, 429, 500])
+            e = req(t, status=status, tokens_in=int(rng.lognormvariate(6, 0.8)),
+                    tokens_out=int(rng.lognormvariate(5.4 if not later else 4.0, 0.6)),
+                    model=rng.choice(["llama", "llama", "mistral"]))
+            if rng.random() < 0.05:
+                e["model_version"] = rng.choice(["v2", None, "", 7])
+            fields = ("status", "tokens_in", "tokens_out", "model", "ts", "model_version")
+        else:
+            row = [round(rng.gauss(1.0 if later else 0.0, 1.0), 3), round(rng.gauss(0, 1), 3)]
+            shape = rng.randrange(5)
+            if shape == 0:
+                inp = [row]
+            elif shape == 1:
+                inp = [{"a": row[0], "b": row[1], "s": "x"}]
+            elif shape == 2:
+                inp = {"a": [row[0]], "b": [row[1]]}
+            elif shape == 3:
+                inp = [[row], [[9.0]]]
+            else:
+                inp = [[row[0], None, "n/a"][: 1 + i % 3]]
+            e = pred(t, [0.0], 0.0, version=rng.choice(["3", "4"]))
+            e["input"] = inp
+            e["output"] = [round(rng.random() * (0.5 if later else 1.0), 4)] if shape != 1 else [[0.7, 0.3]]
+            if shape == 3:
+                e["input_names"] = ["x", "y"]
+            fields = ("input", "output", "model", "ts", "model_version", "input_names")
+        q = rng.random()
+        if q < 0.06:
+            e[rng.choice(fields)] = rng.choice(_ODD)
+        elif q < 0.08:
+            e.pop(rng.choice(fields), None)
+        events.append(e)
+        if rng.random() < 0.03:
+            events.append({"kind": "gpu", "ts": t, "source": "dcgm", "model": "llama", "status": 200})
+    events[n // 3: n // 3 + 30] = events[n // 3: n // 3 + 30][::-1]  # a stretch out of order
+    return events
+
+
+@pytest.mark.parametrize("size", [1, 137, 5000])
+def test_a_columnar_batch_gives_the_alerts_and_state_of_the_dicts_and_makes_no_dict(size):
+    # The same stream as dicts and as columns (events.columnar: a Columns part per key set, so an
+    # event missing a field sits in another part): the same alerts, findings and state, batch by
+    # batch, and the columnar batches never have their events' dicts made.
+    options = {"window_rows": 200}
+    events = _odd_model_stream(6000 if size > 1 else 2500, seed=size)
+    on_dicts, on_columns = DriftDetector(options), DriftDetector(options)
+    on_dicts.trace, on_columns.trace = [], []
+    dict_state, column_state = DictState(), DictState()
+    alerts = 0
+    for i in range(0, len(events), size):
+        b = events[i:i + size]
+        batch = columnar(b)
+        got, want = on_columns.update(batch, column_state), on_dicts.update(EventBatch(b), dict_state)
+        assert got == want
+        assert batch._events is None, "the detector made the events' dicts"
+        assert orjson.dumps(column_state.data) == orjson.dumps(dict_state.data)
+        alerts += len(got)
+    assert on_columns.trace == on_dicts.trace
+    assert alerts > 0, "the stream raised nothing: the comparison would not see a wrong finding"
+    assert {k.split("|")[0] for k in column_state.data} == {"drift.model/r", "drift.model/p"}

@@ -1,0 +1,43 @@
+"""One field of a batch's events of some kinds, as a list, shared by the detectors that read it.
+
+``anomaly.model`` and ``drift.model`` read the same fields of every request (``model``, ``ts``,
+``status``, ``tokens_out``): :func:`kind_values` reads a field once per batch from
+:meth:`EventBatch.values` (a column of a columnar batch: no event's dict is made) and picks the
+events of the kinds in one C-level pass, and every later detector of the batch gets the same list.
+
+>>> from ramparts.events import columnar
+>>> b = columnar([{"kind": "request", "ts": 1, "model": "m"}, {"kind": "gpu", "ts": 2}, {"kind": "request", "ts": 3}])
+>>> kind_values(b, ("request",), "model"), kind_values(b, ("request",), "ts"), kind_values(b, ("gpu",), "model")
+(['m', None], [1, 3], [None])
+"""
+
+from __future__ import annotations
+
+from itertools import repeat
+from operator import itemgetter
+
+from ramparts.events import EventBatch
+
+
+def kind_values(batch: EventBatch, kinds: tuple[str, ...], field: str) -> list:
+    """``field`` of each event of ``kinds`` (``None`` where absent), in batch order; shared: do not change it."""
+    return batch.shared(f"kind_values/{'/'.join(kinds)}/{field}", lambda b: _pick(b, kinds, field))
+
+
+def _pick(batch: EventBatch, kinds: tuple[str, ...], field: str) -> list:
+    idx = batch.indices_where("kind", *kinds)
+    if batch._events is not None:  # a batch of dicts (or one whose dicts were made): read the kinds' events only
+        events = batch.shared(f"kind_values/{'/'.join(kinds)}", lambda b: _getter(idx)(b.events))
+        return list(map(dict.get, events, repeat(field)))
+    values = batch.values(field)
+    if len(idx) == len(values):  # every event is of these kinds (indices_where keeps batch order)
+        return values
+    if len(idx) > 1:
+        return list(itemgetter(*idx)(values))
+    return [values[i] for i in idx]
+
+
+def _getter(idx: list[int]):
+    if len(idx) > 1:
+        return lambda xs: list(itemgetter(*idx)(xs))
+    return lambda xs: [xs[i] for i in idx]
