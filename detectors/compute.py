@@ -50,7 +50,7 @@ from ramparts.events import EventBatch
 from ramparts.streams.keys import entity_key
 
 from .base import Detector, StateStore, make_alert
-from .incident import IncidentRule, node_of
+from .incident import IncidentRule, events_at, events_of_kinds, node_of
 
 NS = 1_000_000_000
 SEEN_IDS = 24
@@ -222,7 +222,7 @@ class UnauthorizedCompute(Detector):
 
     # -- the detector ----------------------------------------------------------------------
     def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
-        events = [e for e in batch.where("kind", "gpu", "workload") if isinstance(e.get("ts"), int)]
+        events = [e for e in events_of_kinds(batch, "gpu", "workload") if isinstance(e.get("ts"), int)]
         if not events:
             return []
         o = self.options
@@ -415,8 +415,12 @@ class MinerSignature(IncidentRule):
         return None
 
     def matches(self, batch: EventBatch) -> list[int]:
-        ev = batch.events
-        return [i for i in batch.indices_where("kind", "gpu", "runtime") if self._event_match(ev[i]) is not None]
+        # Only a sample that lists processes, or a runtime event with a process or from Falco, can
+        # match (_event_match): the others are not made into dicts.
+        kinds, procs, process, sources = map(batch.values, ("kind", "processes", "process", "source"))
+        idx = [i for i in batch.indices_where("kind", "gpu", "runtime")
+               if (procs[i] if kinds[i] == "gpu" else process[i] or sources[i] == "falco")]
+        return [i for i, e in zip(idx, events_at(batch, idx)) if self._event_match(e) is not None]
 
     def entity_of(self, event: dict) -> str | None:
         if event.get("kind") == "gpu":
@@ -449,7 +453,7 @@ class MinerSignature(IncidentRule):
     def _signature(self, batch: EventBatch, state: StateStore) -> list[dict]:
         o = self.options
         per_gpu: dict[tuple[str, str], list[dict]] = {}
-        for e in batch.where("kind", "gpu"):
+        for e in events_of_kinds(batch, "gpu"):
             if _float(e.get("util_pct")) is not None:
                 g = _text(e.get("gpu_uuid"))
                 if g is not None and isinstance(e.get("ts"), int):
