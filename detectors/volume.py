@@ -145,7 +145,10 @@ class VolumeDetector(Detector):
             if not -(1 << 63) <= t < 1 << 63:
                 return None
             ident = (principal, model or "-", src or "-")
-            code = keys.get(ident)
+            try:
+                code = keys.get(ident)
+            except TypeError:  # a list or an object for a principal, model or source: the event loop's
+                return None
             if code is None:
                 code = keys[ident] = len(stream_keys)
                 stream_keys.append(f"{name}/p|{ident[2]}|{principal}|{ident[1]}")
@@ -270,7 +273,7 @@ class VolumeDetector(Detector):
                 continue
             if type(ts) is not int or principal is None:
                 continue
-            model = model or "-"
+            principal, model = _hashable(principal), _hashable(model or "-")
             if kind == "request":
                 queries = 1
                 tokens = 0
@@ -285,7 +288,7 @@ class VolumeDetector(Detector):
             else:
                 queries = len(inp) if type(inp) is list and inp and type(inp[0]) is list else 1
                 tokens = 0
-                ident = (principal, model, src or "-")
+                ident = (principal, model, _hashable(src or "-"))
                 key = keys.get(ident)
                 if key is None:
                     key = keys[ident] = f"{name}/p|{ident[2]}|{principal}|{model}"
@@ -388,6 +391,16 @@ def _quantile(values: list[float], own: float | None, q: float) -> float:
     if not values:
         return 0.0
     return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
+
+
+def _hashable(v):
+    """``v``, or its text when it cannot be a dict key (a list or an object for a principal, model
+    or source: bad input, counted under the text its state key shows)."""
+    try:
+        hash(v)
+    except TypeError:
+        return str(v)
+    return v
 
 
 _EVENT_FIELDS = ("kind", "status", "ts", "principal", "model", "tokens_in", "tokens_out", "input", "src_ip")
