@@ -49,7 +49,7 @@ from ramparts.events import EventBatch
 from ramparts.streams.keys import entity_key
 
 from .base import Detector, StateStore, make_alert
-from .incident import IncidentRule, events_at, node_of, pod_id
+from .incident import IncidentRule, events_where, node_of, pod_id
 from .request_rows import MODEL, PRINCIPAL, SRC_IP, STATUS, TS, request_rows
 
 NS = 1_000_000_000
@@ -412,11 +412,9 @@ class PodExec(IncidentRule):
 
     def matches(self, batch: EventBatch) -> list[int]:
         o = self.options
-        resources, subresources = batch.values("resource"), batch.values("subresource")
-        idx = [i for i in batch.indices_where("source", "k8s_audit")
-               if resources[i] == "pods" and subresources[i] in ("exec", "attach")]
-        return [i for i, e in zip(idx, events_at(batch, idx))
-                if e.get("verb") in ("create", "get") and (o.all_pods or _serving(o, e))]
+        return [i for i, e in zip(*events_where(batch, "source", "k8s_audit"))
+                if e.get("resource") == "pods" and e.get("subresource") in ("exec", "attach")
+                and e.get("verb") in ("create", "get") and (o.all_pods or _serving(o, e))]
 
     def entity_of(self, event: dict) -> str | None:
         return pod_id(event)
@@ -445,9 +443,9 @@ class SecretRead(IncidentRule):
     def matches(self, batch: EventBatch) -> list[int]:
         o = self.options
         out = []
-        resources = batch.values("resource")
-        idx = [i for i in batch.indices_where("source", "k8s_audit") if resources[i] == "secrets"]
-        for i, e in zip(idx, events_at(batch, idx)):
+        for i, e in zip(*events_where(batch, "source", "k8s_audit")):
+            if e.get("resource") != "secrets":
+                continue
             user = e.get("user")
             if e.get("verb") in ("get", "list", "watch") and isinstance(user, str) and not user.startswith("system:") \
                     and e.get("namespace") in o.model_namespaces and e.get("status") not in (401, 403):
@@ -494,12 +492,7 @@ class PrivilegedPod(IncidentRule):
         return False
 
     def matches(self, batch: EventBatch) -> list[int]:
-        # Only an audit event that says privileged, or a Falco alert, can be one: the others are
-        # not made into dicts.
-        sources, privileged = batch.values("source"), batch.values("privileged")
-        idx = [i for i in batch.indices_where("kind", "runtime")
-               if sources[i] == "falco" or (privileged[i] is True and sources[i] == "k8s_audit")]
-        return [i for i, e in zip(idx, events_at(batch, idx)) if self._privileged(e)]
+        return [i for i, e in zip(*events_where(batch, "kind", "runtime")) if self._privileged(e)]
 
     def entity_of(self, event: dict) -> str | None:
         return pod_id(event)
@@ -534,8 +527,7 @@ class InferenceShell(IncidentRule):
     def matches(self, batch: EventBatch) -> list[int]:
         o = self.options
         out = []
-        idx = batch.indices_where("source", "falco")
-        for i, e in zip(idx, events_at(batch, idx)):
+        for i, e in zip(*events_where(batch, "source", "falco")):
             if e.get("kind") != "runtime":
                 continue
             rule = e.get("rule") if isinstance(e.get("rule"), str) else ""

@@ -50,7 +50,7 @@ from ramparts.events import EventBatch
 from ramparts.streams.keys import entity_key
 
 from .base import Detector, StateStore, make_alert
-from .incident import IncidentRule, events_at, events_of_kinds, node_of
+from .incident import IncidentRule, events_of_kinds, events_where, node_of
 
 NS = 1_000_000_000
 SEEN_IDS = 24
@@ -222,7 +222,11 @@ class UnauthorizedCompute(Detector):
 
     # -- the detector ----------------------------------------------------------------------
     def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
-        events = [e for e in events_of_kinds(batch, "gpu", "workload") if isinstance(e.get("ts"), int)]
+        # The samples' dicts are shared with gpu.miner (events_where); workloads are a few.
+        idx = sorted(batch.indices_where("kind", "gpu") + batch.indices_where("kind", "workload"))
+        made = dict(zip(*events_where(batch, "kind", "gpu")))
+        made.update(zip(*events_where(batch, "kind", "workload")))
+        events = [e for e in map(made.__getitem__, idx) if isinstance(e.get("ts"), int)]
         if not events:
             return []
         o = self.options
@@ -415,12 +419,10 @@ class MinerSignature(IncidentRule):
         return None
 
     def matches(self, batch: EventBatch) -> list[int]:
-        # Only a sample that lists processes, or a runtime event with a process or from Falco, can
-        # match (_event_match): the others are not made into dicts.
-        kinds, procs, process, sources = map(batch.values, ("kind", "processes", "process", "source"))
-        idx = [i for i in batch.indices_where("kind", "gpu", "runtime")
-               if (procs[i] if kinds[i] == "gpu" else process[i] or sources[i] == "falco")]
-        return [i for i, e in zip(idx, events_at(batch, idx)) if self._event_match(e) is not None]
+        # The GPU samples' dicts are shared with the signature and gpu.unauthorized (events_where).
+        hits = [i for kind in ("gpu", "runtime") for i, e in zip(*events_where(batch, "kind", kind))
+                if self._event_match(e) is not None]
+        return sorted(hits)
 
     def entity_of(self, event: dict) -> str | None:
         if event.get("kind") == "gpu":

@@ -138,7 +138,7 @@ class VolumeDetector(Detector):
             tokens[at] = np.maximum(t_in, 0) + np.maximum(t_out, 0)
         # A tenth of the events: their fields picked from the batch's values.
         p_ts, p_principal, p_model, p_src, p_input = ([v[i] for i in pred_idx] for v in map(
-            batch.values, ("ts", "principal", "model", "src_ip", "input")))
+            batch.values, _PREDICTION_READ))
         for i, t, principal, model, src, inp in zip(pred_idx, p_ts, p_principal, p_model, p_src, p_input):
             if type(t) is not int or principal is None:
                 continue
@@ -403,6 +403,7 @@ def _hashable(v):
     return v
 
 
+_PREDICTION_READ = ("ts", "principal", "model", "src_ip", "input")
 _EVENT_FIELDS = ("kind", "status", "ts", "principal", "model", "tokens_in", "tokens_out", "input", "src_ip")
 _INTS = frozenset((int,))
 _INTS_OR_NONE = frozenset((int, type(None)))  # not bool: True is 1 to numpy, not a count or a status
