@@ -41,7 +41,6 @@ from __future__ import annotations
 import re
 import zlib
 from itertools import compress
-from operator import itemgetter
 from typing import ClassVar
 
 from pydantic import Field
@@ -50,8 +49,8 @@ from ramparts.events import EventBatch
 from ramparts.streams.keys import entity_key
 
 from .base import Detector, StateStore, make_alert
-from .incident import IncidentRule, node_of, pod_id
-from .request_rows import MODEL, PRINCIPAL, SRC_IP, request_rows
+from .incident import IncidentRule, events_where, node_of, pod_id
+from .request_rows import MODEL, PRINCIPAL, SRC_IP, STATUS, TS, request_rows
 
 NS = 1_000_000_000
 MAX_KEYS_TRIED = 48
@@ -93,8 +92,9 @@ class CredentialStuffing(IncidentRule):
         min_count: int = Field(default=20, ge=1, description="Refusals within window_seconds that open an incident.")
 
     def matches(self, batch: EventBatch) -> list[int]:
-        ev = batch.events
-        return [i for i in batch.indices_where("kind", "request") if ev[i].get("status") in (401, 403)]
+        req = batch.indices_where("kind", "request")
+        # ``in`` a tuple compares with ==, as before: a list for a status (bad input) matches nothing.
+        return list(compress(req, map(_REFUSED.__contains__, map(batch.values("status").__getitem__, req))))
 
     def entity_type_of(self, event: dict) -> str:
         # As the worker keys requests (streams.keys): a 401 or a keyless request by its source.
@@ -203,14 +203,18 @@ class _PrincipalHabit(Detector):
                 slow.add(p)
         items_of: dict[str, list] = {}
         if slow:
-            rows, reqs = rr.rows, rr.reqs
-            for j in compress(range(len(rows)), map(slow.__contains__, map(_PRINCIPAL, rows))):
-                p, s = rows[j][0], rows[j][1]
+            cols = rr.cols
+            ps, ss, raws, ts = cols[PRINCIPAL], cols[STATUS], cols[fi], cols[TS]
+            src_ips, models = cols[SRC_IP], cols[MODEL]
+            for j in compress(range(len(ps)), map(slow.__contains__, ps)):
+                p, s = ps[j], ss[j]
                 if s in (401, 403) or (isinstance(s, int) and s >= 500):
                     continue
-                v = values[rows[j][fi]]
+                v = values[raws[j]]
                 if v is not None:
-                    items_of.setdefault(p, []).append((reqs[j], v))
+                    # What the loop and the alert read of a request (_REQUEST_READ), not its dict.
+                    e = {"ts": ts[j], "principal": p, "src_ip": src_ips[j], "model": models[j], "status": s}
+                    items_of.setdefault(p, []).append((e, v))
         alerts: list[dict] = []
         for p, key, st, count, judge in todo:
             if judge is None:
@@ -224,14 +228,14 @@ class _PrincipalHabit(Detector):
         """:meth:`update` for a batch whose requests cannot be summarised by distinct values
         (an unhashable field, or a status that equals another of a different type): per
         principal, from the requests grouped by :func:`_habit_requests`."""
-        ev = batch.events
         # A batch names few networks and models: each field value is turned into its habit
         # value once per batch (network_of and bounded cost more than the lookup).
         values: dict = {}
         value_of_field, field = self.value_of_field, self.field
         todo = []  # (index of the principal's first event with a value, principal, its events, values or None)
         for p, idx in batch.shared("access.habit_requests", _habit_requests).items():
-            events = [ev[i] for i in idx]
+            events = [{"ts": t, "principal": p, "src_ip": ip, "model": m, "status": s}
+                      for t, ip, m, s in zip(*([vs[i] for i in idx] for vs in map(batch.values, _REQUEST_READ)))]
             try:
                 raws = {e.get(field) for e in events}
             except TypeError:  # an unhashable value (bad input): no habit value, event by event
@@ -335,7 +339,10 @@ def bounded(v: str) -> str:
     return f"{v[:MAX_VALUE - 9]}~{zlib.crc32(v.encode()):08x}"
 
 
-_PRINCIPAL = itemgetter(PRINCIPAL)
+_REFUSED = (401, 403)
+# The fields of a request the habit detectors' per-request loop and their alerts read: the
+# requests they judge one by one are handed on as dicts of these alone, made from the columns.
+_REQUEST_READ = ("ts", "src_ip", "model", "status")
 
 
 def _rank(item: tuple) -> int:
@@ -347,10 +354,9 @@ def _habit_requests(batch: EventBatch) -> dict[str, list[int]]:
     refused, 401/403, nor failed upstream, 5xx), as batch indices per principal. Shared by the
     habit detectors of a batch."""
     per: dict[str, list[int]] = {}
-    ev = batch.events
+    principals, statuses = batch.values("principal"), batch.values("status")
     for i in batch.indices_where("kind", "request"):
-        e = ev[i]
-        p, s = e.get("principal"), e.get("status")
+        p, s = principals[i], statuses[i]
         if not isinstance(p, str) or s in (401, 403) or (isinstance(s, int) and s >= 500):
             continue
         got = per.get(p)
@@ -406,11 +412,9 @@ class PodExec(IncidentRule):
 
     def matches(self, batch: EventBatch) -> list[int]:
         o = self.options
-        ev = batch.events
-        return [i for i in batch.indices_where("source", "k8s_audit")
-                if (e := ev[i]).get("resource") == "pods"
-                and e.get("subresource") in ("exec", "attach") and e.get("verb") in ("create", "get")
-                and (o.all_pods or _serving(o, e))]
+        return [i for i, e in zip(*events_where(batch, "source", "k8s_audit"))
+                if e.get("resource") == "pods" and e.get("subresource") in ("exec", "attach")
+                and e.get("verb") in ("create", "get") and (o.all_pods or _serving(o, e))]
 
     def entity_of(self, event: dict) -> str | None:
         return pod_id(event)
@@ -439,9 +443,7 @@ class SecretRead(IncidentRule):
     def matches(self, batch: EventBatch) -> list[int]:
         o = self.options
         out = []
-        ev = batch.events
-        for i in batch.indices_where("source", "k8s_audit"):
-            e = ev[i]
+        for i, e in zip(*events_where(batch, "source", "k8s_audit")):
             if e.get("resource") != "secrets":
                 continue
             user = e.get("user")
@@ -490,8 +492,7 @@ class PrivilegedPod(IncidentRule):
         return False
 
     def matches(self, batch: EventBatch) -> list[int]:
-        ev = batch.events
-        return [i for i in batch.indices_where("kind", "runtime") if self._privileged(ev[i])]
+        return [i for i, e in zip(*events_where(batch, "kind", "runtime")) if self._privileged(e)]
 
     def entity_of(self, event: dict) -> str | None:
         return pod_id(event)
@@ -526,9 +527,7 @@ class InferenceShell(IncidentRule):
     def matches(self, batch: EventBatch) -> list[int]:
         o = self.options
         out = []
-        ev = batch.events
-        for i in batch.indices_where("source", "falco"):
-            e = ev[i]
+        for i, e in zip(*events_where(batch, "source", "falco")):
             if e.get("kind") != "runtime":
                 continue
             rule = e.get("rule") if isinstance(e.get("rule"), str) else ""

@@ -50,7 +50,7 @@ from ramparts.events import EventBatch
 from ramparts.streams.keys import entity_key
 
 from .base import Detector, StateStore, make_alert
-from .incident import IncidentRule, node_of
+from .incident import IncidentRule, events_of_kinds, events_where, node_of
 
 NS = 1_000_000_000
 SEEN_IDS = 24
@@ -222,7 +222,11 @@ class UnauthorizedCompute(Detector):
 
     # -- the detector ----------------------------------------------------------------------
     def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
-        events = [e for e in batch.where("kind", "gpu", "workload") if isinstance(e.get("ts"), int)]
+        # The samples' dicts are shared with gpu.miner (events_where); workloads are a few.
+        idx = sorted(batch.indices_where("kind", "gpu") + batch.indices_where("kind", "workload"))
+        made = dict(zip(*events_where(batch, "kind", "gpu")))
+        made.update(zip(*events_where(batch, "kind", "workload")))
+        events = [e for e in map(made.__getitem__, idx) if isinstance(e.get("ts"), int)]
         if not events:
             return []
         o = self.options
@@ -415,8 +419,10 @@ class MinerSignature(IncidentRule):
         return None
 
     def matches(self, batch: EventBatch) -> list[int]:
-        ev = batch.events
-        return [i for i in batch.indices_where("kind", "gpu", "runtime") if self._event_match(ev[i]) is not None]
+        # The GPU samples' dicts are shared with the signature and gpu.unauthorized (events_where).
+        hits = [i for kind in ("gpu", "runtime") for i, e in zip(*events_where(batch, "kind", kind))
+                if self._event_match(e) is not None]
+        return sorted(hits)
 
     def entity_of(self, event: dict) -> str | None:
         if event.get("kind") == "gpu":
@@ -449,7 +455,7 @@ class MinerSignature(IncidentRule):
     def _signature(self, batch: EventBatch, state: StateStore) -> list[dict]:
         o = self.options
         per_gpu: dict[tuple[str, str], list[dict]] = {}
-        for e in batch.where("kind", "gpu"):
+        for e in events_of_kinds(batch, "gpu"):
             if _float(e.get("util_pct")) is not None:
                 g = _text(e.get("gpu_uuid"))
                 if g is not None and isinstance(e.get("ts"), int):

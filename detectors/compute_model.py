@@ -37,6 +37,7 @@ from ramparts.events import EventBatch
 
 from .base import Detector, StateStore, make_alert
 from .compute import _float, _route, _seen_before, _text, pod_of, sample_row
+from .incident import events_of_kinds
 
 log = logging.getLogger("ramparts.detectors")
 NS = 1_000_000_000
@@ -186,7 +187,7 @@ class GpuWindowModel(Detector):
             return []
         W = self.bundle["window_samples"]
         per: dict[tuple[str, str], list[dict]] = {}
-        for e in batch.where("kind", "gpu"):
+        for e in events_of_kinds(batch, "gpu"):
             if _float(e.get("util_pct")) is not None and isinstance(e.get("ts"), int):
                 g = _text(e.get("gpu_uuid"))
                 if g is not None:

@@ -1,18 +1,18 @@
 """A batch's gateway requests read once for the detectors that count them per principal.
 
 ``extraction.volume``, ``access.new_source`` and ``access.new_model`` read the same few fields of
-every request. Reading an event's dict costs more than anything done with what it holds (the
-dicts and their values lie all over memory: each read is a cache miss), so the three share one
-read per request, in C (``itemgetter`` over the requests), and one hash of each request's
-(principal, status, source, model), and do the rest per distinct value, or on arrays.
+every request. They share one read of each field for the requests (``itemgetter`` of the request
+indices over the batch's values of that field, in C: no event's dict is made, a batch of columns
+hands its columns as they are) and one hash of each request's (principal, status, source,
+model), and do the rest per distinct value, or on arrays.
 
 >>> from ramparts.events import EventBatch
 >>> b = EventBatch([{"kind": "request", "principal": "k", "status": 200, "src_ip": "a", "model": "m", "ts": 1},
 ...                 {"kind": "gpu", "ts": 2},
 ...                 {"kind": "request", "principal": "k", "status": 200, "src_ip": "a", "model": "m", "ts": 3}])
 >>> r = request_rows(b)
->>> r.index, r.first.tolist(), r.distinct, r.counts.tolist()
-([0, 2], [0, 0], {('k', 200, 'a', 'm'): 0}, [2, 0])
+>>> r.index, r.cols[TS], r.first.tolist(), r.distinct, r.counts.tolist()
+([0, 2], [1, 3], [0, 0], {('k', 200, 'a', 'm'): 0}, [2, 0])
 """
 
 from __future__ import annotations
@@ -27,25 +27,22 @@ from ramparts.events import EventBatch
 FIELDS = ("principal", "status", "src_ip", "model", "ts", "tokens_in", "tokens_out")
 PRINCIPAL, STATUS, SRC_IP, MODEL, TS, TOKENS_IN, TOKENS_OUT = range(len(FIELDS))
 
-_ROW = itemgetter(*FIELDS)
-_KEY = itemgetter(PRINCIPAL, STATUS, SRC_IP, MODEL)
-_STATUS = itemgetter(STATUS)
 # Statuses the counts by distinct value decide exactly: equal values of these types decide
 # alike. A float 500.0 (kept: it is not an int) would count in a row of the int 500 (refused).
 _PLAIN_STATUS = frozenset((int, type(None)))
 
 
 class RequestRows(NamedTuple):
-    """The requests of a batch: ``reqs`` (the dicts) at batch indices ``index``; ``rows``, the
-    ``FIELDS`` of each; ``distinct``, each distinct (principal, status, src_ip, model) with the
-    position of its first request, in the order of their first requests; ``first``, per
-    request the position of the first request with its values; ``counts``, per position the
-    number of requests whose first it is (0 elsewhere); ``plain_status``: every status is an
-    int or None (else the counts by distinct value do not decide exactly)."""
+    """The requests of a batch, at batch indices ``index``: ``cols``, per name of ``FIELDS`` (in
+    its order: ``cols[TS]``) the list of that field of every request (``None`` where absent);
+    ``distinct``, each distinct (principal, status, src_ip, model) with the position of its
+    first request, in the order of their first requests; ``first``, per request the position of
+    the first request with its values; ``counts``, per position the number of requests whose
+    first it is (0 elsewhere); ``plain_status``: every status is an int or None (else the counts
+    by distinct value do not decide exactly). The lists are shared: do not change them."""
 
-    reqs: list[dict]
     index: list[int]
-    rows: list[tuple]
+    cols: tuple[list, ...]
     distinct: dict[tuple, int]
     first: np.ndarray
     counts: np.ndarray
@@ -59,19 +56,21 @@ def request_rows(batch: EventBatch) -> RequestRows | None:
 
 
 def _request_rows(batch: EventBatch) -> RequestRows | None:
-    ev = batch.events
     index = batch.indices_where("kind", "request")
-    reqs = list(map(ev.__getitem__, index))
-    try:
-        rows = list(map(_ROW, reqs))
-    except KeyError:  # a parser that leaves a field out
-        rows = [tuple(map(e.get, FIELDS)) for e in reqs]
+    if len(index) == len(batch):  # every event a request: the batch's own lists
+        cols = tuple(batch.values(f) for f in FIELDS)
+    elif len(index) > 1:
+        get = itemgetter(*index)
+        cols = tuple(list(get(batch.values(f))) for f in FIELDS)
+    else:
+        cols = tuple([batch.values(f)[i] for i in index] for f in FIELDS)
     distinct: dict[tuple, int] = {}
     try:
-        first = list(map(distinct.setdefault, map(_KEY, rows), range(len(rows))))
+        first = list(map(distinct.setdefault, zip(cols[PRINCIPAL], cols[STATUS], cols[SRC_IP], cols[MODEL]),
+                         range(len(index))))
     except TypeError:  # a list or an object where a value was expected
         return None
     first_arr = np.array(first, dtype=np.int64)
-    counts = np.bincount(first_arr, minlength=len(rows))
-    plain = _PLAIN_STATUS.issuperset(set(map(type, map(_STATUS, rows))))
-    return RequestRows(reqs, index, rows, distinct, first_arr, counts, plain)
+    counts = np.bincount(first_arr, minlength=len(index))
+    plain = _PLAIN_STATUS.issuperset(set(map(type, cols[STATUS])))
+    return RequestRows(index, cols, distinct, first_arr, counts, plain)

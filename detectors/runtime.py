@@ -19,7 +19,7 @@ from __future__ import annotations
 from ramparts.events import EventBatch
 
 from .compute import MinerSignature
-from .incident import IncidentRule, node_of, pod_id
+from .incident import IncidentRule, events_where, node_of, pod_id
 
 
 class FalcoCritical(IncidentRule):
@@ -38,9 +38,8 @@ class FalcoCritical(IncidentRule):
 
     def matches(self, batch: EventBatch) -> list[int]:
         p = self._PRIORITIES
-        ev = batch.events
-        return [i for i in batch.indices_where("source", "falco")
-                if str(ev[i].get("priority") or "").lower() in p and self._miner._event_match(ev[i]) is None]
+        return [i for i, e in zip(*events_where(batch, "source", "falco"))
+                if str(e.get("priority") or "").lower() in p and self._miner._event_match(e) is None]
 
     def entity_of(self, event: dict) -> str | None:
         return pod_id(event) or node_of(event) or "unknown"

@@ -33,7 +33,6 @@ import bisect
 import functools
 import math
 from collections import OrderedDict
-from operator import itemgetter
 
 import numpy as np
 from pydantic import Field
@@ -92,8 +91,7 @@ class VolumeDetector(Detector):
         """The batch's answered queries as arrays in batch order (stream code per event, -1 for
         one not counted; time; queries; tokens) with the streams' keys, idents and models; ``None``
         when a value is of a type the columns do not hold exactly (then :meth:`_update_events`)."""
-        ev = batch.events
-        n = len(ev)
+        n = len(batch)
         req_idx = batch.indices_where("kind", "request")
         pred_idx = batch.indices_where("kind", "prediction")
         name = self.name
@@ -108,14 +106,13 @@ class VolumeDetector(Detector):
             rr = request_rows(batch)
             if rr is None or not rr.plain_status:
                 return None
-            rows = rr.rows
-            ts, t_in, t_out = (list(map(g, rows)) for g in _REQUEST_COLUMNS)
+            ts, t_in, t_out = rr.cols[TS], rr.cols[TOKENS_IN], rr.cols[TOKENS_OUT]
             if not (_INTS.issuperset(set(map(type, ts))) and _INTS_OR_NONE.issuperset(set(map(type, t_in)))
                     and _INTS_OR_NONE.issuperset(set(map(type, t_out)))):
                 return None
             # A stream code per distinct (principal, status, source, model): -1 for refused or
             # failed requests (status 400 or over, or none) and requests of no principal.
-            code_at = np.full(len(rows), -1, dtype=np.int64)
+            code_at = np.full(len(ts), -1, dtype=np.int64)
             for (principal, status, _, model), at in rr.distinct.items():
                 if principal is None or status is None or status >= 400:
                     continue
@@ -139,21 +136,23 @@ class VolumeDetector(Detector):
             times[at] = ts
             queries[at] = 1
             tokens[at] = np.maximum(t_in, 0) + np.maximum(t_out, 0)
-        for i in pred_idx:  # a tenth of the events: each its own read
-            e = ev[i]
-            get = e.get
-            t, principal = get("ts"), get("principal")
+        # A tenth of the events: their fields picked from the batch's values.
+        p_ts, p_principal, p_model, p_src, p_input = ([v[i] for i in pred_idx] for v in map(
+            batch.values, _PREDICTION_READ))
+        for i, t, principal, model, src, inp in zip(pred_idx, p_ts, p_principal, p_model, p_src, p_input):
             if type(t) is not int or principal is None:
                 continue
             if not -(1 << 63) <= t < 1 << 63:
                 return None
-            ident = (principal, get("model") or "-", get("src_ip") or "-")
-            code = keys.get(ident)
+            ident = (principal, model or "-", src or "-")
+            try:
+                code = keys.get(ident)
+            except TypeError:  # a list or an object for a principal, model or source: the event loop's
+                return None
             if code is None:
                 code = keys[ident] = len(stream_keys)
                 stream_keys.append(f"{name}/p|{ident[2]}|{principal}|{ident[1]}")
                 stream_models.append(ident[1])
-            inp = get("input")
             codes[i], times[i] = code, t
             queries[i] = len(inp) if type(inp) is list and inp and type(inp[0]) is list else 1
         return codes, times, queries, tokens, stream_keys, stream_models
@@ -218,11 +217,11 @@ class VolumeDetector(Detector):
             c = int(codes[i])
             model = stream_models[c]
             self.first_minute.setdefault(model, int(fm[model_of[c]]))
-            e = batch.events[i]
             s = {"m": int(ints[0, c]), "q": int(ints[1, c]), "t": int(ints[2, c]), "pk": float(floats[0, c]),
                  "tp": float(floats[1, c]), "pm": int(ints[3, c]), "f": int(ints[4, c]),
                  "inc": incs[c] if inc_on[c] else None}
-            alert = self._judge(s, stream_keys[c], model, int(times[i]), int(queries[i]), e.get("principal"))
+            alert = self._judge(s, stream_keys[c], model, int(times[i]), int(queries[i]),
+                                batch.values("principal")[i])
             incs[c] = inc = s["inc"]
             if inc is not None:
                 inc_on[c], ints[5, c] = True, inc["last"]
@@ -265,38 +264,31 @@ class VolumeDetector(Detector):
         # Most events only add to a stream's minute: the key is built once per stream and
         # (principal, model[, source]) of the batch, and the token sum without a generator.
         keys: dict[tuple, str] = {}
-        for e in batch.events:
-            get = e.get
-            kind = get("kind")
+        # The fields read, as the batch's values (no event's dict is made).
+        for kind, status, ts, principal, model, t_in, t_out, inp, src in zip(*map(batch.values, _EVENT_FIELDS)):
             if kind == "request":
-                status = get("status")
                 if type(status) is not int or status >= 400:
                     continue
             elif kind != "prediction":
                 continue
-            ts = get("ts")
-            principal = get("principal")
             if type(ts) is not int or principal is None:
                 continue
-            model = get("model") or "-"
+            principal, model = _hashable(principal), _hashable(model or "-")
             if kind == "request":
                 queries = 1
                 tokens = 0
-                n = get("tokens_in")
-                if type(n) is int and n > 0:
-                    tokens += n
-                n = get("tokens_out")
-                if type(n) is int and n > 0:
-                    tokens += n
+                if type(t_in) is int and t_in > 0:
+                    tokens += t_in
+                if type(t_out) is int and t_out > 0:
+                    tokens += t_out
                 ident = (principal, model)
                 key = keys.get(ident)
                 if key is None:
                     key = keys[ident] = f"{name}/r|{principal}|{model}"
             else:
-                inp = get("input")
                 queries = len(inp) if type(inp) is list and inp and type(inp[0]) is list else 1
                 tokens = 0
-                ident = (principal, model, get("src_ip") or "-")
+                ident = (principal, model, _hashable(src or "-"))
                 key = keys.get(ident)
                 if key is None:
                     key = keys[ident] = f"{name}/p|{ident[2]}|{principal}|{model}"
@@ -401,7 +393,18 @@ def _quantile(values: list[float], own: float | None, q: float) -> float:
     return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
 
 
-_REQUEST_COLUMNS = (itemgetter(TS), itemgetter(TOKENS_IN), itemgetter(TOKENS_OUT))
+def _hashable(v):
+    """``v``, or its text when it cannot be a dict key (a list or an object for a principal, model
+    or source: bad input, counted under the text its state key shows)."""
+    try:
+        hash(v)
+    except TypeError:
+        return str(v)
+    return v
+
+
+_PREDICTION_READ = ("ts", "principal", "model", "src_ip", "input")
+_EVENT_FIELDS = ("kind", "status", "ts", "principal", "model", "tokens_in", "tokens_out", "input", "src_ip")
 _INTS = frozenset((int,))
 _INTS_OR_NONE = frozenset((int, type(None)))  # not bool: True is 1 to numpy, not a count or a status
 _NONE_AS_ZERO = {None: 0}  # map(d.get, xs, xs): None -> 0, every other value as it is
