@@ -43,6 +43,7 @@ import orjson
 from faust.streams import _current_event
 from faust.types import TP
 
+from ramparts.events import EventBatch
 from ramparts.redact import Hasher
 
 from .decode import HEAD_BYTES, detect_format, make_parser, sniff_lines
@@ -51,7 +52,9 @@ from .parsers import DeadLetter, get_parser_class
 from .pipeline import Pipeline, alert_to_json
 from .raw_consumer import RawConsumer
 from .topics import (HEADER_END, HEADER_FORMAT, HEADER_FRAMING, HEADER_ORIGIN, TopicNames, fast_lz4,
-                     model_route_fields, model_routed_kinds, project, raw_group)
+                     model_route_fields, model_routed_kinds, raw_group)
+from .wire import decode as decode_message
+from .wire import messages
 
 log = logging.getLogger("ramparts.worker")
 
@@ -314,8 +317,13 @@ class RawDecoder:
         return fmt
 
     def decode(self, topic: str, partition: int, offset: int, value: bytes | None,
-               headers: dict[str, bytes], events: list[dict], dead: list[DeadLetter]) -> tuple[tuple | None, bool]:
+               headers: dict[str, bytes], events: "list[dict] | EventParts",
+               dead: list[DeadLetter]) -> tuple[tuple | None, bool]:
         """Decode one message into ``events`` and ``dead``.
+
+        ``events``: a list the events are appended to as dicts, or an :class:`EventParts`
+        (the worker's way), which keeps each chunk as the parser hands it on
+        (``Parser.parse_batch``: columns from a columnar parser, no dict per event).
 
         Returns the key of the parser that read it (None when none did) and whether that
         parser still holds records for a join: then the message must not be acknowledged yet.
@@ -348,7 +356,11 @@ class RawDecoder:
             if value.find(b"\r") >= 0:
                 records = [r[:-1] if r.endswith(b"\r") else r for r in records]
         self.records += len(records)
-        parser.parse_chunk(records, origin, 1, events, dead)
+        add_batch = getattr(events, "add_batch", None)
+        if add_batch is not None:
+            add_batch(parser.parse_batch(records, origin, 1, dead))
+        else:
+            parser.parse_chunk(records, origin, 1, events, dead)
         key = (fmt, topic, partition, src)
         if headers.get(HEADER_END):
             parser.flush(events, dead)
@@ -364,6 +376,29 @@ def sniff_head(value: bytes) -> tuple[bytes, list[bytes]]:
         return value, ([line] if line and not line.isspace() else [])
     head = value[:HEAD_BYTES]
     return head, sniff_lines(head)
+
+
+class EventParts:
+    """The events :meth:`RawDecoder.decode` emits over a micro-batch, as the batches the parsers
+    hand on (``add_batch``) and the lists of dicts they emit from their joins (``extend``)."""
+
+    def __init__(self) -> None:
+        self.batches: list[EventBatch] = []
+
+    def add_batch(self, batch: EventBatch) -> None:
+        if len(batch):
+            self.batches.append(batch)
+
+    def extend(self, events: list[dict]) -> None:
+        if events:
+            self.batches.append(EventBatch(events))
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self.batches)
+
+    def batch(self) -> EventBatch:
+        """Every event added, in order, as one batch (the parts kept, nothing copied)."""
+        return EventBatch.concat(self.batches)
 
 
 def group_by_partition(events: list[dict], partitions: int, route: str = "entity") -> dict[int, list[dict]]:
@@ -645,19 +680,29 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
     async def seek_back_idle():
         await seek_back()
 
+    async def dead_letters(dead: list[DeadLetter]) -> None:
+        """To the dead-letter topic and the store (flushed: they are sent before their input is committed)."""
+        stats["dead_letters"] += len(dead)
+        rows = [d.to_dict(hasher) for d in dead]
+        for row in rows:
+            await dead_topic.send(value=orjson.dumps(row))
+        if sink is not None:
+            sink.write_dead_letters(rows)
+            sink.flush()
+
     async def parse_batch(batch: list[Any]) -> list[Any]:
         """The parse stage over a micro-batch of raw records (aiokafka ``ConsumerRecord`` s, each
         partition's in offset order): events and dead letters sent on; returns the records that
         may now be committed (:class:`raw_consumer.RawConsumer` commits them after a flush)."""
         if stats["first_at"] is None:
             stats["first_at"], stats["first_cpu"] = time.time(), time.process_time()
-        events: list[dict] = []
+        parts = EventParts()
         dead: list[DeadLetter] = []
         release: list[Any] = []
         for r in batch:
             order.received(r)
             headers = dict(r.headers) if r.headers else _NO_HEADERS
-            key, holding = decoder.decode(r.topic, r.partition, r.offset, r.value, headers, events, dead)
+            key, holding = decoder.decode(r.topic, r.partition, r.offset, r.value, headers, parts, dead)
             if not holding:
                 if key in held:
                     release.extend(held.pop(key))
@@ -671,22 +716,20 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
             release.extend(held.pop(key, ()))
         decoder.evicted.clear()
         if dead:
-            stats["dead_letters"] += len(dead)
-            rows = [d.to_dict(hasher) for d in dead]
-            for row in rows:
-                await dead_topic.send(value=orjson.dumps(row))
-            if sink is not None:
-                sink.write_dead_letters(rows)
-                sink.flush()
-        for p, group in group_by_partition(events, k.partitions).items():
-            for i in range(0, len(group), EVENTS_PER_MESSAGE):
-                await events_topic.send(value=orjson.dumps(group[i:i + EVENTS_PER_MESSAGE]), partition=p)
+            await dead_letters(dead)
+        # As columns (streams/wire.py): the route keys read from the batch's columns, each
+        # partition's events a selection, each message its parts' columns.
+        events = parts.batch()
+        for p, values in messages(events, k.partitions, EVENTS_PER_MESSAGE).items():
+            for value in values:
+                await events_topic.send(value=value, partition=p)
         if model_topic is not None:
-            wanted = [e for e in events if e["kind"] in model_kinds]
-            for p, group in group_by_partition(wanted, k.partitions, "model").items():
-                group = project(group, model_fields)
-                for i in range(0, len(group), EVENTS_PER_MESSAGE):
-                    await model_topic.send(value=orjson.dumps(group[i:i + EVENTS_PER_MESSAGE]), partition=p)
+            # The model key is None for every kind but requests and predictions; of those,
+            # only the kinds the model-routed detectors read go.
+            wanted = events.select(events.indices_where("kind", *model_kinds))
+            for p, values in messages(wanted, k.partitions, EVENTS_PER_MESSAGE, "model", model_fields).items():
+                for value in values:
+                    await model_topic.send(value=value, partition=p)
         ready = order.release_all(release)
         # Counted together, after the sends (the stats timer runs while they are awaited): a
         # reader never sees a batch's messages counted and what it holds not yet.
@@ -722,14 +765,24 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
         """The body of a detect agent: ``pipe`` over ``stream``'s micro-batches, per partition."""
         async for batch in stream.noack_take(k.batch_max_events, within=k.batch_max_seconds):
             batch = await admitted(batch)
-            by_partition: dict[int, tuple[Any, list[dict]]] = {}
+            by_partition: dict[int, tuple[Any, list[EventBatch]]] = {}
+            undecodable: list[DeadLetter] = []
             for ev in batch:
-                p = ev.message.partition
-                entry = by_partition.get(p)
+                m = ev.message
+                try:
+                    got = decode_message(ev.value)
+                except ValueError as exc:  # WireError, orjson's JSONDecodeError
+                    undecodable.append(DeadLetter("events", f"{m.topic}:{m.partition}:{m.offset}", 1,
+                                                  f"undecodable events message: {exc}", ev.value or b""))
+                    continue
+                entry = by_partition.get(m.partition)
                 if entry is None:
-                    entry = by_partition[p] = (ev, [])
-                entry[1].extend(orjson.loads(ev.value))
-            for p, (anchor, events) in by_partition.items():
+                    entry = by_partition[m.partition] = (ev, [])
+                entry[1].append(got)
+            if undecodable:
+                await dead_letters(undecodable)
+            for p, (anchor, got) in by_partition.items():
+                events = got[0] if len(got) == 1 else EventBatch.concat(got)
                 state = TableState(table)
                 alerts = pipe.process_batch(events, state, scope=p)
                 state.write_back(anchor)
