@@ -8,9 +8,11 @@ The parse stage and one agent (two with model-routed detectors), all thin shells
   on single-record messages), parses each message with a
   long-lived parser per (format, topic, partition) so joins survive message boundaries, stamps
   every event with a position id (``topic:partition:offset:line``), sends dead letters to the
-  ``deadletter`` topic and the store, and sends the events to ``events``, grouped into one
-  message per target partition (the partition of the event's entity).
-* ``detect`` reads ``events`` in micro-batches and, per partition, calls the same
+  ``deadletter`` topic and the store, and sends the events to ``events``, grouped into
+  messages per target partition (the partition of the event's entity), as columns
+  (``streams/wire.py``: a columnar parser's events never become dicts on the way).
+* ``detect`` reads ``events`` in micro-batches (each message back into an ``EventBatch`` of
+  columns; one no version reads goes to the dead letters) and, per partition, calls the same
   :meth:`Pipeline.process_batch` as replay, with the detector state of that partition's
   entities in a Faust table (changelog-backed: a restarted or rebalanced worker recovers it).
   The store is flushed before the batch is acknowledged, and Faust commits only acknowledged
