@@ -159,10 +159,11 @@ def route_keys(batch: EventBatch, route: str = "entity") -> list[str | None]:
             nd = node[i]
             keys[i] = f"node:{nd}" if nd else f"gpu:{gpu[i]}"
         done += kinds.get("gpu", 0) + kinds.get("workload", 0)
-    if done < n:  # runtime events and unknown kinds: few, keyed from their dicts
-        rest = [i for i, k in enumerate(keys) if k is None]
-        for i, e in zip(rest, batch.select(rest).events):
-            keys[i] = entity_key(e)
+    if done < n:  # runtime events and unknown kinds: few, keyed from their dicts, made one by one
+        # (``batch.select(rest).events`` would make the dict of every event of the batch's parts)
+        for i, k in enumerate(keys):
+            if k is None:
+                keys[i] = entity_key(batch[i])
     return keys
 
 
