@@ -382,25 +382,44 @@ def sniff_head(value: bytes) -> tuple[bytes, list[bytes]]:
 
 class EventParts:
     """The events :meth:`RawDecoder.decode` emits over a micro-batch, as the batches the parsers
-    hand on (``add_batch``) and the lists of dicts they emit from their joins (``extend``)."""
+    hand on (``add_batch``) and the lists of dicts they emit from their joins (``extend``).
+
+    Consecutive events held as dicts are pooled into one list: single-record messages hand on
+    a batch of one event each, and a part per event would cost every later step (the route
+    keys, the selections, a part per event on the wire) more than the event itself."""
 
     def __init__(self) -> None:
-        self.batches: list[EventBatch] = []
+        self._segments: list[EventBatch | list[dict]] = []
+        self._n = 0
 
     def add_batch(self, batch: EventBatch) -> None:
-        if len(batch):
-            self.batches.append(batch)
+        n = len(batch)
+        if not n:
+            return
+        parts = batch._parts  # EventBatch keeps them private; dict parts are pooled here
+        if batch._order is None and all(type(p) is list for p in parts):
+            for p in parts:
+                self.extend(p)
+            return
+        self._segments.append(batch)
+        self._n += n
 
     def extend(self, events: list[dict]) -> None:
-        if events:
-            self.batches.append(EventBatch(events))
+        if not events:
+            return
+        last = self._segments[-1] if self._segments else None
+        if type(last) is list:
+            last.extend(events)
+        else:
+            self._segments.append(list(events))
+        self._n += len(events)
 
     def __len__(self) -> int:
-        return sum(len(b) for b in self.batches)
+        return self._n
 
     def batch(self) -> EventBatch:
         """Every event added, in order, as one batch (the parts kept, nothing copied)."""
-        return EventBatch.concat(self.batches)
+        return EventBatch.concat(EventBatch(s) if type(s) is list else s for s in self._segments)
 
 
 def group_by_partition(events: list[dict], partitions: int, route: str = "entity") -> dict[int, list[dict]]:

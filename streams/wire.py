@@ -34,7 +34,7 @@ import orjson
 
 from ramparts.events import Columns, EventBatch
 
-from .keys import MODEL_KINDS, entity_key, partition_for
+from .keys import MODEL_KINDS, entity_key, partition_for, route_key
 
 VERSION = 2
 
@@ -187,9 +187,22 @@ def messages(batch: EventBatch, partitions: int, per_message: int, route: str = 
              ) -> dict[int, list[bytes]]:
     """``batch``'s events with a ``route`` key as messages per partition, in batch order, at
     most ``per_message`` events each, with ``fields`` only (``None``: all)."""
+    out: dict[int, list[bytes]] = {}
+    if all(type(p) is list for p in batch._parts):
+        # Dicts only (parsers that write no columns yet): keyed and cut per dict, as before
+        # columns; selections and pooling would only add to that.
+        evs = batch.events
+        if keys is None:
+            keys = [route_key(e, route) for e in evs]
+        for p, idx in partition_groups(keys, partitions).items():
+            group = [evs[i] for i in idx]
+            if fields is not None:
+                group = [{k: e[k] for k in fields if k in e} for e in group]
+            out[p] = [orjson.dumps({"v": VERSION, "parts": [{"events": group[i:i + per_message]}]})
+                      for i in range(0, len(group), per_message)]
+        return out
     if keys is None:
         keys = route_keys(batch, route)
-    out: dict[int, list[bytes]] = {}
     for p, idx in partition_groups(keys, partitions).items():
         out[p] = [encode(batch.select(idx[i:i + per_message]), fields) for i in range(0, len(idx), per_message)]
     return out
