@@ -61,7 +61,8 @@ def add_arguments(sub) -> None:
                    help="also time each detector alone over replay's batches (CPU seconds, microseconds per event)")
     p.add_argument("--columnar", action="store_true",
                    help="with --detectors: hand the detectors batches of columns (events.columnar), as a "
-                        "columnar parser would, instead of lists of dicts")
+                        "columnar parser would, instead of lists of dicts; with --stages: hand the re-key "
+                        "stage the parsed events as columns (what the events topics then carry)")
     p.add_argument("--default-gc", action="store_true",
                    help="leave the garbage collector at CPython's defaults in this process (replay, parse, "
                         "detectors), instead of tuning it as `ramparts replay` and the worker do (ramparts.gctune)")
@@ -102,16 +103,33 @@ def measure_formats(files: list[str], config) -> dict[str, tuple[float, int]]:
     return out
 
 
-def measure_stages(files: list[str], single_file: Path, config) -> dict[str, float]:
-    """Events per CPU second of each stage of the worker's path, in this process, without a broker."""
-    import orjson as _orjson
+def _column_runs(events: list[dict]):
+    """``events`` as a batch of ``Columns`` parts, one per run of consecutive events with the
+    same keys: what a columnar parser hands on for a chunk (no order over the parts)."""
+    from ramparts.events import EventBatch
 
+    runs, start = [], 0
+    for i in range(1, len(events) + 1):
+        if i == len(events) or events[i].keys() != events[start].keys():
+            fields = tuple(events[start])
+            rows = events[start:i]
+            runs.append(EventBatch.from_columns(fields, {f: [e[f] for e in rows] for f in fields}, len(rows)))
+            start = i
+    return EventBatch.concat(runs)
+
+
+def measure_stages(files: list[str], single_file: Path, config, columnar: bool = False) -> dict[str, float]:
+    """Events per CPU second of each stage of the worker's path, in this process, without a broker.
+
+    ``columnar``: the re-key stage gets the parsed events as ``Columns`` (made outside the
+    timing), as it will from columnar parsers, instead of the parsers' own output."""
     from ramparts.detectors.base import DictState
     from ramparts.redact import Hasher
-    from ramparts.streams.app import EVENTS_PER_MESSAGE, RawDecoder, group_by_partition
+    from ramparts.streams import wire
+    from ramparts.streams.app import EVENTS_PER_MESSAGE, EventParts, RawDecoder
     from ramparts.streams.decode import HEAD_BYTES, detect_format
     from ramparts.streams.pipeline import Pipeline
-    from ramparts.streams.topics import HEADER_END, HEADER_FORMAT, model_route_fields, model_routed_kinds, project
+    from ramparts.streams.topics import HEADER_END, HEADER_FORMAT, model_route_fields, model_routed_kinds
 
     messages = []
     for f in files:
@@ -126,17 +144,19 @@ def measure_stages(files: list[str], single_file: Path, config) -> dict[str, flo
             messages.append((f, b"\n".join(lines[i:i + step]), headers))
     hasher = Hasher(config.resolved_hash_key())
     decoder = RawDecoder(config, hasher)
-    events: list[dict] = []
+    parts = EventParts()
     dead: list = []
     t0 = time.process_time()
     for offset, (f, value, headers) in enumerate(messages):
-        decoder.decode("raw", 0, offset, value, headers, events, dead)
+        decoder.decode("raw", 0, offset, value, headers, parts, dead)
+    events = parts.batch()
     t1 = time.process_time()
-    payloads = [_orjson.dumps(g[i:i + EVENTS_PER_MESSAGE])
-                for g in group_by_partition(events, config.kafka.partitions).values()
-                for i in range(0, len(g), EVENTS_PER_MESSAGE)]
+    if columnar:
+        events = _column_runs(events.events)
+    c0 = time.process_time()
+    payloads = [m for ms in wire.messages(events, config.kafka.partitions, EVENTS_PER_MESSAGE).values() for m in ms]
     t2 = time.process_time()
-    batches = [_orjson.loads(p) for p in payloads]
+    batches = [wire.decode(p) for p in payloads]
     t3 = time.process_time()
     pipeline, state = Pipeline.from_config(config), DictState()
     for b in batches:
@@ -144,15 +164,16 @@ def measure_stages(files: list[str], single_file: Path, config) -> dict[str, flo
     t4 = time.process_time()
     singles = [line for line in single_file.read_bytes().split(b"\n") if line]
     single_decoder = RawDecoder(config, hasher)
-    s_events: list[dict] = []
+    s_events = EventParts()
     t5 = time.process_time()
     for offset, value in enumerate(singles):
         single_decoder.decode("raw", 0, offset, value, {}, s_events, dead)
     t6 = time.process_time()
     n = len(events)
-    out = {"decode packed messages": n / (t1 - t0), "re-key and serialize": n / (t2 - t1),
-           "deserialize": n / (t3 - t2), "detect (process_batch)": n / (t4 - t3),
-           "all of the above": n / (t4 - t0), "decode single records (detect format + parse)": len(s_events) / (t6 - t5)}
+    stages = (t1 - t0, t2 - c0, t3 - t2, t4 - t3)  # the conversion to columns (c0 - t1) is not the worker's
+    out = {"decode packed messages": n / stages[0], "re-key and serialize": n / stages[1],
+           "deserialize": n / stages[2], "detect (process_batch)": n / stages[3],
+           "all of the above": n / sum(stages), "decode single records (detect format + parse)": len(s_events) / (t6 - t5)}
     kinds = model_routed_kinds(config)
     if kinds:
         # The model route's extra hop, per event of the whole stream (routed or not): pick the
@@ -160,13 +181,10 @@ def measure_stages(files: list[str], single_file: Path, config) -> dict[str, flo
         # and read them back.
         fields = model_route_fields(config)
         t7 = time.process_time()
-        routed = [e for e in events if e["kind"] in kinds]
-        model_payloads = [_orjson.dumps(g[i:i + EVENTS_PER_MESSAGE])
-                          for g in (project(g, fields) for g in
-                                    group_by_partition(routed, config.kafka.partitions, "model").values())
-                          for i in range(0, len(g), EVENTS_PER_MESSAGE)]
-        for payload in model_payloads:
-            _orjson.loads(payload)
+        routed = events.select(events.indices_where("kind", *kinds))
+        for ms in wire.messages(routed, config.kafka.partitions, EVENTS_PER_MESSAGE, "model", fields).values():
+            for payload in ms:
+                wire.decode(payload)
         out["model route: re-key, serialize, deserialize"] = n / (time.process_time() - t7)
     return out
 
@@ -344,7 +362,7 @@ def run(args) -> int:
             wall, cpu, _ = measure_replay(files, config, str(work / "replay-store"))
             store_runs.append((wall, cpu))
         if args.stages:
-            stage_runs = [measure_stages(files, single_file, config) for _ in range(args.repeat)]
+            stage_runs = [measure_stages(files, single_file, config, args.columnar) for _ in range(args.repeat)]
             print("worker stages in this process, events per CPU second (median of runs):")
             for name in stage_runs[0]:
                 vals = [r[name] for r in stage_runs]

@@ -8,9 +8,11 @@ The parse stage and one agent (two with model-routed detectors), all thin shells
   on single-record messages), parses each message with a
   long-lived parser per (format, topic, partition) so joins survive message boundaries, stamps
   every event with a position id (``topic:partition:offset:line``), sends dead letters to the
-  ``deadletter`` topic and the store, and sends the events to ``events``, grouped into one
-  message per target partition (the partition of the event's entity).
-* ``detect`` reads ``events`` in micro-batches and, per partition, calls the same
+  ``deadletter`` topic and the store, and sends the events to ``events``, grouped into
+  messages per target partition (the partition of the event's entity), as columns
+  (``streams/wire.py``: a columnar parser's events never become dicts on the way).
+* ``detect`` reads ``events`` in micro-batches (each message back into an ``EventBatch`` of
+  columns; one no version reads goes to the dead letters) and, per partition, calls the same
   :meth:`Pipeline.process_batch` as replay, with the detector state of that partition's
   entities in a Faust table (changelog-backed: a restarted or rebalanced worker recovers it).
   The store is flushed before the batch is acknowledged, and Faust commits only acknowledged
@@ -43,6 +45,7 @@ import orjson
 from faust.streams import _current_event
 from faust.types import TP
 
+from ramparts.events import EventBatch
 from ramparts.redact import Hasher
 
 from .decode import HEAD_BYTES, detect_format, make_parser, sniff_lines
@@ -51,7 +54,9 @@ from .parsers import DeadLetter, get_parser_class
 from .pipeline import Pipeline, alert_to_json
 from .raw_consumer import RawConsumer
 from .topics import (HEADER_END, HEADER_FORMAT, HEADER_FRAMING, HEADER_ORIGIN, TopicNames, fast_lz4,
-                     model_route_fields, model_routed_kinds, project, raw_group)
+                     model_route_fields, model_routed_kinds, raw_group)
+from .wire import decode as decode_message
+from .wire import messages
 
 log = logging.getLogger("ramparts.worker")
 
@@ -314,8 +319,13 @@ class RawDecoder:
         return fmt
 
     def decode(self, topic: str, partition: int, offset: int, value: bytes | None,
-               headers: dict[str, bytes], events: list[dict], dead: list[DeadLetter]) -> tuple[tuple | None, bool]:
+               headers: dict[str, bytes], events: "list[dict] | EventParts",
+               dead: list[DeadLetter]) -> tuple[tuple | None, bool]:
         """Decode one message into ``events`` and ``dead``.
+
+        ``events``: a list the events are appended to as dicts, or an :class:`EventParts`
+        (the worker's way), which keeps each chunk as the parser hands it on
+        (``Parser.parse_batch``: columns from a columnar parser, no dict per event).
 
         Returns the key of the parser that read it (None when none did) and whether that
         parser still holds records for a join: then the message must not be acknowledged yet.
@@ -348,7 +358,11 @@ class RawDecoder:
             if value.find(b"\r") >= 0:
                 records = [r[:-1] if r.endswith(b"\r") else r for r in records]
         self.records += len(records)
-        parser.parse_chunk(records, origin, 1, events, dead)
+        add_batch = getattr(events, "add_batch", None)
+        if add_batch is not None:
+            add_batch(parser.parse_batch(records, origin, 1, dead))
+        else:
+            parser.parse_chunk(records, origin, 1, events, dead)
         key = (fmt, topic, partition, src)
         if headers.get(HEADER_END):
             parser.flush(events, dead)
@@ -364,6 +378,48 @@ def sniff_head(value: bytes) -> tuple[bytes, list[bytes]]:
         return value, ([line] if line and not line.isspace() else [])
     head = value[:HEAD_BYTES]
     return head, sniff_lines(head)
+
+
+class EventParts:
+    """The events :meth:`RawDecoder.decode` emits over a micro-batch, as the batches the parsers
+    hand on (``add_batch``) and the lists of dicts they emit from their joins (``extend``).
+
+    Consecutive events held as dicts are pooled into one list: single-record messages hand on
+    a batch of one event each, and a part per event would cost every later step (the route
+    keys, the selections, a part per event on the wire) more than the event itself."""
+
+    def __init__(self) -> None:
+        self._segments: list[EventBatch | list[dict]] = []
+        self._n = 0
+
+    def add_batch(self, batch: EventBatch) -> None:
+        n = len(batch)
+        if not n:
+            return
+        parts = batch._parts  # EventBatch keeps them private; dict parts are pooled here
+        if batch._order is None and all(type(p) is list for p in parts):
+            for p in parts:
+                self.extend(p)
+            return
+        self._segments.append(batch)
+        self._n += n
+
+    def extend(self, events: list[dict]) -> None:
+        if not events:
+            return
+        last = self._segments[-1] if self._segments else None
+        if type(last) is list:
+            last.extend(events)
+        else:
+            self._segments.append(list(events))
+        self._n += len(events)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def batch(self) -> EventBatch:
+        """Every event added, in order, as one batch (the parts kept, nothing copied)."""
+        return EventBatch.concat(EventBatch(s) if type(s) is list else s for s in self._segments)
 
 
 def group_by_partition(events: list[dict], partitions: int, route: str = "entity") -> dict[int, list[dict]]:
@@ -645,19 +701,29 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
     async def seek_back_idle():
         await seek_back()
 
+    async def dead_letters(dead: list[DeadLetter]) -> None:
+        """To the dead-letter topic and the store (flushed: they are sent before their input is committed)."""
+        stats["dead_letters"] += len(dead)
+        rows = [d.to_dict(hasher) for d in dead]
+        for row in rows:
+            await dead_topic.send(value=orjson.dumps(row))
+        if sink is not None:
+            sink.write_dead_letters(rows)
+            sink.flush()
+
     async def parse_batch(batch: list[Any]) -> list[Any]:
         """The parse stage over a micro-batch of raw records (aiokafka ``ConsumerRecord`` s, each
         partition's in offset order): events and dead letters sent on; returns the records that
         may now be committed (:class:`raw_consumer.RawConsumer` commits them after a flush)."""
         if stats["first_at"] is None:
             stats["first_at"], stats["first_cpu"] = time.time(), time.process_time()
-        events: list[dict] = []
+        parts = EventParts()
         dead: list[DeadLetter] = []
         release: list[Any] = []
         for r in batch:
             order.received(r)
             headers = dict(r.headers) if r.headers else _NO_HEADERS
-            key, holding = decoder.decode(r.topic, r.partition, r.offset, r.value, headers, events, dead)
+            key, holding = decoder.decode(r.topic, r.partition, r.offset, r.value, headers, parts, dead)
             if not holding:
                 if key in held:
                     release.extend(held.pop(key))
@@ -671,22 +737,20 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
             release.extend(held.pop(key, ()))
         decoder.evicted.clear()
         if dead:
-            stats["dead_letters"] += len(dead)
-            rows = [d.to_dict(hasher) for d in dead]
-            for row in rows:
-                await dead_topic.send(value=orjson.dumps(row))
-            if sink is not None:
-                sink.write_dead_letters(rows)
-                sink.flush()
-        for p, group in group_by_partition(events, k.partitions).items():
-            for i in range(0, len(group), EVENTS_PER_MESSAGE):
-                await events_topic.send(value=orjson.dumps(group[i:i + EVENTS_PER_MESSAGE]), partition=p)
+            await dead_letters(dead)
+        # As columns (streams/wire.py): the route keys read from the batch's columns, each
+        # partition's events a selection, each message its parts' columns.
+        events = parts.batch()
+        for p, values in messages(events, k.partitions, EVENTS_PER_MESSAGE).items():
+            for value in values:
+                await events_topic.send(value=value, partition=p)
         if model_topic is not None:
-            wanted = [e for e in events if e["kind"] in model_kinds]
-            for p, group in group_by_partition(wanted, k.partitions, "model").items():
-                group = project(group, model_fields)
-                for i in range(0, len(group), EVENTS_PER_MESSAGE):
-                    await model_topic.send(value=orjson.dumps(group[i:i + EVENTS_PER_MESSAGE]), partition=p)
+            # The model key is None for every kind but requests and predictions; of those,
+            # only the kinds the model-routed detectors read go.
+            wanted = events.select(events.indices_where("kind", *model_kinds))
+            for p, values in messages(wanted, k.partitions, EVENTS_PER_MESSAGE, "model", model_fields).items():
+                for value in values:
+                    await model_topic.send(value=value, partition=p)
         ready = order.release_all(release)
         # Counted together, after the sends (the stats timer runs while they are awaited): a
         # reader never sees a batch's messages counted and what it holds not yet.
@@ -722,14 +786,24 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
         """The body of a detect agent: ``pipe`` over ``stream``'s micro-batches, per partition."""
         async for batch in stream.noack_take(k.batch_max_events, within=k.batch_max_seconds):
             batch = await admitted(batch)
-            by_partition: dict[int, tuple[Any, list[dict]]] = {}
+            by_partition: dict[int, tuple[Any, list[EventBatch]]] = {}
+            undecodable: list[DeadLetter] = []
             for ev in batch:
-                p = ev.message.partition
-                entry = by_partition.get(p)
+                m = ev.message
+                try:
+                    got = decode_message(ev.value)
+                except ValueError as exc:  # WireError, orjson's JSONDecodeError
+                    undecodable.append(DeadLetter("events", f"{m.topic}:{m.partition}:{m.offset}", 1,
+                                                  f"undecodable events message: {exc}", ev.value or b""))
+                    continue
+                entry = by_partition.get(m.partition)
                 if entry is None:
-                    entry = by_partition[p] = (ev, [])
-                entry[1].extend(orjson.loads(ev.value))
-            for p, (anchor, events) in by_partition.items():
+                    entry = by_partition[m.partition] = (ev, [])
+                entry[1].append(got)
+            if undecodable:
+                await dead_letters(undecodable)
+            for p, (anchor, got) in by_partition.items():
+                events = got[0] if len(got) == 1 else EventBatch.concat(got)
                 state = TableState(table)
                 alerts = pipe.process_batch(events, state, scope=p)
                 state.write_back(anchor)

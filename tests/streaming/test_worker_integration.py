@@ -266,3 +266,40 @@ def test_a_partition_handed_over_while_a_join_is_held_loses_none_of_the_held_rec
             store.close()
         ids.update(r["id"] for r in rows)
     assert len(ids) == expected["runtime"]
+
+
+def test_events_messages_of_the_old_format_are_read_and_undecodable_ones_go_to_the_dead_letters(stack):
+    """A topic may hold version-1 messages (arrays of event dicts) after an upgrade; what no
+    version reads goes to the dead letters, and the agent goes on."""
+    from aiokafka import AIOKafkaProducer
+
+    from ramparts.streams.decode import parse_bytes
+
+    example = (REPO / "examples" / "envoy-ai-gateway.jsonl").read_bytes()
+    events, dead, _ = parse_bytes("envoy_json", example, config=stack.config)
+    assert events and not dead
+    bad = [b"\x00not json", b'{"v": 99, "parts": []}']
+
+    async def produce():
+        producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(stack.names.events, bad[0], partition=0)
+            await producer.send_and_wait(stack.names.events, orjson.dumps(events.events), partition=0)
+            await producer.send_and_wait(stack.names.events, bad[1], partition=0)
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    w = stack.worker("old").start()
+    assert stack.wait_consumed(alive=w.alive), w.log_tail()
+    assert w.stop() == 0, w.log_tail()
+    store = open_store(w.store)
+    try:
+        assert store.counts()["requests"] == len(events)
+        rows = store.query("SELECT source, file, reason FROM ramparts.dead_letters FINAL ORDER BY file")
+        assert [(r["source"], r["file"]) for r in rows] == [("events", f"{stack.names.events}:0:0"),
+                                                           ("events", f"{stack.names.events}:0:2")]
+        assert all(r["reason"].startswith("undecodable events message") for r in rows)
+    finally:
+        store.close()

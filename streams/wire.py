@@ -1,0 +1,208 @@
+"""The events topics' messages: a batch of events as columns, and back, with no dict per event.
+
+The parse stage sends each partition's events (``events``, ``events.model``) in messages of up
+to ``EVENTS_PER_MESSAGE`` events; the detect agents read them back into one
+:class:`~ramparts.events.EventBatch` per partition. A message is the orjson of::
+
+    {"v": 2, "parts": [{"n": 500, "fields": ["kind", "ts", ...], "cols": {"kind": [...], ...}},
+                       {"events": [{...}, ...]}]}
+
+one part per part of the batch, in batch order: a :class:`~ramparts.events.Columns` (what a
+columnar parser writes) as its columns, a list of event dicts (what the other parsers write,
+and the joins a parser emits at its end) as that list. Times stay int nanoseconds. Reading a
+columns part back is one ``orjson.loads`` of a few lists, not a dict of ~24 keys per event.
+
+Version 1, what workers before this wrote, is a bare JSON array of event dicts; it is still
+read (a topic may hold such messages after an upgrade). Anything else, or a message whose
+parts do not hold together (a column of the wrong length, a part of neither shape), raises
+:class:`WireError`: the agent sends it to the dead letters instead of the detectors.
+
+>>> from ramparts.events import EventBatch
+>>> b = EventBatch.concat([EventBatch.from_columns(("kind", "ts"), {"kind": ["gpu", "gpu"], "ts": [1, 2]}),
+...                        EventBatch([{"kind": "runtime", "ts": 3, "pod": "p"}])])
+>>> m = encode(b.select([1, 2]))
+>>> m
+b'{"v":2,"parts":[{"n":1,"fields":["kind","ts"],"cols":{"kind":["gpu"],"ts":[2]}},{"events":[{"kind":"runtime","ts":3,"pod":"p"}]}]}'
+>>> decode(m).events == b.select([1, 2]).events, decode(b'[{"kind":"gpu","ts":1}]').values("ts")
+(True, [1])
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+import orjson
+
+from ramparts.events import Columns, EventBatch
+
+from .keys import MODEL_KINDS, entity_key, partition_for, route_key
+
+VERSION = 2
+
+
+class WireError(ValueError):
+    """A message of the events topics that is not a batch of events this code can read."""
+
+
+def _parts(batch: EventBatch) -> list:
+    """Parts holding ``batch``'s events in batch order.
+
+    Those of ``batch.pooled()`` when ``batch`` selects its events in increasing order from
+    its parts (what :func:`partition_groups` makes of the parse stage's batch): pooling then
+    keeps the order. Otherwise (a sorted batch, say) the events as one list of dicts, which
+    keeps the order at the cost of the dicts. ``EventBatch`` keeps its parts and order
+    private; this module is the one reader outside ``events.py``.
+    """
+    order = batch._order
+    if order is not None and any(a > b for a, b in zip(order, order[1:])):
+        return [batch.events]
+    return batch.pooled()._parts
+
+
+def encode(batch: EventBatch, fields: tuple[str, ...] | None = None) -> bytes:
+    """One message of ``batch`` (a selection in increasing order, see :func:`_parts`), with only
+    ``fields`` of each event (``None``: every field; the model route's projection)."""
+    out: list[dict] = []
+    for p in _parts(batch):
+        if type(p) is Columns:
+            fs = p.fields if fields is None else tuple(f for f in fields if f in p.cols)
+            cols = p.cols
+            out.append({"n": p.n, "fields": fs, "cols": {f: cols[f] for f in fs}})
+        else:
+            out.append({"events": p if fields is None else [{k: e[k] for k in fields if k in e} for e in p]})
+    return orjson.dumps({"v": VERSION, "parts": out})
+
+
+def decode(value: bytes | None) -> EventBatch:
+    """A message of the events topics (version 2, or a version-1 array of dicts) as a batch.
+
+    Raises :class:`WireError` (or orjson's ``JSONDecodeError``, also a ``ValueError``) for
+    anything else."""
+    if not value:
+        raise WireError("empty message")
+    doc = orjson.loads(value)
+    if type(doc) is list:
+        for e in doc:
+            if type(e) is not dict:
+                raise WireError("a version-1 message holds something other than events")
+        return EventBatch(doc)
+    if type(doc) is not dict or doc.get("v") != VERSION:
+        v = doc.get("v") if type(doc) is dict else type(doc).__name__
+        raise WireError(f"unknown message version {v!r}")
+    parts = doc.get("parts")
+    if type(parts) is not list:
+        raise WireError("no parts")
+    batches = []
+    for part in parts:
+        if type(part) is not dict:
+            raise WireError("a part is not an object")
+        cols = part.get("cols")
+        if cols is not None:
+            fields, n = part.get("fields"), part.get("n")
+            if type(fields) is not list or type(cols) is not dict or type(n) is not int or n < 0:
+                raise WireError("a columns part without fields, cols and n")
+            if len(cols) != len(fields) or any(type(cols.get(f)) is not list or len(cols[f]) != n for f in fields):
+                raise WireError("a columns part whose columns do not match its fields and n")
+            if n:
+                batches.append(EventBatch.from_columns(tuple(fields), cols, n))
+            continue
+        events = part.get("events")
+        if type(events) is not list or any(type(e) is not dict for e in events):
+            raise WireError("a part of neither columns nor events")
+        if events:
+            batches.append(EventBatch(events))
+    if len(batches) == 1:
+        return batches[0]
+    return EventBatch.concat(batches)
+
+
+def route_keys(batch: EventBatch, route: str = "entity") -> list[str | None]:
+    """:func:`~ramparts.streams.keys.route_key` of every event of ``batch``, in batch order,
+    read from its columns (``batch.values``) rather than from each event's dict.
+
+    >>> b = EventBatch.from_columns(("kind", "principal", "status", "src_ip", "model"),
+    ...     {"kind": ["request", "request", "prediction"], "principal": ["a", "k", None],
+    ...      "status": [200, 401, None], "src_ip": ["10.0.0.1", "10.0.0.2", None], "model": ["m", None, "m"]})
+    >>> route_keys(b), route_keys(b, "model")
+    (['principal:a', 'src_ip:10.0.0.2', 'principal:None'], ['model:m', None, 'model:m'])
+    """
+    n = len(batch)
+    if route == "model":
+        keys: list[str | None] = [None] * n
+        model = batch.values("model")
+        for kind in MODEL_KINDS:
+            for i in batch.indices_where("kind", kind):
+                m = model[i]
+                if m:
+                    keys[i] = f"model:{m}"
+        return keys
+    if route != "entity":
+        raise ValueError(f"unknown route {route!r}")
+    keys = [None] * n
+    kinds = batch.kinds()
+    done = 0
+    if "request" in kinds or "prediction" in kinds:
+        principal, src = batch.values("principal"), batch.values("src_ip")
+        if "request" in kinds:
+            status = batch.values("status")
+            for i in batch.indices_where("kind", "request"):
+                p = principal[i]
+                keys[i] = f"src_ip:{src[i]}" if p is None or status[i] == 401 else f"principal:{p}"
+            done += kinds["request"]
+        if "prediction" in kinds:
+            for i in batch.indices_where("kind", "prediction"):
+                ip = src[i]
+                keys[i] = f"src_ip:{ip}" if ip else f"principal:{principal[i]}"
+            done += kinds["prediction"]
+    if "gpu" in kinds or "workload" in kinds:
+        node, gpu = batch.values("node"), batch.values("gpu_uuid")
+        for i in batch.indices_where("kind", "gpu", "workload"):
+            nd = node[i]
+            keys[i] = f"node:{nd}" if nd else f"gpu:{gpu[i]}"
+        done += kinds.get("gpu", 0) + kinds.get("workload", 0)
+    if done < n:  # runtime events and unknown kinds: few, keyed from their dicts, made one by one
+        # (``batch.select(rest).events`` would make the dict of every event of the batch's parts)
+        for i, k in enumerate(keys):
+            if k is None:
+                keys[i] = entity_key(batch[i])
+    return keys
+
+
+def partition_groups(keys: list[str | None], partitions: int) -> dict[int, list[int]]:
+    """The indices of ``keys`` per partition of their key, each in increasing order; ``None``
+    keys are left out. Each distinct key is hashed once."""
+    out: dict[int, list[int]] = defaultdict(list)
+    cache: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        if key is None:
+            continue
+        p = cache.get(key)
+        if p is None:
+            p = cache[key] = partition_for(key, partitions)
+        out[p].append(i)
+    return out
+
+
+def messages(batch: EventBatch, partitions: int, per_message: int, route: str = "entity",
+             fields: tuple[str, ...] | None = None, keys: list[str | None] | None = None
+             ) -> dict[int, list[bytes]]:
+    """``batch``'s events with a ``route`` key as messages per partition, in batch order, at
+    most ``per_message`` events each, with ``fields`` only (``None``: all)."""
+    out: dict[int, list[bytes]] = {}
+    if all(type(p) is list for p in batch._parts):
+        # Dicts only (parsers that write no columns yet): keyed and cut per dict, as before
+        # columns; selections and pooling would only add to that.
+        evs = batch.events
+        if keys is None:
+            keys = [route_key(e, route) for e in evs]
+        for p, idx in partition_groups(keys, partitions).items():
+            group = [evs[i] for i in idx]
+            if fields is not None:
+                group = [{k: e[k] for k in fields if k in e} for e in group]
+            out[p] = [orjson.dumps({"v": VERSION, "parts": [{"events": group[i:i + per_message]}]})
+                      for i in range(0, len(group), per_message)]
+        return out
+    if keys is None:
+        keys = route_keys(batch, route)
+    for p, idx in partition_groups(keys, partitions).items():
+        out[p] = [encode(batch.select(idx[i:i + per_message]), fields) for i in range(0, len(idx), per_message)]
+    return out

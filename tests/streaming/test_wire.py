@@ -1,0 +1,109 @@
+"""The events topics' messages (streams/wire.py): columns on the wire, the same events back."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ramparts.events import EventBatch
+from ramparts.streams import wire
+from ramparts.streams.app import EventParts, group_by_partition
+from ramparts.streams.keys import route_key
+from ramparts.streams.topics import project
+
+PROPERTY = settings(max_examples=80, deadline=None, derandomize=True, database=None)
+
+_event = st.fixed_dictionaries({
+    "kind": st.sampled_from(["request", "prediction", "runtime", "gpu", "workload", "mystery"]),
+    "ts": st.integers(min_value=0, max_value=2**62),
+    "seq": st.integers(min_value=-2**63, max_value=2**63 - 1),
+}, optional={
+    "principal": st.sampled_from([None, "alice", "bob"]), "status": st.sampled_from([None, 200, 401]),
+    "src_ip": st.sampled_from([None, "", "192.0.2.1", "192.0.2.2"]), "pod": st.sampled_from([None, "p0", "p1"]),
+    "namespace": st.sampled_from([None, "ns"]), "gpu_uuid": st.sampled_from([None, "GPU-1"]),
+    "node": st.sampled_from([None, "", "n1"]), "hostname": st.sampled_from(["h1"]),
+    "model": st.sampled_from([None, "", "a", "b"]), "input": st.sampled_from([[1.5, 2], {"x": [1]}, "t"]),
+})
+
+
+def _as_parsed(events: list[dict], dict_every: int) -> EventBatch:
+    """``events`` as the parse stage holds them: runs of events with the same keys as columns
+    (a columnar parser's chunks), every ``dict_every``-th run as dicts (the other parsers, joins)."""
+    parts, start, run = EventParts(), 0, 0
+    for i in range(1, len(events) + 1):
+        if i == len(events) or events[i].keys() != events[start].keys():
+            rows = events[start:i]
+            if dict_every and run % dict_every == 0:
+                parts.extend(rows)
+            else:
+                fields = tuple(rows[0])
+                parts.add_batch(EventBatch.from_columns(fields, {f: [e[f] for e in rows] for f in fields}, len(rows)))
+            start, run = i, run + 1
+    return parts.batch()
+
+
+def _read(payloads: list[bytes]) -> list[dict]:
+    return [e for p in payloads for e in wire.decode(p).events]
+
+
+@PROPERTY
+@given(events=st.lists(_event, max_size=80), dict_every=st.sampled_from([0, 1, 2, 3]),
+       partitions=st.integers(min_value=1, max_value=7), per=st.sampled_from([1, 3, 500]),
+       route=st.sampled_from(["entity", "model"]))
+def test_messages_carry_the_same_events_to_the_same_partitions_as_the_dicts_did(events, dict_every, partitions,
+                                                                                  per, route):
+    batch = _as_parsed(events, dict_every)
+    assert batch.events == events
+    assert wire.route_keys(batch, route) == [route_key(e, route) for e in events]
+    got = wire.messages(batch, partitions, per, route)
+    want = group_by_partition(events, partitions, route)
+    assert set(got) == set(want)
+    for p, payloads in got.items():
+        assert all(len(wire.decode(m)) <= per for m in payloads)
+        assert _read(payloads) == want[p]
+
+
+@PROPERTY
+@given(events=st.lists(_event, max_size=60), dict_every=st.sampled_from([0, 2]))
+def test_the_model_route_keeps_only_its_fields_of_a_selection(events, dict_every):
+    fields = ("input", "kind", "model", "ts")
+    batch = _as_parsed(events, dict_every)
+    wanted = batch.select(batch.indices_where("kind", "request", "prediction"))
+    got = wire.messages(wanted, 3, 4, "model", fields)
+    routed = [e for e in events if e["kind"] in ("request", "prediction")]
+    for p, group in group_by_partition(routed, 3, "model").items():
+        assert _read(got[p]) == project(group, fields)
+
+
+def test_a_batch_in_another_order_than_its_parts_keeps_its_order():
+    batch = _as_parsed([{"kind": "gpu", "ts": 3}, {"kind": "gpu", "ts": 1}, {"kind": "gpu", "ts": 2}], 0)
+    s = batch.sorted_by_time()
+    assert wire.decode(wire.encode(s)).values("ts") == [1, 2, 3]
+
+
+def test_columns_come_back_as_columns_and_version_1_arrays_as_dicts():
+    batch = _as_parsed([{"kind": "gpu", "ts": 1, "node": "n"}, {"kind": "gpu", "ts": 2, "node": "m"}], 0)
+    doc = orjson.loads(wire.encode(batch))
+    assert doc == {"v": 2, "parts": [{"n": 2, "fields": ["kind", "ts", "node"],
+                                      "cols": {"kind": ["gpu", "gpu"], "ts": [1, 2], "node": ["n", "m"]}}]}
+    back = wire.decode(wire.encode(batch))
+    assert back.values("node") == ["n", "m"] and back._events is None  # no dict made to read a column
+    old = orjson.dumps([{"kind": "gpu", "ts": 1, "node": "n"}])
+    assert wire.decode(old).events == [{"kind": "gpu", "ts": 1, "node": "n"}]
+    assert len(wire.decode(orjson.dumps({"v": 2, "parts": [{"n": 0, "fields": [], "cols": {}}]}))) == 0
+
+
+@pytest.mark.parametrize("value", [
+    b"", b"not json", b"42", b'["not an event"]', b'{"v": 3, "parts": []}', b'{"parts": []}',
+    b'{"v": 2}', b'{"v": 2, "parts": [7]}', b'{"v": 2, "parts": [{"stuff": []}]}',
+    b'{"v": 2, "parts": [{"events": [1]}]}',
+    b'{"v": 2, "parts": [{"n": 2, "fields": ["kind"], "cols": {"kind": ["gpu"]}}]}',
+    b'{"v": 2, "parts": [{"n": 1, "fields": ["kind"], "cols": {"ts": [1]}}]}',
+    b'{"v": 2, "parts": [{"n": 1, "fields": ["kind"], "cols": {"kind": ["gpu"], "ts": [1]}}]}',
+    b'{"v": 2, "parts": [{"n": -1, "fields": [], "cols": {}}]}',
+])
+def test_what_is_not_a_batch_of_events_is_refused(value):
+    with pytest.raises(ValueError):
+        wire.decode(value)
