@@ -26,7 +26,7 @@ def kind_values(batch: EventBatch, kinds: tuple[str, ...], field: str) -> list:
 
 def _pick(batch: EventBatch, kinds: tuple[str, ...], field: str) -> list:
     idx = batch.indices_where("kind", *kinds)
-    if batch._events is not None:  # a batch of dicts (or one whose dicts were made): read the kinds' events only
+    if batch.holds_dicts:  # a batch of dicts (or one whose dicts were made): read the kinds' events only
         events = batch.shared(f"kind_values/{'/'.join(kinds)}", lambda b: _getter(idx)(b.events))
         return list(map(dict.get, events, repeat(field)))
     values = batch.values(field)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -210,25 +211,69 @@ class EventBatch(Sequence):
 
     @classmethod
     def concat(cls, batches: Iterable["EventBatch"]) -> "EventBatch":
-        """The events of ``batches``, one after the other."""
+        """The events of ``batches``, one after the other (their parts kept, none copied)."""
+        batches = [b for b in batches if b._n]
+        if all(b._order is None for b in batches):
+            return cls._of([p for b in batches for p in b._parts if len(p)], None)
         parts: list = []
+        order: list[int] = []
+        at = 0
         for b in batches:
-            if b._order is None:
-                parts.extend(p for p in b._parts if len(p))
-            else:
-                parts.append(b.events)
-        return cls._of(parts, None)
+            size = sum(len(p) for p in b._parts)
+            parts.extend(b._parts)
+            order.extend(range(at, at + size) if b._order is None else [i + at for i in b._order])
+            at += size
+        return cls._of(parts, order)
+
+    @property
+    def holds_dicts(self) -> bool:
+        """Whether the events' dicts exist already (a batch of dicts, or :attr:`events` was read):
+        reading them is then the cheaper way to a few fields of a few events."""
+        return self._events is not None
+
+    def layout(self) -> tuple[list, list[int] | None]:
+        """The parts (lists of dicts and :class:`Columns`) and the order over their events
+        (``None``: the parts' events one after the other), for code that writes a batch out
+        as it is held (the events topics' messages). Shared: do not change them."""
+        return self._parts, self._order
 
     @property
     def events(self) -> list[dict]:
-        """The events as dicts, in batch order (made once, on first use; do not change them)."""
+        """The events as dicts, in batch order (made once, on first use; do not change them).
+        Of a selection, only the selected events' dicts are made."""
         ev = self._events
         if ev is None:
-            base: list[dict] = []
-            for p in self._parts:
-                base.extend(p.dicts() if type(p) is Columns else p)
-            ev = self._events = base if self._order is None else _getter(self._order)(base) if self._order else []
+            parts, order = self._parts, self._order
+            if order is None:
+                ev = []
+                for p in parts:
+                    ev.extend(p.dicts() if type(p) is Columns else p)
+            elif len(parts) == 1:
+                p = parts[0]
+                if type(p) is Columns:
+                    ev = p.take(order).dicts()
+                else:
+                    ev = _getter(order)(p) if order else []
+            else:
+                ev = self._selected_dicts(parts, order)
+            self._events = ev
         return ev
+
+    @staticmethod
+    def _selected_dicts(parts: list, order: list[int]) -> list[dict]:
+        starts = np.cumsum([0] + [len(p) for p in parts])
+        idx = np.asarray(order, dtype=np.int64)
+        which = np.searchsorted(starts, idx, side="right") - 1
+        out: list = [None] * len(order)
+        for k, p in enumerate(parts):
+            pos = np.flatnonzero(which == k)
+            if not len(pos):
+                continue
+            local = (idx[pos] - starts[k]).tolist()
+            made = p.take(local).dicts() if type(p) is Columns else _getter(local)(p)
+            for i, d in zip(pos.tolist(), made):
+                out[i] = d
+        return out
 
     def __len__(self) -> int:
         return self._n
@@ -287,11 +332,11 @@ class EventBatch(Sequence):
             parts = self._parts
             if self._order is None and len(parts) == 1:
                 p = parts[0]
-                v = p.values(field) if type(p) is Columns else [e.get(field) for e in p]
+                v = p.values(field) if type(p) is Columns else list(map(dict.get, p, repeat(field)))
             else:
                 base: list = []
                 for p in parts:
-                    base.extend(p.values(field) if type(p) is Columns else [e.get(field) for e in p])
+                    base.extend(p.values(field) if type(p) is Columns else map(dict.get, p, repeat(field)))
                 v = base if self._order is None else _getter(self._order)(base) if self._order else []
             self._values[field] = v
         return v
@@ -343,15 +388,25 @@ class EventBatch(Sequence):
         index = self._index.get(field)
         if index is None:
             index = {}
-            for i, v in enumerate(self.values(field)):
-                try:
+            vals = self.values(field)
+            try:
+                for i, v in enumerate(vals):
                     idx = index.get(v)
-                except TypeError:  # a list or an object where a value was expected: equals no key
-                    v, idx = _UNHASHABLE, index.get(_UNHASHABLE)
-                if idx is None:
-                    index[v] = [i]
-                else:
-                    idx.append(i)
+                    if idx is None:
+                        index[v] = [i]
+                    else:
+                        idx.append(i)
+            except TypeError:  # a list or an object where a value was expected: equals no key
+                index = {}
+                for i, v in enumerate(vals):
+                    try:
+                        idx = index.get(v)
+                    except TypeError:
+                        v, idx = _UNHASHABLE, index.get(_UNHASHABLE)
+                    if idx is None:
+                        index[v] = [i]
+                    else:
+                        idx.append(i)
             self._index[field] = index
         return index
 

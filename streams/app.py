@@ -31,7 +31,6 @@ The parse stage and one agent (two with model-routed detectors), all thin shells
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import tempfile
@@ -45,6 +44,7 @@ import orjson
 from faust.streams import _current_event
 from faust.types import TP
 
+from ramparts.gctune import tune as tune_gc
 from ramparts.events import EventBatch
 from ramparts.redact import Hasher
 
@@ -66,9 +66,6 @@ EVENTS_PER_MESSAGE = 500
 UNRECOGNISED = "unrecognised"
 MAX_OPEN_PARSERS = 1024
 MAX_HELD_MESSAGES = 256
-# Allocations of tracked objects between two collections of the youngest generation (CPython's
-# default: 700). See :func:`_tune_gc`.
-GC_THRESHOLD0 = 50_000
 _NO_HEADERS: dict[str, bytes] = {}  # a message without headers (never written to)
 
 
@@ -396,8 +393,8 @@ class EventParts:
         n = len(batch)
         if not n:
             return
-        parts = batch._parts  # EventBatch keeps them private; dict parts are pooled here
-        if batch._order is None and all(type(p) is list for p in parts):
+        parts, order = batch.layout()  # dict parts are pooled here
+        if order is None and all(type(p) is list for p in parts):
             for p in parts:
                 self.extend(p)
             return
@@ -855,24 +852,6 @@ def _write_json_atomic(path: str, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _tune_gc() -> None:
-    """Fewer and shorter garbage collections in the worker process (its outputs do not change).
-
-    A detect batch decodes hundreds of events into dicts and lists that live until the batch
-    is done; at CPython's default threshold the youngest generation is collected every 700
-    allocations, each collection walking the batch's survivors again, and every tenth one the
-    next generation. That was about a tenth of the batched worker's CPU (py-spy,
-    docs/benchmarks.md), most of it inside the detect agents' ``orjson.loads``; tuned as below,
-    the worker handled about 15% more events per CPU second. Start-up's objects (modules,
-    numpy, scipy, Faust) are frozen out of every later walk, and the youngest generation is
-    collected every ``GC_THRESHOLD0`` allocations: reference cycles, rare in this code, wait
-    longer to be freed.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD0, *gc.get_threshold()[1:])
-
-
 def run_worker(config, sink: Any | None = None, loglevel: str = "warn", stats_file: str | None = None,
                noop: bool = False, outbox: Any | None = None, deliverer: Any | None = None) -> None:
     """Run the worker until it is stopped (SIGTERM / Ctrl-C), then flush and close the store."""
@@ -880,7 +859,7 @@ def run_worker(config, sink: Any | None = None, loglevel: str = "warn", stats_fi
 
     app = build_app(config, sink=sink, stats_file=stats_file, noop=noop, outbox=outbox, deliverer=deliverer)
     worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
-    _tune_gc()
+    tune_gc()
 
     try:
         worker.execute_from_commandline()

@@ -49,13 +49,12 @@ def _parts(batch: EventBatch) -> list:
     Those of ``batch.pooled()`` when ``batch`` selects its events in increasing order from
     its parts (what :func:`partition_groups` makes of the parse stage's batch): pooling then
     keeps the order. Otherwise (a sorted batch, say) the events as one list of dicts, which
-    keeps the order at the cost of the dicts. ``EventBatch`` keeps its parts and order
-    private; this module is the one reader outside ``events.py``.
+    keeps the order at the cost of the dicts (of the selected events only).
     """
-    order = batch._order
+    order = batch.layout()[1]
     if order is not None and any(a > b for a, b in zip(order, order[1:])):
         return [batch.events]
-    return batch.pooled()._parts
+    return batch.pooled().layout()[0]
 
 
 def encode(batch: EventBatch, fields: tuple[str, ...] | None = None) -> bytes:
@@ -188,7 +187,7 @@ def messages(batch: EventBatch, partitions: int, per_message: int, route: str = 
     """``batch``'s events with a ``route`` key as messages per partition, in batch order, at
     most ``per_message`` events each, with ``fields`` only (``None``: all)."""
     out: dict[int, list[bytes]] = {}
-    if all(type(p) is list for p in batch._parts):
+    if all(type(p) is list for p in batch.layout()[0]):
         # Dicts only (parsers that write no columns yet): keyed and cut per dict, as before
         # columns; selections and pooling would only add to that.
         evs = batch.events

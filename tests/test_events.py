@@ -169,3 +169,16 @@ def test_append_to_a_selection_leaves_the_batch_it_came_from_alone():
     s.append({"ts": 3})
     assert [e["ts"] for e in s] == [2, 3] and [e["ts"] for e in a] == [1, 2]
     assert s.values("ts") == [2, 3] and len(s) == 2
+
+
+def test_a_selection_makes_only_its_own_dicts_and_concat_keeps_orders():
+    cols = EventBatch.from_columns(("ts", "k"), {"ts": [5, 1, 3], "k": ["a", "b", "c"]})
+    dicts = EventBatch([{"ts": 2, "k": "d"}, {"ts": 4, "k": "e"}])
+    both = EventBatch.concat([cols, dicts])
+    s = both.sorted_by_time()
+    picked = s.select([0, 4])
+    assert picked.events == [{"ts": 1, "k": "b"}, {"ts": 5, "k": "a"}]
+    assert not s.holds_dicts and not both.holds_dicts and picked.holds_dicts
+    parts, order = EventBatch.concat([s.select([3, 1]), cols]).layout()
+    assert order == [4, 3, 5, 6, 7] and len(parts) == 4
+    assert [e["k"] for e in EventBatch.concat([s.select([3, 1]), cols])] == ["e", "d", "a", "b", "c"]

@@ -526,7 +526,7 @@ def test_a_columnar_batch_gives_the_alerts_and_state_of_the_dicts_and_makes_no_d
         batch = columnar(b)
         got, want = on_columns.update(batch, column_state), on_dicts.update(EventBatch(b), dict_state)
         assert got == want
-        assert batch._events is None, "the detector made the events' dicts"
+        assert not batch.holds_dicts, "the detector made the events' dicts"
         assert orjson.dumps(column_state.data) == orjson.dumps(dict_state.data)
         alerts += len(got)
     assert on_columns.trace == on_dicts.trace

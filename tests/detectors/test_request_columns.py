@@ -146,8 +146,8 @@ def test_a_batch_of_columns_gives_the_alerts_and_states_of_its_dicts(name, seed,
     assert got == want
     assert list(got_state.data.items()) == list(want_state.data.items())  # the same states, in the same order
     # Every event's dict would be made by ``batch.events``; a detector makes a few (events_at).
-    assert all(b._events is None for b in cols)
-    assert sum(len(b._parts) > 1 and b._order is not None for b in cols) > len(cols) // 2  # shapes, sorted
+    assert all(not b.holds_dicts for b in cols)
+    assert sum(len(b.layout()[0]) > 1 and b.layout()[1] is not None for b in cols) > len(cols) // 2  # shapes, sorted
     assert any(want), name  # the stream makes every detector alert: the comparison is not of empty lists
 
 
@@ -166,6 +166,6 @@ def test_events_at_makes_the_dicts_of_the_events_asked_for_in_batch_order():
     events = [{"kind": "gpu", "ts": 3}, {"kind": "request", "ts": 1, "status": 200}, {"kind": "gpu", "ts": 2}]
     b = columnar(events).sorted_by_time()
     assert events_at(b, [2, 0]) == [events[0], events[1]] and events_at(b, []) == []
-    assert b._events is None
+    assert not b.holds_dicts
     d = EventBatch(events)
     assert all(x is y for x, y in zip(events_at(d, [2, 0]), [events[2], events[0]]))  # a batch of dicts: its own

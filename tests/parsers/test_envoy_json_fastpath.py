@@ -146,7 +146,7 @@ def _batch_outcome(parser, lines, cuts, stamp):
     bounds = [0, *sorted(set(cuts)), len(lines)]
     for a, b in zip(bounds, bounds[1:]):
         batch = parser.parse_batch(lines[a:b], "f.log", a + 1, dead)
-        columnar.append(batch._events is None and all(type(p) is Columns for p in batch._parts))
+        columnar.append(not batch.holds_dicts and all(type(p) is Columns for p in batch.layout()[0]))
         assert len(batch.values("ts")) == len(batch)
         events.extend(list(e.items()) for e in batch.events)
     return events, [(d.line, d.reason, d.raw) for d in dead], parser.stats, columnar
@@ -189,9 +189,9 @@ def test_a_chunk_of_one_key_set_is_one_columns_part_and_parse_chunk_hands_on_its
     dead = []
     first = p.parse_batch(lines[:300], "f.log", 1, dead)
     second = p.parse_batch(lines[300:], "f.log", 301, dead)
-    assert not dead and [len(b._parts) for b in (first, second)] == [1, 1]
-    assert type(second._parts[0]) is Columns and second._events is None
-    assert second.values("id")[:2] == ["f.log:301", "f.log:302"] and second._events is None
+    assert not dead and [len(b.layout()[0]) for b in (first, second)] == [1, 1]
+    assert type(second.layout()[0][0]) is Columns and not second.holds_dicts
+    assert second.values("id")[:2] == ["f.log:301", "f.log:302"] and not second.holds_dicts
     q = EnvoyJsonParser(hasher=Hasher(b"t"))
     q.stamp_ids = True
     events = []

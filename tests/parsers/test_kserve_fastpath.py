@@ -162,10 +162,10 @@ def _chunked(parser, data: bytes, stamp: bool, cuts: list[int], columnar: bool):
         if columnar:
             batch = parser.parse_batch(lines[a:b], "t:0", a + 1, dead)
             # Columns only, and read as columns before any dict is made.
-            assert all(type(part) is Columns for part in batch._parts if len(part))
-            fields = batch._parts[0].fields if len(batch) else ()
+            assert all(type(part) is Columns for part in batch.layout()[0] if len(part))
+            fields = batch.layout()[0][0].fields if len(batch) else ()
             columns = {f: list(batch.values(f)) for f in fields}
-            assert batch._events is None or not len(batch)
+            assert not batch.holds_dicts or not len(batch)
             got = batch.events
             assert columns == {f: [e[f] for e in got] for f in fields}
             events.extend(got)

@@ -89,7 +89,7 @@ def test_columns_come_back_as_columns_and_version_1_arrays_as_dicts():
     assert doc == {"v": 2, "parts": [{"n": 2, "fields": ["kind", "ts", "node"],
                                       "cols": {"kind": ["gpu", "gpu"], "ts": [1, 2], "node": ["n", "m"]}}]}
     back = wire.decode(wire.encode(batch))
-    assert back.values("node") == ["n", "m"] and back._events is None  # no dict made to read a column
+    assert back.values("node") == ["n", "m"] and not back.holds_dicts  # no dict made to read a column
     old = orjson.dumps([{"kind": "gpu", "ts": 1, "node": "n"}])
     assert wire.decode(old).events == [{"kind": "gpu", "ts": 1, "node": "n"}]
     assert len(wire.decode(orjson.dumps({"v": 2, "parts": [{"n": 0, "fields": [], "cols": {}}]}))) == 0
