@@ -13,10 +13,9 @@ events of the kinds in one C-level pass, and every later detector of the batch g
 
 from __future__ import annotations
 
-from itertools import repeat
 from operator import itemgetter
 
-from ramparts.events import EventBatch
+from ramparts.events import EventBatch, values_of
 
 
 def kind_values(batch: EventBatch, kinds: tuple[str, ...], field: str) -> list:
@@ -28,7 +27,7 @@ def _pick(batch: EventBatch, kinds: tuple[str, ...], field: str) -> list:
     idx = batch.indices_where("kind", *kinds)
     if batch.holds_dicts:  # a batch of dicts (or one whose dicts were made): read the kinds' events only
         events = batch.shared(f"kind_values/{'/'.join(kinds)}", lambda b: _getter(idx)(b.events))
-        return list(map(dict.get, events, repeat(field)))
+        return values_of(events, field)
     values = batch.values(field)
     if len(idx) == len(values):  # every event is of these kinds (indices_where keeps batch order)
         return values
