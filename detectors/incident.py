@@ -132,10 +132,10 @@ class IncidentRule(Detector):
 def events_at(batch: EventBatch, idx: list[int]) -> list[dict]:
     """The events at batch indices ``idx`` as dicts, making only theirs.
 
-    On a batch of columns ``batch.events`` (and ``batch.select(idx).events``, which builds the
-    dicts of every event of the parts it selects from) makes a dict per event of the batch, about
-    1 µs each; a detector that wants a few events whole (matches, alerts, rare kinds) takes them
-    here instead, one row each. On a batch of dicts these are its own dicts.
+    On a batch of columns ``batch.events`` makes a dict per event of the batch, about 1 µs each;
+    a detector that wants a few events whole (matches, alerts, rare kinds) takes them here
+    instead, one row each (as ``batch.select(idx).events`` would, without the selection). On a
+    batch of dicts these are its own dicts.
 
     >>> from ramparts.events import columnar
     >>> events_at(columnar([{"kind": "gpu", "ts": 2}, {"kind": "request", "ts": 1}]), [1])
