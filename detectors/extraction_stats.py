@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from ramparts.detectors.extraction import (C_CHANGED, C_CLOSE, C_DISTS, C_EP, C_HASHES, C_INC, C_LOW, C_N, C_NC,
-                                           C_ND, C_NJ, C_OOD, C_PAIRS, C_REP, C_RES, MAX_PEERS, P_BASE_FLOOR,
+                                           C_ND, C_NJ, C_OOD, C_PAIRS, C_REP, C_RES, C_W, C_WSET, MAX_PEERS, P_BASE_FLOOR,
                                            P_CLOSE_RATIO,
                                            P_CLOSE_THR, P_GAP, P_GAP_NS, P_LOW_CONF, P_LOW_THR, P_MIN_POPULATION,
                                            P_MIN_QUERIES, P_MIN_RATIO, P_NORMALITY_EVERY, P_NORMALITY_MIN,
@@ -259,6 +259,64 @@ def feed_stream(slot, counts, hashes, res, res64, sq, pd, dists, x, rows, r0, r1
     return due, hit
 
 
+# -- Shapiro-Wilk ----------------------------------------------------------------------------------
+@_jit
+def shapiro_w(d, n, a):
+    """``extraction.shapiro_w(d[:n])`` (scipy's W) in compiled code, to the bit: the same
+    preparation (sort, subtract the middle value of the unsorted data, constant data gives 0)
+    and scipy's ``swilk`` (Royston's AS R94, as translated in ``_ansari_swilk_statistics.pyx``)
+    from its ``RANGE`` on, operation for operation, with ``a`` the coefficients it computes for
+    ``n`` values (:func:`extraction.swilk_coefficients`). Only W: the p-value is not used.
+    Tested against the Python function in tests/detectors/test_extraction_stats.py."""
+    if n < 3:
+        return 0.0
+    y = np.sort(d[:n])
+    if y[n - 1] - y[0] == 0.0:
+        return 0.0
+    mid = d[n // 2]
+    for i in range(n):
+        y[i] -= mid
+    rng = y[n - 1] - y[0]
+    if rng < 1e-19:
+        return 1.0
+    sx = y[0] / rng
+    sa = -a[0]
+    ind2 = n - 2
+    for ind1 in range(1, n):
+        sx += y[ind1] / rng
+        if ind1 != ind2:
+            if ind1 < ind2:
+                sa += -1.0 * a[ind1]
+            else:
+                sa += 1.0 * a[ind2]
+        ind2 -= 1
+    sa /= n
+    sx /= n
+    ssa = 0.0
+    ssx = 0.0
+    sax = 0.0
+    ind2 = n - 1
+    for ind1 in range(n):
+        if ind1 != ind2:
+            if ind1 < ind2:
+                asa = -1.0 * a[ind1] - sa
+            else:
+                asa = 1.0 * a[ind2] - sa
+        else:
+            asa = -sa
+        xsx = y[ind1] / rng - sx
+        ssa += asa * asa
+        ssx += xsx * xsx
+        sax += asa * xsx
+        ind2 -= 1
+    ssassx = np.sqrt(ssa * ssx)
+    w1 = (ssassx - sax) * (ssassx + sax) / (ssa * ssx)
+    w = 1.0 - w1
+    if n == 3 and w < 0.75:
+        return 0.75
+    return w
+
+
 # -- the populations -------------------------------------------------------------------------------
 @_jit
 def _genrand(mt, p, pst):
@@ -412,16 +470,18 @@ def _outside(vals, off, width, lo, hi, share):
 
 @_jit
 def run(i, phase, j, ev, tls, counts, hashes, res, res64, sq, pd, dists, x, rows, vals, params, snap, out,
-        pst, prows, plo, phi, mt, pint, pflags, psnap, model_pops):
+        pst, prows, plo, phi, mt, pint, pflags, psnap, model_pops, swilk_a):
     """The detector's per-event loop over events ``i`` on (``ev``: slot of the principal's stream,
     of the source's (-1: none), first and last row, time, source id, model), from ``phase``:
     0 an event's start, 1 after its judging, 2 its learning from row ``j``. Per event: the streams
-    fed (:func:`feed_stream`), the judging (in Python), then the population's notes and learning
-    per row (``Population.note``, ``Population.add``). Stops for Python and returns (code, event,
-    row, population): 0 all done; 1 a stream of the event is idle past the gap (start it afresh,
-    then resume at phase 0); 2 its streams fed and something for Python (``out``: per stream the
-    Shapiro-Wilk test due, the ratio test passed; resume at phase 1); 3 a population's ranges to
-    learn again after the row (resume at phase 2, the next row)."""
+    fed (:func:`feed_stream`), a Shapiro-Wilk test due on a stream (:func:`shapiro_w`, with
+    ``swilk_a`` the coefficients per sample size; W kept in the stream's ``C_W``, ``C_WSET``
+    set), the judging (in Python), then the population's notes and learning per row
+    (``Population.note``, ``Population.add``). Stops for Python and returns (code, event, row,
+    population): 0 all done; 1 a stream of the event is idle past the gap (start it afresh, then
+    resume at phase 0); 2 its streams fed and a ratio test passed (``out``: per stream the
+    Shapiro-Wilk test done, the ratio test passed; resume at phase 1); 3 a population's ranges
+    to learn again after the row (resume at phase 2, the next row)."""
     n_events = ev.shape[0]
     gap_ns = np.int64(params[P_GAP_NS])
     mq = params[P_MIN_QUERIES]
@@ -469,7 +529,13 @@ def run(i, phase, j, ev, tls, counts, hashes, res, res64, sq, pd, dists, x, rows
             if sb >= 0:
                 due_b, hit_b = feed_stream(sb, counts, hashes, res, res64, sq, pd, dists, x, rows, r0, r1, params,
                                            snap[1])
-            if due_a or hit_a or due_b or hit_b:
+            if due_a:
+                counts[sa, C_W] = shapiro_w(snap[0], due_a, swilk_a[due_a])
+                counts[sa, C_WSET] = 1.0
+            if due_b:
+                counts[sb, C_W] = shapiro_w(snap[1], due_b, swilk_a[due_b])
+                counts[sb, C_WSET] = 1.0
+            if hit_a or hit_b:
                 out[0], out[1], out[2], out[3] = due_a, 1 if hit_a else 0, due_b, 1 if hit_b else 0
                 return 2, i, 0, -1
             phase = 1

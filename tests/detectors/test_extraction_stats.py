@@ -154,3 +154,32 @@ def test_randbelow_draws_what_random_randrange_draws():
     pst[0, S_MT_POS] = words[624]
     for n in [1, 2, 3, 1000, 1025, 2**31 + 5, 2**32 - 1, 2**32, 2**40 + 7, 2**62 + 3] + list(range(1024, 2500)):
         assert extraction_stats.randbelow(mt, 0, pst, np.int64(n)) == rng.randrange(n), n
+
+
+def test_compiled_shapiro_w_is_the_python_one_to_the_bit():
+    # run computes W in compiled code; extraction.shapiro_w (scipy's routine, itself tested against
+    # scipy.stats.shapiro) is the reference: normal, skewed, float32-rounded, tied, tiny and huge
+    # distances, every sample size the detector can test, constant data.
+    from ramparts.detectors.extraction import DISTANCES, shapiro_w, swilk_coefficients
+
+    a = swilk_coefficients()
+    rng = np.random.default_rng(5)
+    for t in range(4000):
+        n = int(rng.integers(3, DISTANCES + 1))
+        kind = t % 5
+        if kind == 0:
+            d = rng.normal(size=n)
+        elif kind == 1:
+            d = rng.exponential(size=n).astype(np.float32).astype(np.float64)
+        elif kind == 2:
+            d = np.round(rng.exponential(size=n), 1)
+        elif kind == 3:
+            d = rng.random(n) * 10.0 ** rng.uniform(-20, 6)
+        else:
+            d = np.r_[np.zeros(n - 2), rng.random(2)]
+        buf = np.zeros(DISTANCES)
+        buf[:n] = d
+        assert extraction_stats.shapiro_w(buf, n, a[n]) == shapiro_w(d)
+    for n in (3, 10, DISTANCES):
+        assert extraction_stats.shapiro_w(np.full(DISTANCES, 2.5), n, a[n]) == shapiro_w(np.full(n, 2.5)) == 0.0
+    assert extraction_stats.shapiro_w(np.ones(DISTANCES), 2, a[2]) == 0.0
