@@ -30,8 +30,8 @@ from __future__ import annotations
 import numpy as np
 
 from ramparts.detectors.extraction import (C_CHANGED, C_CLOSE, C_DISTS, C_EP, C_HASHES, C_INC, C_LOW, C_N, C_NC,
-                                           C_ND, C_NJ, C_OOD, C_PAIRS, C_REP, C_RES, C_W, C_WSET, MAX_PEERS, P_BASE_FLOOR,
-                                           P_CLOSE_RATIO,
+                                           C_ND, C_NJ, C_OOD, C_PAIRS, C_REP, C_RES, C_W, C_WSET, MAX_PEERS,
+                                           P_BASE_FLOOR, P_CLOSE_RATIO,
                                            P_CLOSE_THR, P_GAP, P_GAP_NS, P_LOW_CONF, P_LOW_THR, P_MIN_POPULATION,
                                            P_MIN_QUERIES, P_MIN_RATIO, P_NORMALITY_EVERY, P_NORMALITY_MIN,
                                            P_OOD_FEATURES, P_OOD_THR, P_WINDOW, PEER_EVERY, PEER_MIN_FLAGS,
