@@ -34,7 +34,8 @@ from ramparts.detectors.extraction import (C_CHANGED, C_CLOSE, C_DISTS, C_EP, C_
                                            P_BASE_FLOOR, P_CLOSE_RATIO,
                                            P_CLOSE_THR, P_GAP, P_GAP_NS, P_LOW_CONF, P_LOW_THR, P_MIN_POPULATION,
                                            P_MIN_QUERIES, P_MIN_RATIO, P_NORMALITY_EVERY, P_NORMALITY_MIN,
-                                           P_OOD_FEATURES, P_OOD_THR, P_WINDOW, PEER_EVERY, PEER_MIN_FLAGS,
+                                           P_OOD_FEATURES, P_OOD_THR, P_RANGE_MARGIN, P_RANGE_Q, P_WINDOW, PEER_EVERY,
+                                           PEER_MIN_FLAGS,
                                            Q_HEAD, Q_KNOWN, Q_LAST, Q_LEN, Q_SRC, Q_STAMP, Q_SUM, R_CONF, R_EPOCH,
                                            R_HAS_CONF, R_HASH, R_OFF, R_OUTSIDE, R_POP, R_READY, R_VEC, R_WIDTH,
                                            S_EPOCH, S_FILLED, S_LOW, S_MT_POS, S_NOTES, S_NPEERS, S_NSNAP,
@@ -468,6 +469,127 @@ def _outside(vals, off, width, lo, hi, share):
     return 1 if n > share * width else 0
 
 
+SELECT_MAX = 64  # order statistics this close to either end are selected in one pass, else a column is sorted
+
+
+@_jit
+def _order_stats(col, n, lo_k, hi_k, small, large):
+    """The ``lo_k`` smallest values of ``col[:n]`` into ``small`` (ascending) and the ``hi_k``
+    largest into ``large`` (``large[0]`` the largest), in one pass with an insertion each."""
+    ns = 0
+    nl = 0
+    for t in range(n):
+        v = col[t]
+        if lo_k > 0 and (ns < lo_k or v < small[ns - 1]):
+            k = ns if ns < lo_k else lo_k - 1
+            while k > 0 and small[k - 1] > v:
+                small[k] = small[k - 1]
+                k -= 1
+            small[k] = v
+            if ns < lo_k:
+                ns += 1
+        if hi_k > 0 and (nl < hi_k or v > large[nl - 1]):
+            k = nl if nl < hi_k else hi_k - 1
+            while k > 0 and large[k - 1] < v:
+                large[k] = large[k - 1]
+                k -= 1
+            large[k] = v
+            if nl < hi_k:
+                nl += 1
+
+
+@_jit
+def _lerp(a, b, t):
+    """numpy's ``_lerp`` (of ``np.quantile``) for one value."""
+    diff = b - a
+    if t >= 0.5:
+        return b - diff * (1.0 - t)
+    return a + diff * t
+
+
+@_jit
+def refresh_ranges(p, pst, prows, plo, phi, width, q, margin, ood_features):
+    """``Population._refresh`` as it was in numpy (commit c7170a5): ``np.quantile(rows, [q, 1 - q],
+    axis=0)`` of the population's ``filled`` rows (linear interpolation: virtual index
+    ``(n - 1) * q``, its floor and the next order statistic, numpy's ``_lerp``; the order
+    statistics selected, not sorted, when near an end), the span, the margins, the share of rows
+    with more than ``ood_features`` of their features outside; then ready, a new version.
+    Tested against that numpy code in tests/detectors/test_extraction_stats.py."""
+    n = int(pst[p, S_FILLED])
+    rows = prows[p]
+    lo = plo[p]
+    hi = phi[p]
+    qs = np.array([q, 1.0 - q])
+    prev = np.zeros(2, dtype=np.int64)
+    nxt = np.zeros(2, dtype=np.int64)
+    gamma = np.zeros(2)
+    for k in range(2):
+        vi = (n - 1) * qs[k]
+        f = np.floor(vi)
+        pi = int(f)
+        ni = pi + 1
+        if vi >= n - 1:
+            pi = n - 1
+            ni = n - 1
+        if vi < 0:
+            pi = 0
+            ni = 0
+        prev[k] = pi
+        nxt[k] = ni
+        gamma[k] = vi - f
+    lo_k = 0  # the order statistics needed from the bottom (small[j] is statistic j) ...
+    hi_k = 0  # ... and from the top (large[j] is statistic n - 1 - j)
+    for k in range(2):
+        for j in (prev[k], nxt[k]):
+            if j < n - j:
+                lo_k = max(lo_k, j + 1)
+            else:
+                hi_k = max(hi_k, n - j)
+    select = lo_k <= SELECT_MAX and hi_k <= SELECT_MAX
+    small = np.empty(SELECT_MAX)
+    large = np.empty(SELECT_MAX)
+    col = np.empty(n)
+    out = np.empty((2, width))
+    for c in range(width):
+        for t in range(n):
+            col[t] = rows[t, c]
+        if select:
+            _order_stats(col, n, lo_k, hi_k, small, large)
+            for k in range(2):
+                a = small[prev[k]] if prev[k] < lo_k else large[n - 1 - prev[k]]
+                b = small[nxt[k]] if nxt[k] < lo_k else large[n - 1 - nxt[k]]
+                out[k, c] = _lerp(a, b, gamma[k])
+        else:
+            srt = np.sort(col)
+            for k in range(2):
+                out[k, c] = _lerp(srt[prev[k]], srt[nxt[k]], gamma[k])
+    top = out[1, 0]
+    bottom = out[0, 0]
+    for c in range(1, width):
+        top = max(top, out[1, c])
+        bottom = min(bottom, out[0, c])
+    span = top - bottom
+    if span == 0.0:
+        span = 1.0
+    for c in range(width):
+        lo[c] = out[0, c] - margin * span
+        hi[c] = out[1, c] + margin * span
+    share = ood_features * width
+    outside = 0
+    for t in range(n):
+        m = 0
+        for c in range(width):
+            v = rows[t, c]
+            if v < lo[c] or v > hi[c]:
+                m += 1
+        if m > share:
+            outside += 1
+    pst[p, S_OOD_RATE] = outside / n
+    pst[p, S_READY] = 1.0
+    pst[p, S_SINCE] = 0.0
+    pst[p, S_VERSION] += 1
+
+
 @_jit
 def run(i, phase, j, ev, tls, counts, hashes, res, res64, sq, pd, dists, x, rows, vals, params, snap, out,
         pst, prows, plo, phi, mt, pint, pflags, psnap, model_pops, swilk_a):
@@ -480,8 +602,9 @@ def run(i, phase, j, ev, tls, counts, hashes, res, res64, sq, pd, dists, x, rows
     (``Population.note``, ``Population.add``). Stops for Python and returns (code, event, row,
     population): 0 all done; 1 a stream of the event is idle past the gap (start it afresh, then
     resume at phase 0); 2 its streams fed and a ratio test passed (``out``: per stream the
-    Shapiro-Wilk test done, the ratio test passed; resume at phase 1); 3 a population's ranges
-    to learn again after the row (resume at phase 2, the next row)."""
+    Shapiro-Wilk test done, the ratio test passed; resume at phase 1). A population's ranges due
+    to be learnt again after a row are learnt here (:func:`refresh_ranges`); phase 2 with row
+    ``j`` resumes an event's learning at that row."""
     n_events = ev.shape[0]
     gap_ns = np.int64(params[P_GAP_NS])
     mq = params[P_MIN_QUERIES]
@@ -573,7 +696,8 @@ def run(i, phase, j, ev, tls, counts, hashes, res, res64, sq, pd, dists, x, rows
                         prows[p, at, :width] = vals[off:off + width]
                 pst[p, S_SINCE] += 1
                 if filled >= params[P_MIN_POPULATION] and (pst[p, S_READY] == 0.0 or pst[p, S_SINCE] >= 128):
-                    return 3, i, r + 1, p
+                    refresh_ranges(p, pst, prows, plo, phi, width, params[P_RANGE_Q], params[P_RANGE_MARGIN],
+                                   ood_share)
         i += 1
         phase = 0
     return 0, i, 0, -1
