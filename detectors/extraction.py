@@ -52,9 +52,11 @@ queries before ``out_of_range`` is judged); it is per worker when several share 
 partitions.
 
 Implementation: the per-event loop (streams fed, populations noted and taught) is one
-compiled call per batch, ``extraction_stats.run``, which stops for the Python parts (the
-judging, Shapiro-Wilk, the populations' quantiles); see docs/benchmarks.md, "2026-11-23
-(fourth session)". The predictions' fields are read as columns of the batch
+compiled call per batch, ``extraction_stats.run``, which stops for the Python parts (a stream
+idle past the gap, the judging); Shapiro-Wilk's W and the populations' ranges are computed in it
+too (``extraction_stats.shapiro_w``, ``refresh_ranges``: scipy's W and numpy's quantiles to the
+bit); see docs/benchmarks.md, "2026-11-23
+(fourth session)" and "(sixth session)". The predictions' fields are read as columns of the batch
 (``EventBatch.values``): a batch of columns makes no event dict here; a batch's rows of one
 width are converted and projected at once (:func:`project`).
 
@@ -98,10 +100,11 @@ NORMALITY_EVERY = 8  # distinct queries between two Shapiro-Wilk tests (the test
 # The layout of the arrays of :func:`extraction_stats.run` (float64 unless said).
 # A stream's counts (the stored counts are floats that halve, or integers well under 2**53), its
 # packed memories' lengths, whether they changed, whether it has an open incident, the reservoir's rows
-# whose pairwise distances are kept (``_Streams.pd``):
+# whose pairwise distances are kept (``_Streams.pd``), the Shapiro-Wilk W last computed (compiled, in
+# ``extraction_stats.run``) and whether there is one since the stream was loaded (0/1):
 C_N, C_REP, C_ND, C_OOD, C_NJ, C_CLOSE, C_NC, C_LOW, C_EP, C_RES, C_HASHES, C_DISTS, C_CHANGED, C_INC, \
-    C_PAIRS = range(15)
-N_COUNTS = 15
+    C_PAIRS, C_W, C_WSET = range(17)
+N_COUNTS = 17
 # A query row: has a vector (0/1), its input hash, has a top confidence (0/1), that confidence,
 # its population ready (0/1), that population's epoch, the row out of its range (0/1), the
 # population (-1: no vector), the vector's offset in the batch's values and its width.
@@ -111,7 +114,9 @@ N_ROW = 10
 # pass): out of range (min_ratio x the first ready population's rate, floored), close queries,
 # low confidence.
 P_MIN_QUERIES, P_WINDOW, P_CLOSE_RATIO, P_LOW_CONF, P_NORMALITY_MIN, P_NORMALITY_EVERY, P_OOD_THR, P_CLOSE_THR, \
-    P_LOW_THR, P_OOD_FEATURES, P_MIN_RATIO, P_BASE_FLOOR, P_MIN_POPULATION, P_GAP, P_GAP_NS = range(15)
+    P_LOW_THR, P_OOD_FEATURES, P_MIN_RATIO, P_BASE_FLOOR, P_MIN_POPULATION, P_GAP, P_GAP_NS, P_RANGE_Q, \
+    P_RANGE_MARGIN = range(17)
+N_PARAMS = 17
 # A population's scalars (``nan``: no out-of-range rate yet; the Mersenne twister's position):
 S_WIDTH, S_FILLED, S_SEEN, S_SINCE, S_READY, S_OOD_RATE, S_OUTPUTS, S_LOW, S_EPOCH, S_VERSION, S_NOTES, \
     S_NPEERS, S_STAMP, S_NSNAP, S_MT_POS = range(15)
@@ -369,10 +374,23 @@ def _run():
 
     w, pops = _Streams(1), _Populations()
     run(0, 0, 0, np.zeros((0, 7), dtype=np.int64), w.tl, w.counts, w.hashes, w.res, w.res64, w.sq, w.pd, w.dists,
-        np.zeros((1, PROJECTED_DIMS), dtype=np.float32), np.zeros((1, N_ROW)), np.zeros(1), np.zeros(15),
+        np.zeros((1, PROJECTED_DIMS), dtype=np.float32), np.zeros((1, N_ROW)), np.zeros(1), np.zeros(N_PARAMS),
         np.zeros((2, DISTANCES)), np.zeros(4, dtype=np.int64), pops.st, pops.rows, pops.lo, pops.hi, pops.mt,
-        pops.peers, pops.flags, pops.snap, np.zeros((1, 1), dtype=np.int64))
+        pops.peers, pops.flags, pops.snap, np.zeros((1, 1), dtype=np.int64), swilk_coefficients())
     return run
+
+
+@functools.cache
+def swilk_coefficients() -> np.ndarray:
+    """Row ``n`` (3 to DISTANCES): the ``n // 2`` coefficients scipy's ``swilk`` computes for a
+    sample of ``n`` values before it computes W (they depend on ``n`` alone), computed by that
+    routine itself; the compiled test (``extraction_stats.shapiro_w``) reads them."""
+    table = np.zeros((DISTANCES + 1, max(DISTANCES // 2, 1)))
+    for n in range(3, DISTANCES + 1):
+        a = np.zeros(n // 2, dtype=np.float64)
+        _swilk()(np.arange(n, dtype=np.float64), a, 0)
+        table[n, :n // 2] = a
+    return table
 
 
 @functools.cache
@@ -457,17 +475,15 @@ class Population:
         return bool(self._a.st[self.p, S_READY])
 
     def _refresh(self) -> None:
-        rows = np.ascontiguousarray(self.rows[:self.filled])  # the rows of the population as they were kept alone
-        q = self.o.range_quantile
-        lo, hi = np.quantile(rows, [q, 1 - q], axis=0)  # each the same as np.quantile(rows, q, axis=0)
-        span = float(np.max(hi) - np.min(lo)) or 1.0
-        lo, hi = lo - self.o.range_margin * span, hi + self.o.range_margin * span
-        outside = np.count_nonzero((rows < lo) | (rows > hi), axis=1) > self.o.ood_features * self.width
-        a, st = self._a, self._a.st[self.p]
-        a.lo[self.p, :self.width], a.hi[self.p, :self.width] = lo, hi
-        st[S_OOD_RATE] = float(np.mean(outside))
-        st[S_READY], st[S_SINCE] = 1.0, 0.0
-        st[S_VERSION] += 1
+        """The ranges learnt again from the reservoir: per feature the ``range_quantile`` and
+        ``1 - range_quantile`` quantiles (numpy's linear interpolation), widened by ``range_margin``
+        of their span, and the share of the reservoir's rows out of them. ``extraction_stats.run``
+        does this itself (``extraction_stats.refresh_ranges``); this is for a caller in Python."""
+        from .extraction_stats import refresh_ranges
+
+        o, a = self.o, self._a
+        refresh_ranges(self.p, a.st, a.rows, a.lo, a.hi, self.width, o.range_quantile, o.range_margin,
+                       o.ood_features)
 
     def low_rate(self) -> float | None:
         return self.low / self.outputs if self.outputs >= self.o.min_population else None
@@ -562,7 +578,7 @@ class _Streams:
         self.dists[slot, :len(d)] = d
         c = self.counts[slot]
         c[:] = (s["n"], s["rep"], s["nd"], s["ood"], s["nj"], s["close"], s["nc"], s["low"], s.get("ep", 0),
-                len(packed), len(h), len(d), 0.0, s["inc"] is not None, 0.0)
+                len(packed), len(h), len(d), 0.0, s["inc"] is not None, 0.0, 0.0, 0.0)
 
     def sync(self, slot: int) -> None:
         """The counts written back into the stream's dict (for the judging, and at the batch's end)."""
@@ -572,6 +588,8 @@ class _Streams:
                                                                      c[C_NC], c[C_LOW])
         if c[C_EP] or "ep" in s:
             s["ep"] = int(c[C_EP])
+        if c[C_WSET]:
+            s["w"] = round(c[C_W], 4)
 
     def packed(self, slot: int) -> dict:
         self.sync(slot)
@@ -640,9 +658,9 @@ class ExtractionDetector(Detector):
         # predictions' fields as columns (no event dict), their query rows (per width at once:
         # conversion, projection; a hash per row), unpacking the streams' state into
         # arrays (``_Streams``) and packing it back. Per event in compiled code
-        # (``extraction_stats.run``): the streams fed, the population's notes and learning. It
-        # stops for what stays in Python: a stream idle past the gap, Shapiro-Wilk when due, the
-        # judging when a ratio test passes, a population's ranges learnt again (np.quantile).
+        # (``extraction_stats.run``): the streams fed, Shapiro-Wilk when due, the population's notes
+        # and learning. It stops for what stays in Python: a stream idle past the gap, the judging
+        # when a ratio test passes, a population's ranges learnt again (np.quantile).
         o = self.options
         gap = int(o.gap_seconds * 1e9)
         out: list[dict] = []
@@ -715,30 +733,29 @@ class ExtractionDetector(Detector):
             model_pops[code, 1:1 + len(ps)] = [p.p for p in ps]
         params = np.array([o.min_queries, o.window, o.close_ratio, o.low_confidence, o.normality_min,
                            NORMALITY_EVERY, 0.0, o.min_ratio * o.close_base, 0.0, o.ood_features, o.min_ratio,
-                           o.base_floor, o.min_population, o.gap_seconds * 1e9, gap])
+                           o.base_floor, o.min_population, o.gap_seconds * 1e9, gap, o.range_quantile,
+                           o.range_margin])
         snap = np.zeros((2, DISTANCES))
         fed = np.zeros(4, dtype=np.int64)
         run = _run()
+        swilk_a = swilk_coefficients()
         counts, dicts = w.counts, w.dicts
-        populations = self._pop_list
         i, phase, j = 0, 0, 0
         while True:
             code, i, j, which = run(i, phase, j, ev, w.tl, counts, w.hashes, w.res, w.res64, w.sq, w.pd, w.dists, x,
                                     rows, vals, params, snap, fed, pops.st, pops.rows, pops.lo, pops.hi, pops.mt,
-                                    pops.peers, pops.flags, pops.snap, model_pops)
+                                    pops.peers, pops.flags, pops.snap, model_pops, swilk_a)
             if code == 0:
                 break
             if code == 1:  # a stream idle past the gap starts afresh
                 w.load(which, self._fresh(int(ev[i, 4])))
                 phase = 0
-            elif code == 2:  # Shapiro-Wilk, the judging
+            else:  # code 2: the judging (W, when a test was due, is in the counts: w.sync writes it)
                 principal, src, model, slots = todo[i]
                 ts = int(ev[i, 4])
                 flagged = False
                 for k, slot in enumerate(slots):
                     s = dicts[slot]
-                    if fed[2 * k]:
-                        s["w"] = round(shapiro_w(snap[k, :fed[2 * k]]), 4)
                     # The pooled source stream speaks only for what no principal of it shows alone.
                     if fed[2 * k + 1] and (not flagged or s["inc"] is not None):
                         etype, eid = ("principal", principal) if k == 0 and principal is not None else ("src_ip", src)
@@ -750,9 +767,6 @@ class ExtractionDetector(Detector):
                     if s["inc"] is not None:
                         flagged = True
                 phase = 1
-            else:  # a population's ranges learnt again
-                populations[which]._refresh()
-                phase = 2
         for slot, key in enumerate(keys):
             state.set(key, w.packed(slot))
         return merge_alerts(out)

@@ -30,11 +30,12 @@ from __future__ import annotations
 import numpy as np
 
 from ramparts.detectors.extraction import (C_CHANGED, C_CLOSE, C_DISTS, C_EP, C_HASHES, C_INC, C_LOW, C_N, C_NC,
-                                           C_ND, C_NJ, C_OOD, C_PAIRS, C_REP, C_RES, MAX_PEERS, P_BASE_FLOOR,
-                                           P_CLOSE_RATIO,
+                                           C_ND, C_NJ, C_OOD, C_PAIRS, C_REP, C_RES, C_W, C_WSET, MAX_PEERS,
+                                           P_BASE_FLOOR, P_CLOSE_RATIO,
                                            P_CLOSE_THR, P_GAP, P_GAP_NS, P_LOW_CONF, P_LOW_THR, P_MIN_POPULATION,
                                            P_MIN_QUERIES, P_MIN_RATIO, P_NORMALITY_EVERY, P_NORMALITY_MIN,
-                                           P_OOD_FEATURES, P_OOD_THR, P_WINDOW, PEER_EVERY, PEER_MIN_FLAGS,
+                                           P_OOD_FEATURES, P_OOD_THR, P_RANGE_MARGIN, P_RANGE_Q, P_WINDOW, PEER_EVERY,
+                                           PEER_MIN_FLAGS,
                                            Q_HEAD, Q_KNOWN, Q_LAST, Q_LEN, Q_SRC, Q_STAMP, Q_SUM, R_CONF, R_EPOCH,
                                            R_HAS_CONF, R_HASH, R_OFF, R_OUTSIDE, R_POP, R_READY, R_VEC, R_WIDTH,
                                            S_EPOCH, S_FILLED, S_LOW, S_MT_POS, S_NOTES, S_NPEERS, S_NSNAP,
@@ -259,6 +260,64 @@ def feed_stream(slot, counts, hashes, res, res64, sq, pd, dists, x, rows, r0, r1
     return due, hit
 
 
+# -- Shapiro-Wilk ----------------------------------------------------------------------------------
+@_jit
+def shapiro_w(d, n, a):
+    """``extraction.shapiro_w(d[:n])`` (scipy's W) in compiled code, to the bit: the same
+    preparation (sort, subtract the middle value of the unsorted data, constant data gives 0)
+    and scipy's ``swilk`` (Royston's AS R94, as translated in ``_ansari_swilk_statistics.pyx``)
+    from its ``RANGE`` on, operation for operation, with ``a`` the coefficients it computes for
+    ``n`` values (:func:`extraction.swilk_coefficients`). Only W: the p-value is not used.
+    Tested against the Python function in tests/detectors/test_extraction_stats.py."""
+    if n < 3:
+        return 0.0
+    y = np.sort(d[:n])
+    if y[n - 1] - y[0] == 0.0:
+        return 0.0
+    mid = d[n // 2]
+    for i in range(n):
+        y[i] -= mid
+    rng = y[n - 1] - y[0]
+    if rng < 1e-19:
+        return 1.0
+    sx = y[0] / rng
+    sa = -a[0]
+    ind2 = n - 2
+    for ind1 in range(1, n):
+        sx += y[ind1] / rng
+        if ind1 != ind2:
+            if ind1 < ind2:
+                sa += -1.0 * a[ind1]
+            else:
+                sa += 1.0 * a[ind2]
+        ind2 -= 1
+    sa /= n
+    sx /= n
+    ssa = 0.0
+    ssx = 0.0
+    sax = 0.0
+    ind2 = n - 1
+    for ind1 in range(n):
+        if ind1 != ind2:
+            if ind1 < ind2:
+                asa = -1.0 * a[ind1] - sa
+            else:
+                asa = 1.0 * a[ind2] - sa
+        else:
+            asa = -sa
+        xsx = y[ind1] / rng - sx
+        ssa += asa * asa
+        ssx += xsx * xsx
+        sax += asa * xsx
+        ind2 -= 1
+    ssassx = np.sqrt(ssa * ssx)
+    w1 = (ssassx - sax) * (ssassx + sax) / (ssa * ssx)
+    w = 1.0 - w1
+    if n == 3 and w < 0.75:
+        return 0.75
+    return w
+
+
 # -- the populations -------------------------------------------------------------------------------
 @_jit
 def _genrand(mt, p, pst):
@@ -410,18 +469,142 @@ def _outside(vals, off, width, lo, hi, share):
     return 1 if n > share * width else 0
 
 
+SELECT_MAX = 64  # order statistics this close to either end are selected in one pass, else a column is sorted
+
+
+@_jit
+def _order_stats(col, n, lo_k, hi_k, small, large):
+    """The ``lo_k`` smallest values of ``col[:n]`` into ``small`` (ascending) and the ``hi_k``
+    largest into ``large`` (``large[0]`` the largest), in one pass with an insertion each."""
+    ns = 0
+    nl = 0
+    for t in range(n):
+        v = col[t]
+        if lo_k > 0 and (ns < lo_k or v < small[ns - 1]):
+            k = ns if ns < lo_k else lo_k - 1
+            while k > 0 and small[k - 1] > v:
+                small[k] = small[k - 1]
+                k -= 1
+            small[k] = v
+            if ns < lo_k:
+                ns += 1
+        if hi_k > 0 and (nl < hi_k or v > large[nl - 1]):
+            k = nl if nl < hi_k else hi_k - 1
+            while k > 0 and large[k - 1] < v:
+                large[k] = large[k - 1]
+                k -= 1
+            large[k] = v
+            if nl < hi_k:
+                nl += 1
+
+
+@_jit
+def _lerp(a, b, t):
+    """numpy's ``_lerp`` (of ``np.quantile``) for one value."""
+    diff = b - a
+    if t >= 0.5:
+        return b - diff * (1.0 - t)
+    return a + diff * t
+
+
+@_jit
+def refresh_ranges(p, pst, prows, plo, phi, width, q, margin, ood_features):
+    """``Population._refresh`` as it was in numpy (commit c7170a5): ``np.quantile(rows, [q, 1 - q],
+    axis=0)`` of the population's ``filled`` rows (linear interpolation: virtual index
+    ``(n - 1) * q``, its floor and the next order statistic, numpy's ``_lerp``; the order
+    statistics selected, not sorted, when near an end), the span, the margins, the share of rows
+    with more than ``ood_features`` of their features outside; then ready, a new version.
+    Tested against that numpy code in tests/detectors/test_extraction_stats.py."""
+    n = int(pst[p, S_FILLED])
+    rows = prows[p]
+    lo = plo[p]
+    hi = phi[p]
+    qs = np.array([q, 1.0 - q])
+    prev = np.zeros(2, dtype=np.int64)
+    nxt = np.zeros(2, dtype=np.int64)
+    gamma = np.zeros(2)
+    for k in range(2):
+        vi = (n - 1) * qs[k]
+        f = np.floor(vi)
+        pi = int(f)
+        ni = pi + 1
+        if vi >= n - 1:
+            pi = n - 1
+            ni = n - 1
+        if vi < 0:
+            pi = 0
+            ni = 0
+        prev[k] = pi
+        nxt[k] = ni
+        gamma[k] = vi - f
+    lo_k = 0  # the order statistics needed from the bottom (small[j] is statistic j) ...
+    hi_k = 0  # ... and from the top (large[j] is statistic n - 1 - j)
+    for k in range(2):
+        for j in (prev[k], nxt[k]):
+            if j < n - j:
+                lo_k = max(lo_k, j + 1)
+            else:
+                hi_k = max(hi_k, n - j)
+    select = lo_k <= SELECT_MAX and hi_k <= SELECT_MAX
+    small = np.empty(SELECT_MAX)
+    large = np.empty(SELECT_MAX)
+    col = np.empty(n)
+    out = np.empty((2, width))
+    for c in range(width):
+        for t in range(n):
+            col[t] = rows[t, c]
+        if select:
+            _order_stats(col, n, lo_k, hi_k, small, large)
+            for k in range(2):
+                a = small[prev[k]] if prev[k] < lo_k else large[n - 1 - prev[k]]
+                b = small[nxt[k]] if nxt[k] < lo_k else large[n - 1 - nxt[k]]
+                out[k, c] = _lerp(a, b, gamma[k])
+        else:
+            srt = np.sort(col)
+            for k in range(2):
+                out[k, c] = _lerp(srt[prev[k]], srt[nxt[k]], gamma[k])
+    top = out[1, 0]
+    bottom = out[0, 0]
+    for c in range(1, width):
+        top = max(top, out[1, c])
+        bottom = min(bottom, out[0, c])
+    span = top - bottom
+    if span == 0.0:
+        span = 1.0
+    for c in range(width):
+        lo[c] = out[0, c] - margin * span
+        hi[c] = out[1, c] + margin * span
+    share = ood_features * width
+    outside = 0
+    for t in range(n):
+        m = 0
+        for c in range(width):
+            v = rows[t, c]
+            if v < lo[c] or v > hi[c]:
+                m += 1
+        if m > share:
+            outside += 1
+    pst[p, S_OOD_RATE] = outside / n
+    pst[p, S_READY] = 1.0
+    pst[p, S_SINCE] = 0.0
+    pst[p, S_VERSION] += 1
+
+
 @_jit
 def run(i, phase, j, ev, tls, counts, hashes, res, res64, sq, pd, dists, x, rows, vals, params, snap, out,
-        pst, prows, plo, phi, mt, pint, pflags, psnap, model_pops):
+        pst, prows, plo, phi, mt, pint, pflags, psnap, model_pops, swilk_a):
     """The detector's per-event loop over events ``i`` on (``ev``: slot of the principal's stream,
     of the source's (-1: none), first and last row, time, source id, model), from ``phase``:
     0 an event's start, 1 after its judging, 2 its learning from row ``j``. Per event: the streams
-    fed (:func:`feed_stream`), the judging (in Python), then the population's notes and learning
-    per row (``Population.note``, ``Population.add``). Stops for Python and returns (code, event,
-    row, population): 0 all done; 1 a stream of the event is idle past the gap (start it afresh,
-    then resume at phase 0); 2 its streams fed and something for Python (``out``: per stream the
-    Shapiro-Wilk test due, the ratio test passed; resume at phase 1); 3 a population's ranges to
-    learn again after the row (resume at phase 2, the next row)."""
+    fed (:func:`feed_stream`), a Shapiro-Wilk test due on a stream (:func:`shapiro_w`, with
+    ``swilk_a`` the coefficients per sample size; W kept in the stream's ``C_W``, ``C_WSET``
+    set), the judging (in Python), then the population's notes and learning per row
+    (``Population.note``, ``Population.add``). Stops for Python and returns (code, event, row,
+    population): 0 all done; 1 a stream of the event is idle past the gap (start it afresh, then
+    resume at phase 0); 2 its streams fed and a ratio test passed (``out``: per stream the
+    Shapiro-Wilk test done, the ratio test passed; resume at phase 1). A population's ranges due
+    to be learnt again after a row are learnt here (:func:`refresh_ranges`); phase 2 with row
+    ``j`` resumes an event's learning at that row."""
     n_events = ev.shape[0]
     gap_ns = np.int64(params[P_GAP_NS])
     mq = params[P_MIN_QUERIES]
@@ -469,7 +652,13 @@ def run(i, phase, j, ev, tls, counts, hashes, res, res64, sq, pd, dists, x, rows
             if sb >= 0:
                 due_b, hit_b = feed_stream(sb, counts, hashes, res, res64, sq, pd, dists, x, rows, r0, r1, params,
                                            snap[1])
-            if due_a or hit_a or due_b or hit_b:
+            if due_a:
+                counts[sa, C_W] = shapiro_w(snap[0], due_a, swilk_a[due_a])
+                counts[sa, C_WSET] = 1.0
+            if due_b:
+                counts[sb, C_W] = shapiro_w(snap[1], due_b, swilk_a[due_b])
+                counts[sb, C_WSET] = 1.0
+            if hit_a or hit_b:
                 out[0], out[1], out[2], out[3] = due_a, 1 if hit_a else 0, due_b, 1 if hit_b else 0
                 return 2, i, 0, -1
             phase = 1
@@ -507,7 +696,8 @@ def run(i, phase, j, ev, tls, counts, hashes, res, res64, sq, pd, dists, x, rows
                         prows[p, at, :width] = vals[off:off + width]
                 pst[p, S_SINCE] += 1
                 if filled >= params[P_MIN_POPULATION] and (pst[p, S_READY] == 0.0 or pst[p, S_SINCE] >= 128):
-                    return 3, i, r + 1, p
+                    refresh_ranges(p, pst, prows, plo, phi, width, params[P_RANGE_Q], params[P_RANGE_MARGIN],
+                                   ood_share)
         i += 1
         phase = 0
     return 0, i, 0, -1

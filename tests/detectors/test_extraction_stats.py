@@ -154,3 +154,76 @@ def test_randbelow_draws_what_random_randrange_draws():
     pst[0, S_MT_POS] = words[624]
     for n in [1, 2, 3, 1000, 1025, 2**31 + 5, 2**32 - 1, 2**32, 2**40 + 7, 2**62 + 3] + list(range(1024, 2500)):
         assert extraction_stats.randbelow(mt, 0, pst, np.int64(n)) == rng.randrange(n), n
+
+
+def test_compiled_shapiro_w_is_the_python_one_to_the_bit():
+    # run computes W in compiled code; extraction.shapiro_w (scipy's routine, itself tested against
+    # scipy.stats.shapiro) is the reference: normal, skewed, float32-rounded, tied, tiny and huge
+    # distances, every sample size the detector can test, constant data.
+    from ramparts.detectors.extraction import DISTANCES, shapiro_w, swilk_coefficients
+
+    a = swilk_coefficients()
+    rng = np.random.default_rng(5)
+    for t in range(4000):
+        n = int(rng.integers(3, DISTANCES + 1))
+        kind = t % 5
+        if kind == 0:
+            d = rng.normal(size=n)
+        elif kind == 1:
+            d = rng.exponential(size=n).astype(np.float32).astype(np.float64)
+        elif kind == 2:
+            d = np.round(rng.exponential(size=n), 1)
+        elif kind == 3:
+            d = rng.random(n) * 10.0 ** rng.uniform(-20, 6)
+        else:
+            d = np.r_[np.zeros(n - 2), rng.random(2)]
+        buf = np.zeros(DISTANCES)
+        buf[:n] = d
+        assert extraction_stats.shapiro_w(buf, n, a[n]) == shapiro_w(d)
+    for n in (3, 10, DISTANCES):
+        assert extraction_stats.shapiro_w(np.full(DISTANCES, 2.5), n, a[n]) == shapiro_w(np.full(n, 2.5)) == 0.0
+    assert extraction_stats.shapiro_w(np.ones(DISTANCES), 2, a[2]) == 0.0
+
+
+def numpy_refresh(rows: np.ndarray, q: float, margin: float, ood_features: float):
+    """Population._refresh as it was (commit c7170a5): lo, hi and the out-of-range share."""
+    width = rows.shape[1]
+    lo, hi = np.quantile(rows, [q, 1 - q], axis=0)
+    span = float(np.max(hi) - np.min(lo)) or 1.0
+    lo, hi = lo - margin * span, hi + margin * span
+    outside = np.count_nonzero((rows < lo) | (rows > hi), axis=1) > ood_features * width
+    return lo, hi, float(np.mean(outside))
+
+
+def test_refresh_ranges_is_the_numpy_refresh_to_the_bit():
+    # Every reservoir size from min_population's floor to full, widths 1 to 40, quantiles near the
+    # ends (selected in one pass) and in the middle (sorted), ties, a constant feature, a zero span.
+    rng = np.random.default_rng(9)
+    cap = 1024
+    for t in range(300):
+        width = int(rng.integers(1, 41))
+        n = int(rng.integers(50, cap + 1)) if t % 3 else cap
+        kind = t % 4
+        if kind == 0:
+            rows = rng.normal(size=(n, width))
+        elif kind == 1:
+            rows = np.round(rng.normal(size=(n, width)), 1)
+        elif kind == 2:
+            rows = rng.exponential(size=(n, width)) * 10.0 ** rng.uniform(-5, 5)
+            rows[:, 0] = 3.0
+        else:
+            rows = np.full((n, width), 7.0)
+        q = [0.002, 0.0, 0.01, 0.05, 0.3, 0.4999][t % 6]
+        margin, ood = [0.02, 0.0, 0.5][t % 3], [0.05, 0.2, 0.9][t % 3]
+        st = np.zeros((2, extraction_stats.S_MT_POS + 1))
+        prows = np.zeros((2, cap, 41))
+        prows[1, :n, :width] = rows
+        st[1, extraction_stats.S_FILLED] = n
+        st[1, extraction_stats.S_VERSION] = 4
+        plo, phi = np.zeros((2, 41)), np.zeros((2, 41))
+        extraction_stats.refresh_ranges(1, st, prows, plo, phi, width, q, margin, ood)
+        lo, hi, rate = numpy_refresh(rows, q, margin, ood)
+        assert plo[1, :width].tolist() == lo.tolist() and phi[1, :width].tolist() == hi.tolist()
+        assert st[1, extraction_stats.S_OOD_RATE] == rate
+        assert st[1, extraction_stats.S_READY] == 1.0 and st[1, extraction_stats.S_VERSION] == 5
+        assert not plo[0].any() and not st[0].any()
