@@ -658,9 +658,9 @@ class ExtractionDetector(Detector):
         # predictions' fields as columns (no event dict), their query rows (per width at once:
         # conversion, projection; a hash per row), unpacking the streams' state into
         # arrays (``_Streams``) and packing it back. Per event in compiled code
-        # (``extraction_stats.run``): the streams fed, Shapiro-Wilk when due, the population's notes
-        # and learning. It stops for what stays in Python: a stream idle past the gap, the judging
-        # when a ratio test passes, a population's ranges learnt again (np.quantile).
+        # (``extraction_stats.run``): the streams fed, Shapiro-Wilk when due, the population's notes,
+        # learning and ranges learnt again. It stops for what stays in Python: a stream idle past
+        # the gap, the judging when a ratio test passes.
         o = self.options
         gap = int(o.gap_seconds * 1e9)
         out: list[dict] = []
