@@ -745,8 +745,25 @@ def _transpose(objs: list) -> list[list]:
     value "-" (the fast types take no "", and "-" only where a value may be absent) as None, but in
     response_flags (the first). The structs of every key set start with these fields; zip stops at the
     shortest."""
-    cols = list(zip(*map(astuple, objs)))[:_N_FIELDS]
-    return [list(c) if k == 0 or "-" not in c else [None if v == "-" else v for v in c] for k, c in enumerate(cols)]
+    cols = [list(c) for c in list(zip(*map(astuple, objs)))[:_N_FIELDS]]
+    for c in cols[1:]:
+        for i in _positions(c, "-"):
+            c[i] = None
+    return cols
+
+
+def _positions(col: list, value: Any) -> list[int]:
+    """The positions of ``value`` in ``col`` (``==``, as ``in``), found by ``list.index`` in C: a column
+    holds the value at few places, if any, so this costs about one ``in`` test."""
+    out: list[int] = []
+    index = col.index
+    i = -1
+    try:
+        while True:
+            i = index(value, i + 1)
+            out.append(i)
+    except ValueError:
+        return out
 
 
 def _each(col: list, one: Callable[[Any], Any], bad: dict[int, str]) -> None:
