@@ -243,3 +243,33 @@ def test_times_helper_reads_runs_and_declines_what_it_does_not_take():
     assert got == [parse_iso(t) for t in ts] and head == "2026-03-02T09:00:00." and base == parse_iso(ts[0]) - 5 * 10**8
     for odd in (None, 5, "2026-03-02T09:00:00.5x", "2026-03-02 09:00:00.5Z", "2026-03-02T09:00:00.\u0663Z"):
         assert _times(ts[:64] + [odd], parse_iso) is None
+
+
+def test_times_helper_starts_a_run_at_a_change_of_any_digit_of_the_second():
+    """Runs of one second told apart by each digit of 'YYYY-MM-DDTHH:MM:SS' in turn (the run's first value
+    gives the second of all its lines: a change missed would shift a run's times); a head with a character
+    that is not a digit where one is expected is left to the loop."""
+    from ramparts.streams.parsers.envoy_json import _times
+    from ramparts.timeutil import parse_iso
+
+    first = "2021-01-11T11:11:11.5Z"
+    digit_at = [i for i in range(19) if first[i].isdigit()]
+    assert len(digit_at) == 14
+    def valid(t):
+        try:
+            return -2**62 < parse_iso(t) < 2**62
+        except Exception:
+            return False
+
+    changed = 0
+    for i in digit_at:
+        # A valid time one digit away (none for the year's first two digits: beyond int64 nanoseconds).
+        others = [o for d in "0123456789" if d != first[i] and valid(o := first[:i] + d + first[i + 1:])]
+        if others:
+            ts = [first] * 64 + [others[0]] * 64 + [first] * 64
+            got, head, _ = _times(ts, parse_iso)
+            assert got == [parse_iso(t) for t in ts] and head == first[:20], others[0]
+            changed += 1
+        for odd in (" ", "+", ":", "/", "a"):
+            assert _times([first] * 64 + [first[:i] + odd + first[i + 1:]], parse_iso) is None, (i, odd)
+    assert changed == 12
