@@ -88,7 +88,8 @@ def _messages_by_selection(batch, partitions, per, route, fields):
 @PROPERTY
 @given(events=st.lists(_event, max_size=80), dict_every=st.sampled_from([1, 2, 3]),
        partitions=st.integers(min_value=1, max_value=5), per=st.sampled_from([1, 3, 500]),
-       how=st.sampled_from(["whole", "selected", "sorted"]), project_to=st.sampled_from([None, ("kind", "model", "ts")]))
+       how=st.sampled_from(["whole", "selected", "sorted"]),
+       project_to=st.sampled_from([None, ("kind", "model", "ts")]))
 def test_messages_cut_from_the_parts_are_the_bytes_of_each_selection_encoded(events, dict_every, partitions, per,
                                                                               how, project_to):
     batch = _as_parsed(events, dict_every)
