@@ -852,13 +852,27 @@ def _write_json_atomic(path: str, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def faust_worker(app: faust.App, loglevel: str = "warn") -> Any:
+    """Faust's ``Worker`` for ``app``, without its start-up spinner.
+
+    Faust draws the spinner from a log handler at DEBUG and sets the root logger to DEBUG for
+    it (at any ``loglevel`` from warn up), so every debug call of aiokafka and Faust, several
+    per message sent or fetched, built a ``LogRecord`` that the handlers then dropped, for the
+    whole life of the worker (docs/benchmarks.md, sixth session). Without it the root logger
+    is at ``loglevel``.
+    """
+    from faust.worker import Worker
+
+    worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.spinner = None
+    return worker
+
+
 def run_worker(config, sink: Any | None = None, loglevel: str = "warn", stats_file: str | None = None,
                noop: bool = False, outbox: Any | None = None, deliverer: Any | None = None) -> None:
     """Run the worker until it is stopped (SIGTERM / Ctrl-C), then flush and close the store."""
-    from faust.worker import Worker
-
     app = build_app(config, sink=sink, stats_file=stats_file, noop=noop, outbox=outbox, deliverer=deliverer)
-    worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker = faust_worker(app, loglevel)
     tune_gc()
 
     try:

@@ -77,6 +77,31 @@ def test_the_model_route_keeps_only_its_fields_of_a_selection(events, dict_every
         assert _read(got[p]) == project(group, fields)
 
 
+def _messages_by_selection(batch, partitions, per, route, fields):
+    """The reference: each message ``encode`` of a selection of the batch (the path before the
+    parts were cut by bisection, ``wire._encode_selected``)."""
+    keys = wire.route_keys(batch, route)
+    return {p: [wire.encode(batch.select(idx[i:i + per]), fields) for i in range(0, len(idx), per)]
+            for p, idx in wire.partition_groups(keys, partitions).items()}
+
+
+@PROPERTY
+@given(events=st.lists(_event, max_size=80), dict_every=st.sampled_from([1, 2, 3]),
+       partitions=st.integers(min_value=1, max_value=5), per=st.sampled_from([1, 3, 500]),
+       how=st.sampled_from(["whole", "selected", "sorted"]),
+       project_to=st.sampled_from([None, ("kind", "model", "ts")]))
+def test_messages_cut_from_the_parts_are_the_bytes_of_each_selection_encoded(events, dict_every, partitions, per,
+                                                                              how, project_to):
+    batch = _as_parsed(events, dict_every)
+    if how == "selected":  # the model route's input: a selection in increasing order
+        batch = batch.select(batch.indices_where("kind", "request", "prediction", "gpu"))
+    elif how == "sorted":  # an order that is not increasing: encoded through the selection's own order
+        batch = batch.sorted_by_time()
+    for route in ("entity", "model"):
+        assert wire.messages(batch, partitions, per, route, project_to) == _messages_by_selection(
+            batch, partitions, per, route, project_to)
+
+
 def test_a_batch_in_another_order_than_its_parts_keeps_its_order():
     batch = _as_parsed([{"kind": "gpu", "ts": 3}, {"kind": "gpu", "ts": 1}, {"kind": "gpu", "ts": 2}], 0)
     s = batch.sorted_by_time()
