@@ -127,9 +127,9 @@ class Columns:
         self._same: dict[str, tuple | None] = {}
 
     def same(self, field: str) -> tuple | None:
-        """``(v,)`` when every event holds the same value ``v`` of ``field`` (``None`` where
-        absent; equal as a dict key's lookup compares: identical, or ``==``), else ``None``;
-        read once per part (a parser writes one kind, one source per part). Of no events: ``None``.
+        """``(v,)`` when every event holds the same text ``v`` in ``field`` (or all hold none:
+        ``(None,)``), else ``None`` (values of other types are not looked at); read once per part
+        (a parser writes one kind, one source per part). Of no events: ``None``.
 
         >>> c = Columns(("kind", "n"), {"kind": ["gpu", "gpu"], "n": [1, 2]}, 2)
         >>> c.same("kind"), c.same("n"), c.same("absent")
@@ -188,14 +188,17 @@ _ABSENT: list = [None]
 
 
 def _same(vals: list, n: int) -> tuple | None:
-    """``(vals[0],)`` when all ``n`` values equal the first (``vals`` of length 1: all ``n``
-    events hold that value), else ``None``; ``list.count`` compares as a dict lookup does."""
+    """``(vals[0],)`` when all ``n`` values are one text (or all ``None``): ``vals`` of length 1
+    means all ``n`` events hold that value. Else ``None``, and for any other type (1, 1.0 and
+    True are one dict key, but the index keys each as its first event holds it)."""
     if not n:
         return None
-    if len(vals) == 1:
-        return (vals[0],)
     v = vals[0]
-    return (v,) if vals.count(v) == n else None
+    if v is not None and type(v) is not str:
+        return None
+    if len(vals) == 1:
+        return (v,)
+    return (v,) if vals.count(v) == n and len(set(map(type, vals))) == 1 else None
 
 
 def _getter(idx: list[int]) -> Callable[[list], list]:
@@ -550,9 +553,9 @@ class EventBatch(Sequence):
         return index
 
     def _by_parts(self, field: str) -> dict[Any, list[int]] | None:
-        """The index of ``field`` from the parts when each holds one value of it (a parser's part
-        has one kind, one source): no event is read. ``None`` when a part holds several values,
-        or one that cannot be a dict key. The same dict as the loop over every event builds:
+        """The index of ``field`` from the parts when each holds one text in it, or none (a
+        parser's part has one kind, one source): no event is read. ``None`` when a part holds
+        several values, or values of another type. The same dict as the loop over every event builds:
         the same keys (each as its first event holds it), in the order of their first events."""
         parts = self._parts
         same = []
