@@ -546,7 +546,11 @@ class EventBatch(Sequence):
     def _by(self, field: str) -> dict[Any, list[int]]:
         index = self._index.get(field)
         if index is None:
-            index = self._by_parts(field)
+            parts = self._parts
+            # One list of dicts, in its order: the loop over its values is the index (a batch of
+            # dicts, the worker's and the tests'; no part to take one value from).
+            one_list = self._order is None and len(parts) == 1 and type(parts[0]) is not Columns
+            index = None if one_list else self._by_parts(field)
             if index is None:
                 index = _index_of(self.values(field))
             self._index[field] = index
@@ -565,9 +569,8 @@ class EventBatch(Sequence):
                 continue
             if type(p) is Columns:
                 s = p.same(field)
-            else:  # a batch of one list of dicts reads its values once, for the loop below too
-                vals = self.values(field) if len(parts) == 1 and self._order is None else values_of(p, field)
-                s = _same(vals, len(p))
+            else:
+                s = _same(values_of(p, field), len(p))
             if s is None:
                 return None
             same.append(s)
@@ -646,7 +649,7 @@ class EventBatch(Sequence):
                 raise ValueError(f"mask of length {len(idx)} for a batch of {self._n}")
             idx = np.flatnonzero(idx)
         idx = idx.astype(np.int64, copy=False) if len(idx) else np.zeros(0, dtype=np.int64)
-        if len(idx) and idx.min() < 0:
+        if len(idx) and (idx[0] < 0 or len(idx) > 1 and idx.min() < 0):
             idx = np.where(idx < 0, idx + self._n, idx)
         oarr = idx if self._order is None else self._order_array()[idx]
         return EventBatch._of(self._parts, oarr.tolist(), oarr, None if self._ts is None else self._ts[idx])
@@ -656,8 +659,8 @@ class EventBatch(Sequence):
         same events as :meth:`concat` would keep, and a stable sort by time of ``pooled()``
         followed by more events gives the same order as of ``self`` followed by them, when
         ``self`` is sorted by time (events of one instant stay in the order they were read).
-        What :func:`~ramparts.streams.replay.merge_by_time` keeps of a pool between releases,
-        without a deep chain of selections."""
+        Copies every column of the events' parts: :func:`~ramparts.streams.replay.merge_by_time`
+        keeps its pool with :meth:`compact` instead, which copies nothing."""
         if self._order is None:
             return self
         starts, at = [], 0
