@@ -165,14 +165,18 @@ class Columns:
         return Columns(self.fields, {f: get(c) for f, c in self.cols.items()}, len(idx))
 
 
-def _take(part: list[dict] | Columns, local: list[int], field: str) -> list:
-    """``field`` of a part's events at ``local``."""
+def _take(part: list[dict] | Columns, local: list[int] | range, field: str) -> list:
+    """``field`` of a part's events at ``local`` (a ``range``: a slice of the part)."""
+    if type(local) is range:
+        if type(part) is Columns:
+            col = part.cols.get(field)
+            if col is None:
+                return [None] * len(local)
+            return col if len(local) == len(col) else col[local.start:local.stop]
+        return values_of(part[local.start:local.stop], field)
     if type(part) is Columns:
         col = part.cols.get(field)
-        if col is None:
-            return [None] * len(local)
-        return col if len(local) == len(col) and local[0] == 0 and local[-1] == len(col) - 1 \
-            and local == list(range(len(col))) else _getter(local)(col)
+        return [None] * len(local) if col is None else _getter(local)(col)
     return values_of(_getter(local)(part), field)
 
 
@@ -199,6 +203,14 @@ def _same(vals: list, n: int) -> tuple | None:
     if len(vals) == 1:
         return (v,)
     return (v,) if vals.count(v) == n and len(set(map(type, vals))) == 1 else None
+
+
+def _run(loc: np.ndarray) -> list[int] | range:
+    """``loc`` as a list, or as a ``range`` when it is one (each index the one before plus 1)."""
+    n = len(loc)
+    if n and loc[-1] - loc[0] == n - 1 and (n == 1 or bool(np.all(np.diff(loc) == 1))):
+        return range(int(loc[0]), int(loc[0]) + n)
+    return loc.tolist()
 
 
 def _getter(idx: list[int]) -> Callable[[list], list]:
@@ -512,18 +524,20 @@ class EventBatch(Sequence):
         perm = np.argsort(np.concatenate([pos for _, _, pos in plan]), kind="stable")
         return _getter(perm.tolist())(flat)
 
-    def _plan(self, idx: list[int]) -> list[tuple[Any, list[int], np.ndarray]]:
-        """The events at ``idx`` per part: (part, their indices in it, their positions in ``idx``)."""
+    def _plan(self, idx: list[int]) -> list[tuple[Any, list[int] | range, np.ndarray | None]]:
+        """The events at ``idx`` per part: (part, their indices in it, their positions in ``idx``).
+        Indices that follow one another are a ``range`` (a part read in its order, as a file's
+        requests mostly are: a slice of each column, not a gather)."""
         which, local = self._part_map()
         ia = np.asarray(idx, dtype=np.int64)
         w, loc = which[ia], local[ia]
         parts = np.unique(w).tolist()
         if len(parts) == 1:
-            return [(self._parts[parts[0]], loc.tolist(), None)]
+            return [(self._parts[parts[0]], _run(loc), None)]
         plan = []
         for k in parts:
             pos = np.flatnonzero(w == k)
-            plan.append((self._parts[k], loc[pos].tolist(), pos))
+            plan.append((self._parts[k], _run(loc[pos]), pos))
         return plan
 
     def where(self, field: str, *values: Any) -> list[dict]:
