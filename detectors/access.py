@@ -50,6 +50,7 @@ from ramparts.streams.keys import entity_key
 
 from .base import Detector, StateStore, make_alert
 from .incident import IncidentRule, events_where, node_of, pod_id
+from .kind_columns import kind_values
 from .request_rows import MODEL, PRINCIPAL, SRC_IP, STATUS, TS, request_rows
 
 NS = 1_000_000_000
@@ -94,7 +95,8 @@ class CredentialStuffing(IncidentRule):
     def matches(self, batch: EventBatch) -> list[int]:
         req = batch.indices_where("kind", "request")
         # ``in`` a tuple compares with ==, as before: a list for a status (bad input) matches nothing.
-        return list(compress(req, map(_REFUSED.__contains__, map(batch.values("status").__getitem__, req))))
+        # The requests' statuses as anomaly.model and drift.model read them (one list per batch).
+        return list(compress(req, map(_REFUSED.__contains__, kind_values(batch, ("request",), "status"))))
 
     def entity_type_of(self, event: dict) -> str:
         # As the worker keys requests (streams.keys): a 401 or a keyless request by its source.

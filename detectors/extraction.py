@@ -82,6 +82,7 @@ from pydantic import Field
 from ramparts.events import EventBatch
 
 from .base import Detector, StateStore, make_alert, merge_alerts
+from .kind_columns import kind_values
 
 PROJECTED_DIMS = 12
 RESERVOIR = 16
@@ -667,9 +668,10 @@ class ExtractionDetector(Detector):
         idx = batch.indices_where("kind", "prediction")
         if not idx:
             return out
-        # The fields of the predictions, read as columns (a batch of columns makes no dict).
-        pick = _picker(idx, len(batch))
-        columns = [pick(batch.values(f)) for f in ("ts", "principal", "src_ip", "model", "input", "output")]
+        # The fields of the predictions, read as columns (a batch of columns makes no dict) from
+        # the predictions' parts only (kind_values: not a field of every event of the batch).
+        columns = [kind_values(batch, ("prediction",), f)
+                   for f in ("ts", "principal", "src_ip", "model", "input", "output")]
         keys: list[str] = []  # the batch's streams, by slot
         first_ts: list[int] = []
         slot_of: dict[str, int] = {}

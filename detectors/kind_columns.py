@@ -1,9 +1,9 @@
 """One field of a batch's events of some kinds, as a list, shared by the detectors that read it.
 
 ``anomaly.model`` and ``drift.model`` read the same fields of every request (``model``, ``ts``,
-``status``, ``tokens_out``): :func:`kind_values` reads a field once per batch from
-:meth:`EventBatch.values` (a column of a columnar batch: no event's dict is made) and picks the
-events of the kinds in one C-level pass, and every later detector of the batch gets the same list.
+``status``, ``tokens_out``): :func:`kind_values` reads a field once per batch with
+:meth:`EventBatch.values_where` (from the columns of the parts that hold those kinds: no event's
+dict is made, no other event is read), and every later detector of the batch gets the same list.
 
 >>> from ramparts.events import columnar
 >>> b = columnar([{"kind": "request", "ts": 1, "model": "m"}, {"kind": "gpu", "ts": 2}, {"kind": "request", "ts": 3}])
@@ -28,12 +28,7 @@ def _pick(batch: EventBatch, kinds: tuple[str, ...], field: str) -> list:
     if batch.holds_dicts:  # a batch of dicts (or one whose dicts were made): read the kinds' events only
         events = batch.shared(f"kind_values/{'/'.join(kinds)}", lambda b: _getter(idx)(b.events))
         return values_of(events, field)
-    values = batch.values(field)
-    if len(idx) == len(values):  # every event is of these kinds (indices_where keeps batch order)
-        return values
-    if len(idx) > 1:
-        return list(itemgetter(*idx)(values))
-    return [values[i] for i in idx]
+    return batch.values_where(field, "kind", *kinds)  # from the kinds' parts only
 
 
 def _getter(idx: list[int]):

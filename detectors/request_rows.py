@@ -1,12 +1,14 @@
 """A batch's gateway requests read once for the detectors that count them per principal.
 
 ``extraction.volume``, ``access.new_source`` and ``access.new_model`` read the same few fields of
-every request. They share one read of each field for the requests (``itemgetter`` of the request
-indices over the batch's values of that field, in C: no event's dict is made, a batch of columns
-hands its columns as they are) and one hash of each request's (principal, status, source,
+every request. They share one read of each field for the requests (``kind_values``, which the
+model detectors read too: from the requests' parts only, in C; no event's dict is made, a batch of
+columns hands its columns as they are) and one hash of each request's (principal, status, source,
 model), and do the rest per distinct value, or on arrays.
 
 >>> from ramparts.events import EventBatch
+
+from .kind_columns import kind_values
 >>> b = EventBatch([{"kind": "request", "principal": "k", "status": 200, "src_ip": "a", "model": "m", "ts": 1},
 ...                 {"kind": "gpu", "ts": 2},
 ...                 {"kind": "request", "principal": "k", "status": 200, "src_ip": "a", "model": "m", "ts": 3}])
@@ -17,12 +19,13 @@ model), and do the rest per distinct value, or on arrays.
 
 from __future__ import annotations
 
-from operator import itemgetter
 from typing import NamedTuple
 
 import numpy as np
 
 from ramparts.events import EventBatch
+
+from .kind_columns import kind_values
 
 FIELDS = ("principal", "status", "src_ip", "model", "ts", "tokens_in", "tokens_out")
 PRINCIPAL, STATUS, SRC_IP, MODEL, TS, TOKENS_IN, TOKENS_OUT = range(len(FIELDS))
@@ -57,13 +60,8 @@ def request_rows(batch: EventBatch) -> RequestRows | None:
 
 def _request_rows(batch: EventBatch) -> RequestRows | None:
     index = batch.indices_where("kind", "request")
-    if len(index) == len(batch):  # every event a request: the batch's own lists
-        cols = tuple(batch.values(f) for f in FIELDS)
-    elif len(index) > 1:
-        get = itemgetter(*index)
-        cols = tuple(list(get(batch.values(f))) for f in FIELDS)
-    else:
-        cols = tuple([batch.values(f)[i] for i in index] for f in FIELDS)
+    # The requests' fields from their parts only, as anomaly.model and drift.model read them.
+    cols = tuple(kind_values(batch, ("request",), f) for f in FIELDS)
     distinct: dict[tuple, int] = {}
     try:
         first = list(map(distinct.setdefault, zip(cols[PRINCIPAL], cols[STATUS], cols[SRC_IP], cols[MODEL]),

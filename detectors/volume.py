@@ -41,6 +41,7 @@ from ramparts.events import EventBatch
 
 from .base import Detector, StateStore, make_alert, merge_alerts
 from .jit import jit
+from .kind_columns import kind_values
 from .request_rows import TOKENS_IN, TOKENS_OUT, TS, request_rows
 
 MINUTE = 60 * 1_000_000_000
@@ -136,9 +137,9 @@ class VolumeDetector(Detector):
             times[at] = ts
             queries[at] = 1
             tokens[at] = np.maximum(t_in, 0) + np.maximum(t_out, 0)
-        # A tenth of the events: their fields picked from the batch's values.
-        p_ts, p_principal, p_model, p_src, p_input = ([v[i] for i in pred_idx] for v in map(
-            batch.values, _PREDICTION_READ))
+        # A tenth of the events: their fields read from the predictions' parts only (kind_values,
+        # shared with extraction.queries), not a field of every event.
+        p_ts, p_principal, p_model, p_src, p_input = (kind_values(batch, ("prediction",), f) for f in _PREDICTION_READ)
         for i, t, principal, model, src, inp in zip(pred_idx, p_ts, p_principal, p_model, p_src, p_input):
             if type(t) is not int or principal is None:
                 continue

@@ -118,12 +118,28 @@ class Columns:
     ([{'kind': 'gpu', 'ts': 2}, {'kind': 'gpu', 'ts': 1}], [{'kind': 'gpu', 'ts': 1}])
     """
 
-    __slots__ = ("fields", "cols", "n")
+    __slots__ = ("fields", "cols", "n", "_same")
 
     def __init__(self, fields: tuple[str, ...], cols: dict[str, list], n: int):
         self.fields = fields
         self.cols = cols
         self.n = n
+        self._same: dict[str, tuple | None] = {}
+
+    def same(self, field: str) -> tuple | None:
+        """``(v,)`` when every event holds the same text ``v`` in ``field`` (or all hold none:
+        ``(None,)``), else ``None`` (values of other types are not looked at); read once per part
+        (a parser writes one kind, one source per part). Of no events: ``None``.
+
+        >>> c = Columns(("kind", "n"), {"kind": ["gpu", "gpu"], "n": [1, 2]}, 2)
+        >>> c.same("kind"), c.same("n"), c.same("absent")
+        (('gpu',), None, (None,))
+        """
+        try:
+            return self._same[field]
+        except KeyError:
+            got = self._same[field] = _same(self.cols.get(field, _ABSENT), self.n)
+            return got
 
     def __len__(self) -> int:
         return self.n
@@ -149,12 +165,52 @@ class Columns:
         return Columns(self.fields, {f: get(c) for f, c in self.cols.items()}, len(idx))
 
 
+def _take(part: list[dict] | Columns, local: list[int] | range, field: str) -> list:
+    """``field`` of a part's events at ``local`` (a ``range``: a slice of the part)."""
+    if type(local) is range:
+        if type(part) is Columns:
+            col = part.cols.get(field)
+            if col is None:
+                return [None] * len(local)
+            return col if len(local) == len(col) else col[local.start:local.stop]
+        return values_of(part[local.start:local.stop], field)
+    if type(part) is Columns:
+        col = part.cols.get(field)
+        return [None] * len(local) if col is None else _getter(local)(col)
+    return values_of(_getter(local)(part), field)
+
+
 def values_of(events: list[dict], field: str) -> list:
     """``[e.get(field) for e in events]``, in C when the events are plain dicts (else each
     event's own ``get`` is called: tests/recording.py's events note what is read)."""
     if events and type(events[0]) is dict:
         return list(map(dict.get, events, repeat(field)))
     return [e.get(field) for e in events]
+
+
+_ABSENT: list = [None]
+
+
+def _same(vals: list, n: int) -> tuple | None:
+    """``(vals[0],)`` when all ``n`` values are one text (or all ``None``): ``vals`` of length 1
+    means all ``n`` events hold that value. Else ``None``, and for any other type (1, 1.0 and
+    True are one dict key, but the index keys each as its first event holds it)."""
+    if not n:
+        return None
+    v = vals[0]
+    if v is not None and type(v) is not str:
+        return None
+    if len(vals) == 1:
+        return (v,)
+    return (v,) if vals.count(v) == n and len(set(map(type, vals))) == 1 else None
+
+
+def _run(loc: np.ndarray) -> list[int] | range:
+    """``loc`` as a list, or as a ``range`` when it is one (each index the one before plus 1)."""
+    n = len(loc)
+    if n and loc[-1] - loc[0] == n - 1 and (n == 1 or bool(np.all(np.diff(loc) == 1))):
+        return range(int(loc[0]), int(loc[0]) + n)
+    return loc.tolist()
 
 
 def _getter(idx: list[int]) -> Callable[[list], list]:
@@ -188,7 +244,7 @@ class EventBatch(Sequence):
     ([3, 5], [None, None], [{'kind': 'request', 'ts': 3}, {'kind': 'gpu', 'ts': 5}])
     """
 
-    __slots__ = ("_parts", "_order", "_n", "_events", "_values", "_index", "_shared")
+    __slots__ = ("_parts", "_order", "_n", "_events", "_values", "_index", "_shared", "_oarr", "_ts", "_pmap")
 
     def __init__(self, events: list[dict] | None = None):
         events = events if events is not None else []
@@ -199,16 +255,44 @@ class EventBatch(Sequence):
         self._values: dict[str, list] = {}
         self._index: dict[str, dict[Any, list[int]]] = {}
         self._shared: dict[str, Any] = {}
+        self._oarr: np.ndarray | None = None  # the order as an int64 array, when one was made
+        self._ts: np.ndarray | None = None  # ts(), once read (or carried over by select and concat)
+        self._pmap: tuple[np.ndarray, np.ndarray] | None = None  # _part_map()
 
     @classmethod
-    def _of(cls, parts: list, order: list[int] | None) -> "EventBatch":
+    def _of(cls, parts: list, order: list[int] | None, oarr: np.ndarray | None = None,
+            ts: np.ndarray | None = None) -> "EventBatch":
         b = cls.__new__(cls)
         b._parts = parts
         b._order = order
         b._n = len(order) if order is not None else sum(len(p) for p in parts)
         b._events = None
         b._values, b._index, b._shared = {}, {}, {}
+        b._oarr, b._ts, b._pmap = oarr, ts, None
         return b
+
+    def _order_array(self) -> np.ndarray:
+        """The order as an int64 array (made once; ``select`` hands its own on)."""
+        a = self._oarr
+        if a is None:
+            a = self._oarr = np.fromiter(self._order, dtype=np.int64, count=len(self._order))
+        return a
+
+    def _part_map(self) -> tuple[np.ndarray, np.ndarray]:
+        """For each event in batch order: the part holding it and its index in that part."""
+        pm = self._pmap
+        if pm is None:
+            sizes = [len(p) for p in self._parts]
+            if self._order is None:
+                which = np.repeat(np.arange(len(sizes), dtype=np.intp), sizes)
+                local = np.arange(self._n, dtype=np.int64) - np.repeat(np.cumsum([0] + sizes[:-1]), sizes)
+            else:
+                o = self._order_array()
+                ends = np.cumsum(sizes)
+                which = np.searchsorted(ends, o, side="right")
+                local = o - (ends - sizes)[which]
+            pm = self._pmap = (which, local)
+        return pm
 
     @classmethod
     def from_columns(cls, fields: tuple[str, ...], cols: dict[str, list], n: int | None = None) -> "EventBatch":
@@ -221,17 +305,43 @@ class EventBatch(Sequence):
     def concat(cls, batches: Iterable["EventBatch"]) -> "EventBatch":
         """The events of ``batches``, one after the other (their parts kept, none copied)."""
         batches = [b for b in batches if b._n]
+        ts = np.concatenate([b._ts for b in batches]) if batches and all(b._ts is not None for b in batches) else None
         if all(b._order is None for b in batches):
-            return cls._of([p for b in batches for p in b._parts if len(p)], None)
+            return cls._of([p for b in batches for p in b._parts if len(p)], None, ts=ts)
         parts: list = []
-        order: list[int] = []
+        orders: list[np.ndarray] = []
         at = 0
         for b in batches:
             size = sum(len(p) for p in b._parts)
             parts.extend(b._parts)
-            order.extend(range(at, at + size) if b._order is None else [i + at for i in b._order])
+            orders.append(np.arange(at, at + size, dtype=np.int64) if b._order is None else b._order_array() + at)
             at += size
-        return cls._of(parts, order)
+        oarr = np.concatenate(orders)
+        return cls._of(parts, oarr.tolist(), oarr, ts)
+
+    def compact(self) -> "EventBatch":
+        """The same events in the same order, over only the parts they are in (the others are
+        dropped, nothing is copied): what :func:`~ramparts.streams.replay.merge_by_time` keeps
+        of its pool between releases, so that the parts it releases no longer weigh on it.
+
+        >>> a = EventBatch.concat([EventBatch([{"ts": 1}]), EventBatch([{"ts": 2}, {"ts": 3}])])
+        >>> c = a.select([2, 1]).compact()
+        >>> len(c.layout()[0]), c.layout()[1], c.values("ts")
+        (1, [1, 0], [3, 2])
+        """
+        if self._order is None:
+            if all(len(p) for p in self._parts):
+                return self
+            return EventBatch._of([p for p in self._parts if len(p)], None, ts=self._ts)
+        which, local = self._part_map()
+        used = np.bincount(which, minlength=len(self._parts)) > 0
+        if used.all():
+            return self
+        sizes = np.array([len(p) for p in self._parts], dtype=np.int64)
+        new_start = np.cumsum(np.where(used, sizes, 0)) - np.where(used, sizes, 0)
+        oarr = local + new_start[which]
+        parts = [p for p, u in zip(self._parts, used.tolist()) if u]
+        return EventBatch._of(parts, oarr.tolist(), oarr, self._ts)
 
     @property
     def holds_dicts(self) -> bool:
@@ -314,6 +424,7 @@ class EventBatch(Sequence):
         if self._parts != [ev] or self._order is not None:  # the parts may be another batch's
             ev = list(ev)
         self._parts, self._order, self._events = [ev], None, ev
+        self._oarr = self._ts = self._pmap = None
         self._values.clear()
         self._index.clear()
         self._shared.clear()
@@ -375,6 +486,60 @@ class EventBatch(Sequence):
             return found[0] if found else _NONE
         return sorted(i for idx in found for i in idx)
 
+    def values_where(self, field: str, by: str, *values: Any) -> list:
+        """``field`` of the events :meth:`indices_where` ``(by, *values)`` picks, in batch order:
+        ``[self.values(field)[i] for i in self.indices_where(by, *values)]``, read from only
+        their parts (of a few events of a large batch, only theirs are read). Made once per
+        batch; shared: do not change it.
+
+        >>> b = EventBatch.concat([EventBatch.from_columns(("kind", "n"), {"kind": ["a", "a"], "n": [1, 2]}),
+        ...                        EventBatch([{"kind": "b", "n": 3}])]).select([2, 1, 0])
+        >>> b.values_where("n", "kind", "a"), b.values_where("n", "kind", "b", "a")
+        ([2, 1], [3, 2, 1])
+        """
+        key = ("values_where", field, by, values)
+        got = self._shared.get(key)
+        if got is None:
+            got = self._shared[key] = self._values_where(field, by, values)
+        return got
+
+    def _values_where(self, field: str, by: str, values: tuple) -> list:
+        idx = self.indices_where(by, *values)
+        vals = self._values.get(field)
+        if vals is None and (self._order is None and len(self._parts) == 1 or self._events is not None):
+            vals = self.values(field)
+        if vals is not None:
+            if len(idx) == len(vals):  # indices_where keeps batch order: every event
+                return vals
+            return _getter(idx)(vals) if idx else []
+        if not idx:
+            return []
+        plan = self.shared(("values_where", by, values), lambda b: b._plan(idx))
+        if len(plan) == 1:
+            p, local, _ = plan[0]
+            return _take(p, local, field)
+        flat: list = []
+        for p, local, _ in plan:
+            flat.extend(_take(p, local, field))
+        perm = np.argsort(np.concatenate([pos for _, _, pos in plan]), kind="stable")
+        return _getter(perm.tolist())(flat)
+
+    def _plan(self, idx: list[int]) -> list[tuple[Any, list[int] | range, np.ndarray | None]]:
+        """The events at ``idx`` per part: (part, their indices in it, their positions in ``idx``).
+        Indices that follow one another are a ``range`` (a part read in its order, as a file's
+        requests mostly are: a slice of each column, not a gather)."""
+        which, local = self._part_map()
+        ia = np.asarray(idx, dtype=np.int64)
+        w, loc = which[ia], local[ia]
+        parts = np.unique(w).tolist()
+        if len(parts) == 1:
+            return [(self._parts[parts[0]], _run(loc), None)]
+        plan = []
+        for k in parts:
+            pos = np.flatnonzero(w == k)
+            plan.append((self._parts[k], _run(loc[pos]), pos))
+        return plan
+
     def where(self, field: str, *values: Any) -> list[dict]:
         """The events whose ``field`` equals one of ``values``, in batch order (:meth:`indices_where`)."""
         idx = self.indices_where(field, *values)
@@ -395,27 +560,66 @@ class EventBatch(Sequence):
     def _by(self, field: str) -> dict[Any, list[int]]:
         index = self._index.get(field)
         if index is None:
-            index = {}
-            vals = self.values(field)
-            try:
-                for i, v in enumerate(vals):
-                    idx = index.get(v)
-                    if idx is None:
-                        index[v] = [i]
-                    else:
-                        idx.append(i)
-            except TypeError:  # a list or an object where a value was expected: equals no key
-                index = {}
-                for i, v in enumerate(vals):
-                    try:
-                        idx = index.get(v)
-                    except TypeError:
-                        v, idx = _UNHASHABLE, index.get(_UNHASHABLE)
-                    if idx is None:
-                        index[v] = [i]
-                    else:
-                        idx.append(i)
+            parts = self._parts
+            # One list of dicts, in its order: the loop over its values is the index (a batch of
+            # dicts, the worker's and the tests'; no part to take one value from).
+            one_list = self._order is None and len(parts) == 1 and type(parts[0]) is not Columns
+            index = None if one_list else self._by_parts(field)
+            if index is None:
+                index = _index_of(self.values(field))
             self._index[field] = index
+        return index
+
+    def _by_parts(self, field: str) -> dict[Any, list[int]] | None:
+        """The index of ``field`` from the parts when each holds one text in it, or none (a
+        parser's part has one kind, one source): no event is read. ``None`` when a part holds
+        several values, or values of another type. The same dict as the loop over every event builds:
+        the same keys (each as its first event holds it), in the order of their first events."""
+        parts = self._parts
+        same = []
+        for p in parts:
+            if not len(p):
+                same.append(None)
+                continue
+            if type(p) is Columns:
+                s = p.same(field)
+            else:
+                s = _same(values_of(p, field), len(p))
+            if s is None:
+                return None
+            same.append(s)
+        index: dict[Any, list[int]] = {}
+        try:
+            if self._order is None:
+                at = 0
+                for p, s in zip(parts, same):
+                    if s is not None:
+                        n = len(p)
+                        idx = index.get(s[0])
+                        if idx is None:
+                            index[s[0]] = list(range(at, at + n))
+                        else:
+                            idx.extend(range(at, at + n))
+                        at += n
+                return index
+            code: dict[Any, int] = {}
+            codes = [-1 if s is None else code.setdefault(s[0], len(code)) for s in same]
+        except TypeError:
+            return None
+        if not self._n:
+            return index
+        which, _ = self._part_map()
+        if len(code) == 1:  # one value: every event, keyed as the first event's part holds it
+            return {same[int(which[0])][0]: list(range(self._n))}
+        per_event = np.asarray(codes, dtype=np.intp)[which]
+        groups = []
+        for c in range(len(code)):
+            pos = np.flatnonzero(per_event == c)
+            if len(pos):
+                groups.append((int(pos[0]), same[int(which[pos[0]])][0], pos))
+        groups.sort(key=itemgetter(0))
+        for _, key, pos in groups:
+            index[key] = pos.tolist()
         return index
 
     # -- columns -------------------------------------------------------------------------
@@ -440,11 +644,15 @@ class EventBatch(Sequence):
         return out
 
     def ts(self) -> np.ndarray:
-        """Event times as int64 nanoseconds."""
-        vals = self.values("ts")
-        if None in vals:
-            raise KeyError("ts")
-        return np.fromiter(vals, dtype=np.int64, count=len(vals))
+        """Event times as int64 nanoseconds (read once per batch, and carried over to the batches
+        :meth:`select` and :meth:`concat` make: shared, do not change it)."""
+        t = self._ts
+        if t is None:
+            vals = self.values("ts")
+            if None in vals:
+                raise KeyError("ts")
+            t = self._ts = np.fromiter(vals, dtype=np.int64, count=len(vals))
+        return t
 
     # -- selection -----------------------------------------------------------------------
     def select(self, which: np.ndarray | Sequence[int]) -> "EventBatch":
@@ -454,18 +662,19 @@ class EventBatch(Sequence):
             if len(idx) != self._n:
                 raise ValueError(f"mask of length {len(idx)} for a batch of {self._n}")
             idx = np.flatnonzero(idx)
-        order = idx.tolist()
-        if self._order is not None and order:
-            order = _getter(order)(self._order)
-        return EventBatch._of(self._parts, order)
+        idx = idx.astype(np.int64, copy=False) if len(idx) else np.zeros(0, dtype=np.int64)
+        if len(idx) and (idx[0] < 0 or len(idx) > 1 and idx.min() < 0):
+            idx = np.where(idx < 0, idx + self._n, idx)
+        oarr = idx if self._order is None else self._order_array()[idx]
+        return EventBatch._of(self._parts, oarr.tolist(), oarr, None if self._ts is None else self._ts[idx])
 
     def pooled(self) -> "EventBatch":
         """These events as parts without an order, each part's events in their order here: the
         same events as :meth:`concat` would keep, and a stable sort by time of ``pooled()``
         followed by more events gives the same order as of ``self`` followed by them, when
         ``self`` is sorted by time (events of one instant stay in the order they were read).
-        What :func:`~ramparts.streams.replay.merge_by_time` keeps of a pool between releases,
-        without a deep chain of selections."""
+        Copies every column of the events' parts: :func:`~ramparts.streams.replay.merge_by_time`
+        keeps its pool with :meth:`compact` instead, which copies nothing."""
         if self._order is None:
             return self
         starts, at = [], 0
@@ -530,6 +739,31 @@ def columnar(events: list[dict]) -> EventBatch:
 
 
 _UNHASHABLE = object()  # the index key of values that cannot be dict keys
+
+
+def _index_of(vals: list) -> dict[Any, list[int]]:
+    """The indices of each value in ``vals``, keyed by the value (in the order of first
+    occurrence); values that cannot be dict keys go under ``_UNHASHABLE`` (they equal no key)."""
+    index: dict[Any, list[int]] = {}
+    try:
+        for i, v in enumerate(vals):
+            idx = index.get(v)
+            if idx is None:
+                index[v] = [i]
+            else:
+                idx.append(i)
+    except TypeError:  # a list or an object where a value was expected: equals no key
+        index = {}
+        for i, v in enumerate(vals):
+            try:
+                idx = index.get(v)
+            except TypeError:
+                v, idx = _UNHASHABLE, index.get(_UNHASHABLE)
+            if idx is None:
+                index[v] = [i]
+            else:
+                idx.append(i)
+    return index
 _NONE: list[int] = []
 
 

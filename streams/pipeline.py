@@ -126,7 +126,8 @@ class Pipeline:
                 log.error("%s", err, exc_info=e)
         alerts = merge_alerts(raised)
         if self.alerting is not None:
-            alerts = self.alerting.on_batch(alerts, state, batch.values("ts")[-1] if n else None, scope)
+            # The batch's latest time from its ts array (read by the sort), not the ts of every event.
+            alerts = self.alerting.on_batch(alerts, state, int(batch.ts()[-1]) if n else None, scope)
         if self.sink is not None:
             if self.write_events:
                 self.sink.write_events(batch.events)

@@ -62,9 +62,10 @@ def merge_by_time(sources: list[Iterator[EventBatch | Iterable[dict]]]) -> Itera
             pending = []
             return pool.select(order)
         cut = int(np.searchsorted(ts[order], upto, side="right"))
-        # What stays is kept without its order (pooled): a stable sort of it and the next
-        # chunks orders it as the sort of the whole would, with no chain of selections.
-        rest = pool.select(order[cut:]).pooled()
+        # What stays is kept in its sorted order over only the parts it is in (compact): the
+        # parts released whole are dropped, and a stable sort of it followed by the next chunks
+        # orders it as the sort of the whole would. Its times go with it (select carries them).
+        rest = pool.select(order[cut:]).compact()
         pending = [rest] if len(rest) else []
         return pool.select(order[:cut]) if cut else None
 

@@ -182,3 +182,125 @@ def test_a_selection_makes_only_its_own_dicts_and_concat_keeps_orders():
     parts, order = EventBatch.concat([s.select([3, 1]), cols]).layout()
     assert order == [4, 3, 5, 6, 7] and len(parts) == 3
     assert [e["k"] for e in EventBatch.concat([s.select([3, 1]), cols])] == ["e", "d", "a", "b", "c"]
+
+
+# -- the field index from the parts, values_where, compact, ts carried --------------------------
+from ramparts.events import _UNHASHABLE  # noqa: E402
+
+
+def _reference_index(vals):
+    """The index as the loop over every event builds it (main c7170a5): keys as their first
+    event holds them, in the order of their first events; unhashable values under _UNHASHABLE."""
+    index = {}
+    for i, v in enumerate(vals):
+        try:
+            idx = index.get(v)
+        except TypeError:
+            v, idx = _UNHASHABLE, index.get(_UNHASHABLE)
+        if idx is None:
+            index[v] = [i]
+        else:
+            idx.append(i)
+    return index
+
+
+# Values a part may hold: equal values of other types (1, 1.0, True: one dict key), None, a list.
+_ODD = st.sampled_from(["request", "gpu", None, 1, 1.0, True, 0, ("t",), ["unhashable"]])
+
+
+@st.composite
+def _kind_parts(draw):
+    """Parts that mostly hold one value of "kind" each (as a parser's do), sometimes several."""
+    out = []
+    for _ in range(draw(st.integers(0, 5))):
+        n = draw(st.integers(0, 5))
+        if draw(st.integers(0, 3)):
+            one = draw(_ODD)
+            kinds = [one] * n
+        else:
+            kinds = [draw(_ODD) for _ in range(n)]
+        rows = [{"kind": k, "ts": draw(st.integers(0, 3)), "n": j} for j, k in enumerate(kinds)]
+        if draw(st.booleans()):
+            rows_missing = [{"ts": r["ts"], "n": r["n"]} for r in rows] if draw(st.integers(0, 4)) == 0 else None
+            if rows_missing is not None:
+                rows = rows_missing
+        as_columns = draw(st.booleans())
+        fields = tuple(rows[0]) if rows else ("kind", "ts", "n")
+        part = Columns(fields, {f: [r[f] for r in rows] for f in fields}, n) if as_columns else rows
+        out.append((rows, part))
+    return out
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(_kind_parts(), st.data())
+def test_the_index_from_the_parts_is_the_index_of_every_event(parts, data):
+    b, rows = _batch(parts)
+    for _ in range(data.draw(st.integers(0, 2))):
+        how = data.draw(st.sampled_from(["sort", "select", "compact"]))
+        if how == "sort":
+            b, rows = b.sorted_by_time(), sorted(rows, key=lambda e: e["ts"])
+        elif how == "select":
+            idx = data.draw(st.lists(st.integers(0, max(len(rows) - 1, 0)), max_size=len(rows))) if rows else []
+            b, rows = b.select(idx), [rows[i] for i in idx]
+        else:
+            b = b.compact()
+    want = _reference_index([r.get("kind") for r in rows])
+    got = b._by("kind")
+    assert list(got.items()) == list(want.items())
+    assert [type(k) for k in got] == [type(k) for k in want]  # each key as its first event holds it
+    for vs in (("request",), (1,), (None,), ("gpu", 1.0), (("t",),)):
+        assert b.indices_where("kind", *vs) == [i for i, r in enumerate(rows) if r.get("kind") in vs]
+        for f in ("n", "ts", "kind", "absent"):
+            assert b.values_where(f, "kind", *vs) == [r.get(f) for r in rows if r.get("kind") in vs]
+    assert b.kinds() == {k: len(v) for k, v in want.items() if k is not _UNHASHABLE}
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(_parts(), st.data())
+def test_compact_keeps_the_events_and_their_order_over_fewer_parts(parts, data):
+    b, rows = _batch(parts)
+    if rows:
+        idx = data.draw(st.lists(st.integers(0, len(rows) - 1), max_size=len(rows)))
+        b, rows = b.select(idx), [rows[i] for i in idx]
+    c = b.compact()
+    c_parts, _ = c.layout()
+    assert c.events == rows and c.values("ts") == [r["ts"] for r in rows]
+    assert all(len(p) for p in c_parts) and len(c_parts) <= len(b.layout()[0])
+    for f in ("kind", "principal"):
+        for v in ("a", None):
+            assert c.indices_where(f, v) == [i for i, r in enumerate(rows) if r.get(f) == v]
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(_parts(), _parts(), st.data())
+def test_times_carried_by_select_and_concat_are_the_events_times(parts, more, data):
+    a, rows = _batch(parts)
+    m, more_rows = _batch(more)
+    a.ts()  # read, then carried
+    if rows:
+        idx = data.draw(st.lists(st.integers(-len(rows), len(rows) - 1), max_size=len(rows)))
+        a, rows = a.select(idx), [rows[i] for i in idx]
+    if data.draw(st.booleans()):
+        m.ts()
+    both = EventBatch.concat([a, m])
+    want = [r["ts"] for r in rows + more_rows]
+    assert both.ts().tolist() == want == both.values("ts") and both.events == rows + more_rows
+    assert both.sorted_by_time().values("ts") == sorted(want)
+
+
+def test_a_change_forgets_the_times_read():
+    b = EventBatch([{"kind": "gpu", "ts": 2}])
+    assert b.ts().tolist() == [2]
+    b.append({"kind": "gpu", "ts": 1})
+    assert b.ts().tolist() == [2, 1] and b.sorted_by_time().values("ts") == [1, 2]
+
+
+def test_parts_of_one_kind_each_are_indexed_without_reading_the_events():
+    req = EventBatch.from_columns(("kind", "ts"), {"kind": ["request"] * 3, "ts": [5, 1, 3]})
+    gpu = EventBatch([{"kind": "gpu", "ts": 2}, {"kind": "gpu", "ts": 4}])
+    b = EventBatch.concat([req, gpu]).sorted_by_time()
+    assert b._by_parts("kind") == {"request": [0, 2, 4], "gpu": [1, 3]} == _reference_index(b.values("kind"))
+    assert b.values_where("ts", "kind", "gpu") == [2, 4] and b.values_where("ts", "kind", "request") == [1, 3, 5]
+    mixed = EventBatch.concat([b, EventBatch([{"kind": "gpu"}, {"kind": "runtime"}])])
+    assert mixed._by_parts("kind") is None  # a part of two kinds: the loop over the events
+    assert mixed.indices_where("kind", "gpu") == [1, 3, 5]
