@@ -172,6 +172,12 @@ class Parser:
         self._dead.append(DeadLetter(self.name, self._origin, self._line, reason, raw, item))
         self.stats.dead_letters += 1
 
+    def record_failed(self, dead: list[DeadLetter], origin: str, line: int, error: Exception, raw: bytes) -> None:
+        """A whole record failed: its dead letter, with what ``error`` says as the reason."""
+        dead.append(DeadLetter(self.name, origin, line, describe(error), raw))
+        self.stats.dead_letters += 1
+        self.stats.failed += 1
+
     def each_item(self, items: list, one: Callable[[Any], dict | list[dict]]) -> list[dict]:
         """The events of every item of a JSON array (a Kong batch, an audit EventList, a job list).
 
@@ -249,9 +255,7 @@ class Parser:
             try:
                 out = parse(raw)
             except Exception as e:  # any failure of one record is that record's problem
-                dead.append(DeadLetter(self.name, origin, line, describe(e), raw))
-                stats.dead_letters += 1
-                stats.failed += 1
+                self.record_failed(dead, origin, line, e, raw)
                 continue
             if out is None:
                 stats.skipped += 1

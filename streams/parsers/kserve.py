@@ -224,9 +224,7 @@ class KServeParser(Parser):
             try:
                 out = general(raw)
             except Exception as e:  # any failure of one record is that record's problem
-                dead.append(DeadLetter(self.name, origin, line, describe(e), raw))
-                stats.dead_letters += 1
-                stats.failed += 1
+                self.record_failed(dead, origin, line, e, raw)
                 continue
             if out is None:
                 skipped += 1
