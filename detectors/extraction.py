@@ -71,7 +71,6 @@ import base64
 import bisect
 import functools
 import math
-import operator
 import random
 import zlib
 from typing import Any
@@ -200,17 +199,6 @@ def _finite(row: list) -> bool:
     if type(total) is int or -math.inf < total < math.inf:
         return True
     return bool(np.isfinite(np.asarray(row, dtype=np.float64)).all())
-
-
-def _picker(idx: list[int], n: int):
-    """``lambda xs: [xs[i] for i in idx]`` in C (``xs`` itself when ``idx`` is every index)."""
-    if len(idx) == n:
-        return lambda xs: xs
-    if len(idx) == 1:
-        i = idx[0]
-        return lambda xs: [xs[i]]
-    get = operator.itemgetter(*idx)
-    return lambda xs: list(get(xs))
 
 
 def _query_arrays(vecs: list[list | None], confs: list[float | None],

@@ -13,7 +13,6 @@ import sys
 import time
 
 import orjson
-import pytest
 import yaml
 from standardwebhooks.webhooks import Webhook
 

@@ -12,7 +12,6 @@ from ramparts.alerting.delivery import Deliverer
 from ramparts.alerting.incidents import IncidentTracker
 from ramparts.alerting.outbox import Outbox
 from ramparts.detectors.base import DictState, make_alert
-from ramparts.sinks.outputs import Route
 from ramparts.sinks.slack import SlackOutput
 from ramparts.sinks.webhook import WebhookOutput
 

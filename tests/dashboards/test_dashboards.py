@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 from ramparts.cli import main
-from ramparts.dashboards import export as dashboards_export
 from ramparts.dashboards.build import DATASOURCE_TYPE, DATASOURCE_UID, FILE_NAMES, SCHEMA_VERSION, dashboards
 
 from .grafana_macros import ALL, Request, expand

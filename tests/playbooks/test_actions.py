@@ -1,8 +1,6 @@
 """The other actions: filesystem model repository, LiteLLM and Kong (loopback stand-ins built
 from their documented admin APIs), and notify through a configured webhook output."""
 
-import hashlib
-import json
 
 from ramparts.playbooks.actions.model_repo import checksum
 
