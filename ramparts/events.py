@@ -764,6 +764,8 @@ def _index_of(vals: list) -> dict[Any, list[int]]:
             else:
                 idx.append(i)
     return index
+
+
 _NONE: list[int] = []
 
 
