@@ -274,3 +274,15 @@ def test_times_helper_starts_a_run_at_a_change_of_any_digit_of_the_second():
         for odd in (" ", "+", ":", "/", "a"):
             assert _times([first] * 64 + [first[:i] + odd + first[i + 1:]], parse_iso) is None, (i, odd)
     assert changed == 12
+
+
+def test_a_one_record_chunk_is_parsed_per_record_and_a_larger_one_as_columns():
+    """A forwarder's single-record message is a chunk of one line: it takes the per-record path (the
+    columns' fixed cost per chunk made the single-record worker 38% of the no-op agent, docs/benchmarks.md),
+    with the same event as the same line parsed within a chunk of columns."""
+    lines = corpus.lines("envoy_json", 2)
+    one = EnvoyJsonParser(hasher=Hasher(b"t")).parse_batch(lines[:1], "f.log", 1, [])
+    two = EnvoyJsonParser(hasher=Hasher(b"t")).parse_batch(lines, "f.log", 1, [])
+    assert one.holds_dicts and [type(p) for p in one.layout()[0]] == [list]
+    assert not two.holds_dicts and [type(p) for p in two.layout()[0]] == [Columns]
+    assert list(one.events[0].items()) == list(two.events[0].items())
