@@ -32,6 +32,8 @@ from typing import Any, Iterable
 
 import orjson
 
+from ramparts.sqlitedb import BUSY_TIMEOUT, when_unlocked
+
 FILENAME = "outbox.sqlite3"
 
 SCHEMA = """
@@ -72,32 +74,6 @@ CREATE INDEX IF NOT EXISTS incidents_updated ON incidents (updated_at);
 """
 
 
-# How long a connection waits for another process's lock (sqlite3's busy timeout), and how long
-# the set-up below retries a lock that SQLite refuses at once.
-BUSY_TIMEOUT = 30.0
-
-
-def _when_unlocked(step, timeout: float = BUSY_TIMEOUT):
-    """``step()``, tried again while SQLite says the database is locked, for up to ``timeout`` s.
-
-    Workers started together open one outbox at once, and each one's first statements (the
-    switch to WAL, the schema) read the database and then need to write it. When two hold the
-    read lock and both ask for the write lock, SQLite refuses one at once, without waiting out
-    the busy timeout (waiting could deadlock). The statement then has ended and released its
-    lock, so trying again after a short sleep succeeds once the other one is done.
-    """
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        try:
-            return step()
-        except sqlite3.OperationalError as e:
-            if "locked" not in str(e) and "busy" not in str(e) or time.monotonic() + delay > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.25)
-
-
 class Outbox:
     """The outbox database; one connection per thread (``sqlite3`` connections are not shared)."""
 
@@ -107,13 +83,13 @@ class Outbox:
         self.path = self.directory / FILENAME
         self._local = threading.local()
         conn = self._conn()
-        _when_unlocked(lambda: conn.executescript(SCHEMA))  # idempotent (IF NOT EXISTS): several processes may open it
+        when_unlocked(lambda: conn.executescript(SCHEMA))  # idempotent (IF NOT EXISTS): several processes may open it
 
     def _conn(self) -> sqlite3.Connection:
         c = getattr(self._local, "conn", None)
         if c is None:
             c = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
-            _when_unlocked(lambda: c.execute("PRAGMA journal_mode=WAL"))
+            when_unlocked(lambda: c.execute("PRAGMA journal_mode=WAL"))
             c.execute("PRAGMA synchronous=FULL")
             c.row_factory = sqlite3.Row
             self._local.conn = c

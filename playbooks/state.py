@@ -13,6 +13,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from ramparts.sqlitedb import BUSY_TIMEOUT, when_unlocked
+
 FILENAME = "playbooks.sqlite3"
 
 SCHEMA = """
@@ -34,11 +36,12 @@ class State:
     def __init__(self, directory: str | os.PathLike):
         Path(directory).mkdir(parents=True, exist_ok=True)
         self.path = Path(directory) / FILENAME
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        self._db = db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT)
+        db.row_factory = sqlite3.Row
+        # Workers started together open one state at once (ramparts.sqlitedb.when_unlocked).
+        when_unlocked(lambda: db.execute("PRAGMA journal_mode=WAL"))
+        db.execute("PRAGMA synchronous=FULL")
+        when_unlocked(lambda: db.executescript(SCHEMA))
         self._lock = threading.RLock()
 
     def close(self) -> None:

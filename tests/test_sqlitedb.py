@@ -1,37 +1,43 @@
-"""Workers started together open one outbox at once (tests/alerting/test_worker_alerting.py's two
-workers did, and one failed at start-up with "database is locked" in a CI run)."""
+"""Workers started together open one SQLite database at once: the alert outbox (tests/alerting/
+test_worker_alerting.py's two workers did, and one failed at start-up with "database is locked" in a
+CI run) and the playbook state."""
 
 import multiprocessing
 import sqlite3
 
-from ramparts.alerting.outbox import Outbox, _when_unlocked
+import pytest
+
+from ramparts.alerting.outbox import Outbox
+from ramparts.playbooks.state import State
+from ramparts.sqlitedb import when_unlocked
 
 PROCESSES = 6
 ROUNDS = 15  # before the retry, about one round in seven had a process fail: 6 of 40 rounds here
 
 
-def _open(directory, barrier, results):
-    barrier.wait()  # every process opens the new outbox at the same moment
+def _open(opener, directory, barrier, results):
+    barrier.wait()  # every process opens the new database at the same moment
     try:
-        Outbox(directory)
+        opener(directory)
         results.put(None)
     except Exception as e:  # reported to the test, which names it
         results.put(repr(e))
 
 
-def test_processes_opening_a_new_outbox_at_once_all_open_it(tmp_path):
-    ctx = multiprocessing.get_context("fork")  # Outbox is imported already: no import per process
+@pytest.mark.parametrize("opener, filename", [(Outbox, "outbox.sqlite3"), (State, "playbooks.sqlite3")])
+def test_processes_opening_a_new_database_at_once_all_open_it(tmp_path, opener, filename):
+    ctx = multiprocessing.get_context("fork")  # the modules are imported already: no import per process
     for r in range(ROUNDS):
         directory = tmp_path / f"round-{r}"
         barrier, results = ctx.Barrier(PROCESSES), ctx.Queue()
-        procs = [ctx.Process(target=_open, args=(str(directory), barrier, results)) for _ in range(PROCESSES)]
+        procs = [ctx.Process(target=_open, args=(opener, str(directory), barrier, results)) for _ in range(PROCESSES)]
         for p in procs:
             p.start()
         errors = [e for e in (results.get(timeout=60) for _ in procs) if e]
         for p in procs:
             p.join(timeout=60)
         assert not errors, f"round {r}: {errors}"
-        mode = sqlite3.connect(directory / "outbox.sqlite3").execute("PRAGMA journal_mode").fetchone()[0]
+        mode = sqlite3.connect(directory / filename).execute("PRAGMA journal_mode").fetchone()[0]
         assert mode == "wal"
 
 
@@ -43,7 +49,7 @@ def test_a_lock_that_outlasts_the_timeout_is_raised_and_other_errors_at_once():
         raise sqlite3.OperationalError("database is locked")
 
     try:
-        _when_unlocked(locked, timeout=0.05)
+        when_unlocked(locked, timeout=0.05)
     except sqlite3.OperationalError as e:
         assert "locked" in str(e) and len(calls) > 1
     else:
@@ -54,7 +60,7 @@ def test_a_lock_that_outlasts_the_timeout_is_raised_and_other_errors_at_once():
         raise sqlite3.OperationalError("no such table: x")
 
     try:
-        _when_unlocked(broken, timeout=5)
+        when_unlocked(broken, timeout=5)
     except sqlite3.OperationalError as e:
         assert "no such table" in str(e) and calls.count(2) == 1
     else:
