@@ -44,24 +44,15 @@ def test_processes_opening_a_new_database_at_once_all_open_it(tmp_path, opener, 
 def test_a_lock_that_outlasts_the_timeout_is_raised_and_other_errors_at_once():
     calls = []
 
-    def locked():
-        calls.append(1)
-        raise sqlite3.OperationalError("database is locked")
+    def failing(message):
+        def step():
+            calls.append(message)
+            raise sqlite3.OperationalError(message)
+        return step
 
-    try:
-        when_unlocked(locked, timeout=0.05)
-    except sqlite3.OperationalError as e:
-        assert "locked" in str(e) and len(calls) > 1
-    else:
-        raise AssertionError("a lock held past the timeout must raise")
-
-    def broken():
-        calls.append(2)
-        raise sqlite3.OperationalError("no such table: x")
-
-    try:
-        when_unlocked(broken, timeout=5)
-    except sqlite3.OperationalError as e:
-        assert "no such table" in str(e) and calls.count(2) == 1
-    else:
-        raise AssertionError("other errors are not retried")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        when_unlocked(failing("database is locked"), timeout=0.05)
+    assert len(calls) > 1  # tried again until the timeout
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        when_unlocked(failing("no such table: x"), timeout=5)
+    assert calls.count("no such table: x") == 1  # other errors are not retried
