@@ -463,17 +463,6 @@ class Population:
     def ready(self) -> bool:
         return bool(self._a.st[self.p, S_READY])
 
-    def _refresh(self) -> None:
-        """The ranges learnt again from the reservoir: per feature the ``range_quantile`` and
-        ``1 - range_quantile`` quantiles (numpy's linear interpolation), widened by ``range_margin``
-        of their span, and the share of the reservoir's rows out of them. ``extraction_stats.run``
-        does this itself (``extraction_stats.refresh_ranges``); this is for a caller in Python."""
-        from .extraction_stats import refresh_ranges
-
-        o, a = self.o, self._a
-        refresh_ranges(self.p, a.st, a.rows, a.lo, a.hi, self.width, o.range_quantile, o.range_margin,
-                       o.ood_features)
-
     def low_rate(self) -> float | None:
         return self.low / self.outputs if self.outputs >= self.o.min_population else None
 

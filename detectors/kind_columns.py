@@ -13,9 +13,7 @@ dict is made, no other event is read), and every later detector of the batch get
 
 from __future__ import annotations
 
-from operator import itemgetter
-
-from ramparts.events import EventBatch, values_of
+from ramparts.events import EventBatch, _getter, values_of
 
 
 def kind_values(batch: EventBatch, kinds: tuple[str, ...], field: str) -> list:
@@ -24,14 +22,8 @@ def kind_values(batch: EventBatch, kinds: tuple[str, ...], field: str) -> list:
 
 
 def _pick(batch: EventBatch, kinds: tuple[str, ...], field: str) -> list:
-    idx = batch.indices_where("kind", *kinds)
     if batch.holds_dicts:  # a batch of dicts (or one whose dicts were made): read the kinds' events only
+        idx = batch.indices_where("kind", *kinds)
         events = batch.shared(f"kind_values/{'/'.join(kinds)}", lambda b: _getter(idx)(b.events))
         return values_of(events, field)
     return batch.values_where(field, "kind", *kinds)  # from the kinds' parts only
-
-
-def _getter(idx: list[int]):
-    if len(idx) > 1:
-        return lambda xs: list(itemgetter(*idx)(xs))
-    return lambda xs: [xs[i] for i in idx]

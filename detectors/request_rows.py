@@ -7,8 +7,6 @@ columns hands its columns as they are) and one hash of each request's (principal
 model), and do the rest per distinct value, or on arrays.
 
 >>> from ramparts.events import EventBatch
-
-from .kind_columns import kind_values
 >>> b = EventBatch([{"kind": "request", "principal": "k", "status": 200, "src_ip": "a", "model": "m", "ts": 1},
 ...                 {"kind": "gpu", "ts": 2},
 ...                 {"kind": "request", "principal": "k", "status": 200, "src_ip": "a", "model": "m", "ts": 3}])

@@ -215,6 +215,8 @@ def _run(loc: np.ndarray) -> list[int] | range:
 
 def _getter(idx: list[int]) -> Callable[[list], list]:
     """``lambda xs: [xs[i] for i in idx]``, in C."""
+    if len(idx) == 0:
+        return lambda xs: []
     if len(idx) == 1:
         i = idx[0]
         return lambda xs: [xs[i]]

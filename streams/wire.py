@@ -52,10 +52,14 @@ def _parts(batch: EventBatch) -> list:
     keeps the order. Otherwise (a sorted batch, say) the events as one list of dicts, which
     keeps the order at the cost of the dicts (of the selected events only).
     """
-    order = batch.layout()[1]
-    if order is not None and any(a > b for a, b in zip(order, order[1:])):
+    if not _increasing(batch.layout()[1]):
         return [batch.events]
     return batch.pooled().layout()[0]
+
+
+def _increasing(order: list[int] | None) -> bool:
+    """Whether a batch's ``order`` (``None``: its parts' own) takes its events in (non-decreasing) order."""
+    return order is None or all(a <= b for a, b in zip(order, order[1:]))
 
 
 def encode(batch: EventBatch, fields: tuple[str, ...] | None = None) -> bytes:
@@ -65,15 +69,18 @@ def encode(batch: EventBatch, fields: tuple[str, ...] | None = None) -> bytes:
 
 
 def _encode_parts(parts: list, fields: tuple[str, ...] | None) -> bytes:
-    out: list[dict] = []
-    for p in parts:
-        if type(p) is Columns:
-            fs = p.fields if fields is None else tuple(f for f in fields if f in p.cols)
-            cols = p.cols
-            out.append({"n": p.n, "fields": fs, "cols": {f: cols[f] for f in fs}})
-        else:
-            out.append({"events": p if fields is None else [{k: e[k] for k in fields if k in e} for e in p]})
-    return orjson.dumps({"v": VERSION, "parts": out})
+    return orjson.dumps({"v": VERSION, "parts": [_entry(p, len(p), None, fields) for p in parts]})
+
+
+def _entry(p: Columns | list, n: int, get, fields: tuple[str, ...] | None) -> dict:
+    """A message's entry for part ``p``: the ``n`` events ``get`` takes of it (``None``: all), with
+    ``fields`` only (``None``: all)."""
+    if type(p) is Columns:
+        cols = p.cols
+        fs = p.fields if fields is None else tuple(f for f in fields if f in cols)
+        return {"n": n, "fields": fs, "cols": {f: cols[f] if get is None else get(cols[f]) for f in fs}}
+    evs = p if get is None else get(p)
+    return {"events": evs if fields is None else [{k: e[k] for k in fields if k in e} for e in evs]}
 
 
 def _encode_selected(parts: list, starts: list[int], sel: list[int], fields: tuple[str, ...] | None) -> bytes:
@@ -94,14 +101,7 @@ def _encode_selected(parts: list, starts: list[int], sel: list[int], fields: tup
         local = sel[lo:hi]
         if start:
             local = [i - start for i in local]
-        get = _getter(local)
-        if type(p) is Columns:
-            cols = p.cols
-            fs = p.fields if fields is None else tuple(f for f in fields if f in cols)
-            out.append({"n": hi - lo, "fields": fs, "cols": {f: get(cols[f]) for f in fs}})
-        else:
-            evs = get(p)
-            out.append({"events": evs if fields is None else [{k: e[k] for k in fields if k in e} for e in evs]})
+        out.append(_entry(p, hi - lo, _getter(local), fields))
         lo = hi
     return orjson.dumps({"v": VERSION, "parts": out})
 
@@ -238,7 +238,7 @@ def messages(batch: EventBatch, partitions: int, per_message: int, route: str = 
     if keys is None:
         keys = route_keys(batch, route)
     parts, order = batch.layout()
-    if order is not None and order != sorted(order):  # not a selection in increasing order: rare
+    if not _increasing(order):  # not a selection in increasing order: rare
         for p, idx in partition_groups(keys, partitions).items():
             out[p] = [encode(batch.select(idx[i:i + per_message]), fields) for i in range(0, len(idx), per_message)]
         return out
