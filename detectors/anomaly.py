@@ -69,7 +69,7 @@ from pydantic import Field
 from ramparts.events import EventBatch
 
 from .base import Detector, StateStore, make_alert, merge_alerts
-from .kind_columns import kind_values
+from .typed_columns import TypedColumns
 
 STEPS_PER_LEARNING = 13  # downsampled steps of one window that fit in the learning period
 EXTREME_SHARE = 0.05  # a step is represented by its extreme when it lies this share of the range off its mean
@@ -404,21 +404,31 @@ def _num(v) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _numbers(values) -> np.ndarray:
-    """:func:`_num` of each value as float64, NaN where it is None.
+def _numbers(values, types: frozenset | None = None, floats: np.ndarray | None = None) -> np.ndarray:
+    """:func:`_num` of each value as float64, NaN where it is None. ``types`` and ``floats``: the
+    values' types and ``np.array(values, float64)`` when already made
+    (:class:`.typed_columns.TypedColumns`; shared: copied here).
 
     >>> _numbers([1, 2.5, None, float("inf"), "3", True]).tolist()
     [1.0, 2.5, nan, nan, nan, nan]
     """
-    if _NUMBER_TYPES.issuperset(map(type, values)):
-        try:
-            a = np.array(values, dtype=np.float64)  # None reads as NaN; an int as float() rounds it
-        except OverflowError:  # an int past float's range: _num raises it below, as it always did
-            pass
+    if _NUMBER_TYPES.issuperset(map(type, values) if types is None else types):
+        if floats is not None:
+            a = floats.copy()
         else:
+            try:
+                a = np.array(values, dtype=np.float64)  # None reads as NaN; an int as float() rounds it
+            except OverflowError:  # an int past float's range: _num raises it below, as it always did
+                a = None
+        if a is not None:
             a[np.isinf(a)] = np.nan
             return a
     return np.array([math.nan if v is None else v for v in map(_num, values)], dtype=np.float64)
+
+
+def _column_numbers(columns: TypedColumns, field: str) -> np.ndarray:
+    """:func:`_numbers` of a field, from its conversions shared with the batch's other detectors."""
+    return _numbers(columns.values(field), columns.types(field), columns.floats(field))
 
 
 class _Codes(dict):
@@ -429,17 +439,25 @@ class _Codes(dict):
         return code
 
 
-def _entity_codes(entities, times) -> tuple[np.ndarray, list[str], np.ndarray]:
+def _entity_codes(entities, times, coded: tuple[np.ndarray, list] | None = None,
+                  time_types: frozenset | None = None, time_ints: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, list[str], np.ndarray]:
     """Per event, a small code of its entity (-1 where the entity is not a string or the time
-    not an int: the event is skipped), the entities by code, and each event's minute."""
-    code = _Codes()
-    try:
-        codes = np.fromiter(map(code.__getitem__, entities), dtype=np.int64, count=len(entities))
-    except TypeError:  # an unhashable value where the entity belongs
+    not an int: the event is skipped), the entities by code, and each event's minute.
+    ``coded``, ``time_types``, ``time_ints``: the entities' codes (numbered as met) and values by
+    code, the times' types and ``np.array(times, int64)``, when already made
+    (:class:`.typed_columns.TypedColumns`; shared: not changed here)."""
+    if coded is not None:
+        codes, names = coded
+    else:
         code = _Codes()
-        codes = np.fromiter((code[v] if isinstance(v, str) else -1 for v in entities), dtype=np.int64,
-                            count=len(entities))
-    names = list(code)
+        try:
+            codes = np.fromiter(map(code.__getitem__, entities), dtype=np.int64, count=len(entities))
+        except TypeError:  # an unhashable value where the entity belongs
+            code = _Codes()
+            codes = np.fromiter((code[v] if isinstance(v, str) else -1 for v in entities), dtype=np.int64,
+                                count=len(entities))
+        names = list(code)
     if not all(isinstance(v, str) for v in names):  # None or a number where the entity belongs
         renumber = np.full(len(names) + 1, -1, dtype=np.int64)  # the last one: -1 stays -1
         kept = [i for i, v in enumerate(names) if isinstance(v, str)]
@@ -447,18 +465,21 @@ def _entity_codes(entities, times) -> tuple[np.ndarray, list[str], np.ndarray]:
         codes = renumber[codes]
         names = [names[i] for i in kept]
     minutes = None
-    if _TIME_TYPES.issuperset(map(type, times)):
-        try:
-            minutes = np.array(times, dtype=np.int64) // MINUTE
-        except OverflowError:  # a time past int64's nanoseconds (year 2262): the slow way below
-            pass
+    if _TIME_TYPES.issuperset(map(type, times) if time_types is None else time_types):
+        if time_ints is not None:
+            minutes = time_ints // MINUTE
+        else:
+            try:
+                minutes = np.array(times, dtype=np.int64) // MINUTE
+            except OverflowError:  # a time past int64's nanoseconds (year 2262): the slow way below
+                pass
     if minutes is None:
         low, high = np.iinfo(np.int64).min, np.iinfo(np.int64).max
         # a minute past int64 (a time of 10**29 years) cannot be kept in the series' state
         whole = [t // MINUTE if isinstance(t, int) else None for t in times]
         bad = [m is None or not low <= m <= high for m in whole]
         minutes = np.array([0 if b else m for m, b in zip(whole, bad)], dtype=np.int64)
-        codes[np.array(bad, dtype=bool)] = -1
+        codes = np.where(np.array(bad, dtype=bool), -1, codes)  # a new array: codes may be shared
     return codes, names, minutes
 
 
@@ -485,8 +506,10 @@ class _MetricSeries(Detector):
     empty minute as 0, up to ``fill_minutes``).
 
     A batch's fields are read as columns (:func:`.kind_columns.kind_values`: the batch's column of
-    each field, its events of ``kinds`` picked in one C-level pass; no event's dict is made), its
-    points built as numpy columns, and the per-minute sums updated in compiled code (:mod:`.anomaly_minutes`), in
+    each field, its events of ``kinds`` picked in one C-level pass; no event's dict is made) and
+    turned into arrays once per batch for every detector that reads them (:mod:`.typed_columns`:
+    the values' types, their floats, the entities' codes; ``drift.model`` reads the same fields of
+    the requests), its points built as numpy columns, and the per-minute sums updated in compiled code (:mod:`.anomaly_minutes`), in
     event order, on arrays indexed by a per-batch entity code; a series' state is read once
     and written once per batch, and only a closed minute (a few per batch) goes through Python.
     """
@@ -515,8 +538,9 @@ class _MetricSeries(Detector):
         gap_seconds: float = Field(default=3600.0, gt=0, description="An incident closes after this long without "
                                                                      "a flagged minute.")
 
-    def points(self, *columns) -> np.ndarray:
-        """The points of events whose ``fields`` are ``columns``: shape (events, len(METRICS)), NaN for none."""
+    def points(self, columns: TypedColumns) -> np.ndarray:
+        """The points of the batch's events of ``kinds`` (their ``fields`` in ``columns``): shape (events,
+        len(METRICS)), NaN for none."""
         raise NotImplementedError
 
     def __init__(self, options=None):
@@ -531,12 +555,13 @@ class _MetricSeries(Detector):
     def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
         if not batch.indices_where("kind", *self.kinds):
             return []
-        # a column per field from the batch's columns (no event's dict is made), shared with the
-        # other detectors of the batch that read the same field of the same kinds
-        entities, times, *columns = [kind_values(batch, self.kinds, f)
-                                     for f in (self.entity_field, "ts", *self.fields)]
-        codes, names, minutes = _entity_codes(entities, times)
-        points = self.points(*columns)
+        # a column per field from the batch's columns (no event's dict is made), and its arrays (types,
+        # floats, codes), shared with the other detectors of the batch that read the same field of the
+        # same kinds
+        cols = TypedColumns(batch, self.kinds)
+        codes, names, minutes = _entity_codes(cols.values(self.entity_field), cols.values("ts"),
+                                              cols.codes(self.entity_field), cols.types("ts"), cols.ints("ts"))
+        points = self.points(cols)
         metrics, k = self.METRICS, len(self.METRICS)
         first_points, accumulate = _kernels()
         first = first_points(codes, points, len(names)).ravel()  # per series (code * k + metric)
@@ -622,14 +647,14 @@ class ModelMetrics(_MetricSeries):
     MEAN = ("latency_ms", "error_rate")
     SUM = ("tokens_out", "requests")
 
-    def points(self, latency, status, tokens_out) -> np.ndarray:
-        p = np.empty((len(latency), 4))
+    def points(self, columns: TypedColumns) -> np.ndarray:
+        p = np.empty((len(columns.values("latency_ms")), 4))
         p[:, 0] = 1.0
-        p[:, 1] = _numbers(latency)
-        s = _numbers(status)
+        p[:, 1] = _column_numbers(columns, "latency_ms")
+        s = _column_numbers(columns, "status")
         p[:, 2] = s >= 500
         p[np.isnan(s), 2] = np.nan
-        p[:, 3] = _numbers(tokens_out)
+        p[:, 3] = _column_numbers(columns, "tokens_out")
         return p
 
 
@@ -645,8 +670,8 @@ class GpuMetrics(_MetricSeries):
     METRICS = ("util_pct", "power_w")
     MEAN = ("util_pct", "power_w")
 
-    def points(self, util_pct, power_w) -> np.ndarray:
-        p = np.empty((len(util_pct), 2))
-        p[:, 0] = _numbers(util_pct)
-        p[:, 1] = _numbers(power_w)
+    def points(self, columns: TypedColumns) -> np.ndarray:
+        p = np.empty((len(columns.values("util_pct")), 2))
+        p[:, 0] = _column_numbers(columns, "util_pct")
+        p[:, 1] = _column_numbers(columns, "power_w")
         return p

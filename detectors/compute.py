@@ -479,12 +479,14 @@ class MinerSignature(IncidentRule):
             for i, b in enumerate(on.tolist()):
                 run = run + 1 if b else 0
                 runs[i] = run
-            sig = signature_windows(rows, W, o)
+            # A hit needs a busy run of W + startup samples: without one in the new rows, no window
+            # can make one, and the windows are not judged.
+            sig = signature_windows(rows, W, o) if runs.max() >= W + o.startup_samples else None
             # sig[j] judges the window ending at row j + W - 1; new row i is row len(prev) + i.
             hits = np.zeros(len(new), dtype=bool)
             for i in range(len(new)):
                 j = len(prev) + i - (W - 1)
-                if j >= 0 and sig[j] and runs[i] >= W + o.startup_samples:
+                if j >= 0 and runs[i] >= W + o.startup_samples and sig[j]:
                     hits[i] = True
             inc = st["inc"]
             last_hits: dict[int, tuple[int, dict]] = {}  # incident -> (its last hit here, its state)

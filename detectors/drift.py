@@ -73,6 +73,7 @@ from ramparts.timeutil import format_rfc3339
 from .base import Detector, StateStore, alert_id, make_alert, merge_alerts
 from .jit import jit
 from .kind_columns import kind_values
+from .typed_columns import TypedColumns
 
 NS = 1_000_000_000
 MINUTE = 60 * NS
@@ -384,27 +385,38 @@ REQUEST_FIELDS = ("model", "model_version", "ts", "status", "tokens_in", "tokens
 
 
 def request_column_groups(models: list, versions: list, times: list, status: list, tokens_in: list,
-                          tokens_out: list) -> dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+                          tokens_out: list, *, columns: TypedColumns | None = None
+                          ) -> dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """:func:`request_groups` of requests given as one list per field of ``REQUEST_FIELDS``
-    (``None`` where absent): what the detector reads from a batch's columns, no dict made."""
+    (``None`` where absent): what the detector reads from a batch's columns, no dict made.
+    ``columns``: the same fields' conversions shared with the batch's other detectors (a
+    :class:`.typed_columns.TypedColumns` of the requests), else made here."""
     n = len(models)
     if n == 0:
         return {}
-    code, ok = _ints(status)
-    ok &= ~np.isin(code, _NOT_THE_MODEL)
-    ts, ts_ok = _ints(times)
+    if columns is None:
+        columns = TypedColumns.of_lists(dict(zip(REQUEST_FIELDS, (models, versions, times, status, tokens_in,
+                                                                  tokens_out))))
+    code, ok = _ints(status, columns.types("status"), columns.ints("status"))
+    ok &= ~_NOT_THE_MODEL_TABLE[np.clip(code, 0, len(_NOT_THE_MODEL_TABLE) - 1)]
+    ts, ts_ok = _ints(times, columns.types("ts"), columns.ints("ts"))
     ok &= ts_ok
-    keys: list = models
-    if versions.count(None) != n:
-        keys = list(zip(models, [v if type(v) is str and v else None for v in versions]))
-    first: dict = {}  # key -> its number (the row where it first appears)
-    try:
-        ids = np.fromiter(map(first.setdefault, keys, count()), dtype=np.int64, count=n)
-    except TypeError:  # an unhashable model: not a model
-        keys = [(k if type(k) is str else None) if keys is models else (k[0] if type(k[0]) is str else None, k[1])
-                for k in keys]
-        first = {}
-        ids = np.fromiter(map(first.setdefault, keys, count()), dtype=np.int64, count=n)
+    coded = columns.codes("model") if versions.count(None) == n else None
+    if coded is not None:  # the models numbered in order of first appearance
+        ids, distinct = coded
+        first: dict = {k: i for i, k in enumerate(distinct)}
+    else:
+        keys: list = models
+        if versions.count(None) != n:
+            keys = list(zip(models, [v if type(v) is str and v else None for v in versions]))
+        first = {}  # key -> its number (the row where it first appears)
+        try:
+            ids = np.fromiter(map(first.setdefault, keys, count()), dtype=np.int64, count=n)
+        except TypeError:  # an unhashable model: not a model
+            keys = [(k if type(k) is str else None) if keys is models
+                    else (k[0] if type(k[0]) is str else None, k[1]) for k in keys]
+            first = {}
+            ids = np.fromiter(map(first.setdefault, keys, count()), dtype=np.int64, count=n)
     bad = [i for k, i in first.items() if not (type(k) is str and k) and not (type(k) is tuple and type(k[0]) is str
                                                                             and k[0])]
     if bad:
@@ -418,8 +430,9 @@ def request_column_groups(models: list, versions: list, times: list, status: lis
         return {}
     failed = code >= 400
     x = np.empty((len(ids), 3))
-    x[:, 0] = _counts(tokens_in)[rows]
-    x[:, 1] = np.where(failed, math.nan, _counts(tokens_out)[rows])
+    x[:, 0] = _counts(tokens_in, columns.types("tokens_in"), columns.floats("tokens_in"))[rows]
+    x[:, 1] = np.where(failed, math.nan, _counts(tokens_out, columns.types("tokens_out"),
+                                                 columns.floats("tokens_out"))[rows])
     x[:, 2] = failed
     sv = np.column_stack([np.log1p(x[:, 1]), x[:, 2]])
     if len(first) - len(bad) == 1:
@@ -437,16 +450,25 @@ def request_column_groups(models: list, versions: list, times: list, status: lis
     return out
 
 
-_NOT_THE_MODEL = np.array(sorted(NOT_THE_MODEL))
+# status -> whether the request never reached the model (a status past the table is not one of them)
+_NOT_THE_MODEL_TABLE = np.zeros(max(NOT_THE_MODEL) + 2, dtype=bool)
+_NOT_THE_MODEL_TABLE[sorted(NOT_THE_MODEL)] = True
 # Values kept apart by the comparisons made on integers here (a status, a time in ns) when an
 # integer is beyond int64: it is clamped to these, which compare alike.
 _INT_RANGE = (-(2 ** 62), 2 ** 62)
 
 
-def _ints(values: list) -> tuple[np.ndarray, np.ndarray]:
-    """``values`` as int64 (0 where not an ``int``; ``bool`` is not one) and where they were ints."""
+def _ints(values: list, types: frozenset | None = None, array: np.ndarray | None = None
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` as int64 (0 where not an ``int``; ``bool`` is not one) and where they were ints.
+    ``types`` and ``array``: the values' types and ``np.array(values, int64)`` when already made
+    (:class:`.typed_columns.TypedColumns`; shared: not changed here)."""
     n = len(values)
-    if set(map(type, values)) == {int}:
+    if types is None:
+        types = frozenset(map(type, values))
+    if types == {int}:
+        if array is not None:
+            return array, np.ones(n, dtype=bool)
         try:
             return np.array(values, dtype=np.int64), np.ones(n, dtype=bool)
         except OverflowError:
@@ -457,10 +479,14 @@ def _ints(values: list) -> tuple[np.ndarray, np.ndarray]:
                        count=n), ok
 
 
-def _counts(values: list) -> np.ndarray:
-    """``values`` as floats where they are non-negative ``int``s, nan elsewhere."""
-    if set(map(type, values)) <= {int, type(None)}:
-        x = np.array(values, dtype=float)  # None: nan
+def _counts(values: list, types: frozenset | None = None, floats: np.ndarray | None = None) -> np.ndarray:
+    """``values`` as floats where they are non-negative ``int``s, nan elsewhere. ``types`` and
+    ``floats``: the values' types and ``np.array(values, float64)`` when already made (shared:
+    copied here)."""
+    if types is None:
+        types = frozenset(map(type, values))
+    if types <= {int, type(None)}:
+        x = floats.copy() if floats is not None else np.array(values, dtype=float)  # None: nan
     else:
         x = np.fromiter((v if type(v) is int else math.nan for v in values), dtype=float, count=len(values))
     x[x < 0] = math.nan
@@ -629,7 +655,8 @@ class DriftDetector(Detector):
         # shared with anomaly.model, which reads four of the same fields.
         requests = {}
         if batch.indices_where("kind", "request"):
-            requests = request_column_groups(*[kind_values(batch, _REQUEST, f) for f in REQUEST_FIELDS])
+            requests = request_column_groups(*[kind_values(batch, _REQUEST, f) for f in REQUEST_FIELDS],
+                                             columns=TypedColumns(batch, _REQUEST))
         predictions: dict[tuple, list] = {}
         names: dict[tuple, list[str] | None] = {}
         if batch.indices_where("kind", "prediction"):

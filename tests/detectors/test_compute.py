@@ -295,3 +295,25 @@ def test_train_compute_writes_a_model_and_prints_the_config_that_loads_it(tmp_pa
                                  str(m.file("k8s_pods")), "--out", str(tmp_path / "x")],
                                 capture_output=True, text=True, cwd=tmp_path)
     assert too_little.returncode == 1 and "at least 20 are needed" in too_little.stderr
+
+
+@pytest.mark.parametrize("size", [1, 2, 5])
+def test_the_signature_skipped_without_a_long_enough_busy_run_gives_what_one_batch_gives(size):
+    # A batch whose new samples hold no busy run of window + start-up samples does not judge its
+    # windows (none could hit): in small batches most are skipped; in one batch all are judged.
+    # Idle dips restart the run at odd places, so hits begin one sample after the run is long enough.
+    dips = {4, 17, 18, 31, 45, 52}
+    events = [miner(i, util_pct=20.0) if i in dips else miner(i) for i in range(1, 70)]
+    whole, state_whole = MinerSignature(), DictState()
+    want = whole.update(EventBatch(events), state_whole)
+    # one incident; runs of 12, 12, 13 and 17 busy samples hit from their 10th: 3 + 3 + 4 + 8 (the runs
+    # of 3 and 6 never do)
+    assert len(want) == 1 and want[0]["event_count"] == 18, want
+    parts, state_parts, got = MinerSignature(), DictState(), {}
+    for i in range(0, len(events), size):
+        for a in parts.update(EventBatch(events[i:i + size]), state_parts):
+            got[a["id"]] = a
+    assert sorted(got) == sorted(a["id"] for a in want)
+    assert {k: (a["event_count"], a["first_event_ts"], a["ts"]) for k, a in got.items()} == \
+        {a["id"]: (a["event_count"], a["first_event_ts"], a["ts"]) for a in want}
+    assert state_parts.data == state_whole.data
