@@ -125,18 +125,21 @@ class VolumeDetector(Detector):
                     stream_models.append(ident[1])
                 code_at[at] = code
             try:
-                t_in = np.array(list(map(_NONE_AS_ZERO.get, t_in, t_in)), dtype=np.int64)
-                t_out = np.array(list(map(_NONE_AS_ZERO.get, t_out, t_out)), dtype=np.int64)
-                ts = np.array(ts, dtype=np.int64)
-            except OverflowError:  # an integer beyond 64 bits
+                ts = np.fromiter(ts, dtype=np.int64, count=len(ts))
+                # The token counts (ints or None: checked above) as floats, in C: None is NaN, and
+                # fmax drops it and every count under 0 (what the event loop adds: t > 0 only).
+                # Exact: a count over _MAX_TOKENS (2^40) sends the batch to the event loop.
+                t_in = np.fmax(np.array(t_in, dtype=np.float64), 0.0)
+                t_out = np.fmax(np.array(t_out, dtype=np.float64), 0.0)
+            except OverflowError:  # a time beyond 64 bits, a count beyond a float's range
                 return None
-            if t_in.size and max(int(t_in.max()), int(t_out.max())) > _MAX_TOKENS:
+            if t_in.size and max(float(t_in.max()), float(t_out.max())) > _MAX_TOKENS:
                 return None
             at = np.asarray(rr.index, dtype=np.int64)
             codes[at] = code_at[rr.first]
             times[at] = ts
             queries[at] = 1
-            tokens[at] = np.maximum(t_in, 0) + np.maximum(t_out, 0)
+            tokens[at] = (t_in + t_out).astype(np.int64)
         # A tenth of the events: their fields read from the predictions' parts only (kind_values,
         # shared with extraction.queries), not a field of every event.
         p_ts, p_principal, p_model, p_src, p_input = (kind_values(batch, ("prediction",), f) for f in _PREDICTION_READ)
@@ -408,7 +411,6 @@ _PREDICTION_READ = ("ts", "principal", "model", "src_ip", "input")
 _EVENT_FIELDS = ("kind", "status", "ts", "principal", "model", "tokens_in", "tokens_out", "input", "src_ip")
 _INTS = frozenset((int,))
 _INTS_OR_NONE = frozenset((int, type(None)))  # not bool: True is 1 to numpy, not a count or a status
-_NONE_AS_ZERO = {None: 0}  # map(d.get, xs, xs): None -> 0, every other value as it is
 _MAX_TOKENS = 1 << 40  # per request: a minute's sum stays far inside int64
 _MAX_COUNT = 1 << 61  # a minute's count loaded from state, with room for a batch's (8,192 x _MAX_TOKENS)
 @functools.cache
