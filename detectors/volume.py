@@ -142,7 +142,37 @@ class VolumeDetector(Detector):
             tokens[at] = (t_in + t_out).astype(np.int64)
         # A tenth of the events: their fields read from the predictions' parts only (kind_values,
         # shared with extraction.queries), not a field of every event.
+        if not pred_idx:
+            return codes, times, queries, tokens, stream_keys, stream_models
         p_ts, p_principal, p_model, p_src, p_input = (kind_values(batch, ("prediction",), f) for f in _PREDICTION_READ)
+        if _INTS.issuperset(set(map(type, p_ts))) and None not in p_principal:
+            # Every prediction counts (the loop below skips those without an int time or a
+            # principal): one hash per prediction of its (principal, model, source) as they are, a
+            # stream code per distinct one, and the arrays filled in C.
+            m = len(pred_idx)
+            raw_first: dict[tuple, int] = {}
+            try:
+                first = np.fromiter(map(raw_first.setdefault, zip(p_principal, p_model, p_src), range(m)),
+                                    dtype=np.int64, count=m)
+                p_times = np.fromiter(p_ts, dtype=np.int64, count=m)
+            except TypeError:  # a list or an object for a principal, model or source: the event loop's
+                return None
+            except OverflowError:  # a time beyond 64 bits
+                return None
+            code_at = np.empty(m, dtype=np.int64)
+            for (principal, model, src), at in raw_first.items():
+                ident = (principal, model or "-", src or "-")
+                code = keys.get(ident)
+                if code is None:
+                    code = keys[ident] = len(stream_keys)
+                    stream_keys.append(f"{name}/p|{ident[2]}|{principal}|{ident[1]}")
+                    stream_models.append(ident[1])
+                code_at[at] = code
+            at = np.asarray(pred_idx, dtype=np.int64)
+            codes[at] = code_at[first]
+            times[at] = p_times
+            queries[at] = [len(inp) if type(inp) is list and inp and type(inp[0]) is list else 1 for inp in p_input]
+            return codes, times, queries, tokens, stream_keys, stream_models
         for i, t, principal, model, src, inp in zip(pred_idx, p_ts, p_principal, p_model, p_src, p_input):
             if type(t) is not int or principal is None:
                 continue
