@@ -207,17 +207,21 @@ class VolumeDetector(Detector):
         fm = np.array([self.first_minute.get(m, 0) for m in models], dtype=np.int64)
         fm_set = np.array([m in self.first_minute for m in models], dtype=np.bool_)
         states, incs = [], []
-        ints = np.zeros((6, n_streams), dtype=np.int64)  # m, q, t, pm, f, the open incident's last
-        floats = np.zeros((2, n_streams), dtype=np.float64)  # pk, tp
-        inc_on = np.zeros(n_streams, dtype=np.bool_)
+        # Each stream's numbers gathered as rows, then made arrays at once (m, q, t, pm, f, the open
+        # incident's last; pk, tp), rather than seven numpy item writes per stream.
+        rows_i: list[tuple] = []
+        rows_f: list[tuple] = []
         n = len(codes)
+        first_l = first_at.tolist()
         for c, key in enumerate(stream_keys):
-            if first_at[c] == n:  # every request of it refused: not a stream of this batch
+            if first_l[c] == n:  # every request of it refused: not a stream of this batch
                 states.append(None)
                 incs.append(None)
+                rows_i.append(_NO_INTS)
+                rows_f.append(_NO_FLOATS)
                 continue
             s = state.get(key)
-            s = dict(s) if s is not None else self._fresh(int(times[first_at[c]]))
+            s = dict(s) if s is not None else self._fresh(int(times[first_l[c]]))
             states.append(s)
             inc = s["inc"]
             incs.append(inc)
@@ -225,10 +229,11 @@ class VolumeDetector(Detector):
                 # a count no int64 can hold (tokens beyond 64 bits counted by the event loop):
                 # nothing is changed yet, the whole batch goes event by event
                 return self._update_events(batch, state)
-            ints[0, c], ints[1, c], ints[2, c], ints[3, c], ints[4, c] = s["m"], s["q"], s["t"], s["pm"], s["f"]
-            floats[0, c], floats[1, c] = s["pk"], s["tp"]
-            if inc is not None:
-                inc_on[c], ints[5, c] = True, inc["last"]
+            rows_i.append((s["m"], s["q"], s["t"], s["pm"], s["f"], 0 if inc is None else inc["last"]))
+            rows_f.append((s["pk"], s["tp"]))
+        ints = np.ascontiguousarray(np.array(rows_i, dtype=np.int64).T)
+        floats = np.ascontiguousarray(np.array(rows_f, dtype=np.float64).T)
+        inc_on = np.array([inc is not None for inc in incs], dtype=np.bool_)
         closes_c = np.empty(len(counted), dtype=np.int64)
         closes_pk = np.empty(len(counted), dtype=np.float64)
         closes_tp = np.empty(len(counted), dtype=np.float64)
@@ -442,6 +447,7 @@ _EVENT_FIELDS = ("kind", "status", "ts", "principal", "model", "tokens_in", "tok
 _INTS = frozenset((int,))
 _INTS_OR_NONE = frozenset((int, type(None)))  # not bool: True is 1 to numpy, not a count or a status
 _MAX_TOKENS = 1 << 40  # per request: a minute's sum stays far inside int64
+_NO_INTS, _NO_FLOATS = (0,) * 6, (0.0, 0.0)  # a stream not of this batch
 _MAX_COUNT = 1 << 61  # a minute's count loaded from state, with room for a batch's (8,192 x _MAX_TOKENS)
 @functools.cache
 def _count_kernel():
