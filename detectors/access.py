@@ -41,7 +41,7 @@ from __future__ import annotations
 import re
 import zlib
 from itertools import compress
-from typing import ClassVar
+from typing import Any, Callable, ClassVar
 
 from pydantic import Field
 
@@ -170,25 +170,24 @@ class _PrincipalHabit(Detector):
             return self._update_per_principal(batch, state)
         # Per distinct (principal, status, source, model) of the batch, not per request: the
         # principals this detector reads, each with its rank (the order one pass over the batch
-        # would meet them), the number of its requests with a value, and its set of values.
+        # would meet them), the number of its requests with a value, and its set of values. The
+        # rows a habit is learned from (a principal's, not refused nor failed) are picked once per
+        # batch for both habit detectors (_habit_rows).
         fi = SRC_IP if self.field == "src_ip" else MODEL
         value_of_field = self.value_of_field
-        counts = rr.counts
         values: dict = {}
         per: dict[str, list] = {}
-        for rank, (row, at) in enumerate(rr.distinct.items()):
-            p, s = row[0], row[1]
-            if not isinstance(p, str) or s in (401, 403) or (isinstance(s, int) and s >= 500):
-                continue
-            raw = row[fi]
+        k = 3 if fi == SRC_IP else 4  # the row's source or model
+        for row in batch.shared("access.habit_rows", _habit_rows):
+            rank, p, count, raw = row[0], row[1], row[2], row[k]
             v = values[raw] if raw in values else values.setdefault(raw, value_of_field(raw))
             if v is None:
                 continue
             got = per.get(p)
             if got is None:
-                per[p] = [rank, int(counts[at]), {v}]
+                per[p] = [rank, count, {v}]
             else:
-                got[1] += int(counts[at])
+                got[1] += count
                 got[2].add(v)
         # A principal whose values are all known, with no incident open, is only counted (a known
         # value neither learns nor alerts, whatever the phase); the others go through the
@@ -204,26 +203,29 @@ class _PrincipalHabit(Detector):
                 todo.append((p, key, st, count, True))
                 slow.add(p)
         items_of: dict[str, list] = {}
+        cols = rr.cols
+        ps, ss, raws, ts = cols[PRINCIPAL], cols[STATUS], cols[fi], cols[TS]
         if slow:
-            cols = rr.cols
-            ps, ss, raws, ts = cols[PRINCIPAL], cols[STATUS], cols[fi], cols[TS]
-            src_ips, models = cols[SRC_IP], cols[MODEL]
             for j in compress(range(len(ps)), map(slow.__contains__, ps)):
-                p, s = ps[j], ss[j]
+                s = ss[j]
                 if s in (401, 403) or (isinstance(s, int) and s >= 500):
                     continue
                 v = values[raws[j]]
                 if v is not None:
-                    # What the loop and the alert read of a request (_REQUEST_READ), not its dict.
-                    e = {"ts": ts[j], "principal": p, "src_ip": src_ips[j], "model": models[j], "status": s}
-                    items_of.setdefault(p, []).append((e, v))
+                    # (time, value, index): the request's dict is made only for an alert (event_at)
+                    items_of.setdefault(ps[j], []).append((ts[j], v, j))
+
+        def event_at(j: int) -> dict:
+            """What the alert reads of request ``j`` (_REQUEST_READ), not its whole dict."""
+            return {"ts": ts[j], "principal": ps[j], "src_ip": cols[SRC_IP][j], "model": cols[MODEL][j],
+                    "status": ss[j]}
         alerts: list[dict] = []
         for p, key, st, count, judge in todo:
             if judge is None:
                 state.set(key, {"vals": list(st["vals"]), "n": min(st["n"] + count, 1 << 40), "first": st["first"],
                                 "inc": None, **({"roaming": True} if st.get("roaming", False) else {})})
             else:
-                self._learn_and_judge(p, key, st, items_of[p], state, alerts)
+                self._learn_and_judge(p, key, st, items_of[p], state, alerts, event_at)
         return alerts
 
     def _update_per_principal(self, batch: EventBatch, state: StateStore) -> list[dict]:
@@ -243,7 +245,7 @@ class _PrincipalHabit(Detector):
             except TypeError:  # an unhashable value (bad input): no habit value, event by event
                 items = [(i, e, v) for i, e in zip(idx, events) if (v := self.value_of(e)) is not None]
                 if items:
-                    todo.append((items[0][0], p, [(e, v) for _, e, v in items], None))
+                    todo.append((items[0][0], p, [(e["ts"], v, e) for _, e, v in items], None))
                 continue
             for raw in raws:
                 if raw not in values:
@@ -272,30 +274,32 @@ class _PrincipalHabit(Detector):
                 state.set(key, st)
                 continue
             else:
-                items = [(e, values[e.get(field)]) for e in events]
-            self._learn_and_judge(p, key, st, items, state, alerts)
+                items = [(e["ts"], values[e.get(field)], e) for e in events]
+            self._learn_and_judge(p, key, st, items, state, alerts, _itself)
         return alerts
 
-    def _learn_and_judge(self, p: str, key: str, st: dict | None, items: list[tuple[dict, str]], state: StateStore,
-                         alerts: list[dict]) -> None:
-        """One principal's requests of the batch (with their habit values), in order: learn, judge, count."""
+    def _learn_and_judge(self, p: str, key: str, st: dict | None, items: list[tuple], state: StateStore,
+                         alerts: list[dict], event_at: Callable[[Any], dict]) -> None:
+        """One principal's requests of the batch, in order, as (time, habit value, handle; the
+        request's dict is ``event_at(handle)``, made for an alert only): learn, judge, count."""
         o = self.options
         learn_ns, gap = int(o.learn_seconds * NS), int(o.gap_seconds * NS)
-        st = st or {"vals": [], "n": 0, "first": items[0][0]["ts"], "inc": None}
+        learn_requests = o.learn_requests
+        st = st or {"vals": [], "n": 0, "first": items[0][0], "inc": None}
         vals, n, first, inc = list(st["vals"]), st["n"], st["first"], st["inc"]
         roaming = st.get("roaming", False)
         hits: dict[int, tuple] = {}
-        for e, v in items:
-            t = e["ts"]
+        for t, v, h in items:
             if inc is not None and t - inc["last"] > gap:
                 inc = None
-            learning = n < o.learn_requests or t - first < learn_ns
-            n += 1
-            if v in vals:
+            if v in vals:  # a known value: counted (learning or not), and an open incident's new one goes on
+                n += 1
                 if inc is not None and v in inc["new"]:
                     inc = {**inc, "last": t, "count": inc["count"] + 1}
-                    hits[inc["first"]] = (e, v, inc, list(vals))
+                    hits[inc["first"]] = (h, v, inc, list(vals))
                 continue
+            learning = n < learn_requests or t - first < learn_ns
+            n += 1
             if learning or roaming:
                 vals.append(v)
                 if len(vals) > o.max_values:
@@ -307,14 +311,14 @@ class _PrincipalHabit(Detector):
                 inc = {"first": t, "last": t, "count": 1, "new": [v]}
             else:
                 inc = {**inc, "last": t, "count": inc["count"] + 1, "new": (inc["new"] + [v])[-4:]}
-            hits[inc["first"]] = (e, v, inc, list(vals))
+            hits[inc["first"]] = (h, v, inc, list(vals))
         st = {"vals": vals, "n": min(n, 1 << 40), "first": first, "inc": inc}
         if roaming:
             st["roaming"] = True
         state.set(key, st)
-        for e, v, inc_then, seen_vals in hits.values():
+        for h, v, inc_then, seen_vals in hits.values():
             usual = [x for x in seen_vals if x not in inc_then["new"]][:8]
-            alerts.append(self._alert(p, e, v, inc_then, usual))
+            alerts.append(self._alert(p, event_at(h), v, inc_then, usual))
 
     def _alert(self, principal: str, e: dict, v: str, inc: dict, usual: list[str]) -> dict:
         return make_alert(
@@ -349,6 +353,25 @@ _REQUEST_READ = ("ts", "src_ip", "model", "status")
 
 def _rank(item: tuple) -> int:
     return item[1][0]
+
+
+def _itself(e: dict) -> dict:
+    return e
+
+
+def _habit_rows(batch: EventBatch) -> list[tuple]:
+    """The distinct request rows a habit is learned from (a principal's, not refused, 401/403,
+    nor failed upstream, 5xx), as (rank among all distinct rows, principal, number of requests,
+    source, model), in the order of their first requests. Shared by the habit detectors."""
+    rr = request_rows(batch)
+    counts = rr.counts.tolist()
+    out = []
+    for rank, (row, at) in enumerate(rr.distinct.items()):
+        p, s = row[0], row[1]
+        if not isinstance(p, str) or s in (401, 403) or (isinstance(s, int) and s >= 500):
+            continue
+        out.append((rank, p, counts[at], row[SRC_IP], row[MODEL]))
+    return out
 
 
 def _habit_requests(batch: EventBatch) -> dict[str, list[int]]:

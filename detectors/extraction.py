@@ -159,6 +159,27 @@ def query_rows(event: dict) -> list[tuple[np.ndarray | None, float | None, int |
 def _read_rows(inp: Any, out: Any) -> list[tuple[list | None, float | None, int | None]]:
     """:func:`query_rows` of an event's ``input`` and ``output``, the inputs left as the lists
     of numbers they are (finite or not): the detector converts a batch's rows at once."""
+    if type(inp) is list and inp and type(inp[0]) is list and type(out) is list and len(out) == len(inp) \
+            and type(out[0]) is not list:
+        # The common shape (rows of numbers, one score per row), read in one pass: what the
+        # general reading below gives for it (one row: the score list is the row's output,
+        # unwrapped; several: one output each).
+        result = []
+        for r, o in zip(inp, out):
+            if not (type(r) is list and r and _NUMBER_TYPES.issuperset(map(type, r))):
+                r = None
+            t = type(o)
+            if t is float or t is int:
+                if 0.0 <= o <= 1.0:
+                    f = float(o)
+                    result.append((r, max(f, 1.0 - f), int(o >= 0.5)))
+                else:
+                    result.append((r, None, None))
+            elif t is list:
+                result.append((r, *_confidence(o)))
+            else:
+                result.append((r, None, None))
+        return result
     one = _row(inp)
     if one is not None:
         rows: list = [one]
@@ -178,17 +199,21 @@ def _read_rows(inp: Any, out: Any) -> list[tuple[list | None, float | None, int 
         outs = [None] * len(rows)
     result = []
     for i, r in enumerate(rows):
-        o = outs[i] if i < len(outs) else None
-        conf = cls = None
-        if type(o) is list and len(o) >= 2 and _NUMBER_TYPES.issuperset(map(type, o)):
-            k = max(range(len(o)), key=o.__getitem__)
-            conf, cls = float(o[k]), k
-        elif type(o) is list and len(o) == 1 and type(o[0]) in (int, float):
-            o = o[0]
-        if type(o) in (int, float) and 0.0 <= o <= 1.0:
-            conf, cls = max(float(o), 1.0 - float(o)), int(o >= 0.5)
-        result.append((r, conf, cls))
+        result.append((r, *_confidence(outs[i] if i < len(outs) else None)))
     return result
+
+
+def _confidence(o: Any) -> tuple[float | None, int | None]:
+    """A row's output ``o`` as (top confidence, predicted class), or (None, None)."""
+    conf = cls = None
+    if type(o) is list and len(o) >= 2 and _NUMBER_TYPES.issuperset(map(type, o)):
+        k = max(range(len(o)), key=o.__getitem__)
+        conf, cls = float(o[k]), k
+    elif type(o) is list and len(o) == 1 and type(o[0]) in (int, float):
+        o = o[0]
+    if type(o) in (int, float) and 0.0 <= o <= 1.0:
+        conf, cls = max(float(o), 1.0 - float(o)), int(o >= 0.5)
+    return conf, cls
 
 
 def _finite(row: list) -> bool:

@@ -61,12 +61,12 @@ def _request_rows(batch: EventBatch) -> RequestRows | None:
     # The requests' fields from their parts only, as anomaly.model and drift.model read them.
     cols = tuple(kind_values(batch, ("request",), f) for f in FIELDS)
     distinct: dict[tuple, int] = {}
-    try:
-        first = list(map(distinct.setdefault, zip(cols[PRINCIPAL], cols[STATUS], cols[SRC_IP], cols[MODEL]),
-                         range(len(index))))
+    n = len(index)
+    try:  # straight into an array (no list of n ints in between)
+        first_arr = np.fromiter(map(distinct.setdefault, zip(cols[PRINCIPAL], cols[STATUS], cols[SRC_IP], cols[MODEL]),
+                                    range(n)), dtype=np.int64, count=n)
     except TypeError:  # a list or an object where a value was expected
         return None
-    first_arr = np.array(first, dtype=np.int64)
-    counts = np.bincount(first_arr, minlength=len(index))
+    counts = np.bincount(first_arr, minlength=n)
     plain = _PLAIN_STATUS.issuperset(set(map(type, cols[STATUS])))
     return RequestRows(index, cols, distinct, first_arr, counts, plain)

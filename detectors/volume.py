@@ -125,21 +125,54 @@ class VolumeDetector(Detector):
                     stream_models.append(ident[1])
                 code_at[at] = code
             try:
-                t_in = np.array(list(map(_NONE_AS_ZERO.get, t_in, t_in)), dtype=np.int64)
-                t_out = np.array(list(map(_NONE_AS_ZERO.get, t_out, t_out)), dtype=np.int64)
-                ts = np.array(ts, dtype=np.int64)
-            except OverflowError:  # an integer beyond 64 bits
+                ts = np.fromiter(ts, dtype=np.int64, count=len(ts))
+                # The token counts (ints or None: checked above) as floats, in C: None is NaN, and
+                # fmax drops it and every count under 0 (what the event loop adds: t > 0 only).
+                # Exact: a count over _MAX_TOKENS (2^40) sends the batch to the event loop.
+                t_in = np.fmax(np.array(t_in, dtype=np.float64), 0.0)
+                t_out = np.fmax(np.array(t_out, dtype=np.float64), 0.0)
+            except OverflowError:  # a time beyond 64 bits, a count beyond a float's range
                 return None
-            if t_in.size and max(int(t_in.max()), int(t_out.max())) > _MAX_TOKENS:
+            if t_in.size and max(float(t_in.max()), float(t_out.max())) > _MAX_TOKENS:
                 return None
             at = np.asarray(rr.index, dtype=np.int64)
             codes[at] = code_at[rr.first]
             times[at] = ts
             queries[at] = 1
-            tokens[at] = np.maximum(t_in, 0) + np.maximum(t_out, 0)
+            tokens[at] = (t_in + t_out).astype(np.int64)
         # A tenth of the events: their fields read from the predictions' parts only (kind_values,
         # shared with extraction.queries), not a field of every event.
+        if not pred_idx:
+            return codes, times, queries, tokens, stream_keys, stream_models
         p_ts, p_principal, p_model, p_src, p_input = (kind_values(batch, ("prediction",), f) for f in _PREDICTION_READ)
+        if _INTS.issuperset(set(map(type, p_ts))) and None not in p_principal:
+            # Every prediction counts (the loop below skips those without an int time or a
+            # principal): one hash per prediction of its (principal, model, source) as they are, a
+            # stream code per distinct one, and the arrays filled in C.
+            m = len(pred_idx)
+            raw_first: dict[tuple, int] = {}
+            try:
+                first = np.fromiter(map(raw_first.setdefault, zip(p_principal, p_model, p_src), range(m)),
+                                    dtype=np.int64, count=m)
+                p_times = np.fromiter(p_ts, dtype=np.int64, count=m)
+            except TypeError:  # a list or an object for a principal, model or source: the event loop's
+                return None
+            except OverflowError:  # a time beyond 64 bits
+                return None
+            code_at = np.empty(m, dtype=np.int64)
+            for (principal, model, src), at in raw_first.items():
+                ident = (principal, model or "-", src or "-")
+                code = keys.get(ident)
+                if code is None:
+                    code = keys[ident] = len(stream_keys)
+                    stream_keys.append(f"{name}/p|{ident[2]}|{principal}|{ident[1]}")
+                    stream_models.append(ident[1])
+                code_at[at] = code
+            at = np.asarray(pred_idx, dtype=np.int64)
+            codes[at] = code_at[first]
+            times[at] = p_times
+            queries[at] = [len(inp) if type(inp) is list and inp and type(inp[0]) is list else 1 for inp in p_input]
+            return codes, times, queries, tokens, stream_keys, stream_models
         for i, t, principal, model, src, inp in zip(pred_idx, p_ts, p_principal, p_model, p_src, p_input):
             if type(t) is not int or principal is None:
                 continue
@@ -174,17 +207,21 @@ class VolumeDetector(Detector):
         fm = np.array([self.first_minute.get(m, 0) for m in models], dtype=np.int64)
         fm_set = np.array([m in self.first_minute for m in models], dtype=np.bool_)
         states, incs = [], []
-        ints = np.zeros((6, n_streams), dtype=np.int64)  # m, q, t, pm, f, the open incident's last
-        floats = np.zeros((2, n_streams), dtype=np.float64)  # pk, tp
-        inc_on = np.zeros(n_streams, dtype=np.bool_)
+        # Each stream's numbers gathered as rows, then made arrays at once (m, q, t, pm, f, the open
+        # incident's last; pk, tp), rather than seven numpy item writes per stream.
+        rows_i: list[tuple] = []
+        rows_f: list[tuple] = []
         n = len(codes)
+        first_l = first_at.tolist()
         for c, key in enumerate(stream_keys):
-            if first_at[c] == n:  # every request of it refused: not a stream of this batch
+            if first_l[c] == n:  # every request of it refused: not a stream of this batch
                 states.append(None)
                 incs.append(None)
+                rows_i.append(_NO_INTS)
+                rows_f.append(_NO_FLOATS)
                 continue
             s = state.get(key)
-            s = dict(s) if s is not None else self._fresh(int(times[first_at[c]]))
+            s = dict(s) if s is not None else self._fresh(int(times[first_l[c]]))
             states.append(s)
             inc = s["inc"]
             incs.append(inc)
@@ -192,10 +229,11 @@ class VolumeDetector(Detector):
                 # a count no int64 can hold (tokens beyond 64 bits counted by the event loop):
                 # nothing is changed yet, the whole batch goes event by event
                 return self._update_events(batch, state)
-            ints[0, c], ints[1, c], ints[2, c], ints[3, c], ints[4, c] = s["m"], s["q"], s["t"], s["pm"], s["f"]
-            floats[0, c], floats[1, c] = s["pk"], s["tp"]
-            if inc is not None:
-                inc_on[c], ints[5, c] = True, inc["last"]
+            rows_i.append((s["m"], s["q"], s["t"], s["pm"], s["f"], 0 if inc is None else inc["last"]))
+            rows_f.append((s["pk"], s["tp"]))
+        ints = np.ascontiguousarray(np.array(rows_i, dtype=np.int64).T)
+        floats = np.ascontiguousarray(np.array(rows_f, dtype=np.float64).T)
+        inc_on = np.array([inc is not None for inc in incs], dtype=np.bool_)
         closes_c = np.empty(len(counted), dtype=np.int64)
         closes_pk = np.empty(len(counted), dtype=np.float64)
         closes_tp = np.empty(len(counted), dtype=np.float64)
@@ -408,8 +446,8 @@ _PREDICTION_READ = ("ts", "principal", "model", "src_ip", "input")
 _EVENT_FIELDS = ("kind", "status", "ts", "principal", "model", "tokens_in", "tokens_out", "input", "src_ip")
 _INTS = frozenset((int,))
 _INTS_OR_NONE = frozenset((int, type(None)))  # not bool: True is 1 to numpy, not a count or a status
-_NONE_AS_ZERO = {None: 0}  # map(d.get, xs, xs): None -> 0, every other value as it is
 _MAX_TOKENS = 1 << 40  # per request: a minute's sum stays far inside int64
+_NO_INTS, _NO_FLOATS = (0,) * 6, (0.0, 0.0)  # a stream not of this batch
 _MAX_COUNT = 1 << 61  # a minute's count loaded from state, with room for a batch's (8,192 x _MAX_TOKENS)
 @functools.cache
 def _count_kernel():

@@ -299,3 +299,70 @@ def test_project_is_the_per_row_product_to_the_bit():
         want = np.array([(v @ projection(width)).astype(np.float32) for v in xs])
         assert np.array_equal(project(xs), want)
         assert np.array_equal(project(xs, slack=1e30), want)  # every row projected alone
+
+
+# -- the rows of a prediction, against the reading before its one-pass shortcut (frozen copy) --------
+def _read_rows_reference(inp, out):
+    def row(v):
+        return v if type(v) is list and v and frozenset((int, float)).issuperset(map(type, v)) else None
+
+    one = row(inp)
+    if one is not None:
+        rows = [one]
+    elif type(inp) is list and inp and type(inp[0]) is list:
+        rows = [row(r) for r in inp]
+    else:
+        rows = [None]
+    if type(out) is list and out and type(out[0]) is list:
+        outs = out
+    elif type(out) is list and len(rows) > 1 and len(out) == len(rows):
+        outs = out
+    elif type(out) is list and len(rows) == 1:
+        outs = [out]
+    elif type(out) in (int, float):
+        outs = [out]
+    else:
+        outs = [None] * len(rows)
+    result = []
+    for i, r in enumerate(rows):
+        o = outs[i] if i < len(outs) else None
+        conf = cls = None
+        if type(o) is list and len(o) >= 2 and frozenset((int, float)).issuperset(map(type, o)):
+            k = max(range(len(o)), key=o.__getitem__)
+            conf, cls = float(o[k]), k
+        elif type(o) is list and len(o) == 1 and type(o[0]) in (int, float):
+            o = o[0]
+        if type(o) in (int, float) and 0.0 <= o <= 1.0:
+            conf, cls = max(float(o), 1.0 - float(o)), int(o >= 0.5)
+        result.append((r, conf, cls))
+    return result
+
+
+def _same_rows(a, b) -> bool:
+    # NaN inputs and outputs compare as themselves: by repr, with the types
+    return repr(a) == repr(b) and [type(x) for r in a for x in r] == [type(x) for r in b for x in r]
+
+
+def test_read_rows_reads_every_shape_as_before():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from ramparts.detectors.extraction import _read_rows
+
+    scalar = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(0, 1), st.integers(-2, 3),
+                       st.booleans(), st.none(), st.text(max_size=2), st.just({"a": 1}))
+    numbers = st.lists(st.one_of(st.floats(0, 1), st.integers(0, 1), st.floats(allow_nan=True)), max_size=4)
+    value = st.one_of(scalar, numbers, st.lists(st.one_of(scalar, numbers), max_size=4),
+                      st.lists(numbers, min_size=1, max_size=4))
+
+    @settings(derandomize=True, max_examples=3000, deadline=None, database=None)
+    @given(value, value)
+    def check(inp, out):
+        assert _same_rows(_read_rows(inp, out), _read_rows_reference(inp, out)), (inp, out)
+
+    check()
+    # the common shape, and its edges: one row, several, a score out of range or of another type
+    for inp, out in [([[0.5, 1.0]], [0.7]), ([[1, 2], [3, 4]], [0.2, 1]), ([[1.0]], [2.0]), ([[1.0]], [True]),
+                     ([[1.0], [2.0]], [0.3, [0.1, 0.9]]), ([[1.0], "x"], [0.3, [0.4]]), ([[1.0]], ["s"])]:
+        got = _read_rows(inp, out)
+        assert _same_rows(got, _read_rows_reference(inp, out)) and len(got) == len(inp), (inp, out)

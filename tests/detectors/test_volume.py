@@ -191,3 +191,24 @@ def test_columns_fall_back_to_the_event_loop_for_values_they_cannot_hold():
     ref_state = DictState()
     VolumeDetector()._update_events(EventBatch(events), ref_state)
     assert state.data == ref_state.data
+
+
+def test_token_counts_at_the_edges_count_as_the_event_loop_counts_them():
+    # The columns read token counts as floats (None as NaN): counts under 0, at and over the 2^40
+    # bound and beyond 64 bits (either sign) decide what the event loop decides; a count beyond a
+    # float's range goes to the event loop.
+    assert VolumeDetector()._columns(EventBatch([req("k", T0, tokens=(1 << 2000, 1))])) is None
+    edges = [None, 0, -5, -(1 << 70), (1 << 40) - 1, 1 << 40, (1 << 40) + 1, 1 << 53, 1 << 70]
+    rng = random.Random(7)
+    opts = {"min_minutes": 1, "min_queries": 3, "min_tokens": 5_000, "ratio": 1.5}
+    for k, edge in enumerate(edges):
+        # six quiet minutes (20 a minute), then a burst (280 in a minute): an alert to judge
+        times = [T0 + i * 3 * NS for i in range(120)] + [T0 + 6 * MIN + i * NS // 5 for i in range(280)]
+        events = [req("k", t, tokens=(rng.choice([100, None, 7000]), rng.choice([50, None]))) for t in times]
+        for e in rng.sample(events, 3):
+            e["tokens_in" if k % 2 else "tokens_out"] = edge
+        batches = [events[i:i + 50] for i in range(0, len(events), 50)]
+        want, want_state = _run_batches(VolumeDetector(opts), batches, per_event=True)
+        got, got_state = _run_batches(VolumeDetector(opts), batches, per_event=False)
+        assert got == want and list(got_state.data.items()) == list(want_state.data.items()), edge
+        assert sum(map(len, want)) > 0
