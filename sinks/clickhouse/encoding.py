@@ -4,6 +4,11 @@ A row is a tuple in the order of its table's columns (:data:`schema.TABLES`); a 
 is sent as ``JSONCompactEachRow``, one ``orjson.dumps`` call for the whole batch. Times stay
 the integers of nanoseconds the pipeline already has: the table turns them into DateTime64.
 
+The events of an ``EventBatch`` become columns instead (:func:`event_columns`: the same values
+as :meth:`EventEncoder.row`, one list per column), sent as an Arrow stream
+(:func:`arrow_columns`, :func:`arrow_stream`) that stores what the JSON of the same rows
+stores; a block with a value of another type is sent as JSON rows.
+
 Events sit in the hot path, so their rows are built by one ``itemgetter`` call over the
 fields of their kind; everything else an event carries goes to ``extra`` as a JSON object.
 Alerts, actions and dead letters are few: they are checked field by field on the way in.
@@ -384,6 +389,7 @@ _INT_T = frozenset({int, _NONE_T})
 _FLOAT_T = frozenset({int, float, _NONE_T})
 _JSON_T = frozenset({str, list, dict, _NONE_T})
 _INF = (math.inf, -math.inf)
+_EXACT = 1 << 53  # integers a double holds exactly
 
 
 def _json_texts(values: list, types: set, n: int) -> list | None:
@@ -441,6 +447,8 @@ def arrow_columns(table: str, cols: list[list]) -> Any:
             elif t == "float":
                 if not types <= _FLOAT_T:
                     return None
+                if int in types and any(type(v) is int and not -_EXACT <= v <= _EXACT for v in values):
+                    return None  # JSON carries the integer's digits (or cannot: beyond 64 bits)
                 if float in types and any(v in _INF for v in values if type(v) is float):
                     values = [None if type(v) is float and v in _INF else v for v in values]
                 arr = pa.array(values, type=pa.float64(), from_pandas=True)  # NaN: null

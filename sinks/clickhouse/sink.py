@@ -13,6 +13,14 @@ A record the store cannot take (an unknown kind, a value that does not fit its c
 costs the rest of its batch: it goes to the ``dead_letters`` table with the reason, and is
 counted.
 
+Events come as an :class:`~ramparts.events.EventBatch` (the pipeline's) or as dicts. A batch is
+read by columns: the events of a kind whose parts share one set of keys (a columnar parser's)
+become one list per column with no dict per event (``extra`` still holds one small dict per
+event). Buffers hold blocks of columns; an event table's insert is an Arrow stream
+(``INSERT ... FORMAT ArrowStream``) when every value is of a plain type, else, and for alerts,
+actions and dead letters, JSON rows (``JSONCompactEachRow``), whose path finds and sets aside
+the values ClickHouse refuses. Both store the same rows (tests/sinks/test_columns.py).
+
 >>> import tempfile
 >>> with tempfile.TemporaryDirectory() as d, ClickHouseSink(d) as sink:
 ...     sink.write_events([{"kind": "request", "ts": 1772442000000000000, "source": "nginx_combined",
