@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import logging
 import time
+
+import numpy as np
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -223,16 +225,28 @@ class ClickHouseSink:
             return
         parts, _ = batch.layout()
         for kind, count in kinds.items():
-            enc = ENCODERS[kind]
             fields = _fields_of(parts, kind)
-            cols = None
-            if fields is not None:
-                cols = event_columns(enc, fields, lambda f: batch.values_where(f, "kind", kind), count)
-            if cols is None:
-                self._write_dicts(batch.where("kind", kind))
+            if fields is not None:  # the common case: one set of keys, the rows in batch order
+                self._write_kind(kind, batch, fields, count)
                 continue
-            self._buffers[enc.table].add_columns(cols, count)
-            self.rows_received_total[enc.table] += count
+            # Several sets of keys (formats), or dicts among them: each set its own block, its
+            # rows in batch order (the rows of a kind are then not all in batch order: the
+            # same rows, in another order within the insert).
+            for sub, fields in _groups(batch, kind):
+                self._write_kind(kind, sub, fields, len(sub))
+
+    def _write_kind(self, kind: str, batch: EventBatch, fields: tuple[str, ...] | None, count: int) -> None:
+        """The ``count`` events of ``kind`` in ``batch``, all from parts with the keys ``fields``
+        (``None``: lists of dicts), as columns or else as dicts."""
+        enc = ENCODERS[kind]
+        cols = None
+        if fields is not None:
+            cols = event_columns(enc, fields, lambda f: batch.values_where(f, "kind", kind), count)
+        if cols is None:
+            self._write_dicts(batch.where("kind", kind))
+            return
+        self._buffers[enc.table].add_columns(cols, count)
+        self.rows_received_total[enc.table] += count
 
     def _write_dicts(self, events: Iterable[dict]) -> None:
         rows: dict[str, list[tuple]] = {t: [] for t in EVENT_TABLES.values()}
@@ -508,6 +522,20 @@ class ClickHouseSink:
 
 
 _EVENT_TABLE_NAMES = frozenset(EVENT_TABLES.values())
+
+
+def _groups(batch: EventBatch, kind: str) -> list[tuple[EventBatch, tuple[str, ...] | None]]:
+    """The events of ``kind`` per set of keys of the parts that hold them (``None``: lists of
+    dicts), each a selection of ``batch`` in batch order, in the order of their parts."""
+    idx = np.asarray(batch.indices_where("kind", kind), dtype=np.int64)
+    parts, _ = batch.layout()
+    which, _ = batch._part_map()
+    w = which[idx]
+    groups: dict[tuple[str, ...] | None, list[int]] = {}
+    for k in np.unique(w).tolist():
+        p = parts[k]
+        groups.setdefault(p.fields if type(p) is Columns else None, []).append(k)
+    return [(batch.select(idx[np.isin(w, ks)]), key) for key, ks in groups.items()]
 
 
 def _fields_of(parts: list, kind: str) -> tuple[str, ...] | None:

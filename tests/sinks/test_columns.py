@@ -112,14 +112,18 @@ def test_bad_values_go_to_the_dead_letters_alike_and_parts_of_dicts_and_other_ke
         columnar([RUNTIME, GPU, WORKLOAD]),
     ])
     mixed = mixed.select(list(range(len(mixed)))[::-1])  # an order over the parts
-    requests_both_ways = EventBatch.concat([columnar(good[20:]), EventBatch([dict(REQUEST, id="rl:1")])])
+    # One kind from two formats (two sets of keys) and in dicts, interleaved by time.
+    requests_three_ways = EventBatch.concat([
+        columnar(good[20:]), EventBatch([dict(REQUEST, id="rl:1")]),
+        columnar([dict(REQUEST, id=f"k:{i}", ts=REQUEST["ts"] + 2 * i, route=f"r{i}") for i in range(6)]),
+    ]).sorted_by_time()
     _, m = _same_as_dicts(backend, mixed, columnar(no_model),  # a kind field absent: NULL
                           columnar(no_id),  # no ids: content ids, from the dicts
-                          requests_both_ways)  # one kind in columns and in dicts: read as dicts
+                          requests_three_ways)
     assert m["rows_dead_lettered_total"]["requests"] == 4
     with _sink(backend, "by_columns") as sink:
         reasons = {r["file"]: r["reason"] for r in sink.select("dead_letters", columns="file, reason")}
-        assert sink.counts()["requests"] == 30 + 5 + 3 + 1
+        assert sink.counts()["requests"] == 30 + 5 + 3 + 1 + 6
     assert "status has type str" in reasons["gw.log:status"] and "JSON" in reasons["gw.log:huge"]
     assert "JSON" in reasons["gw.log:bytes"] and "status has type bool" in reasons["gw.log:bool"]
 
