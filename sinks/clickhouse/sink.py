@@ -37,10 +37,10 @@ from __future__ import annotations
 
 import logging
 import time
-
-import numpy as np
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+import numpy as np
 
 from ramparts.errors import SinkError
 from ramparts.events import Columns, EventBatch, values_of
@@ -111,14 +111,6 @@ class TableBuffer:
     def put_back(self, cols: list[list]) -> None:
         self.blocks.insert(0, cols)
         self.n += len(cols[0])
-
-    def rows(self) -> list[tuple]:
-        """Every buffered row as a tuple (tests, benchmarks)."""
-        return [r for block in self.blocks for r in zip(*block)]
-
-    def clear(self) -> None:
-        self.blocks.clear()
-        self.n = 0
 
 
 class ClickHouseSink:
@@ -205,8 +197,9 @@ class ClickHouseSink:
         """Buffer normalized events, each into the table of its kind.
 
         An :class:`~ramparts.events.EventBatch` is read by columns (``values_where`` per kind):
-        the events of a kind that all come from parts of one set of keys (a columnar parser's)
-        become columns without a dict per event; the others are read as dicts.
+        the events of a kind that come from parts of one set of keys (a columnar parser's)
+        become columns without a dict per event (a kind in several sets: per set); events of
+        lists of dicts, and events without an ``id`` key, are read as dicts.
         """
         self._check_open()
         if isinstance(events, EventBatch):
