@@ -3,15 +3,19 @@
 Events come from the parsers over the synthetic corpus (``bench/corpus.py``), a mix of kinds
 in the proportions below, with ids as the streaming pipeline gives them. Two figures:
 
-* **encode**: ``ClickHouseSink.write_events`` (routing, rows, extras) plus the JSON of every
-  batch (``encode_rows``), i.e. all the Python work of storing, with no insert;
+* **encode** (CPU time): ``ClickHouseSink.write_events`` (routing, columns, extras) plus the body of every
+  insert (the Arrow stream of an event table, ``arrow_columns`` + ``arrow_stream``; JSON rows,
+  ``encode_rows``, for what Arrow does not take), i.e. all the Python work of storing, with no
+  insert;
 * **encode+insert**: the same into an embedded chdb store in a temporary directory, written
   in batches of 8192 events (as replay does); a table's rows are inserted when it holds
-  ``max_batch_rows``, as in the worker, and the rest at the end. This includes ClickHouse's own work (parsing
-  the JSON, sorting, writing parts), which runs in this process.
+  ``max_batch_rows``, as in the worker, and the rest at the end. This includes ClickHouse's own work (reading
+  the Arrow stream, sorting, writing parts), which runs in this process.
 
-Each batch is copied just before it is timed, so that its dicts are as fresh as a parsed
-batch's. Each figure is the median of ``repeat`` runs after a warm-up run; CPU seconds are the
+Each batch is handed over as a batch of columns (``events.columnar``: what a columnar parser
+gives the pipeline, one ``Columns`` part per set of keys), or with ``dicts=True`` as the list of
+dicts the parsers of lines give; it is made just before it is timed, so that its values are as
+fresh as a parsed batch's. Each figure is the median of ``repeat`` runs after a warm-up run; CPU seconds are the
 process's (user + system), which counts ClickHouse's threads too. The events are generated
 before the clock starts and frozen out of the garbage collector's walks (``gc.freeze``), as
 the pipeline's short-lived events would not be walked again and again.
@@ -54,10 +58,28 @@ def make_events(n_events: int, seed: int = 7) -> list[dict]:
     return events[:n_events]
 
 
-def _fresh(chunk: list[dict]) -> list[dict]:
-    # In the pipeline a batch is stored right after it was parsed, its dicts new and in the
+def _fresh(chunk: list[dict], dicts: bool = False):
+    # In the pipeline a batch is stored right after it was parsed, its values new and in the
     # CPU's caches; copies made just before the clock starts are in the same state.
-    return [dict(e) for e in chunk]
+    from ramparts.events import columnar
+
+    fresh = [dict(e) for e in chunk]
+    return fresh if dicts else columnar(fresh)
+
+
+def _encode_buffers(sink) -> None:
+    """Build the body of every insert the sink's buffers hold, and empty them (no insert)."""
+    from ramparts.sinks.clickhouse.encoding import arrow_columns, arrow_stream, encode_rows
+    from ramparts.sinks.clickhouse.schema import EVENT_TABLES
+
+    for table, buf in sink._buffers.items():
+        if buf:
+            cols = buf.take(len(buf))
+            data = arrow_columns(table, cols) if table in EVENT_TABLES.values() else None
+            if data is not None:
+                arrow_stream(data)
+            else:
+                encode_rows(list(zip(*cols)))
 
 
 def _cpu() -> float:
@@ -68,10 +90,10 @@ def _cpu() -> float:
 BATCH_EVENTS = 8192  # what replay hands the pipeline at a time
 
 
-def bench_store(n_events: int = 100_000, repeat: int = 3, max_batch_rows: int = 20000) -> dict:
-    """Rows per second for encode-only and encode+insert into chdb (medians of ``repeat`` runs)."""
+def bench_store(n_events: int = 100_000, repeat: int = 3, max_batch_rows: int = 20000, dicts: bool = False) -> dict:
+    """Rows per second for encode-only and encode+insert into chdb (medians of ``repeat`` runs);
+    ``dicts``: batches handed over as lists of dicts instead of columns."""
     from ramparts.sinks.clickhouse import ClickHouseSink
-    from ramparts.sinks.clickhouse.encoding import encode_rows
 
     events = make_events(n_events)
     # The pipeline's events live for one batch; these live for the whole benchmark. Frozen,
@@ -79,7 +101,8 @@ def bench_store(n_events: int = 100_000, repeat: int = 3, max_batch_rows: int = 
     gc.collect()
     gc.freeze()
     chunks = [events[i:i + BATCH_EVENTS] for i in range(0, len(events), BATCH_EVENTS)]
-    out: dict = {"events": len(events), "max_batch_rows": max_batch_rows, "mix": dict(MIX)}
+    out: dict = {"events": len(events), "max_batch_rows": max_batch_rows, "mix": dict(MIX),
+                 "batches": "lists of dicts" if dicts else "columns"}
     with tempfile.TemporaryDirectory(prefix="ramparts-bench-store-") as tmp:
         sink = ClickHouseSink(tmp, database="bench", max_batch_rows=max_batch_rows, flush_interval_seconds=3600)
         try:
@@ -87,14 +110,11 @@ def bench_store(n_events: int = 100_000, repeat: int = 3, max_batch_rows: int = 
             for run in range(repeat + 1):
                 dt = 0.0
                 for chunk in chunks:
-                    fresh = _fresh(chunk)
-                    t0 = time.perf_counter()
+                    fresh = _fresh(chunk, dicts)
+                    t0 = _cpu()
                     sink.write_events(fresh)
-                    for table, rows in sink._buffers.items():
-                        if rows:
-                            encode_rows(rows)
-                            rows.clear()
-                    dt += time.perf_counter() - t0
+                    _encode_buffers(sink)
+                    dt += _cpu() - t0
                 if run:
                     enc_rates.append(len(events) / dt)
                     enc_ns.append(dt / len(events) * 1e9)
@@ -102,7 +122,7 @@ def bench_store(n_events: int = 100_000, repeat: int = 3, max_batch_rows: int = 
             for run in range(repeat + 1):
                 dt = dc = 0.0
                 for i, chunk in enumerate(chunks):
-                    fresh = _fresh(chunk)
+                    fresh = _fresh(chunk, dicts)
                     t0, c0 = time.perf_counter(), _cpu()
                     sink.write_events(fresh)  # a table's rows go when it holds max_batch_rows
                     if i == len(chunks) - 1:
@@ -126,6 +146,8 @@ def add_arguments(sub) -> None:
     p = sub.add_parser("store", help="ClickHouse sink: rows/s to encode, and to encode and insert into chdb")
     p.add_argument("--events", type=int, default=100_000, help="events per run (default 100000)")
     p.add_argument("--repeat", type=int, default=3, help="runs; medians are reported (default 3)")
+    p.add_argument("--dicts", action="store_true",
+                   help="hand the sink lists of dicts (the parsers of lines) instead of batches of columns")
     p.set_defaults(func=run)
 
 
@@ -135,5 +157,5 @@ def run(args) -> int:
     from .cores import cores, pin
 
     pin(0, cores()[0])
-    print(json.dumps(bench_store(args.events, repeat=args.repeat), indent=1))
+    print(json.dumps(bench_store(args.events, repeat=args.repeat, dicts=args.dicts), indent=1))
     return 0

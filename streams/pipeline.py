@@ -130,7 +130,7 @@ class Pipeline:
             alerts = self.alerting.on_batch(alerts, state, int(batch.ts()[-1]) if n else None, scope)
         if self.sink is not None:
             if self.write_events:
-                self.sink.write_events(batch.events)
+                self.sink.write_events(batch)  # read by columns: no dict per event (sinks/clickhouse)
             if alerts:
                 self.sink.write_alerts(alerts)
         s = self.stats

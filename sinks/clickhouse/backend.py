@@ -26,6 +26,8 @@ import orjson
 
 from ramparts.errors import SinkError
 
+from .encoding import arrow_stream
+
 SERVER_SCHEMES = ("clickhouse", "clickhouses", "http", "https")
 
 # Applied to every session (chdb) or client (server) so that both give the same results:
@@ -80,6 +82,9 @@ class Backend(Protocol):
     def query(self, sql: str) -> list[dict]: ...
 
     def close(self) -> None: ...
+
+    # Optional: a backend without it gets every insert as JSON rows.
+    def insert_arrow(self, table: str, data: Any) -> None: ...
 
 
 def insert_statement(table: str, columns: Sequence[str] | None) -> str:
@@ -193,6 +198,19 @@ class ChdbBackend:
             # The streaming inserter hands the bytes to the engine as they are; an INSERT whose
             # data is part of the query text costs about twice as much per row.
             with self._session.send_insert(sql, fmt) as ins:
+                ins.append(block)
+                ins.finish()
+        except Exception as e:
+            raise self._failed(f"insert into {table}", e) from e
+
+    def insert_arrow(self, table: str, data: Any) -> None:
+        """Insert a ``pyarrow.Table`` (its column names are the table's) as an Arrow IPC stream."""
+        self._check_open()
+        block = arrow_stream(data)
+        settings = ", ".join(f"{k} = {v}" for k, v in INSERT_SETTINGS.items())
+        sql = f"{insert_statement(table, data.column_names)} SETTINGS {settings}"
+        try:
+            with self._session.send_insert(sql, "ArrowStream") as ins:
                 ins.append(block)
                 ins.finish()
         except Exception as e:
@@ -333,6 +351,15 @@ class ServerBackend:
         try:
             self._client.raw_insert(table, column_names=list(columns) if columns else None, insert_block=block,
                                     settings=dict(INSERT_SETTINGS), fmt=fmt)
+        except Exception as e:
+            raise self._failed(f"insert into {table}", e) from e
+
+    def insert_arrow(self, table: str, data: Any) -> None:
+        """Insert a ``pyarrow.Table`` as an Arrow IPC stream (the body of ``INSERT ... FORMAT ArrowStream``)."""
+        block = arrow_stream(data)
+        try:
+            self._client.raw_insert(table, column_names=list(data.column_names), insert_block=block,
+                                    settings=dict(INSERT_SETTINGS), fmt="ArrowStream")
         except Exception as e:
             raise self._failed(f"insert into {table}", e) from e
 

@@ -4,6 +4,11 @@ A row is a tuple in the order of its table's columns (:data:`schema.TABLES`); a 
 is sent as ``JSONCompactEachRow``, one ``orjson.dumps`` call for the whole batch. Times stay
 the integers of nanoseconds the pipeline already has: the table turns them into DateTime64.
 
+The events of an ``EventBatch`` become columns instead (:func:`event_columns`: the same values
+as :meth:`EventEncoder.row`, one list per column), sent as an Arrow stream
+(:func:`arrow_columns`, :func:`arrow_stream`) that stores what the JSON of the same rows
+stores; a block with a value of another type is sent as JSON rows.
+
 Events sit in the hot path, so their rows are built by one ``itemgetter`` call over the
 fields of their kind; everything else an event carries goes to ``extra`` as a JSON object.
 Alerts, actions and dead letters are few: they are checked field by field on the way in.
@@ -25,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -336,3 +341,145 @@ def record_dead_letter(record: Mapping[str, Any], reason: str, now_ns: int, stag
         "reason": f"{stage}: {reason}",
         "raw": any_json(record).decode(),
     }
+
+
+# -- columns: the events of an EventBatch, and Arrow inserts ---------------------------------
+
+def event_columns(enc: EventEncoder, fields: tuple[str, ...], get: Callable[[str], list], n: int) -> list[list] | None:
+    """The columns of ``n`` events of ``enc.kind`` that all have the keys ``fields`` (one part's
+    keys: a columnar parser's): ``get(field)`` reads one field of every event, in order. The same
+    values as :meth:`EventEncoder.row` gives each event, as one list per column of the table
+    (``extra`` last, a dict or ``None`` per event); ``None`` when some event needs the per-event
+    path (no ``id`` key, or a kind field missing where an id is ``None``: a content id).
+
+    ``get``'s lists are shared (``EventBatch.values_where``): they are never changed here.
+    """
+    have = set(fields)
+    if "id" not in have:
+        return None
+    cols: list[list] = []
+    missing = False
+    for f in enc.fields:
+        if f in have:
+            cols.append(get(f))
+        else:
+            cols.append([None] * n)
+            missing = True
+    if missing and None in cols[0]:
+        return None  # row_slow gives these events a content id
+    for i in enc.json_at:
+        col = cols[i]
+        if str in set(map(type, col)):  # as fix_json: a plain string is stored as its JSON text
+            cols[i] = [_dumps(v).decode() if type(v) is str else v for v in col]
+    known = enc.known
+    keys = [f for f in fields if f not in known]
+    if not keys:
+        cols.append([None] * n)
+    elif len(keys) == 1:
+        k = keys[0]
+        cols.append([{k: v} for v in get(k)])
+    else:
+        cols.append([dict(zip(keys, r)) for r in zip(*[get(k) for k in keys])])
+    return cols
+
+
+_NONE_T = type(None)
+_STR_T = frozenset({str, _NONE_T})
+_INT_T = frozenset({int, _NONE_T})
+_FLOAT_T = frozenset({int, float, _NONE_T})
+_JSON_T = frozenset({str, list, dict, _NONE_T})
+_INF = (math.inf, -math.inf)
+_EXACT = 1 << 53  # integers a double holds exactly
+
+
+def _json_texts(values: list, types: set, n: int) -> list | None:
+    """JSON text (bytes) of each value of a JSON column, ``None`` kept; ``None`` if one cannot be written."""
+    if types == {dict} or types == {list}:
+        # One orjson call for the column, cut between its values: ``},{`` (``],[``) stands
+        # only between two values unless a string holds it, and then the count is off by one.
+        close, open_ = (b"}", b"{") if dict in types else (b"]", b"[")
+        try:
+            body = _dumps(values)[1:-1]
+        except (TypeError, orjson.JSONEncodeError):
+            return None
+        pieces = body.replace(close + b"," + open_, close + b"\n" + open_).split(b"\n")
+        if len(pieces) == n:
+            return pieces
+    out = []
+    for v in values:
+        if v is None or type(v) is str:
+            out.append(v)  # a string here is JSON text already (fix_json)
+            continue
+        try:
+            out.append(_dumps(v))
+        except (TypeError, orjson.JSONEncodeError):
+            return None
+    return out
+
+
+def arrow_columns(table: str, cols: list[list]) -> Any:
+    """A ``pyarrow.Table`` of a block of rows given as columns (one list per column of ``table``,
+    in :data:`schema.TABLES` order), holding exactly what the ``JSONCompactEachRow`` insert of the
+    same rows stores; ``None`` when a value is not of the plain types this covers (a string where
+    a number belongs, an integer beyond 64 bits, bytes...): such a block goes as JSON, whose path
+    finds the values ClickHouse refuses and sends their rows to the dead letters.
+
+    NaN and infinities are NULL (orjson writes them as ``null``); ``extra`` is its JSON text or
+    ``''`` (the column's default, what ``null`` becomes).
+    """
+    import pyarrow as pa
+
+    arrays, names = [], []
+    for col, values in zip(TABLES[table], cols):
+        types = set(map(type, values))
+        t = col.type
+        if not col.nullable and _NONE_T in types and col.name != "extra":
+            return None
+        try:
+            if t == "str":
+                if not types <= _STR_T:
+                    return None
+                arr = pa.array(values, type=pa.string())
+            elif t in ("int", "time"):
+                if not types <= _INT_T:
+                    return None
+                arr = pa.array(values, type=pa.int64())
+            elif t == "float":
+                if not types <= _FLOAT_T:
+                    return None
+                if int in types and any(type(v) is int and not -_EXACT <= v <= _EXACT for v in values):
+                    return None  # JSON carries the integer's digits (or cannot: beyond 64 bits)
+                if float in types and any(v in _INF for v in values if type(v) is float):
+                    values = [None if type(v) is float and v in _INF else v for v in values]
+                arr = pa.array(values, type=pa.float64(), from_pandas=True)  # NaN: null
+            else:  # json
+                if not types <= _JSON_T:
+                    return None
+                n = len(values)
+                if col.name == "extra" and _NONE_T in types:
+                    present = [v for v in values if v is not None]
+                    texts = _json_texts(present, types - {_NONE_T}, len(present)) if present else []
+                    if texts is None:
+                        return None
+                    it = iter(texts)
+                    texts = [b"" if v is None else next(it) for v in values]
+                else:
+                    texts = _json_texts(values, types, n)
+                    if texts is None:
+                        return None
+                arr = pa.array(texts, type=pa.binary())
+        except (pa.ArrowException, OverflowError, TypeError, ValueError):
+            return None
+        arrays.append(arr)
+        names.append(col.name)
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def arrow_stream(data: Any) -> bytes:
+    """The Arrow IPC stream of a ``pyarrow.Table`` (what ``INSERT ... FORMAT ArrowStream`` reads)."""
+    import pyarrow as pa
+
+    out = pa.BufferOutputStream()
+    with pa.ipc.new_stream(out, data.schema) as w:
+        w.write_table(data)
+    return out.getvalue().to_pybytes()

@@ -13,6 +13,14 @@ A record the store cannot take (an unknown kind, a value that does not fit its c
 costs the rest of its batch: it goes to the ``dead_letters`` table with the reason, and is
 counted.
 
+Events come as an :class:`~ramparts.events.EventBatch` (the pipeline's) or as dicts. A batch is
+read by columns: the events of a kind whose parts share one set of keys (a columnar parser's)
+become one list per column with no dict per event (``extra`` still holds one small dict per
+event). Buffers hold blocks of columns; an event table's insert is an Arrow stream
+(``INSERT ... FORMAT ArrowStream``) when every value is of a plain type, else, and for alerts,
+actions and dead letters, JSON rows (``JSONCompactEachRow``), whose path finds and sets aside
+the values ClickHouse refuses. Both store the same rows (tests/sinks/test_columns.py).
+
 >>> import tempfile
 >>> with tempfile.TemporaryDirectory() as d, ClickHouseSink(d) as sink:
 ...     sink.write_events([{"kind": "request", "ts": 1772442000000000000, "source": "nginx_combined",
@@ -32,17 +40,77 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import numpy as np
+
 from ramparts.errors import SinkError
+from ramparts.events import Columns, EventBatch, values_of
 
 from .backend import Backend, ClickHouseError, open_backend, parse_dsn, is_server_dsn
-from .encoding import (ENCODERS, action_row, alert_row, check_row, dead_letter_row, encode_rows,
-                       record_dead_letter)
+from .encoding import (ENCODERS, action_row, alert_row, arrow_columns, check_row, dead_letter_row, encode_rows,
+                       event_columns, record_dead_letter)
 from .migrate import migrate
 from .schema import EVENT_TABLES, TABLE_ORDER, TABLES, check_database_name
 
 log = logging.getLogger("ramparts.sinks.clickhouse")
 
 _TS = 1  # every table's second column is its time, as int nanoseconds
+
+
+class TableBuffer:
+    """The rows buffered for one table, as blocks of columns (one list per column of the table):
+    an ``EventBatch``'s columns are kept as they come, rows of records are turned into columns.
+    The lists of a block may be shared with the batch they came from: never changed here."""
+
+    __slots__ = ("width", "blocks", "n")
+
+    def __init__(self, width: int):
+        self.width = width
+        self.blocks: list[list[list]] = []
+        self.n = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def add_rows(self, rows: list[tuple]) -> None:
+        if rows:
+            self.blocks.append([list(c) for c in zip(*rows)])
+            self.n += len(rows)
+
+    def add_columns(self, cols: list[list], n: int) -> None:
+        if n:
+            self.blocks.append(cols)
+            self.n += n
+
+    def take(self, k: int) -> list[list]:
+        """The first ``k`` rows as columns, removed from the buffer (:meth:`put_back` undoes it)."""
+        blocks = self.blocks
+        first = blocks[0]
+        if len(first[0]) == k:
+            del blocks[0]
+            self.n -= k
+            return first
+        out: list[list] = [[] for _ in range(self.width)]
+        got = 0
+        while got < k:
+            block = blocks[0]
+            m = len(block[0])
+            need = k - got
+            if m <= need:
+                for o, c in zip(out, block):
+                    o.extend(c)
+                del blocks[0]
+                got += m
+            else:
+                for o, c in zip(out, block):
+                    o.extend(c[:need])
+                blocks[0] = [c[need:] for c in block]
+                got += need
+        self.n -= k
+        return out
+
+    def put_back(self, cols: list[list]) -> None:
+        self.blocks.insert(0, cols)
+        self.n += len(cols[0])
 
 
 class ClickHouseSink:
@@ -90,7 +158,7 @@ class ClickHouseSink:
         except BaseException:
             self._close_backend()
             raise
-        self._buffers: dict[str, list[tuple]] = {t: [] for t in TABLE_ORDER}
+        self._buffers: dict[str, TableBuffer] = {t: TableBuffer(len(TABLES[t])) for t in TABLE_ORDER}
         self._oldest: float | None = None  # monotonic time of the oldest buffered row
         self._closed = False
         # Telemetry, counted per batch (STYLE.md, Vector): rows per table, inserts, errors.
@@ -125,14 +193,59 @@ class ClickHouseSink:
         self.close()
 
     # -- writes ----------------------------------------------------------------------------
-    def write_events(self, events: Iterable[dict]) -> None:
-        """Buffer normalized events, each into the table of its kind."""
+    def write_events(self, events: EventBatch | Iterable[dict]) -> None:
+        """Buffer normalized events, each into the table of its kind.
+
+        An :class:`~ramparts.events.EventBatch` is read by columns (``values_where`` per kind):
+        the events of a kind that come from parts of one set of keys (a columnar parser's)
+        become columns without a dict per event (a kind in several sets: per set); events of
+        lists of dicts, and events without an ``id`` key, are read as dicts.
+        """
         self._check_open()
-        buffers = self._buffers
-        before = {t: len(buffers[t]) for t in EVENT_TABLES.values()}
-        route = {kind: (enc, buffers[enc.table].append) for kind, enc in ENCODERS.items()}
+        if isinstance(events, EventBatch):
+            self._write_batch(events)
+        else:
+            self._write_dicts(events)
+        self._after_write()
+
+    def _write_batch(self, batch: EventBatch) -> None:
+        n = len(batch)
+        if not n:
+            return
+        kinds = batch.kinds()
+        if sum(kinds.values()) != n or any(k not in ENCODERS for k in kinds):
+            self._write_dicts(batch.events)  # unknown kinds: dead letters, in the batch's order
+            return
+        parts, _ = batch.layout()
+        for kind, count in kinds.items():
+            fields = _fields_of(parts, kind)
+            if fields is not None:  # the common case: one set of keys, the rows in batch order
+                self._write_kind(kind, batch, fields, count)
+                continue
+            # Several sets of keys (formats), or dicts among them: each set its own block, its
+            # rows in batch order (the rows of a kind are then not all in batch order: the
+            # same rows, in another order within the insert).
+            for sub, fields in _groups(batch, kind):
+                self._write_kind(kind, sub, fields, len(sub))
+
+    def _write_kind(self, kind: str, batch: EventBatch, fields: tuple[str, ...] | None, count: int) -> None:
+        """The ``count`` events of ``kind`` in ``batch``, all from parts with the keys ``fields``
+        (``None``: lists of dicts), as columns or else as dicts."""
+        enc = ENCODERS[kind]
+        cols = None
+        if fields is not None:
+            cols = event_columns(enc, fields, lambda f: batch.values_where(f, "kind", kind), count)
+        if cols is None:
+            self._write_dicts(batch.where("kind", kind))
+            return
+        self._buffers[enc.table].add_columns(cols, count)
+        self.rows_received_total[enc.table] += count
+
+    def _write_dicts(self, events: Iterable[dict]) -> None:
+        rows: dict[str, list[tuple]] = {t: [] for t in EVENT_TABLES.values()}
+        route = {kind: (enc, rows[enc.table].append) for kind, enc in ENCODERS.items()}
         rejected: list[tuple[Any, str]] = []
-        # EventEncoder.row, inlined: this loop is the hot path of storage.
+        # EventEncoder.row, inlined: this loop is the storage of events that come as dicts.
         for e in events:
             r = route.get(e.get("kind")) if type(e) is dict else None
             if r is None:
@@ -153,11 +266,11 @@ class ClickHouseSink:
             if enc.json_at:
                 row = enc.fix_json(row)
             append(row)
-        for table, n in before.items():
-            self.rows_received_total[table] += len(buffers[table]) - n
+        for table, got in rows.items():
+            self._buffers[table].add_rows(got)
+            self.rows_received_total[table] += len(got)
         if rejected:
             self._dead_letter_records(rejected, table=None)
-        self._after_write()
 
     def write_alerts(self, alerts: Iterable[Mapping[str, Any]]) -> None:
         """Buffer alerts (SPEC.md "Alerts"); an update of an open incident replaces it (latest updated_at)."""
@@ -174,15 +287,16 @@ class ClickHouseSink:
 
     def _write_checked(self, table: str, records: Iterable[Mapping[str, Any]], make_row) -> None:
         self._check_open()
-        buf = self._buffers[table]
+        rows = []
         rejected = []
         n = 0
         for r in records:
             n += 1
             try:
-                buf.append(make_row(r))
+                rows.append(make_row(r))
             except (ValueError, TypeError, AttributeError) as e:
                 rejected.append((r, str(e)))
+        self._buffers[table].add_rows(rows)
         self.rows_received_total[table] += n
         if rejected:
             self._dead_letter_records(rejected, table)
@@ -191,15 +305,16 @@ class ClickHouseSink:
     def _dead_letter_records(self, rejected: list[tuple[Any, str]], table: str | None) -> None:
         """Buffer dead letters for records of ``table`` (None: events, each counted under its kind's table)."""
         now = time.time_ns()
-        buf = self._buffers["dead_letters"]
+        rows = []
         counts = self.rows_dead_lettered_total
         for record, reason in rejected:
             if not isinstance(record, Mapping):
                 record = {"value": repr(record)}
-            buf.append(dead_letter_row(record_dead_letter(record, reason, now), now))
+            rows.append(dead_letter_row(record_dead_letter(record, reason, now), now))
             # An event of no known kind is counted under "unknown_kind".
             target = table or EVENT_TABLES.get(record.get("kind"), "unknown_kind")
             counts[target] = counts.get(target, 0) + 1
+        self._buffers["dead_letters"].add_rows(rows)
         log.warning("store: %d record(s) sent to dead_letters, e.g. %s", len(rejected), rejected[0][1])
 
     def _after_write(self) -> None:
@@ -230,8 +345,31 @@ class ClickHouseSink:
         least = self.max_batch_rows if full_batches_only else 1
         while len(buf) >= least:
             n = min(len(buf), self.max_batch_rows)
-            self._send(table, buf[:n])
-            del buf[:n]
+            cols = buf.take(n)
+            try:
+                self._send_columns(table, cols, n)
+            except BaseException:
+                buf.put_back(cols)  # a failed flush keeps its rows
+                raise
+
+    def _send_columns(self, table: str, cols: list[list], n: int) -> None:
+        """Insert a block: events as Arrow columns when every value is of a plain type, else as JSON rows."""
+        insert_arrow = getattr(self.backend, "insert_arrow", None)
+        if table in _EVENT_TABLE_NAMES and insert_arrow is not None:
+            data = arrow_columns(table, cols)
+            if data is not None:
+                try:
+                    insert_arrow(f"{self.database}.{table}", data)
+                except SinkError as e:
+                    self.errors_total += 1
+                    if not (isinstance(e, ClickHouseError) and e.is_data_error):
+                        raise
+                    # ClickHouse refused a value: the JSON path below finds the rows at fault.
+                else:
+                    self.inserts_total += 1
+                    self.rows_written_total[table] += n
+                    return
+        self._send(table, list(zip(*cols)))
 
     def _send(self, table: str, rows: list[tuple]) -> None:
         bad = [(i, f"ts has type {type(r[_TS]).__name__}, expected int nanoseconds")
@@ -374,3 +512,44 @@ class ClickHouseSink:
     def _close_backend(self) -> None:
         if self._owns_backend:
             self.backend.close()
+
+
+_EVENT_TABLE_NAMES = frozenset(EVENT_TABLES.values())
+
+
+def _groups(batch: EventBatch, kind: str) -> list[tuple[EventBatch, tuple[str, ...] | None]]:
+    """The events of ``kind`` per set of keys of the parts that hold them (``None``: lists of
+    dicts), each a selection of ``batch`` in batch order, in the order of their parts."""
+    idx = np.asarray(batch.indices_where("kind", kind), dtype=np.int64)
+    parts, _ = batch.layout()
+    which, _ = batch._part_map()
+    w = which[idx]
+    groups: dict[tuple[str, ...] | None, list[int]] = {}
+    for k in np.unique(w).tolist():
+        p = parts[k]
+        groups.setdefault(p.fields if type(p) is Columns else None, []).append(k)
+    return [(batch.select(idx[np.isin(w, ks)]), key) for key, ks in groups.items()]
+
+
+def _fields_of(parts: list, kind: str) -> tuple[str, ...] | None:
+    """The keys of every event of ``kind`` in ``parts`` when they are all :class:`Columns` of
+    one set of keys, else ``None`` (a list of dicts holds some, or parts of other keys do).
+    A part is counted when it may hold such an event (a superset is safe: it only costs the
+    columnar path)."""
+    found = None
+    for p in parts:
+        if not len(p):
+            continue
+        if type(p) is Columns:
+            same = p.same("kind")
+            if same is not None and same[0] != kind:
+                continue
+            if same is None and kind not in p.values("kind"):
+                continue
+            if found is None:
+                found = p.fields
+            elif p.fields != found:
+                return None
+        elif kind in values_of(p, "kind"):
+            return None
+    return found

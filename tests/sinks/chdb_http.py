@@ -7,7 +7,9 @@ every statement it receives in chdb, the same engine a server runs. It speaks th
 ClickHouse's HTTP interface that clickhouse-connect uses:
 
 * the statement in the ``query`` URL parameter and/or the POST body (an INSERT's data follows
-  its statement in the body, or the body is the data when ``query`` holds the statement);
+  its statement in the body, on the statement's line, or the body is the data when ``query``
+  holds the statement): the data go to the engine as the bytes they are, in the statement's
+  ``FORMAT``, binary ones too (the Arrow streams of the store's event inserts);
 * ClickHouse settings as URL parameters (applied with ``SET`` before the statement); the
   transport parameters (``query_id``, ``wait_end_of_query``, ``database``...) are accepted and
   ignored;
@@ -38,6 +40,8 @@ TRANSPORT_PARAMS = {"query", "query_id", "database", "default_format", "session_
                     "enable_http_compression", "cancel_http_readonly_queries_on_client_close", "user", "password"}
 
 _FORMAT_RE = re.compile(r"\bFORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE)
+# An INSERT whose data follows its statement in the body: the statement is its first line.
+_INSERT_HEAD_RE = re.compile(rb"\s*(INSERT\s[^\n]*?\bFORMAT\s+\w+)[ \t]*\r?\n", re.IGNORECASE)
 _SETTING_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CODE_RE = re.compile(r"Code: (\d+)")
 
@@ -76,7 +80,8 @@ class ChdbHttpServer:
         self._thread.join(timeout=10)
         self.session.close()
 
-    def run(self, sql: str, params: dict[str, str]) -> tuple[bytes, str]:
+    def run(self, sql: str, params: dict[str, str], data: bytes | None = None) -> tuple[bytes, str]:
+        """Run ``sql``; ``data``: the body of an INSERT whose statement (with its FORMAT) is ``sql``."""
         m = _FORMAT_RE.search(sql) if not sql.lstrip()[:6].upper() == "INSERT" else None
         fmt = m.group(1) if m else params.get("default_format", "TabSeparated")
         with self._lock:
@@ -85,6 +90,15 @@ class ChdbHttpServer:
                 if name in TRANSPORT_PARAMS or not _SETTING_NAME_RE.match(name):
                     continue
                 self.session.query(f"SET {name} = '{_quote(value)}'")
+            if data is not None:
+                m = _FORMAT_RE.search(sql)
+                if not m:
+                    raise ValueError("Code: 73. DB::Exception: an INSERT with data in the body needs a FORMAT. "
+                                     "(UNKNOWN_FORMAT)")
+                with self.session.send_insert(sql[:m.start()], m.group(1)) as ins:
+                    ins.append(data)
+                    ins.finish()
+                return b"", fmt
             result = self.session.query(sql, fmt)
         return result.bytes(), fmt
 
@@ -125,13 +139,20 @@ class _Handler(BaseHTTPRequestHandler):
                                   "or there is no user with such name. (AUTHENTICATION_FAILED)")
             return
         query = params.get("query", "")
-        text = body.decode("utf-8", "surrogateescape")
-        sql = f"{query}\n{text}" if query and text else (query or text)
+        data = None
+        head = _INSERT_HEAD_RE.match(body) if not query else None
+        if query.lstrip()[:6].upper() == "INSERT" and body:
+            sql, data = query, body  # the body is the data, passed on as bytes
+        elif head:
+            sql, data = head.group(1).decode(), body[head.end():]
+        else:
+            text = body.decode("utf-8", "surrogateescape")
+            sql = f"{query}\n{text}" if query and text else (query or text)
         if not sql.strip():
             self._error(400, 62, "Code: 62. DB::Exception: Empty query. (SYNTAX_ERROR)")
             return
         try:
-            out, fmt = stand_in.run(sql, params)
+            out, fmt = stand_in.run(sql, params, data)
         except Exception as e:  # chdb's error text is ClickHouse's
             text = str(e)
             m = _CODE_RE.search(text)

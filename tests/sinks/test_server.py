@@ -12,6 +12,7 @@ import pytest
 
 from ramparts.config import StoreConfig
 from ramparts.errors import SinkError
+from ramparts.events import columnar
 from ramparts.sinks.clickhouse import ChdbBackend, ClickHouseSink, ServerBackend, open_backend, parse_dsn
 from ramparts.sinks.clickhouse.backend import mask_dsn
 from ramparts.sinks.clickhouse.schema import TABLE_ORDER, TABLES
@@ -102,6 +103,8 @@ def _run(sink):
         sink.write_actions([ACTION])
         sink.write_dead_letters([DEAD])
         sink.flush()
+    sink.write_events(columnar(copy.deepcopy(events)))  # the same events as columns: Arrow inserts
+    sink.flush()
     out = {"counts": sink.counts()}
     for table in TABLE_ORDER:
         cols = ", ".join(f"`{c.name[:-3]}`" if c.type == "time" else f"`{c.name}`" for c in TABLES[table])
@@ -128,6 +131,10 @@ def test_the_server_path_runs_the_same_sql_and_stores_the_same_rows_as_chdb(tmp_
         statements = [sql for sql, _ in srv.requests]
     assert any(s.startswith("CREATE TABLE IF NOT EXISTS rp.requests") for s in statements)
     assert any(s.startswith("INSERT INTO rp.requests (`id`, `ts_ns`") for s in statements)
+    # Events of plain types went as Arrow streams, the rest as JSON rows.
+    assert any(s.startswith("INSERT INTO rp.requests (") and s.endswith("FORMAT ArrowStream") for s in statements)
+    assert any(s.startswith("INSERT INTO rp.requests (") and s.endswith("FORMAT JSONCompactEachRow")
+               for s in statements)
 
     chdb = ChdbBackend(tmp_path / "embedded")
     try:
