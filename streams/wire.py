@@ -95,10 +95,11 @@ def _entry(p: Columns | list, n: int, get, fields: tuple[str, ...] | None) -> di
         plain: dict = {}
         same: dict = {}
         for f in fs:
-            if n > 1 and p.same(f) is not None:  # the whole part holds one text: its share too, unread
-                same[f] = cols[f][0]
+            col = cols[f]
+            if n > 1 and _same(col[:_SAMPLE]) and p.same(f) is not None:
+                same[f] = col[0]  # the whole part holds one text: so does its share, unread
                 continue
-            vals = cols[f] if get is None else get(cols[f])
+            vals = col if get is None else get(col)
             if n > 1 and _same(vals):
                 same[f] = vals[0]
             else:
