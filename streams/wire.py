@@ -4,26 +4,36 @@ The parse stage sends each partition's events (``events``, ``events.model``) in 
 to ``EVENTS_PER_MESSAGE`` events; the detect agents read them back into one
 :class:`~ramparts.events.EventBatch` per partition. A message is the orjson of::
 
-    {"v": 2, "parts": [{"n": 500, "fields": ["kind", "ts", ...], "cols": {"kind": [...], ...}},
+    {"v": 3, "parts": [{"n": 500, "fields": ["kind", "ts", ...], "cols": {"ts": [...], ...},
+                        "same": {"kind": "request", ...}},
                        {"events": [{...}, ...]}]}
 
 one part per part of the batch, in batch order: a :class:`~ramparts.events.Columns` (what a
 columnar parser writes) as its columns, a list of event dicts (what the other parsers write,
 and the joins a parser emits at its end) as that list. Times stay int nanoseconds. Reading a
 columns part back is one ``orjson.loads`` of a few lists, not a dict of ~24 keys per event.
+A column whose values in the message are all one text, or all ``None`` (a part's kind and
+source, a gateway's authority and method...), is written once, under ``same`` (absent when
+there is none), and read back as a list of that value: every field is in ``cols`` or in
+``same``, never both.
 
-Version 1, what workers before this wrote, is a bare JSON array of event dicts; it is still
-read (a topic may hold such messages after an upgrade). Anything else, or a message whose
-parts do not hold together (a column of the wrong length, a part of neither shape), raises
-:class:`WireError`: the agent sends it to the dead letters instead of the detectors.
+Version 2 (the fifth and sixth sessions' workers) is the same without ``same``, and version 1,
+what workers before it wrote, a bare JSON array of event dicts; both are still read (a topic
+may hold such messages after an upgrade; a worker of version 2 sends version 3 messages to
+its dead letters, so upgrade every worker of a group together). Anything else, or a message
+whose parts do not hold together (a column of the wrong length, a field both in ``cols`` and
+``same``, a part of neither shape), raises :class:`WireError`: the agent sends it to the dead
+letters instead of the detectors.
 
 >>> from ramparts.events import EventBatch
 >>> b = EventBatch.concat([EventBatch.from_columns(("kind", "ts"), {"kind": ["gpu", "gpu"], "ts": [1, 2]}),
 ...                        EventBatch([{"kind": "runtime", "ts": 3, "pod": "p"}])])
->>> m = encode(b.select([1, 2]))
+>>> encode(b.select([1, 2]))
+b'{"v":3,"parts":[{"n":1,"fields":["kind","ts"],"cols":{"kind":["gpu"],"ts":[2]}},{"events":[{"kind":"runtime","ts":3,"pod":"p"}]}]}'
+>>> m = encode(b)
 >>> m
-b'{"v":2,"parts":[{"n":1,"fields":["kind","ts"],"cols":{"kind":["gpu"],"ts":[2]}},{"events":[{"kind":"runtime","ts":3,"pod":"p"}]}]}'
->>> decode(m).events == b.select([1, 2]).events, decode(b'[{"kind":"gpu","ts":1}]').values("ts")
+b'{"v":3,"parts":[{"n":2,"fields":["kind","ts"],"cols":{"ts":[1,2]},"same":{"kind":"gpu"}},{"events":[{"kind":"runtime","ts":3,"pod":"p"}]}]}'
+>>> decode(m).events == b.events, decode(b'[{"kind":"gpu","ts":1}]').values("ts")
 (True, [1])
 """
 
@@ -31,13 +41,16 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
+from operator import itemgetter
+
 import orjson
 
 from ramparts.events import Columns, EventBatch, _getter
 
 from .keys import MODEL_KINDS, entity_key, partition_for, route_key
 
-VERSION = 2
+VERSION = 3
+READ_VERSIONS = (2, 3)  # and version 1, a bare array
 
 
 class WireError(ValueError):
@@ -74,13 +87,55 @@ def _encode_parts(parts: list, fields: tuple[str, ...] | None) -> bytes:
 
 def _entry(p: Columns | list, n: int, get, fields: tuple[str, ...] | None) -> dict:
     """A message's entry for part ``p``: the ``n`` events ``get`` takes of it (``None``: all), with
-    ``fields`` only (``None``: all)."""
+    ``fields`` only (``None``: all). A column of one text (or all ``None``) goes once, under
+    ``same`` (:func:`_same`); the others as lists (or the tuples ``get`` makes: the same JSON)."""
     if type(p) is Columns:
         cols = p.cols
         fs = p.fields if fields is None else tuple(f for f in fields if f in cols)
-        return {"n": n, "fields": fs, "cols": {f: cols[f] if get is None else get(cols[f]) for f in fs}}
+        plain: dict = {}
+        same: dict = {}
+        for f in fs:
+            col = cols[f]
+            if n > 1 and _same(col[:_SAMPLE]) and p.same(f) is not None:
+                same[f] = col[0]  # the whole part holds one text: so does its share, unread
+                continue
+            vals = col if get is None else get(col)
+            if n > 1 and _same(vals):
+                same[f] = vals[0]
+            else:
+                plain[f] = vals
+        if same:
+            return {"n": n, "fields": fs, "cols": plain, "same": same}
+        return {"n": n, "fields": fs, "cols": plain}
     evs = p if get is None else get(p)
     return {"events": evs if fields is None else [{k: e[k] for k in fields if k in e} for e in evs]}
+
+
+_SAMPLE = 8
+
+
+def _same(vals: list | tuple) -> bool:
+    """Whether every value of ``vals`` is the text ``vals[0]`` (or every one is ``None``).
+
+    Texts and ``None`` only: 1, 1.0 and True are equal, but orjson writes each as it is. A
+    text equals only a text (its JSON is the same, a subclass's too).
+
+    >>> _same(["a", "a"]), _same((None, None)), _same(["a", "b"]), _same([1, 1]), _same(["a", None])
+    (True, True, False, False, False)
+    """
+    v = vals[0]
+    if v is not None and type(v) is not str:
+        return False
+    n = len(vals)
+    return vals[:_SAMPLE].count(v) == min(n, _SAMPLE) and (n <= _SAMPLE or vals.count(v) == n)
+
+
+def _tuple_getter(idx: list[int]):
+    """``lambda xs: tuple(xs[i] for i in idx)``, in C (orjson writes a tuple as a list)."""
+    if len(idx) == 1:
+        i = idx[0]
+        return lambda xs: (xs[i],)
+    return itemgetter(*idx)
 
 
 def _encode_selected(parts: list, starts: list[int], sel: list[int], fields: tuple[str, ...] | None) -> bytes:
@@ -101,7 +156,7 @@ def _encode_selected(parts: list, starts: list[int], sel: list[int], fields: tup
         local = sel[lo:hi]
         if start:
             local = [i - start for i in local]
-        out.append(_entry(p, hi - lo, _getter(local), fields))
+        out.append(_entry(p, hi - lo, _tuple_getter(local), fields))
         lo = hi
     return orjson.dumps({"v": VERSION, "parts": out})
 
@@ -119,7 +174,7 @@ def decode(value: bytes | None) -> EventBatch:
             if type(e) is not dict:
                 raise WireError("a version-1 message holds something other than events")
         return EventBatch(doc)
-    if type(doc) is not dict or doc.get("v") != VERSION:
+    if type(doc) is not dict or doc.get("v") not in READ_VERSIONS:
         v = doc.get("v") if type(doc) is dict else type(doc).__name__
         raise WireError(f"unknown message version {v!r}")
     parts = doc.get("parts")
@@ -134,6 +189,8 @@ def decode(value: bytes | None) -> EventBatch:
             fields, n = part.get("fields"), part.get("n")
             if type(fields) is not list or type(cols) is not dict or type(n) is not int or n < 0:
                 raise WireError("a columns part without fields, cols and n")
+            if len(part) > 3:
+                cols = _unsame(part, cols, n)
             if len(cols) != len(fields) or any(type(cols.get(f)) is not list or len(cols[f]) != n for f in fields):
                 raise WireError("a columns part whose columns do not match its fields and n")
             if n:
@@ -147,6 +204,19 @@ def decode(value: bytes | None) -> EventBatch:
     if len(batches) == 1:
         return batches[0]
     return EventBatch.concat(batches)
+
+
+def _unsame(part: dict, cols: dict, n: int) -> dict:
+    """The columns of a part that writes some under ``same`` (version 3), each a list of ``n``."""
+    same = part.get("same", {})
+    if type(same) is not dict or len(part) > 4:
+        raise WireError("a columns part with something else than n, fields, cols and same")
+    out = dict(cols)
+    for f, v in same.items():
+        out[f] = [v] * n
+    if len(out) != len(cols) + len(same):
+        raise WireError("a columns part with a field both in cols and in same")
+    return out
 
 
 def route_keys(batch: EventBatch, route: str = "entity") -> list[str | None]:

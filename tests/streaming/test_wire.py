@@ -25,6 +25,8 @@ _event = st.fixed_dictionaries({
     "namespace": st.sampled_from([None, "ns"]), "gpu_uuid": st.sampled_from([None, "GPU-1"]),
     "node": st.sampled_from([None, "", "n1"]), "hostname": st.sampled_from(["h1"]),
     "model": st.sampled_from([None, "", "a", "b"]), "input": st.sampled_from([[1.5, 2], {"x": [1]}, "t"]),
+    # equal values of other types: a message must give each back as it was
+    "flag": st.sampled_from([1, 1.0, True, "1", None]),
 })
 
 
@@ -48,6 +50,20 @@ def _read(payloads: list[bytes]) -> list[dict]:
     return [e for p in payloads for e in wire.decode(p).events]
 
 
+def _json(events: list[dict]) -> bytes:
+    return orjson.dumps(events, option=orjson.OPT_SORT_KEYS)
+
+
+def _as_version_2(payload: bytes) -> bytes:
+    """A message as a worker of version 2 wrote it: every column a list, none under ``same``."""
+    doc = orjson.loads(payload)
+    for part in doc["parts"]:
+        for f, v in part.pop("same", {}).items():
+            part["cols"][f] = [v] * part["n"]
+    doc["v"] = 2
+    return orjson.dumps(doc)
+
+
 @PROPERTY
 @given(events=st.lists(_event, max_size=80), dict_every=st.sampled_from([0, 1, 2, 3]),
        partitions=st.integers(min_value=1, max_value=7), per=st.sampled_from([1, 3, 500]),
@@ -62,7 +78,9 @@ def test_messages_carry_the_same_events_to_the_same_partitions_as_the_dicts_did(
     assert set(got) == set(want)
     for p, payloads in got.items():
         assert all(len(wire.decode(m)) <= per for m in payloads)
-        assert _read(payloads) == want[p]
+        # orjson tells 1, 1.0 and True apart, which == does not
+        assert _json(_read(payloads)) == _json(want[p])
+        assert _json(_read([_as_version_2(m) for m in payloads])) == _json(want[p])
 
 
 @PROPERTY
@@ -111,8 +129,8 @@ def test_a_batch_in_another_order_than_its_parts_keeps_its_order():
 def test_columns_come_back_as_columns_and_version_1_arrays_as_dicts():
     batch = _as_parsed([{"kind": "gpu", "ts": 1, "node": "n"}, {"kind": "gpu", "ts": 2, "node": "m"}], 0)
     doc = orjson.loads(wire.encode(batch))
-    assert doc == {"v": 2, "parts": [{"n": 2, "fields": ["kind", "ts", "node"],
-                                      "cols": {"kind": ["gpu", "gpu"], "ts": [1, 2], "node": ["n", "m"]}}]}
+    assert doc == {"v": 3, "parts": [{"n": 2, "fields": ["kind", "ts", "node"],
+                                      "cols": {"ts": [1, 2], "node": ["n", "m"]}, "same": {"kind": "gpu"}}]}
     back = wire.decode(wire.encode(batch))
     assert back.values("node") == ["n", "m"] and not back.holds_dicts  # no dict made to read a column
     old = orjson.dumps([{"kind": "gpu", "ts": 1, "node": "n"}])
@@ -120,14 +138,39 @@ def test_columns_come_back_as_columns_and_version_1_arrays_as_dicts():
     assert len(wire.decode(orjson.dumps({"v": 2, "parts": [{"n": 0, "fields": [], "cols": {}}]}))) == 0
 
 
+def test_a_column_of_one_text_goes_once_and_comes_back_whole():
+    rows = [{"kind": "request", "ts": i, "method": "POST", "flag": 1, "model": None, "path": "/a" if i else "/b"}
+            for i in range(20)]
+    batch = _as_parsed(rows, 0)
+    doc = orjson.loads(wire.encode(batch))
+    part = doc["parts"][0]
+    # texts and None: once; numbers (1, 1.0 and True are equal) and columns of several values: as lists
+    assert part["same"] == {"kind": "request", "method": "POST", "model": None}
+    assert set(part["cols"]) == {"ts", "flag", "path"}
+    assert part["fields"] == ["kind", "ts", "method", "flag", "model", "path"]
+    back = wire.decode(wire.encode(batch))
+    assert back.events == rows and list(back.events[0]) == list(rows[0])  # the fields' order too
+    # the share of one partition of a part that is not all one text, but is in that share
+    mixed = _as_parsed([{"kind": "request", "ts": i, "principal": "a" if i % 2 else "b"} for i in range(8)], 0)
+    payloads = wire.messages(mixed, 64, 500)
+    assert sorted(orjson.loads(m)["parts"][0]["same"]["principal"] for ms in payloads.values() for m in ms) == \
+        ["a", "b"]
+    assert sorted((e["ts"], e["principal"]) for ms in payloads.values() for e in _read(ms)) == \
+        [(i, "a" if i % 2 else "b") for i in range(8)]
+
+
 @pytest.mark.parametrize("value", [
-    b"", b"not json", b"42", b'["not an event"]', b'{"v": 3, "parts": []}', b'{"parts": []}',
+    b"", b"not json", b"42", b'["not an event"]', b'{"v": 4, "parts": []}', b'{"parts": []}',
     b'{"v": 2}', b'{"v": 2, "parts": [7]}', b'{"v": 2, "parts": [{"stuff": []}]}',
     b'{"v": 2, "parts": [{"events": [1]}]}',
     b'{"v": 2, "parts": [{"n": 2, "fields": ["kind"], "cols": {"kind": ["gpu"]}}]}',
     b'{"v": 2, "parts": [{"n": 1, "fields": ["kind"], "cols": {"ts": [1]}}]}',
     b'{"v": 2, "parts": [{"n": 1, "fields": ["kind"], "cols": {"kind": ["gpu"], "ts": [1]}}]}',
     b'{"v": 2, "parts": [{"n": -1, "fields": [], "cols": {}}]}',
+    b'{"v": 3, "parts": [{"n": 1, "fields": ["kind"], "cols": {"kind": ["gpu"]}, "same": {"kind": "gpu"}}]}',
+    b'{"v": 3, "parts": [{"n": 1, "fields": ["kind"], "cols": {}, "same": ["gpu"]}]}',
+    b'{"v": 3, "parts": [{"n": 1, "fields": ["kind"], "cols": {}, "same": {"ts": 1}}]}',
+    b'{"v": 3, "parts": [{"n": 1, "fields": ["kind"], "cols": {}, "same": {"kind": "gpu"}, "codes": {}}]}',
 ])
 def test_what_is_not_a_batch_of_events_is_refused(value):
     with pytest.raises(ValueError):
