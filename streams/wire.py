@@ -213,6 +213,8 @@ def _unsame(part: dict, cols: dict, n: int) -> dict:
         raise WireError("a columns part with something else than n, fields, cols and same")
     out = dict(cols)
     for f, v in same.items():
+        if v is not None and type(v) is not str:  # what _same writes: a text or null, never a number
+            raise WireError(f"a columns part whose same value of {f!r} is not a text or null")
         out[f] = [v] * n
     if len(out) != len(cols) + len(same):
         raise WireError("a columns part with a field both in cols and in same")

@@ -171,6 +171,8 @@ def test_a_column_of_one_text_goes_once_and_comes_back_whole():
     b'{"v": 3, "parts": [{"n": 1, "fields": ["kind"], "cols": {}, "same": ["gpu"]}]}',
     b'{"v": 3, "parts": [{"n": 1, "fields": ["kind"], "cols": {}, "same": {"ts": 1}}]}',
     b'{"v": 3, "parts": [{"n": 1, "fields": ["kind"], "cols": {}, "same": {"kind": "gpu"}, "codes": {}}]}',
+    b'{"v": 3, "parts": [{"n": 2, "fields": ["kind", "ts"], "cols": {"kind": ["gpu", "gpu"]}, "same": {"ts": 1}}]}',
+    b'{"v": 3, "parts": [{"n": 2, "fields": ["kind"], "cols": {}, "same": {"kind": ["gpu"]}}]}',
 ])
 def test_what_is_not_a_batch_of_events_is_refused(value):
     with pytest.raises(ValueError):
