@@ -509,9 +509,10 @@ class _MetricSeries(Detector):
     each field, its events of ``kinds`` picked in one C-level pass; no event's dict is made) and
     turned into arrays once per batch for every detector that reads them (:mod:`.typed_columns`:
     the values' types, their floats, the entities' codes; ``drift.model`` reads the same fields of
-    the requests), its points built as numpy columns, and the per-minute sums updated in compiled code (:mod:`.anomaly_minutes`), in
-    event order, on arrays indexed by a per-batch entity code; a series' state is read once
-    and written once per batch, and only a closed minute (a few per batch) goes through Python.
+    the requests), its points built as numpy columns, and the per-minute sums updated in compiled
+    code (:mod:`.anomaly_minutes`), in event order, on arrays indexed by a per-batch entity code; a
+    series' state is read once and written once per batch, and only a closed minute (a few per
+    batch) goes through Python.
     """
 
     entity_type: str = "model"

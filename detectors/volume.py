@@ -99,6 +99,18 @@ class VolumeDetector(Detector):
         keys: dict[tuple, int] = {}  # ident -> stream code
         stream_keys: list[str] = []
         stream_models: list[str] = []
+
+        def new_stream(ident: tuple) -> int:
+            """A stream code for ``ident`` not seen in this batch: (principal, model) of requests,
+            (principal, model, source) of predictions."""
+            code = keys[ident] = len(stream_keys)
+            if len(ident) == 2:
+                stream_keys.append(f"{name}/r|{ident[0]}|{ident[1]}")
+            else:
+                stream_keys.append(f"{name}/p|{ident[2]}|{ident[0]}|{ident[1]}")
+            stream_models.append(ident[1])
+            return code
+
         codes = np.full(n, -1, dtype=np.int64)
         times = np.zeros(n, dtype=np.int64)
         queries = np.zeros(n, dtype=np.int64)
@@ -120,9 +132,7 @@ class VolumeDetector(Detector):
                 ident = (principal, model or "-")
                 code = keys.get(ident)
                 if code is None:
-                    code = keys[ident] = len(stream_keys)
-                    stream_keys.append(f"{name}/r|{principal}|{ident[1]}")
-                    stream_models.append(ident[1])
+                    code = new_stream(ident)
                 code_at[at] = code
             try:
                 ts = np.fromiter(ts, dtype=np.int64, count=len(ts))
@@ -164,9 +174,7 @@ class VolumeDetector(Detector):
                 ident = (principal, model or "-", src or "-")
                 code = keys.get(ident)
                 if code is None:
-                    code = keys[ident] = len(stream_keys)
-                    stream_keys.append(f"{name}/p|{ident[2]}|{principal}|{ident[1]}")
-                    stream_models.append(ident[1])
+                    code = new_stream(ident)
                 code_at[at] = code
             at = np.asarray(pred_idx, dtype=np.int64)
             codes[at] = code_at[first]
@@ -184,9 +192,7 @@ class VolumeDetector(Detector):
             except TypeError:  # a list or an object for a principal, model or source: the event loop's
                 return None
             if code is None:
-                code = keys[ident] = len(stream_keys)
-                stream_keys.append(f"{name}/p|{ident[2]}|{principal}|{ident[1]}")
-                stream_models.append(ident[1])
+                code = new_stream(ident)
             codes[i], times[i] = code, t
             queries[i] = len(inp) if type(inp) is list and inp and type(inp[0]) is list else 1
         return codes, times, queries, tokens, stream_keys, stream_models
@@ -275,7 +281,8 @@ class VolumeDetector(Detector):
             s = states[c]
             if s is None:
                 continue
-            s["m"], s["q"], s["t"], s["pm"], s["f"] = ints_l[0][c], ints_l[1][c], ints_l[2][c], ints_l[3][c], ints_l[4][c]
+            s["m"], s["q"], s["t"] = ints_l[0][c], ints_l[1][c], ints_l[2][c]
+            s["pm"], s["f"] = ints_l[3][c], ints_l[4][c]
             s["pk"], s["tp"] = floats_l[0][c], floats_l[1][c]
             s["inc"] = incs[c] if on_l[c] else None
             state.set(stream_keys[c], s)
