@@ -166,8 +166,7 @@ def _read_rows(inp: Any, out: Any) -> list[tuple[list | None, float | None, int 
         # unwrapped; several: one output each).
         result = []
         for r, o in zip(inp, out):
-            if not (type(r) is list and r and _NUMBER_TYPES.issuperset(map(type, r))):
-                r = None
+            r = _row(r)
             t = type(o)
             if t is float or t is int:
                 if 0.0 <= o <= 1.0:

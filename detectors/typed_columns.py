@@ -84,26 +84,24 @@ class TypedColumns:
     def floats(self, field: str) -> np.ndarray | None:
         """``np.array(values, float64)`` (``None`` read as nan) when every value is an int, a float or
         ``None`` (bool is not read: it is a type of its own) and none overflows a float; else ``None``."""
-        def build():
-            if not _FLOAT_TYPES.issuperset(self.types(field)):
-                return None
-            try:
-                return np.array(self.values(field), dtype=np.float64)
-            except OverflowError:
-                return None
-        return self._get(f"{field}/floats", build)
+        return self._array(field, "floats", _FLOAT_TYPES, np.float64)
 
     def ints(self, field: str) -> np.ndarray | None:
         """``np.array(values, int64)`` when every value is an int or a bool and none is beyond
         int64; else ``None``."""
+        return self._array(field, "ints", _INT_TYPES, np.int64)
+
+    def _array(self, field: str, name: str, types: frozenset, dtype: type) -> np.ndarray | None:
+        """``np.array(values, dtype)`` when every value's type is one of ``types`` and none
+        overflows it; else ``None``."""
         def build():
-            if not _INT_TYPES.issuperset(self.types(field)):
+            if not types.issuperset(self.types(field)):
                 return None
             try:
-                return np.array(self.values(field), dtype=np.int64)
+                return np.array(self.values(field), dtype=dtype)
             except OverflowError:
                 return None
-        return self._get(f"{field}/ints", build)
+        return self._get(f"{field}/{name}", build)
 
     def codes(self, field: str) -> tuple[np.ndarray, list] | None:
         """Per event a code of its value, numbered in the order the values are first met, and the
