@@ -798,16 +798,21 @@ def _any_in(text: str, chars: str) -> bool:
 def _floats(col: list) -> list | None:
     """:func:`_upstream_ms` of every value (None kept) when each is a finite number or text of one
     (float() takes it): else None, and the values go one by one."""
+    nones = _positions(col, None)  # few (absent values), found in C
+    if nones:
+        col = col.copy()
+        for i in nones:
+            col[i] = 0.0
     try:
-        if None in col:
-            out = [v if v is None else float(v) for v in col]
-            total = sum([0.0 if v is None else v for v in out])
-        else:
-            out = list(map(float, col))
-            total = sum(out)
+        out = list(map(float, col))
     except Exception:  # a value float() does not take: _upstream_ms gives its error
         return None
-    return out if total - total == 0.0 else None  # an inf or a nan among them: _upstream_ms's error
+    total = sum(out)
+    if total - total != 0.0:  # an inf or a nan among them: _upstream_ms's error
+        return None
+    for i in nones:
+        out[i] = None
+    return out
 
 
 _SEPARATORS = ((4, ord("-")), (7, ord("-")), (10, ord("T")), (13, ord(":")), (16, ord(":")), (19, ord(".")))
