@@ -50,7 +50,7 @@ ids, dead letters and counts as the base loop over ``parse_record``
 from __future__ import annotations
 
 from collections.abc import Callable
-from operator import itemgetter
+from operator import itemgetter, length_hint
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -403,20 +403,37 @@ class EnvoyJsonParser(Parser):
         for at in range(0, len(records), _SLICE):
             start, n_gaps = line + 1, len(gaps)
             slice_state = state
-            for raw in records[at:at + _SLICE]:
-                line += 1
-                if lit is not None:
+            part = records[at:at + _SLICE]
+            rest = iter(part)
+            done = 0  # lines of the slice handled
+            while done < len(part):
+                first = lit if lit is not None else decode
+                if first is not None:
+                    # One call for the lines up to the first one the decoder does not take: list.extend
+                    # keeps what map gave before the error, and `rest` has then yielded the line it failed on.
+                    n0 = len(objs)
                     try:
-                        take(lit(raw))
-                        continue
+                        objs.extend(map(first, rest))
                     except errors:
-                        pass  # a text value not seen before, or not a line the plain decoder takes either
-                if decode is not None:
+                        pass
+                    if first is not lit and state is not None:
+                        fresh += objs[n0:]
+                    done += len(objs) - n0
+                    if done == len(part):
+                        break
+                    if len(part) - length_hint(rest) != done + 1:  # pragma: no cover (CPython's list.extend)
+                        raise AssertionError("envoy_json: the decoded lines and the lines read disagree")
+                    raw = part[done]
+                else:
+                    raw = next(rest)
+                done += 1
+                line = start + done - 1
+                if first is lit and decode is not None:
                     try:
                         obj = decode(raw)
                     except errors:
                         pass  # another key set, a rare type, not JSON or not UTF-8: the general path decides
-                    else:
+                    else:  # a text value the literal decoder does not know yet
                         take(obj)
                         if state is not None:
                             fresh.append(obj)
@@ -438,6 +455,7 @@ class EnvoyJsonParser(Parser):
                     state = self._fast_lit
                     slice_state = None  # lines of two key sets in the slice
                 lit = state.decode if state is not None else None
+            line = start + len(part) - 1
             if fresh:
                 state.learn(fresh)
                 fresh = []
