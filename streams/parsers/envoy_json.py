@@ -899,6 +899,11 @@ def _transpose(objs: list, no_dash: frozenset[int] = frozenset()) -> list[list]:
     for at in range(1, _N_FIELDS):
         if at not in no_dash:
             c = cols[at]
+            try:
+                sum(c)  # a column of numbers only holds no "-" (a third of the search's cost; text fails at once)
+                continue
+            except TypeError:
+                pass
             for i in _positions(c, "-"):
                 c[i] = None
     return cols
