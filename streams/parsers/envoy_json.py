@@ -33,9 +33,13 @@ Extra fields: ``method``, ``protocol``, ``response_flags`` (list, or None), ``by
 Columns: :meth:`EnvoyJsonParser.parse_batch` (what reading files and replay call) writes a
 chunk's events as one :class:`~ramparts.events.Columns` part, never a dict per event. A slice
 of 1,024 lines at a time is decoded by the msgspec struct of the last key set seen (the fast
-path), turned into columns with one ``zip`` over the structs' tuples, and normalized column by
+path; one ``list.extend(map(decode, lines))`` up to the first line it does not take), first by
+the struct that reads each text field of few values as a ``Literal`` of the values seen so far
+(:class:`_Literals`: one str per distinct value instead of one per line; the API key excepted),
+turned into columns with one ``zip`` over the structs' tuples, and normalized column by
 column while its values are still in the CPU's cache: ``"-"`` to None (found per column with
-``list.index``, in C), the times with numpy when the slice holds one time format in runs of one second (else
+``list.index``, in C; not looked for in a column of numbers only, nor in a literal field none of
+whose values is ``"-"``), the times with numpy when the slice holds one time format in runs of one second (else
 line by line from the last second seen), the principal through the per-key hash cache, the
 source address, the upstream time, the path's query and the flags, each column's common case
 tested on the whole column first. A line the fast decoder does not take (another key set, a
