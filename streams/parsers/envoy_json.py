@@ -750,7 +750,6 @@ class _Literals:
     def __init__(self, fields: list[tuple], rename: dict[str, str]):
         self.fields = fields
         self.rename = rename
-        # The text fields read from a key of the set (an absent role's field is always None).
         # The text fields read from a key of the set (an absent role's field is always None), but the API
         # key: a raw credential, kept nowhere but the hash cache's keys.
         self.known: dict[int, set[str]] = {i: set() for i, (name, tp, _) in enumerate(fields)
