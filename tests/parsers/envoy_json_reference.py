@@ -1,0 +1,780 @@
+# A frozen copy of streams/parsers/envoy_json.py as of main e1d5517 (before the eighth session): the
+# reference its batch path is tested against (tests/parsers/test_envoy_json_literals.py). Not used by the code.
+"""Envoy JSON access logs (``log_format.json_format``), including Envoy AI Gateway's.
+
+Envoy writes one JSON object per request whose keys are whatever the operator put in
+``json_format``. :class:`Options` therefore maps each role (``start_time``,
+``response_code``, ...) to candidate keys, tried in order; the defaults cover Envoy's
+command names in snake case (Istio's and Higress' spelling: ``x_forwarded_for``,
+``user_agent``, ``authority``), Envoy Gateway's default format (``x-envoy-origin-path``,
+``x-forwarded-for``, ``user-agent``, ``:authority``) and Envoy AI Gateway's ``genai_*`` fields
+(``genai_model_name``, ``genai_model_name_override``, ``genai_backend_name``,
+``genai_tokens_input``, ``genai_tokens_output``). A dotted key (``request.method``) reads a
+nested object.
+
+Principal: a non-secret identity set by auth (``user``/``consumer``-style fields, kept
+readable) when present, else an API-key header value logged as a field (``x_api_key``,
+``x-api-key``, ``api_key``, ``authorization``): those are raw credentials and only their keyed
+hash is kept (``Bearer`` is stripped before hashing). ``prefer_identity`` flips the order.
+
+Quirks handled: values are typed when a json_format value is a single command (numbers for
+``%RESPONSE_CODE%``, ``%DURATION%``, ...) and strings otherwise, so numbers may come as
+numeric strings; absent values are JSON ``null`` (newer Envoy) or ``"-"`` (older Envoy,
+``omit_empty_values: false``); ``response_code`` 0 means the downstream went away before a
+response and is kept; ``response_flags`` may be a comma list (``UF,URX``); token counts may be
+numbers, numeric strings or ``-``; ``start_time`` is RFC 3339 or, for
+``%START_TIME(%s)%``-style formats, epoch seconds/ms/us/ns (told apart by magnitude);
+``src_ip`` is the first ``X-Forwarded-For`` address (brackets and port stripped) else the
+downstream remote address without its port (IPv6 brackets understood).
+
+Extra fields: ``method``, ``protocol``, ``response_flags`` (list, or None), ``bytes_in``,
+``bytes_out``, ``upstream_ms``, ``user_agent``, ``request_id``, ``authority``,
+``upstream_host``, ``backend`` (``genai_backend_name``), ``model_override``
+(``genai_model_name_override``). ``latency_ms`` is ``duration``.
+
+Columns: :meth:`EnvoyJsonParser.parse_batch` (what reading files and replay call) writes a
+chunk's events as one :class:`~ramparts.events.Columns` part, never a dict per event. A slice
+of 1,024 lines at a time is decoded by the msgspec struct of the last key set seen (the fast
+path), turned into columns with one ``zip`` over the structs' tuples, and normalized column by
+column while its values are still in the CPU's cache: ``"-"`` to None (found per column with
+``list.index``, in C), the times with numpy when the slice holds one time format in runs of one second (else
+line by line from the last second seen), the principal through the per-key hash cache, the
+source address, the upstream time, the path's query and the flags, each column's common case
+tested on the whole column first. A line the fast decoder does not take (another key set, a
+type its struct does not take, not JSON, not UTF-8) goes through the general path and its
+event (the same keys) is put back in its place; a value that fails a check dead-letters its
+line alone with the first failing check's reason. :meth:`EnvoyJsonParser.parse_chunk` (the
+worker's raw stage) hands on the dicts of the same batch: one implementation, the same events,
+ids, dead letters and counts as the base loop over ``parse_record``
+(``tests/parsers/test_envoy_json_fastpath.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from operator import itemgetter
+from typing import Annotated, Any, Literal
+
+import msgspec
+import numpy as np
+import orjson
+from msgspec.structs import astuple
+from pydantic import Field, field_validator
+
+from ramparts.errors import ParseError
+from ramparts.events import EventBatch
+from ramparts.timeutil import from_epoch, parse_iso
+
+from ramparts.streams.parsers.base import DeadLetter, Parser, as_float, as_int, as_str, describe, dig, sniff_json_lines
+from ramparts.streams.parsers.envoy_text import first_forwarded, host_of
+
+DEFAULT_FIELDS: dict[str, list[str]] = {
+    # numeric roles
+    "start_time": ["start_time", "timestamp", "@timestamp", "time", "startTime"],
+    "response_code": ["response_code", "status_code", "status", "code"],
+    "duration": ["duration", "duration_ms", "request_duration"],
+    "bytes_received": ["bytes_received", "request_bytes"],
+    "bytes_sent": ["bytes_sent", "response_bytes"],
+    "upstream_service_time": ["upstream_service_time", "x-envoy-upstream-service-time",
+                              "x_envoy_upstream_service_time", "resp_x_envoy_upstream_service_time"],
+    "tokens_in": ["genai_tokens_input", "tokens_input", "input_tokens", "prompt_tokens"],
+    "tokens_out": ["genai_tokens_output", "tokens_output", "output_tokens", "completion_tokens"],
+    # text roles
+    "method": ["method", ":method", "request_method"],
+    "path": ["path", "x-envoy-origin-path", "x_envoy_origin_path", "x-envoy-original-path",
+             "original_path", ":path", "request_path", "uri"],
+    "protocol": ["protocol"],
+    "response_flags": ["response_flags", "flags"],
+    "x_forwarded_for": ["x_forwarded_for", "x-forwarded-for", "forwarded_for"],
+    "user_agent": ["user_agent", "user-agent", "useragent"],
+    "request_id": ["request_id", "x-request-id", "x_request_id"],
+    "authority": ["authority", ":authority", "host"],
+    "upstream_host": ["upstream_host"],
+    "downstream_remote_address": ["downstream_remote_address", "downstream_remote_addr", "remote_address",
+                                  "client_address"],
+    "model": ["genai_model_name", "model", "x-ai-eg-model", "x_ai_eg_model"],
+    "model_override": ["genai_model_name_override"],
+    "backend": ["genai_backend_name", "backend"],
+    "api_key": ["x_api_key", "x-api-key", "api_key", "authorization"],
+    "identity": ["user", "consumer", "user_id", "x-user-id", "x_user_id"],
+}
+
+# Keys that, next to a response code, mark an object as an Envoy access log line (Envoy
+# command names as Envoy Gateway, Istio and Envoy AI Gateway spell them).
+_MARKERS = frozenset({
+    "start_time", "upstream_host", "upstream_cluster", "response_flags", "response_code_details",
+    "x-envoy-origin-path", "x-envoy-upstream-service-time", "upstream_service_time",
+    "downstream_remote_address", "downstream_local_address", "upstream_local_address",
+    "bytes_received", "route_name", "upstream_transport_failure_reason",
+})
+_GENAI_MARKERS = ("genai_model_name", "genai_tokens_input", "genai_tokens_output", "genai_backend_name")
+_ABSENT = (None, "-", "")
+_ABSENT_SET = frozenset({"-", ""})
+_ROLES = tuple(DEFAULT_FIELDS)
+_N_NUMERIC = 8  # the first roles above are numbers or times, the others text
+_TEXT_ROLES = _ROLES[_N_NUMERIC:]
+_TEXT_TYPES = frozenset({str, type(None)})
+_NO_KEY = "\x00no key"  # no JSON object has it: rec.get() of it is None
+_MAX_PLANS = 256
+_MAX_CACHE = 65536
+_FRAC_SCALE = tuple(10 ** (9 - i) for i in range(10))  # a fraction of i digits to ns
+
+
+def _looks_like_envoy(doc: dict) -> bool:
+    """A genai field, or a response code and two Envoy command names (plain loops: the worker
+    sniffs every header-less record, and a generator per call cost a quarter of the sniff)."""
+    for k in _GENAI_MARKERS:
+        if k in doc:
+            return True
+    if "response_code" not in doc:
+        return False
+    n = 0
+    for k in _MARKERS:
+        if k in doc:
+            n += 1
+            if n >= 2:
+                return True
+    return False
+
+
+def epoch_auto(v: int | float) -> int:
+    """An epoch number of unknown unit (s, ms, us or ns) to ns, told apart by magnitude."""
+    a = abs(v)
+    unit = "s" if a < 1e11 else "ms" if a < 1e14 else "us" if a < 1e17 else "ns"
+    return from_epoch(v, unit)
+
+
+def parse_time(v: Any, what: str) -> int:
+    if isinstance(v, str):
+        s = v.strip()
+        if s and (s[0].isdigit() and s.replace(".", "", 1).isdigit()):
+            return epoch_auto(float(s) if "." in s else int(s))
+        return parse_iso(s)
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return epoch_auto(v)
+    raise ParseError(f"{what}: expected a time, got {type(v).__name__}")
+
+
+def check_status(code: int | None) -> int | None:
+    if code is not None and not 0 <= code <= 999:
+        raise ParseError(f"response code out of range: {code}")
+    return code
+
+
+# Fast paths for the common typed values; anything else goes through base's coercions,
+# which raise on wrong types.
+def opt_str(v: Any, what: str) -> str | None:
+    if type(v) is str:
+        return v if v and v != "-" else None
+    return None if v is None else as_str(v, what)
+
+
+def opt_float(v: Any, what: str) -> float | None:
+    if type(v) is int:
+        return float(v)
+    return None if v is None else as_float(v, what)
+
+
+def _upstream_ms(ust: Any) -> float | None:
+    """The upstream service time, a header value (%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%), so
+    usually text: read as :func:`opt_float` would (float() of the text, finite), anything else
+    through it."""
+    if type(ust) is str:
+        try:
+            f = float(ust)
+        except ValueError:
+            pass
+        else:
+            if f - f == 0.0:  # inf or nan: opt_float's error
+                return f
+    return float(ust) if type(ust) is int else opt_float(ust, "upstream_service_time")
+
+
+def opt_count(v: Any, what: str) -> int | None:
+    if type(v) is not int:
+        if v is None:
+            return None
+        v = as_int(v, what)
+        if v is None:
+            return None
+    if v < 0:
+        raise ParseError(f"{what}: negative count {v}")
+    return v
+
+
+class EnvoyJsonParser(Parser):
+    name = "envoy_json"
+    kind = "request"
+    description = "Envoy JSON access log (Envoy Gateway, Istio, Envoy AI Gateway genai_* fields)"
+
+    class Options(Parser.Options):
+        fields: dict[str, list[str]] = Field(
+            default_factory=dict,
+            description="Candidate JSON keys per role, tried in order, replacing the defaults for the "
+                        "roles given (roles: " + ", ".join(DEFAULT_FIELDS) + "). A dotted key reads "
+                        "a nested object.")
+        prefer_identity: bool = Field(
+            default=True,
+            description="Take the principal from the 'identity' fields (kept readable) before the "
+                        "'api_key' fields (raw credentials, hashed).")
+
+        @field_validator("fields")
+        @classmethod
+        def _known_roles(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+            unknown = sorted(set(v) - set(DEFAULT_FIELDS))
+            if unknown:
+                raise ValueError(f"unknown field role(s) {unknown}; known: {', '.join(DEFAULT_FIELDS)}")
+            return v
+
+    def __init__(self, options=None, hasher=None):
+        super().__init__(options, hasher)
+        fields = {**DEFAULT_FIELDS, **self.options.fields}
+        self._keys = {role: tuple(keys) for role, keys in fields.items()}
+        self._plans: dict[tuple, tuple] = {}
+        self._prefer_identity = self.options.prefer_identity
+        self._keys_seen: dict[str, str | None] = {}
+        self._decoders: dict[tuple, tuple] = {}
+        self._fast = None  # the decoder of the last key set seen
+        # parse_chunk's time cache: the last 'YYYY-MM-DDTHH:MM:SS.' seen and its second in ns.
+        self._ts_head, self._ts_base = "\x00", 0
+
+    def _hash_key(self, key: str) -> str | None:
+        # Few distinct keys, many lines: the keyed hash is remembered per raw value.
+        if len(self._keys_seen) >= _MAX_CACHE:
+            self._keys_seen.clear()
+        h = self._keys_seen[key] = self.principal(key, secret=True)
+        return h
+
+    @classmethod
+    def sniff(cls, head: bytes, lines: list[bytes]) -> bool:
+        sample = lines[:3]
+        if not sample or not sample[0].lstrip().startswith(b"{"):
+            return False
+        return sniff_json_lines(sample, _looks_like_envoy)
+
+    def _get(self, rec: dict, role: str) -> Any:
+        """The first non-empty value among the role's candidate keys (the general path)."""
+        for k in self._keys[role]:
+            v = rec.get(k)
+            if v is None and "." in k:
+                v = dig(rec, k)
+            if v not in _ABSENT:
+                return v
+        return None
+
+    def _plan(self, rec: dict) -> tuple:
+        """Which key each role reads, for objects with exactly this key set.
+
+        One json_format gives every line the same keys, so the role-to-key resolution is
+        done once per key set and each line is then read with one ``map(rec.get, keys)``.
+        A role with several candidate keys present, or a dotted key, keeps the general path.
+        """
+        keys, slow = [], []
+        for i, role in enumerate(_ROLES):
+            cands = self._keys[role]
+            present = [k for k in cands if k in rec]
+            if len(present) > 1 or any("." in k and k not in rec for k in cands):
+                keys.append(_NO_KEY)
+                slow.append((i, role))
+            else:
+                keys.append(present[0] if present else _NO_KEY)
+        if len(self._plans) >= _MAX_PLANS:  # a stream of ever-changing key sets: stay bounded
+            self._plans.clear()
+        plan = (tuple(keys), tuple(slow))
+        self._plans[tuple(rec)] = plan
+        if not slow:
+            self._fast = self._compile(tuple(rec), plan[0])
+        return plan
+
+    def _compile(self, keyset: tuple[str, ...], keys: tuple[str, ...]):
+        """A msgspec decoder for lines with exactly this key set (the fast path).
+
+        Its struct's fields are ``response_flags``, then the other intermediate fields in
+        ``_FIELDS`` order, then the unused keys: ``_typed`` and ``parse_chunk`` read them by
+        position from ``astuple``.
+
+        It decodes straight into the intermediate fields that :meth:`_finish` reads, in C,
+        with the common types checked on the way. It forbids unknown keys, so a line with any
+        other key (another json_format, or an alternative spelling of a role) fails to decode
+        and takes the general path: both paths then give the same result. Keys of the set
+        that no role reads are accepted as raw JSON and dropped.
+        """
+        cached = self._decoders.get(keyset)
+        if cached is not None:
+            return cached
+        fields, rename = [], {}
+        by_field = {_FIELD_OF_ROLE[role]: (role, key) for role, key in zip(_ROLES, keys)}
+        for name in _FAST_ORDER:  # response_flags first: see parse_chunk
+            role, key = by_field[name]
+            fields.append((name, _FAST_TYPES.get(role, _TEXT), None))
+            rename[name] = key if key != _NO_KEY else "ramparts:absent:" + name  # a key no log has
+        unused = [k for k in keyset if k not in set(keys)]
+        for i, key in enumerate(unused):
+            fields.append((f"unused{i}", msgspec.Raw | None, None))
+            rename[f"unused{i}"] = key
+        try:
+            struct = msgspec.defstruct("EnvoyLine", fields, rename=rename, forbid_unknown_fields=True, gc=False)
+        except (TypeError, ValueError):  # keys msgspec cannot name (quotes, backslashes): general path only
+            return None
+        decoder = msgspec.json.Decoder(struct).decode
+        if len(self._decoders) >= _MAX_PLANS:
+            self._decoders.clear()
+        self._decoders[keyset] = decoder
+        return decoder
+
+    def parse_record(self, raw: bytes) -> dict:
+        decode = self._fast
+        if decode is not None:
+            try:
+                obj = decode(raw)
+            except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+                pass  # another key set, a rare type, not JSON or not UTF-8: the general path decides
+            else:
+                return self._typed(astuple(obj), raw)
+        return self._general(raw)
+
+    def _typed(self, t: tuple, raw: bytes) -> dict:
+        """A line the fast decoder took (its struct as a tuple), through the checks its types do not make."""
+        d = dict(zip(_FIELDS, t[1:_FLAGS_AT + 1] + t[:1] + t[_FLAGS_AT + 1:_N_FIELDS]))
+        return self._finish(d, raw, True)
+
+    def _general(self, raw: bytes) -> dict:
+        rec = orjson.loads(raw)
+        if type(rec) is not dict:
+            raise ParseError(f"expected a JSON object, got a JSON {type(rec).__name__}")
+        keys, slow = self._plans.get(tuple(rec)) or self._plan(rec)
+        vals = list(map(rec.get, keys))
+        for i, role in slow:
+            vals[i] = self._get(rec, role)
+        return self._finish(dict(zip(_FIELDS, vals)), raw, False)
+
+    def parse_chunk(self, records: list[bytes], origin: str, first_line: int,
+                    events: list[dict], dead: list[DeadLetter]) -> None:
+        """:meth:`Parser.parse_chunk` as the dicts of :meth:`parse_batch`'s events (one implementation)."""
+        if type(self).event_key is not Parser.event_key:
+            return super().parse_chunk(records, origin, first_line, events, dead)
+        events.extend(self.parse_batch(records, origin, first_line, dead).events)
+
+    def parse_batch(self, records: list[bytes], origin: str, first_line: int,
+                    dead: list[DeadLetter]) -> EventBatch:
+        """The chunk's events as one :class:`~ramparts.events.Columns` part: no dict per event.
+
+        Every line the fast decoder takes becomes a tuple (``astuple``), the tuples are turned
+        into columns with one ``zip``, and each column is normalized as a whole: ``"-"`` to
+        None (found with ``list.index`` per column), the time from the last second seen, the principal
+        through the hash cache, the source address, the upstream time, the path's query and
+        the flags. A line the fast decoder does not take goes through :meth:`_general` (a
+        dict, with the same keys) and is put back in its place in the columns; a value that
+        fails a check dead-letters its line alone, with the reason the first failing check
+        gives, as :meth:`_finish` would. The events, ids, dead letters and counts are those of
+        the base loop over :meth:`parse_record` (tests/parsers/test_envoy_json_fastpath.py).
+        """
+        if type(self).event_key is not Parser.event_key or len(records) == 1:
+            # One record (a log forwarder's single-record message): the per-record path. The
+            # columns' normalization costs a fixed ~80 us per chunk (numpy calls per column),
+            # which made the worker's single-record path 9x slower per record than this loop.
+            events: list[dict] = []
+            Parser.parse_chunk(self, records, origin, first_line, events, dead)
+            return EventBatch(events)
+        self._origin = origin
+        self._dead = dead
+        stats = self.stats
+        decode = self._fast
+        errors = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
+        objs: list = []
+        take = objs.append
+        gaps: list[int] = []  # lines the fast decoder did not take
+        general: list[tuple[int, dict]] = []  # their events, with their lines
+        failed: list[tuple[int, str, bytes]] = []  # dead letters: line, reason, raw
+        cols: dict[str, list] = {f: [] for f in _EVENT_FIELDS}
+        lines: list[int] = []
+        line = first_line - 1
+        # A slice of lines at a time, decoded and normalized while its values are in the CPU's cache:
+        # column by column over a whole 16,384-line chunk cost twice as much per line.
+        for at in range(0, len(records), _SLICE):
+            start, n_gaps = line + 1, len(gaps)
+            for raw in records[at:at + _SLICE]:
+                line += 1
+                if decode is not None:
+                    try:
+                        take(decode(raw))
+                        continue
+                    except errors:
+                        pass  # another key set, a rare type, not JSON or not UTF-8: the general path decides
+                gaps.append(line)
+                if not raw or raw.isspace():
+                    stats.skipped += 1
+                    continue
+                self._line = line
+                try:
+                    general.append((line, self._general(raw)))
+                except Exception as e:  # any failure of one record is that record's problem
+                    failed.append((line, describe(e), raw))
+                decode = self._fast  # the general path may have compiled a decoder for a new key set
+            if objs:
+                if len(gaps) > n_gaps:
+                    skip = set(gaps[n_gaps:])
+                    taken = [n for n in range(start, line + 1) if n not in skip]
+                else:
+                    taken = range(start, line + 1)
+                part, taken = self._columns(_transpose(objs), taken, records, first_line, failed)
+                objs.clear()
+                for f, c in part.items():
+                    cols[f].extend(c)
+                lines.extend(taken)
+        self._line = line
+        if failed:
+            failed.sort(key=itemgetter(0))
+            dead.extend(DeadLetter(self.name, origin, n, reason, raw) for n, reason, raw in failed)
+            stats.dead_letters += len(failed)
+            stats.failed += len(failed)
+        if general:
+            if any(tuple(ev) != _EVENT_FIELDS for _, ev in general):  # pragma: no cover (_finish makes these keys)
+                raise AssertionError("envoy_json: an event of the general path has other keys")
+            lines = list(lines) + [n for n, _ in general]
+            order = sorted(range(len(lines)), key=lines.__getitem__)
+            pick = _picker(order)
+            evs = [ev for _, ev in general]
+            cols = {f: list(pick(c + [ev[f] for ev in evs])) for f, c in cols.items()}
+            lines = sorted(lines)
+        n = len(lines)
+        fields = _EVENT_FIELDS
+        if self.stamp_ids:
+            cols["id"] = [f"{origin}:{k}" for k in lines]
+            fields = _EVENT_FIELDS_ID
+        stats.records += len(records)
+        stats.parsed += n  # one event per line parsed
+        stats.events += n
+        return EventBatch.from_columns(fields, cols, n)
+
+    def _columns(self, raw_cols: list[list], lines, records: list[bytes], first_line: int,
+                 failed: list[tuple[int, str, bytes]]) -> tuple[dict[str, list], Any]:
+        """The fast decoder's fields (of ``lines``; :func:`_transpose`) as normalized event columns, and their lines:
+        a line whose value fails a check is left out of both and added to ``failed``.
+
+        The checks run in :meth:`_finish`'s order, and a line keeps the reason of the first that
+        fails. Each column's common case is tested on the whole column first (no ``?`` in any
+        path, every upstream time a finite number, ...); only a column that has an exception
+        is walked value by value.
+        """
+        flags, *vals = raw_cols
+        (ts, status, latency, bytes_in, bytes_out, ust, tokens_in, tokens_out, method, path, protocol, src_ip,
+         user_agent, request_id, authority, upstream_host, remote, model, model_override, backend, api_key,
+         identity) = vals
+        n = len(ts)
+        bad: dict[int, str] = {}  # position -> the first check's reason
+        whole = _times(ts, parse_iso)
+        if whole is not None:
+            ts, self._ts_head, self._ts_base = whole
+        else:
+            self._times_one_by_one(ts, bad)
+        principal = self._principals(api_key, identity, bad)
+        if _any_in("\x00".join(filter(None, src_ip)), ", :") or (None in src_ip and remote.count(None) != n):
+            self._addresses(src_ip, remote, bad)
+        floats = _floats(ust)
+        if floats is not None:
+            ust = floats
+        else:
+            _each(ust, lambda u: u if u is None or type(u) is float else _upstream_ms(u), bad)
+        if "?" in "".join(filter(None, path)):
+            scrub_path = self.hasher.scrub_path
+            _each(path, lambda p: scrub_path(p) if p is not None and "?" in p else p, bad)
+        flags = [None if f is None or f == "-" else f.split(",") for f in flags]
+        cols = {
+            "ts": ts, "status": status, "latency_ms": latency, "bytes_in": bytes_in, "bytes_out": bytes_out,
+            "upstream_ms": ust, "tokens_in": tokens_in, "tokens_out": tokens_out, "method": method, "path": path,
+            "protocol": protocol, "response_flags": flags, "src_ip": src_ip, "user_agent": user_agent,
+            "request_id": request_id, "authority": authority, "upstream_host": upstream_host, "model": model,
+            "model_override": model_override, "backend": backend, "principal": principal,
+            "kind": ["request"] * n, "source": ["envoy_json"] * n,
+        }
+        if bad:
+            lines = list(lines)
+            for i, reason in bad.items():
+                failed.append((lines[i], reason, records[lines[i] - first_line]))
+            keep = [i for i in range(n) if i not in bad]
+            if not keep:
+                return {f: [] for f in cols}, []
+            pick = _picker(keep)
+            cols = {f: list(pick(c)) for f, c in cols.items()}
+            lines = list(pick(lines))
+        return cols, lines
+
+    def _times_one_by_one(self, ts: list, bad: dict[int, str]) -> None:
+        """The time of each value, in place, from the last second seen when it is of that second."""
+        head, base = self._ts_head, self._ts_base
+        for i, t in enumerate(ts):
+            try:
+                if type(t) is str and t[:20] == head and t[-1] == "Z" and len(t) <= 30 \
+                        and (frac := t[20:-1]).isdigit():
+                    ts[i] = base + int(frac) * _FRAC_SCALE[len(frac)]
+                elif t is None:
+                    raise ParseError("no start time (looked for: " + ", ".join(self._keys["start_time"]) + ")")
+                elif type(t) is str and t[4:5] == "-":
+                    ts[i] = parse_iso(t)
+                    # parse_iso read it as its second plus the fraction: remember the second.
+                    if t[10:11] == "T" and t[19:20] == "." and t[-1] == "Z" and len(t) <= 30 \
+                            and (frac := t[20:-1]).isdigit():
+                        head, base = t[:20], ts[i] - int(frac) * _FRAC_SCALE[len(frac)]
+                else:
+                    ts[i] = parse_time(t, "start_time")
+            except Exception as e:
+                bad.setdefault(i, describe(e))
+        self._ts_head, self._ts_base = head, base
+
+    def _principals(self, api_key: list, identity: list, bad: dict[int, str]) -> list:
+        """The identity (``prefer_identity``) else the API key's hash (cached per key) else the identity."""
+        principal = list(map(self._keys_seen.get, api_key))  # the hashes of keys seen before, else None
+        if self._prefer_identity and identity.count(None) != len(identity):
+            principal = [p if k is None else k for k, p in zip(identity, principal)]
+        if None in principal:
+            for i, p in enumerate(principal):
+                if p is None:
+                    k = api_key[i]
+                    if k is None:
+                        principal[i] = identity[i]
+                    else:
+                        try:
+                            principal[i] = self._hash_key(k)
+                        except Exception as e:
+                            bad.setdefault(i, describe(e))
+        return principal
+
+    @staticmethod
+    def _addresses(src_ip: list, remote: list, bad: dict[int, str]) -> None:
+        """The first forwarded address, else the remote address without its port, in place."""
+        for i, x in enumerate(src_ip):
+            try:
+                if x is not None:
+                    if "," in x or ":" in x or " " in x:
+                        src_ip[i] = first_forwarded(x)
+                elif (r := remote[i]) is not None:
+                    src_ip[i] = host_of(r)
+            except Exception as e:
+                bad.setdefault(i, describe(e))
+
+    def _finish(self, d: dict, raw: bytes, typed: bool) -> dict:
+        """The intermediate fields (one per role) to the event; shared by both paths.
+
+        ``typed``: the fast path's decoder has already checked that text fields are text and
+        that status, counts and durations are in range (``_FAST_TYPES``), so those checks
+        are skipped; on any value the general path would have to coerce, the fast decoder
+        fails and the general path runs instead.
+        """
+        # Absent values are "-" (Envoy's empty value) or "": response_flags is "-" on most
+        # lines, so it is handled alone; one set test over the values finds any other (the
+        # general path may hold lists and objects, which cannot be hashed).
+        if d["response_flags"] == "-":
+            d["response_flags"] = None
+        values = d.values()
+        if (not _ABSENT_SET.isdisjoint(values)) if typed else ("-" in values or "" in values):
+            for k, v in d.items():
+                if v == "-" or v == "":
+                    d[k] = None
+        t = d["ts"]
+        if t is None:
+            raise ParseError("no start time (looked for: " + ", ".join(self._keys["start_time"]) + ")")
+        d["ts"] = parse_iso(t) if type(t) is str and t[4:5] == "-" else parse_time(t, "start_time")
+        if not typed:
+            for name, role in _TEXT_FIELDS:
+                v = d[name]
+                if v is not None and type(v) is not str:
+                    d[name] = opt_str(v, role)
+
+        api_key, identity, remote = d.pop("api_key"), d.pop("identity"), d.pop("remote_addr")
+        if identity is not None and self._prefer_identity:
+            principal = identity
+        elif api_key is not None:
+            principal = self._keys_seen.get(api_key)
+            if principal is None:
+                principal = self._hash_key(api_key)
+        else:
+            principal = identity
+        d["principal"] = principal
+
+        xff = d["src_ip"]
+        if xff is not None:
+            # The common case, one IPv4 address, without the general split.
+            if "," in xff or ":" in xff or " " in xff:
+                d["src_ip"] = first_forwarded(xff)
+        elif remote is not None:
+            d["src_ip"] = host_of(remote)
+
+        if not typed:
+            code = d["status"]
+            if type(code) is not int and code is not None:
+                code = d["status"] = as_int(code, "response_code")
+            if code is not None and not 0 <= code <= 999:
+                raise ParseError(f"response_code out of range: {code}")
+            dur = d["latency_ms"]
+            d["latency_ms"] = float(dur) if type(dur) is int else opt_float(dur, "duration")
+            for name, what in _COUNT_FIELDS:
+                v = d[name]
+                if type(v) is not int or v < 0:
+                    d[name] = opt_count(v, what)
+        ust = d["upstream_ms"]
+        if ust is not None and type(ust) is not float:
+            d["upstream_ms"] = _upstream_ms(ust)
+        path = d["path"]
+        if path is not None and "?" in path:
+            d["path"] = self.hasher.scrub_path(path)
+        flags = d["response_flags"]
+        if flags is not None and type(flags) is str:
+            d["response_flags"] = flags.split(",")
+        d["kind"] = "request"
+        d["source"] = "envoy_json"
+        return d
+
+
+# The intermediate field each role fills: the event's own name where the role is an event
+# field, a temporary name (popped by _finish) for api_key, identity and the remote address.
+_FIELD_OF_ROLE = {
+    "start_time": "ts", "response_code": "status", "duration": "latency_ms", "bytes_received": "bytes_in",
+    "bytes_sent": "bytes_out", "upstream_service_time": "upstream_ms", "tokens_in": "tokens_in",
+    "tokens_out": "tokens_out", "method": "method", "path": "path", "protocol": "protocol",
+    "response_flags": "response_flags", "x_forwarded_for": "src_ip", "user_agent": "user_agent",
+    "request_id": "request_id", "authority": "authority", "upstream_host": "upstream_host",
+    "downstream_remote_address": "remote_addr", "model": "model", "model_override": "model_override",
+    "backend": "backend", "api_key": "api_key", "identity": "identity",
+}
+assert set(_FIELD_OF_ROLE) == set(DEFAULT_FIELDS)
+_FIELDS = tuple(_FIELD_OF_ROLE[r] for r in _ROLES)
+_N_FIELDS = len(_FIELDS)
+_FLAGS_AT = _FIELDS.index("response_flags")
+# The fast structs' field order: response_flags (on most lines "-") apart, so that one set test
+# over the others tells whether a line has any other absent value.
+_FAST_ORDER = ("response_flags",) + _FIELDS[:_FLAGS_AT] + _FIELDS[_FLAGS_AT + 1:]
+_TEXT_FIELDS = tuple((_FIELD_OF_ROLE[r], r) for r in _TEXT_ROLES)
+_COUNT_FIELDS = (("tokens_in", "tokens_in"), ("tokens_out", "tokens_out"),
+                 ("bytes_in", "bytes_received"), ("bytes_out", "bytes_sent"))
+# Types the fast path accepts per role (text roles: _TEXT), checked by msgspec in C;
+# a value outside them (a numeric string, a negative count) falls back to the general path.
+# "-" and "" are Envoy's absent values, mapped to None by _finish; the fast types take "-"
+# only (so that parse_chunk finds any absent value with one `"-" in` test), and a line with ""
+# anywhere takes the general path.
+_ABSENT_TEXT = Literal["-"]
+_NONEMPTY = Annotated[str, msgspec.Meta(min_length=1)]
+_TEXT = _NONEMPTY | None
+_COUNT = Annotated[int, msgspec.Meta(ge=0)] | _ABSENT_TEXT | None
+_FAST_TYPES = {
+    "start_time": int | float | _NONEMPTY | None,
+    "response_code": Annotated[int, msgspec.Meta(ge=0, le=999)] | _ABSENT_TEXT | None,
+    "duration": float | _ABSENT_TEXT | None,  # msgspec turns an integer duration into a float
+    "bytes_received": _COUNT, "bytes_sent": _COUNT, "tokens_in": _COUNT, "tokens_out": _COUNT,
+    "upstream_service_time": float | _NONEMPTY | None,
+}
+# An event's keys, in the order _finish makes them (parse_batch's columns, "id" last when stamped).
+_EVENT_FIELDS = tuple(f for f in _FIELDS if f not in ("remote_addr", "api_key", "identity")) + (
+    "principal", "kind", "source")
+_EVENT_FIELDS_ID = _EVENT_FIELDS + ("id",)
+
+
+def _picker(idx: list[int]):
+    """``lambda xs: [xs[i] for i in idx]`` in C (a tuple; ``idx`` not empty)."""
+    if len(idx) == 1:
+        i = idx[0]
+        return lambda xs: (xs[i],)
+    return itemgetter(*idx)
+
+
+def _any_in(text: str, chars: str) -> bool:
+    for c in chars:
+        if c in text:
+            return True
+    return False
+
+
+def _floats(col: list) -> list | None:
+    """:func:`_upstream_ms` of every value (None kept) when each is a finite number or text of one
+    (float() takes it): else None, and the values go one by one."""
+    try:
+        if None in col:
+            out = [v if v is None else float(v) for v in col]
+            total = sum([0.0 if v is None else v for v in out])
+        else:
+            out = list(map(float, col))
+            total = sum(out)
+    except Exception:  # a value float() does not take: _upstream_ms gives its error
+        return None
+    return out if total - total == 0.0 else None  # an inf or a nan among them: _upstream_ms's error
+
+
+_SEPARATORS = ((4, ord("-")), (7, ord("-")), (10, ord("T")), (13, ord(":")), (16, ord(":")), (19, ord(".")))
+_RUN_LINES = 64  # a chunk whose runs of one second are shorter on average goes line by line
+_SLICE = 1024  # lines decoded and turned into columns at a time
+
+
+def _times(ts: list, parse_iso: Callable[[str], int]) -> tuple[list[int], str, int] | None:
+    """The common chunk's times at once: every value 'YYYY-MM-DDTHH:MM:SS.<1-9 digits>Z', of one
+    length, in few runs of one second. Each run's second is read by ``parse_iso`` from its first
+    value, as the line by line loop would (the same numbers: that loop's cache of the second);
+    the fractions are read with numpy. None (the loop decides) for any other chunk. Also the last
+    run's head and second, the loop's cache."""
+    try:
+        width = len(ts[0])
+        if not 22 <= width <= 30 or len(set(map(len, ts))) != 1:
+            return None
+        arr = np.frombuffer("".join(ts).encode("ascii"), dtype=np.uint8).reshape(len(ts), width)
+    except (TypeError, UnicodeEncodeError):  # None, a number, other text: the loop decides
+        return None
+    digits = arr - 48
+    if (arr[:, width - 1] != 90).any() or (digits[:, 20:width - 1] > 9).any():
+        return None
+    for at, c in _SEPARATORS:
+        if (arr[:, at] != c).any():
+            return None
+    heads = arr[:, :20]
+    starts = np.flatnonzero((heads[1:] != heads[:-1]).any(axis=1)) + 1
+    if len(starts) * _RUN_LINES > len(ts):
+        return None
+    frac_digits = width - 21
+    fracs = digits[:, 20:width - 1].astype(np.int64) @ (10 ** np.arange(frac_digits - 1, -1, -1, dtype=np.int64))
+    out = fracs * _FRAC_SCALE[frac_digits]
+    bounds = [0, *starts.tolist(), len(ts)]
+    head, base = "", 0
+    for a, b in zip(bounds, bounds[1:]):
+        t = ts[a]
+        try:
+            base = parse_iso(t) - int(t[20:-1]) * _FRAC_SCALE[frac_digits]
+        except Exception:  # an invalid date: the loop gives each line's error
+            return None
+        head = t[:20]
+        if not -2**62 < base < 2**62:  # beyond int64 nanoseconds: the loop's Python ints
+            return None
+        out[a:b] += base
+    return out.tolist(), head, base
+
+
+def _transpose(objs: list) -> list[list]:
+    """The fast structs' fields as lists (one per field of _FAST_ORDER); Envoy's absent
+    value "-" (the fast types take no "", and "-" only where a value may be absent) as None, but in
+    response_flags (the first). The structs of every key set start with these fields; zip stops at the
+    shortest."""
+    cols = [list(c) for c in list(zip(*map(astuple, objs)))[:_N_FIELDS]]
+    for c in cols[1:]:
+        for i in _positions(c, "-"):
+            c[i] = None
+    return cols
+
+
+def _positions(col: list, value: Any) -> list[int]:
+    """The positions of ``value`` in ``col`` (``==``, as ``in``), found by ``list.index`` in C: a column
+    holds the value at few places, if any, so this costs about one ``in`` test."""
+    out: list[int] = []
+    index = col.index
+    i = -1
+    try:
+        while True:
+            i = index(value, i + 1)
+            out.append(i)
+    except ValueError:
+        return out
+
+
+def _each(col: list, one: Callable[[Any], Any], bad: dict[int, str]) -> None:
+    """``one`` of every value, in place; a value it fails on marks its line ``bad`` (first reason kept)."""
+    for i, v in enumerate(col):
+        try:
+            col[i] = one(v)
+        except Exception as e:
+            bad.setdefault(i, describe(e))
