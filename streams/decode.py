@@ -95,11 +95,19 @@ def iter_lines(stream: BinaryIO, chunk_lines: int = CHUNK_LINES) -> Iterator[tup
             break
         if not cr and b"\r" in block:
             cr = True
-        parts = (carry + block).split(b"\n")
+        # The block is split as read and the line cut by the previous block joined to its first
+        # line: no copy of the whole block with the carry in front (one per block, 4 MB).
+        parts = block.split(b"\n")
+        if carry:
+            parts[0] = carry + parts[0]
         carry = parts.pop()
-        pending.extend(parts)
+        if pending:
+            pending.extend(parts)
+        else:
+            pending = parts
         while len(pending) >= chunk_lines:
-            out, pending = pending[:chunk_lines], pending[chunk_lines:]
+            out = pending[:chunk_lines]
+            del pending[:chunk_lines]
             yield line_no, _strip_cr(out) if cr else out
             line_no += len(out)
     if carry:
