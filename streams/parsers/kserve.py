@@ -63,7 +63,11 @@ and the principal and source address are remembered per ``metadata`` text. Anyth
 types do not fit (another key, a value of another type, a binary-mode dump, a batch, an
 integer orjson would read differently, bad JSON) goes to the general path, orjson and dicts,
 which decides; tests/parsers/test_kserve_fastpath.py checks that both give the same events,
-dead letters and counts.
+dead letters and counts. ``_parse_rows`` runs the fast path's decode and the join inline (no call
+per line to ``_fast_half_of`` and ``_pair``, which ``parse_record`` still uses), a time in
+KServe's spelling (``...T00:00:00.035923Z``) is read through parse_iso's cache of seconds without
+a call, and the model a ``source`` names is remembered per source text; tests/parsers/
+test_kserve_loop.py holds that loop to a frozen copy of the one before it (e1d5517).
 
 Columns: ``parse_batch`` (what files and replay read) makes no dict per prediction. The join
 gives each prediction as a row, a tuple in ``FIELDS`` order (``STAMPED_FIELDS``, with the
