@@ -44,30 +44,44 @@ from .run import DEFAULT_DEAD_LETTER, DeadLetterWriter, ParseReport, iter_file_b
 BATCH_EVENTS = 8192
 
 
-def merge_by_time(sources: list[Iterator[EventBatch | Iterable[dict]]]) -> Iterator[EventBatch]:
-    """Merge per-file iterators of event chunks into chunks in event-time order."""
+def merge_by_time(sources: list[Iterator[EventBatch | Iterable[dict]]],
+                  batch_events: int | None = None) -> Iterator[EventBatch]:
+    """Merge per-file iterators of event chunks into chunks in event-time order.
+
+    With ``batch_events``, each released run is yielded in pieces of at most that many events
+    (the first ``batch_events``, the next, ...), each piece a selection of the merge's pool made
+    at once: the same batches as cutting the chunks afterwards (``chunk[i:i + batch_events]``),
+    without a selection of the whole chunk first and its cut (a list of the order per event,
+    and ``numpy.asarray`` of a ``range`` per slice)."""
     active = {i: it for i, it in enumerate(sources)}
     newest = {i: -(2**63) for i in active}  # the newest ts read from each open file
     pending: list[EventBatch] = []
     released_up_to = -(2**63)
 
-    def release(upto: int | None) -> EventBatch | None:
+    def release(upto: int | None) -> Iterator[EventBatch]:
         nonlocal pending
         if not pending:
-            return None
+            return
         pool = pending[0] if len(pending) == 1 else EventBatch.concat(pending)
         ts = pool.ts()
         order = np.argsort(ts, kind="stable")
         if upto is None:
             pending = []
-            return pool.select(order)
-        cut = int(np.searchsorted(ts[order], upto, side="right"))
-        # What stays is kept in its sorted order over only the parts it is in (compact): the
-        # parts released whole are dropped, and a stable sort of it followed by the next chunks
-        # orders it as the sort of the whole would. Its times go with it (select carries them).
-        rest = pool.select(order[cut:]).compact()
-        pending = [rest] if len(rest) else []
-        return pool.select(order[:cut]) if cut else None
+            cut = len(order)
+        else:
+            cut = int(np.searchsorted(ts[order], upto, side="right"))
+            # What stays is kept in its sorted order over only the parts it is in (compact): the
+            # parts released whole are dropped, and a stable sort of it followed by the next chunks
+            # orders it as the sort of the whole would. Its times go with it (select carries them).
+            rest = pool.select(order[cut:]).compact()
+            pending = [rest] if len(rest) else []
+        if not cut:
+            return
+        if batch_events is None or cut <= batch_events:
+            yield pool.select(order[:cut])
+            return
+        for start in range(0, cut, batch_events):
+            yield pool.select(order[start:min(start + batch_events, cut)])
 
     while active:
         # Read from the file that lags most: that is the one holding the watermark back.
@@ -84,13 +98,9 @@ def merge_by_time(sources: list[Iterator[EventBatch | Iterable[dict]]]) -> Itera
         if active:
             watermark = min(newest.values())
             if watermark > released_up_to:
-                out = release(watermark)
                 released_up_to = watermark
-                if out is not None:
-                    yield out
-    out = release(None)
-    if out is not None and len(out):
-        yield out
+                yield from release(watermark)
+    yield from release(None)
 
 
 class Progress:
@@ -216,13 +226,11 @@ def replay(paths: list[str], config=None, fmt: str = "auto", sink: Any | None = 
                 continue
             sources.append(iter_file_batches(path, fmt, config, hasher, parse_report, dead_out,
                                              stamp_ids=True, on_read=progress.on_read))
-        for chunk in merge_by_time(sources):
-            for start in range(0, len(chunk), batch_events):
-                part = chunk[start:start + batch_events]
-                for a in pipeline.process_batch(part, state):
-                    report.alerts[a["id"]] = a
-                report.events += len(part)
-                progress.tick(len(part))
+        for part in merge_by_time(sources, batch_events):
+            for a in pipeline.process_batch(part, state):
+                report.alerts[a["id"]] = a
+            report.events += len(part)
+            progress.tick(len(part))
         if sink is not None:
             sink.flush()
     finally:

@@ -63,7 +63,11 @@ and the principal and source address are remembered per ``metadata`` text. Anyth
 types do not fit (another key, a value of another type, a binary-mode dump, a batch, an
 integer orjson would read differently, bad JSON) goes to the general path, orjson and dicts,
 which decides; tests/parsers/test_kserve_fastpath.py checks that both give the same events,
-dead letters and counts.
+dead letters and counts. ``_parse_rows`` runs the fast path's decode and the join inline (no call
+per line to ``_fast_half_of`` and ``_pair``, which ``parse_record`` still uses), a time in
+KServe's spelling (``...T00:00:00.035923Z``) is read through parse_iso's cache of seconds without
+a call, and the model a ``source`` names is remembered per source text; tests/parsers/
+test_kserve_loop.py holds that loop to a frozen copy of the one before it (e1d5517).
 
 Columns: ``parse_batch`` (what files and replay read) makes no dict per prediction. The join
 gives each prediction as a row, a tuple in ``FIELDS`` order (``STAMPED_FIELDS``, with the
@@ -92,7 +96,7 @@ from pydantic import Field
 
 from ramparts.errors import ParseError
 from ramparts.events import EventBatch
-from ramparts.timeutil import parse_iso
+from ramparts.timeutil import _UTC_SECONDS, parse_iso
 
 from .base import (DEFAULT_MAX_PENDING, DeadLetter, Parser, as_object, as_str, describe, is_utf8,
                    load_json_object, sniff_json_lines)
@@ -150,6 +154,7 @@ class KServeParser(Parser):
         self._no_attrs = (None,) * len(self._attr_names)
         self._idents: dict[Any, tuple[str | None, str | None]] = {}
         self._names: dict[Any, list] = {}  # tensor name(s) -> the list of them events share
+        self._source_models: dict[str, str | None] = {}  # source text -> _model_from_source of it
         # id -> half: whichever half of a pair came first, oldest first (a plain
         # dict keeps insertion order, and a popped id put back goes to the end).
         self._pending: dict[str, tuple] = {}
@@ -198,9 +203,12 @@ class KServeParser(Parser):
         self._origin = origin
         self._dead = dead
         stats = self.stats
-        fast_half = self._fast_half_of
-        pair = self._pair
+        fast = self._fast
+        fast_half = self._fast_half
         general = self._general_rows
+        pending = self._pending
+        max_pending = self._max_pending
+        join = self._join
         rows: list[tuple] = []
         append = rows.append
         ids: list[str] | None = [] if self.stamp_ids else None
@@ -208,14 +216,37 @@ class KServeParser(Parser):
         parsed = skipped = 0
         for raw in records:
             line += 1
-            half = fast_half(raw)  # None for a blank line too: msgspec reads no JSON there
+            # The fast path (``_fast_half_of``, inline): msgspec may not check the UTF-8 of every
+            # byte it reads past, orjson does, so a line that is not UTF-8 goes to the general path.
+            half = None
+            if fast is not None and (raw.isascii() or is_utf8(raw)):
+                try:
+                    half = fast_half(fast(raw))
+                except Exception:  # not this shape, a type the Structs do not take, bad JSON or data
+                    pass  # (None for a blank line too: msgspec reads no JSON there)
             if half is not None:
                 parsed += 1
-                row = pair(half)
-                if row is not None:
-                    append(row)
-                    if ids is not None:
-                        ids.append(f"{origin}:{line}.0")
+                # The join (``_pair``, its common cases inline): a half whose partner is waiting
+                # makes the prediction; one that comes first waits, unless the map is full.
+                ce_id = half[1]
+                other = pending.pop(ce_id, None)
+                if other is None:
+                    pending[ce_id] = half
+                    if len(pending) <= max_pending:
+                        continue
+                    self.note("pending_evicted")
+                    row = self._alone(pending.pop(next(iter(pending))))
+                elif other[14] == half[14]:
+                    self.note("duplicate_ids")
+                    pending[ce_id] = half
+                    row = self._alone(other)
+                elif half[14]:
+                    row = join(half, other)
+                else:
+                    row = join(other, half)
+                append(row)
+                if ids is not None:
+                    ids.append(f"{origin}:{line}.0")
                 continue
             self._line = line
             if not raw or raw.isspace():
@@ -353,7 +384,15 @@ class KServeParser(Parser):
         ce_id = d.id
         if not ce_id:
             return None
-        ts = parse_iso(d.time)
+        # parse_iso's common spelling inline (KServe stamps 'YYYY-MM-DDTHH:MM:SS.ffffffZ'): its
+        # cache of seconds read, and the microseconds; anything else is parse_iso's to read.
+        t = d.time
+        base = _UTC_SECONDS.get(t[:19])
+        if base is not None and len(t) == 27 and t[26] == "Z" and t[10] == "T" and t[19] == ".":
+            frac = t[20:26]
+            ts = base + int(frac) * 1000 if frac.isdigit() else parse_iso(t)
+        else:
+            ts = parse_iso(t)
 
         meta = d.metadata
         attrs = self._fast_attrs(d)
@@ -406,9 +445,18 @@ class KServeParser(Parser):
                 values, protocol = None, "v2"
             else:
                 return None  # unknown_bodies: noted by the general path
+        source = d.source
+        if source:  # the model named by the source, remembered per source text (a pure function of it)
+            source_model = self._source_models.get(source, _UNSET)
+            if source_model is _UNSET:
+                if len(self._source_models) >= _MAX_IDENTS:
+                    self._source_models.clear()
+                source_model = self._source_models[source] = _model_from_source(source)
+        else:
+            source_model = None
         return (ts, ce_id, ident[0], ident[1], values, protocol, names, model_name, model_version,
                 d.inferenceservicename or None, d.namespace or None, d.component or None, d.endpoint or None,
-                _model_from_source(d.source or None), is_request)
+                source_model, is_request)
 
     def _shared_names(self, key: tuple) -> list:
         """The list of tensor names ``key``, one list shared by every event that names the same

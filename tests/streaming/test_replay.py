@@ -67,6 +67,18 @@ def test_equal_times_keep_their_source_order(srcs):
         seen[key] = seen.get(key, 0) + 1
 
 
+@PROPERTY
+@given(srcs=sources(), batch=st.integers(min_value=1, max_value=12))
+def test_merge_in_batches_cuts_as_the_chunks_cut_afterwards(srcs, batch):
+    # What replay did before merge_by_time cut its releases itself: each chunk sliced.
+    expected = [chunk[s:s + batch] for chunk in merged(srcs) for s in range(0, len(chunk), batch)]
+    got = list(merge_by_time([iter(chunks) for chunks in srcs], batch_events=batch))
+    assert [len(b) for b in got] == [len(b) for b in expected]
+    assert all(0 < len(b) <= batch for b in got)
+    assert [b.events for b in got] == [b.events for b in expected]
+    assert [b.ts().tolist() for b in got] == [[e["ts"] for e in b.events] for b in expected]
+
+
 def test_merge_of_nothing_and_of_empty_sources_and_chunks():
     assert merged([]) == []
     assert merged([[], [[]], [[], []]]) == []
