@@ -72,7 +72,6 @@ import bisect
 import functools
 import math
 import random
-import zlib
 from itertools import chain
 from typing import Any
 
@@ -262,12 +261,26 @@ def _query_arrays(vecs: list[list | None], confs: list[float | None],
     return rows, x, vals
 
 
-def _row_hashes(xs: np.ndarray, width: int) -> list[int]:
-    """Per row of ``xs`` (float64, C-contiguous, ``width`` wide) the CRC-32 of its bytes xor its
-    width: ``zlib.crc32(row) ^ width``, from slices of one view rather than a numpy row each."""
-    mv = memoryview(xs).cast("B")
-    step = 8 * width
-    return [zlib.crc32(mv[i:i + step]) ^ width for i in range(0, len(mv), step)]
+def _row_hashes(xs: np.ndarray, width: int) -> np.ndarray:
+    """Per row of ``xs`` (float64, ``width`` wide) the CRC-32 of its bytes xor its width,
+    ``zlib.crc32(row) ^ width``, computed in compiled code (:func:`extraction_stats.row_crc32`:
+    zlib's CRC-32 from its table) rather than a call per row."""
+    from .extraction_stats import CRC_TABLE
+
+    data = np.ascontiguousarray(xs).view(np.uint8).reshape(len(xs), 8 * width)
+    out = np.empty(len(xs), dtype=np.uint32)
+    _crc()(data, CRC_TABLE, out)
+    return out ^ np.uint32(width)
+
+
+@functools.cache
+def _crc():
+    """:func:`extraction_stats.row_crc32`, loaded (from numba's cache, else compiled) by a first
+    call: see :func:`_observe`."""
+    from .extraction_stats import CRC_TABLE, row_crc32
+
+    row_crc32(np.zeros((1, 8), dtype=np.uint8), CRC_TABLE, np.zeros(1, dtype=np.uint32))
+    return row_crc32
 
 
 def _first_codes(first: np.ndarray, distinct: dict) -> np.ndarray:
@@ -675,6 +688,7 @@ class ExtractionDetector(Detector):
         super().__init__(options)
         _observe()
         _run()
+        _crc()
         self.populations: dict[tuple[str, int], Population] = {}
         self._model_populations: dict[str, list[Population]] = {}  # model -> its populations, in creation order
         self._pops = _Populations()  # their numbers, in arrays
@@ -856,19 +870,19 @@ class ExtractionDetector(Detector):
                                 dtype=np.int64, count=n)
             # The rows of one width at once (np.array of the lists, as _query_arrays converts them),
             # in the order their widths first come; every row must be finite (else event by event).
-            by_width: dict[int, list[int]] = {}
-            for r, width in enumerate(widths):
-                got = by_width.get(width)
-                if got is None:
-                    by_width[width] = [r]
-                else:
-                    got.append(r)
             blocks = []
-            for width, members in by_width.items():
-                xs = np.array([inputs[r] for r in members] if len(by_width) > 1 else inputs, dtype=np.float64)
+            order = dict.fromkeys(widths)
+            if len(order) == 1:
+                blocks.append((widths[0], slice(None), np.array(inputs, dtype=np.float64)))
+            else:
+                width_of = np.array(widths, dtype=np.int64)
+                for width in order:
+                    members = np.flatnonzero(width_of == width)
+                    blocks.append((width, members, np.array(list(map(inputs.__getitem__, members.tolist())),
+                                                            dtype=np.float64)))
+            for _width, _members, xs in blocks:
                 if not np.isfinite(xs).all():
                     return None
-                blocks.append((width, members, xs))
             if _SCORE_TYPES.issuperset(set(map(type, outputs))):
                 # One score per row: max(p, 1 - p) for a score in [0, 1] (_confidence's reading of it).
                 o = np.array(outputs, dtype=np.float64)
@@ -906,18 +920,19 @@ class ExtractionDetector(Detector):
         off = 0
         vals = []
         for width, members, xs in blocks:
-            m = len(members)
+            m = len(xs)
             x[members] = project(xs)
             rows[members, R_HASH] = _row_hashes(xs, width)
             rows[members, R_OFF] = np.arange(off, off + m * width, width)
             rows[members, R_WIDTH] = width
             vals.append(xs.ravel())
             off += m * width
-        ends = np.cumsum(per_event)
+        counts = np.array(per_event, dtype=np.int64)
+        ends = np.cumsum(counts)
         ev = np.empty((n, 7), dtype=np.int64)
         got = at[code]
         ev[:, 0], ev[:, 1], ev[:, 5], ev[:, 6] = got[:, 0], got[:, 1], got[:, 2], got[:, 3]
-        ev[:, 2], ev[:, 3], ev[:, 4] = ends - per_event, ends, ts
+        ev[:, 2], ev[:, 3], ev[:, 4] = ends - counts, ends, ts
         todo = _Todo(principal_col, src_col, models, code, slots_of)
         return keys, first_ts, todo, ev, rows, x, np.concatenate(vals)
 

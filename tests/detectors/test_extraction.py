@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 
 import numpy as np
 import pytest
@@ -522,3 +523,14 @@ def test_read_common_reads_a_batch_as_the_event_loop_did():
 
     check()
     assert taken[0] > 300, taken  # the batches read at once are many of them (else the test says little)
+
+
+def test_row_hashes_are_zlibs_crc32_of_each_row():
+    from ramparts.detectors.extraction import _row_hashes
+
+    rng = np.random.default_rng(5)
+    for width in (1, 2, 6, 8, 13):
+        xs = rng.standard_normal((500, width)) * 10.0 ** rng.integers(-300, 300, size=(500, 1))
+        xs[::5, 0], xs[::7, -1], xs[::11, 0] = np.nan, -0.0, np.inf
+        assert _row_hashes(xs, width).tolist() == [zlib.crc32(v) ^ width for v in xs]
+        assert _row_hashes(xs[:0], width).tolist() == []
