@@ -132,6 +132,7 @@ _NUMBER_TYPES = frozenset((int, float))
 _SCORE_TYPES = _NUMBER_TYPES
 _INTS = frozenset((int,))  # not bool
 _LIST = {list}
+_COMMON_MIN = 8  # fewer predictions in a batch are read event by event (a few numpy calls cost more)
 
 
 def _row(v: Any) -> list[float] | None:
@@ -628,6 +629,34 @@ class _Streams:
         c[:] = (s["n"], s["rep"], s["nd"], s["ood"], s["nj"], s["close"], s["nc"], s["low"], s.get("ep", 0),
                 len(packed), len(h), len(d), 0.0, s["inc"] is not None, 0.0, 0.0, 0.0)
 
+    def load_all(self, states: list[dict]) -> None:
+        """:meth:`load` of every slot of a fresh ``_Streams`` (``states[slot]``), the numbers that
+        follow from the reservoirs (their float64 copy, their rows' squared norms) computed for
+        all at once: the same arrays, to the bit."""
+        counts = []
+        for slot, s in enumerate(states):
+            self.dicts[slot], self.tl[slot] = s, s["tl"]
+            h, r, d = s["h"], s["r"], s["d"]
+            nh = nr = nd = 0
+            if h:
+                h = _unpack(h, np.uint32)[-HASHES:]
+                nh = len(h)
+                self.hashes[slot, :nh] = h
+            if r:
+                r = _unpack(r, np.float32, PROJECTED_DIMS)[-RESERVOIR:]
+                nr = len(r)
+                self.res[slot, :nr] = r
+            if d:
+                d = _unpack(d, np.float32)[-DISTANCES:]
+                nd = len(d)
+                self.dists[slot, :nd] = d
+            counts.append((s["n"], s["rep"], s["nd"], s["ood"], s["nj"], s["close"], s["nc"], s["low"],
+                           s.get("ep", 0), nr, nh, nd, 0.0, s["inc"] is not None, 0.0, 0.0, 0.0))
+        if counts:
+            self.counts[:] = counts
+        self.res64[:] = self.res
+        self.sq[:] = (self.res64 * self.res64).sum(axis=2)
+
     def sync(self, slot: int) -> None:
         """The counts written back into the stream's dict (for the judging, and at the batch's end)."""
         s, c = self.dicts[slot], self.counts[slot].tolist()
@@ -730,12 +759,14 @@ class ExtractionDetector(Detector):
         keys, first_ts, todo, ev, rows, x, vals = read
 
         w = _Streams(len(keys))
+        loaded = []
         for slot, key in enumerate(keys):
             s = state.get(key)
             s = dict(s) if s is not None else None
             if s is None or first_ts[slot] - s["tl"] > gap:
                 s = self._fresh(first_ts[slot])
-            w.load(slot, s)
+            loaded.append(s)
+        w.load_all(loaded)
         model_codes = self._model_codes
         pops = self._pops
         most = max((len(v) for v in self._model_populations.values()), default=0)
@@ -848,7 +879,7 @@ class ExtractionDetector(Detector):
         the types of all the rows' numbers in one pass, the rows of a width converted at once, the
         scores' confidences in numpy). ``None`` (nothing created yet) for any other batch."""
         n = len(ts_col)
-        if not n or not _INTS.issuperset(set(map(type, ts_col))) or None in principal_col:
+        if n < _COMMON_MIN or not _INTS.issuperset(set(map(type, ts_col))) or None in principal_col:
             return None
         if set(map(type, input_col)) != _LIST or set(map(type, output_col)) != _LIST:
             return None

@@ -450,12 +450,16 @@ def _detector_made(det):
             det._pops.st[:n].tobytes(), det._pops.mt[:n].tobytes())
 
 
-def test_read_common_reads_a_batch_as_the_event_loop_did():
+def test_read_common_reads_a_batch_as_the_event_loop_did(monkeypatch):
     """Every batch of predictions: _read_common, when it reads the batch, gives the event loop's
     streams, rows and arrays to the bit and creates the same codes and populations in the same order;
     when it declines, nothing is created (the event loop then reads the batch)."""
     from hypothesis import given, settings
     from hypothesis import strategies as st
+
+    from ramparts.detectors import extraction
+
+    monkeypatch.setattr(extraction, "_COMMON_MIN", 1)  # batches of a prediction or two read at once too
 
     number = st.one_of(st.floats(-5, 5), st.integers(-3, 3), st.sampled_from([0.5, 1e308, -0.0, 2 ** 60]))
     odd = st.sampled_from([math.nan, math.inf, True, "1", None, 10 ** 400])
@@ -534,3 +538,32 @@ def test_row_hashes_are_zlibs_crc32_of_each_row():
         xs[::5, 0], xs[::7, -1], xs[::11, 0] = np.nan, -0.0, np.inf
         assert _row_hashes(xs, width).tolist() == [zlib.crc32(v) ^ width for v in xs]
         assert _row_hashes(xs[:0], width).tolist() == []
+
+
+def test_streams_loaded_at_once_are_the_streams_loaded_one_by_one():
+    from ramparts.detectors.extraction import (DISTANCES, HASHES, PROJECTED_DIMS, RESERVOIR, ExtractionDetector,
+                                               _pack, _Streams)
+
+    rng = np.random.default_rng(9)
+    states = []
+    for k in range(60):
+        s = ExtractionDetector._fresh(k)
+        if k % 5:  # some streams fresh, the others with memories of every length, over capacity too
+            nh, nr, nd = rng.integers(0, HASHES + 3), rng.integers(0, RESERVOIR + 3), rng.integers(0, DISTANCES + 3)
+            scale = 10.0 ** rng.integers(-20, 20)
+            s.update(n=int(rng.integers(0, 2 ** 40)), rep=3, nd=float(rng.uniform(0, 300)), ood=1.5, nj=2.0,
+                     close=0.25, nc=7.0, low=0.5, inc={"first": 1, "sev": "medium"} if k % 3 == 0 else None,
+                     h=_pack(rng.integers(0, 2 ** 32, nh), np.uint32),
+                     r=_pack(rng.standard_normal((nr, PROJECTED_DIMS)) * scale, np.float32),
+                     d=_pack(rng.uniform(0, 5, nd), np.float32))
+            if k % 4 == 0:
+                s["ep"] = 2
+        states.append(s)
+    one, alln = _Streams(len(states)), _Streams(len(states))
+    for slot, s in enumerate(states):
+        one.load(slot, dict(s))
+    alln.load_all([dict(s) for s in states])
+    for name in ("counts", "hashes", "res", "res64", "sq", "pd", "dists", "tl"):
+        a, b = getattr(one, name), getattr(alln, name)
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), name
+    assert one.dicts == alln.dicts
