@@ -33,6 +33,7 @@ import bisect
 import functools
 import math
 from collections import OrderedDict
+from operator import itemgetter
 
 import numpy as np
 from pydantic import Field
@@ -465,9 +466,7 @@ def _query_counts(inputs: list) -> list[int]:
         return list(map(len, inputs))
     return [len(inp) if type(inp) is list and inp and type(inp[0]) is list else 1 for inp in inputs]
 
-
-def _first(v: list):
-    return v[0]
+_first = itemgetter(0)
 _EVENT_FIELDS = ("kind", "status", "ts", "principal", "model", "tokens_in", "tokens_out", "input", "src_ip")
 _INTS = frozenset((int,))
 _INTS_OR_NONE = frozenset((int, type(None)))  # not bool: True is 1 to numpy, not a count or a status
