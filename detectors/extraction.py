@@ -58,7 +58,11 @@ too (``extraction_stats.shapiro_w``, ``refresh_ranges``: scipy's W and numpy's q
 bit); see docs/benchmarks.md, "2026-11-23
 (fourth session)" and "(sixth session)". The predictions' fields are read as columns of the batch
 (``EventBatch.values``): a batch of columns makes no event dict here; a batch's rows of one
-width are converted and projected at once (:func:`project`).
+width are converted and projected at once (:func:`project`) and hashed in compiled code
+(:func:`_row_hashes`). A batch whose every prediction has the common shape (rows of numbers,
+one output per row) is read per column (:meth:`ExtractionDetector._read_common`: one hash per
+prediction of its streams, the types of all its numbers in one pass), others event by event
+(``_read_each``), with the same results (docs/benchmarks.md, "(eighth session)").
 
 Alerts: ``extraction.queries`` on the principal (or on the source address, for a split that
 no single principal shows), with the statistic, its value, the threshold, the query counts and
