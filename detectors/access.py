@@ -43,6 +43,7 @@ import zlib
 from itertools import compress
 from typing import Any, Callable, ClassVar
 
+import numpy as np
 from pydantic import Field
 
 from ramparts.events import EventBatch
@@ -52,6 +53,7 @@ from .base import Detector, StateStore, make_alert
 from .incident import IncidentRule, events_where, node_of, pod_id
 from .kind_columns import kind_values
 from .request_rows import MODEL, PRINCIPAL, SRC_IP, STATUS, TS, request_rows
+from .typed_columns import TypedColumns
 
 NS = 1_000_000_000
 MAX_KEYS_TRIED = 48
@@ -94,8 +96,15 @@ class CredentialStuffing(IncidentRule):
 
     def matches(self, batch: EventBatch) -> list[int]:
         req = batch.indices_where("kind", "request")
+        # The requests' statuses as anomaly.model and drift.model read them (made once per batch for
+        # all): when every one is an int, compared as an int64 array (TypedColumns.ints; None when one
+        # is beyond 64 bits).
+        typed = TypedColumns(batch, ("request",))
+        if _INT.issuperset(typed.types("status")):
+            status = typed.ints("status")
+            if status is not None:
+                return [req[i] for i in np.flatnonzero((status == 401) | (status == 403)).tolist()]
         # ``in`` a tuple compares with ==, as before: a list for a status (bad input) matches nothing.
-        # The requests' statuses as anomaly.model and drift.model read them (one list per batch).
         return list(compress(req, map(_REFUSED.__contains__, kind_values(batch, ("request",), "status"))))
 
     def entity_type_of(self, event: dict) -> str:
@@ -346,6 +355,7 @@ def bounded(v: str) -> str:
 
 
 _REFUSED = (401, 403)
+_INT = frozenset((int,))  # not bool
 # The fields of a request the habit detectors' per-request loop and their alerts read: the
 # requests they judge one by one are handed on as dicts of these alone, made from the columns.
 _REQUEST_READ = ("ts", "src_ip", "model", "status")

@@ -58,7 +58,11 @@ too (``extraction_stats.shapiro_w``, ``refresh_ranges``: scipy's W and numpy's q
 bit); see docs/benchmarks.md, "2026-11-23
 (fourth session)" and "(sixth session)". The predictions' fields are read as columns of the batch
 (``EventBatch.values``): a batch of columns makes no event dict here; a batch's rows of one
-width are converted and projected at once (:func:`project`).
+width are converted and projected at once (:func:`project`) and hashed in compiled code
+(:func:`_row_hashes`). A batch whose every prediction has the common shape (rows of numbers,
+one output per row) is read per column (:meth:`ExtractionDetector._read_common`: one hash per
+prediction of its streams, the types of all its numbers in one pass), others event by event
+(``_read_each``), with the same results (docs/benchmarks.md, "(eighth session)").
 
 Alerts: ``extraction.queries`` on the principal (or on the source address, for a split that
 no single principal shows), with the statistic, its value, the threshold, the query counts and
@@ -72,7 +76,7 @@ import bisect
 import functools
 import math
 import random
-import zlib
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -129,6 +133,10 @@ N_PEER = 7
 
 # -- query rows from an event ------------------------------------------------------------------
 _NUMBER_TYPES = frozenset((int, float))
+_SCORE_TYPES = _NUMBER_TYPES
+_INTS = frozenset((int,))  # not bool
+_LIST = {list}
+_COMMON_MIN = 8  # fewer predictions in a batch are read event by event (a few numpy calls cost more)
 
 
 def _row(v: Any) -> list[float] | None:
@@ -249,13 +257,56 @@ def _query_arrays(vecs: list[list | None], confs: list[float | None],
         x[members] = project(xs)
         m = len(members)
         rows[members, R_VEC] = 1.0
-        rows[members, R_HASH] = [zlib.crc32(v) ^ width for v in xs]
+        rows[members, R_HASH] = _row_hashes(xs, width)
         rows[members, R_OFF] = np.arange(off, off + m * width, width)
         rows[members, R_WIDTH] = width
         blocks.append(xs.ravel())
         off += m * width
     vals = np.concatenate(blocks) if blocks else np.zeros(1)
     return rows, x, vals
+
+
+def _row_hashes(xs: np.ndarray, width: int) -> np.ndarray:
+    """Per row of ``xs`` (float64, ``width`` wide) the CRC-32 of its bytes xor its width,
+    ``zlib.crc32(row) ^ width``, computed in compiled code (:func:`extraction_stats.row_crc32`:
+    zlib's CRC-32 from its table) rather than a call per row."""
+    from .extraction_stats import CRC_TABLE
+
+    data = np.ascontiguousarray(xs).view(np.uint8).reshape(len(xs), 8 * width)
+    out = np.empty(len(xs), dtype=np.uint32)
+    _crc()(data, CRC_TABLE, out)
+    return out ^ np.uint32(width)
+
+
+@functools.cache
+def _crc():
+    """:func:`extraction_stats.row_crc32`, loaded (from numba's cache, else compiled) by a first
+    call: see :func:`_observe`."""
+    from .extraction_stats import CRC_TABLE, row_crc32
+
+    row_crc32(np.zeros((1, 8), dtype=np.uint8), CRC_TABLE, np.zeros(1, dtype=np.uint32))
+    return row_crc32
+
+
+def _first_codes(first: np.ndarray, distinct: dict) -> np.ndarray:
+    """Per item its number among ``distinct`` (value -> position of its first item, in the order
+    of their first items), from ``first``, per item the position of the first item like it."""
+    number = np.zeros(len(first), dtype=np.int64)
+    number[np.fromiter(distinct.values(), dtype=np.int64, count=len(distinct))] = np.arange(len(distinct))
+    return number[first]
+
+
+class _Todo:
+    """What the judging reads of event ``i`` of a batch read by :meth:`ExtractionDetector._read_common`:
+    (principal, source, model, the slots of its streams), as the event loop's list holds it."""
+
+    __slots__ = ("principal", "src", "model", "code", "slots")
+
+    def __init__(self, principal: list, src: list, model: list, code: np.ndarray, slots: list[list[int]]):
+        self.principal, self.src, self.model, self.code, self.slots = principal, src, model, code, slots
+
+    def __getitem__(self, i: int) -> tuple:
+        return self.principal[i], self.src[i], self.model[i], self.slots[int(self.code[i])]
 
 
 # -- projections and packing -------------------------------------------------------------------
@@ -582,6 +633,34 @@ class _Streams:
         c[:] = (s["n"], s["rep"], s["nd"], s["ood"], s["nj"], s["close"], s["nc"], s["low"], s.get("ep", 0),
                 len(packed), len(h), len(d), 0.0, s["inc"] is not None, 0.0, 0.0, 0.0)
 
+    def load_all(self, states: list[dict]) -> None:
+        """:meth:`load` of every slot of a fresh ``_Streams`` (``states[slot]``), the numbers that
+        follow from the reservoirs (their float64 copy, their rows' squared norms) computed for
+        all at once: the same arrays, to the bit."""
+        counts = []
+        for slot, s in enumerate(states):
+            self.dicts[slot], self.tl[slot] = s, s["tl"]
+            h, r, d = s["h"], s["r"], s["d"]
+            nh = nr = nd = 0
+            if h:
+                h = _unpack(h, np.uint32)[-HASHES:]
+                nh = len(h)
+                self.hashes[slot, :nh] = h
+            if r:
+                r = _unpack(r, np.float32, PROJECTED_DIMS)[-RESERVOIR:]
+                nr = len(r)
+                self.res[slot, :nr] = r
+            if d:
+                d = _unpack(d, np.float32)[-DISTANCES:]
+                nd = len(d)
+                self.dists[slot, :nd] = d
+            counts.append((s["n"], s["rep"], s["nd"], s["ood"], s["nj"], s["close"], s["nc"], s["low"],
+                           s.get("ep", 0), nr, nh, nd, 0.0, s["inc"] is not None, 0.0, 0.0, 0.0))
+        if counts:
+            self.counts[:] = counts
+        self.res64[:] = self.res
+        self.sq[:] = (self.res64 * self.res64).sum(axis=2)
+
     def sync(self, slot: int) -> None:
         """The counts written back into the stream's dict (for the judging, and at the batch's end)."""
         s, c = self.dicts[slot], self.counts[slot].tolist()
@@ -642,6 +721,7 @@ class ExtractionDetector(Detector):
         super().__init__(options)
         _observe()
         _run()
+        _crc()
         self.populations: dict[tuple[str, int], Population] = {}
         self._model_populations: dict[str, list[Population]] = {}  # model -> its populations, in creation order
         self._pops = _Populations()  # their numbers, in arrays
@@ -673,59 +753,24 @@ class ExtractionDetector(Detector):
         # the predictions' parts only (kind_values: not a field of every event of the batch).
         columns = [kind_values(batch, ("prediction",), f)
                    for f in ("ts", "principal", "src_ip", "model", "input", "output")]
-        keys: list[str] = []  # the batch's streams, by slot
-        first_ts: list[int] = []
-        slot_of: dict[str, int] = {}
-        streams_of: dict[tuple, tuple] = {}  # (principal, source, model) -> (its slots, event's row of ev)
-        pop_of: dict[tuple[str, int], int] = {}
-        vecs: list[list | None] = []  # per query row: its input (numbers, all finite) or None
-        confs: list[float | None] = []
-        pop_rows: list[int] = []
-        todo = []  # per event: (principal, source, model, slots)
-        ev_rows = []  # per event: the row of ``ev`` (run's layout) but its rows' span
-        for ts, principal, src, model, inp, outp in zip(*columns):
-            if type(ts) is not int or (principal is None and src is None):
-                continue
-            model = model or "-"
-            try:
-                got = streams_of.get((principal, src, model))
-            except TypeError:  # a value that cannot be a key (a list): the streams are found afresh
-                got = None
-            if got is None:
-                got = self._streams_of(principal, src, model, ts, keys, first_ts, slot_of)
-                try:
-                    streams_of[(principal, src, model)] = got
-                except TypeError:
-                    pass
-            r0 = len(vecs)
-            for vec, conf, _cls in _read_rows(inp, outp):
-                if vec is not None and not _finite(vec):
-                    vec = None
-                vecs.append(vec)
-                confs.append(conf)
-                if vec is None:
-                    pop_rows.append(-1)
-                else:  # the populations this event teaches, created in the order the learning reaches them
-                    pk = (model, len(vec))
-                    p = pop_of.get(pk)
-                    if p is None:
-                        p = pop_of[pk] = self._population(model, len(vec)).p
-                    pop_rows.append(p)
-            slots, (a, b, source, code) = got
-            ev_rows.append((a, b, r0, len(vecs), ts, source, code))
-            todo.append((principal, src, model, slots))
-        if not todo:
-            return out
+        # The batch's streams, the events' rows of ``ev`` and their query rows: read at once when
+        # every prediction has the common shape (_read_common), else event by event.
+        read = self._read_common(*columns)
+        if read is None:
+            read = self._read_each(*columns)
+            if read is None:
+                return out
+        keys, first_ts, todo, ev, rows, x, vals = read
 
         w = _Streams(len(keys))
+        loaded = []
         for slot, key in enumerate(keys):
             s = state.get(key)
             s = dict(s) if s is not None else None
             if s is None or first_ts[slot] - s["tl"] > gap:
                 s = self._fresh(first_ts[slot])
-            w.load(slot, s)
-        rows, x, vals = _query_arrays(vecs, confs, pop_rows)
-        ev = np.array(ev_rows, dtype=np.int64)
+            loaded.append(s)
+        w.load_all(loaded)
         model_codes = self._model_codes
         pops = self._pops
         most = max((len(v) for v in self._model_populations.values()), default=0)
@@ -773,6 +818,158 @@ class ExtractionDetector(Detector):
         for slot, key in enumerate(keys):
             state.set(key, w.packed(slot))
         return merge_alerts(out)
+
+    def _read_each(self, ts_col: list, principal_col: list, src_col: list, model_col: list, input_col: list,
+                   output_col: list) -> tuple | None:
+        """The batch's streams and rows event by event (any shape of input and output): the keys
+        of its streams by slot and the time of each one's first event, per event (principal,
+        source, model, slots), ``ev`` and the query rows (:func:`_query_arrays`); ``None`` when no
+        prediction counts. Streams, model codes, source ids and populations are created in the
+        order the events meet them."""
+        keys: list[str] = []  # the batch's streams, by slot
+        first_ts: list[int] = []
+        slot_of: dict[str, int] = {}
+        streams_of: dict[tuple, tuple] = {}  # (principal, source, model) -> (its slots, event's row of ev)
+        pop_of: dict[tuple[str, int], int] = {}
+        vecs: list[list | None] = []  # per query row: its input (numbers, all finite) or None
+        confs: list[float | None] = []
+        pop_rows: list[int] = []
+        todo = []  # per event: (principal, source, model, slots)
+        ev_rows = []  # per event: the row of ``ev`` (run's layout) but its rows' span
+        for ts, principal, src, model, inp, outp in zip(ts_col, principal_col, src_col, model_col, input_col,
+                                                       output_col):
+            if type(ts) is not int or (principal is None and src is None):
+                continue
+            model = model or "-"
+            try:
+                got = streams_of.get((principal, src, model))
+            except TypeError:  # a value that cannot be a key (a list): the streams are found afresh
+                got = None
+            if got is None:
+                got = self._streams_of(principal, src, model, ts, keys, first_ts, slot_of)
+                try:
+                    streams_of[(principal, src, model)] = got
+                except TypeError:
+                    pass
+            r0 = len(vecs)
+            for vec, conf, _cls in _read_rows(inp, outp):
+                if vec is not None and not _finite(vec):
+                    vec = None
+                vecs.append(vec)
+                confs.append(conf)
+                if vec is None:
+                    pop_rows.append(-1)
+                else:  # the populations this event teaches, created in the order the learning reaches them
+                    pk = (model, len(vec))
+                    p = pop_of.get(pk)
+                    if p is None:
+                        p = pop_of[pk] = self._population(model, len(vec)).p
+                    pop_rows.append(p)
+            slots, (a, b, source, code) = got
+            ev_rows.append((a, b, r0, len(vecs), ts, source, code))
+            todo.append((principal, src, model, slots))
+        if not todo:
+            return None
+        ev = np.array(ev_rows, dtype=np.int64)
+        return (keys, first_ts, todo, ev, *_query_arrays(vecs, confs, pop_rows))
+
+    def _read_common(self, ts_col: list, principal_col: list, src_col: list, model_col: list, input_col: list,
+                     output_col: list) -> tuple | None:
+        """:meth:`_read_each` for a batch whose every prediction counts (an int time, a principal)
+        and has the common shape (``input`` a list of rows of numbers, all finite, ``output`` a list
+        of as many outputs, one per row): the same streams, rows and arrays, to the bit, and the same
+        streams, model codes, source ids and populations created in the same order; read per
+        column, in C where it can be (one hash per prediction of its (principal, source, model),
+        the types of all the rows' numbers in one pass, the rows of a width converted at once, the
+        scores' confidences in numpy). ``None`` (nothing created yet) for any other batch."""
+        n = len(ts_col)
+        if n < _COMMON_MIN or not _INTS.issuperset(set(map(type, ts_col))) or None in principal_col:
+            return None
+        if set(map(type, input_col)) != _LIST or set(map(type, output_col)) != _LIST:
+            return None
+        per_event = list(map(len, input_col))
+        if per_event != list(map(len, output_col)) or not all(per_event):
+            return None
+        inputs = list(chain.from_iterable(input_col))
+        if set(map(type, inputs)) != _LIST:
+            return None
+        widths = list(map(len, inputs))
+        if not all(widths) or not _NUMBER_TYPES.issuperset(set(map(type, chain.from_iterable(inputs)))):
+            return None
+        outputs = list(chain.from_iterable(output_col))
+        models = model_col if all(model_col) else [m or "-" for m in model_col]
+        try:
+            ts = np.fromiter(ts_col, dtype=np.int64, count=n)
+            triples: dict[tuple, int] = {}
+            first = np.fromiter(map(triples.setdefault, zip(principal_col, src_col, models), range(n)),
+                                dtype=np.int64, count=n)
+            # The rows of one width at once (np.array of the lists, as _query_arrays converts them),
+            # in the order their widths first come; every row must be finite (else event by event).
+            blocks = []
+            order = dict.fromkeys(widths)
+            if len(order) == 1:
+                blocks.append((widths[0], slice(None), np.array(inputs, dtype=np.float64)))
+            else:
+                width_of = np.array(widths, dtype=np.int64)
+                for width in order:
+                    members = np.flatnonzero(width_of == width)
+                    blocks.append((width, members, np.array(list(map(inputs.__getitem__, members.tolist())),
+                                                            dtype=np.float64)))
+            for _width, _members, xs in blocks:
+                if not np.isfinite(xs).all():
+                    return None
+            if _SCORE_TYPES.issuperset(set(map(type, outputs))):
+                # One score per row: max(p, 1 - p) for a score in [0, 1] (_confidence's reading of it).
+                o = np.array(outputs, dtype=np.float64)
+                has_conf = (o >= 0.0) & (o <= 1.0)
+                conf = np.where(has_conf, np.maximum(o, 1.0 - o), 0.0)
+            else:
+                confs = [_confidence(o)[0] for o in outputs]
+                has_conf = np.array([c is not None for c in confs], dtype=np.bool_)
+                conf = np.array([0.0 if c is None else c for c in confs], dtype=np.float64)
+        except (TypeError, OverflowError):  # an unhashable value; a time, or a number, beyond 64 bits
+            return None
+        # Nothing can fail from here: the batch's streams, in the order of their first events.
+        keys: list[str] = []
+        first_ts: list[int] = []
+        slot_of: dict[str, int] = {}
+        slots_of = []
+        at = np.empty((len(triples), 4), dtype=np.int64)
+        for k, ((principal, src, model), i) in enumerate(triples.items()):
+            slots, at[k] = self._streams_of(principal, src, model, ts_col[i], keys, first_ts, slot_of)
+            slots_of.append(slots)
+        code = _first_codes(first, triples)  # per event, its triple's number
+        # The populations, created in the order of their first rows (the order the event loop meets them).
+        n_rows = len(inputs)
+        pairs: dict[tuple, int] = {}
+        row_models = map(models.__getitem__, np.repeat(np.arange(n), per_event).tolist())
+        pair_first = np.fromiter(map(pairs.setdefault, zip(row_models, widths), range(n_rows)), dtype=np.int64,
+                                 count=n_rows)
+        pop_at = np.array([self._population(model, width).p for model, width in pairs], dtype=np.int64)
+        rows = np.zeros((n_rows, N_ROW))
+        x = np.zeros((n_rows, PROJECTED_DIMS), dtype=np.float32)
+        rows[:, R_POP] = pop_at[_first_codes(pair_first, pairs)]
+        rows[:, R_HAS_CONF] = has_conf
+        rows[:, R_CONF] = conf
+        rows[:, R_VEC] = 1.0
+        off = 0
+        vals = []
+        for width, members, xs in blocks:
+            m = len(xs)
+            x[members] = project(xs)
+            rows[members, R_HASH] = _row_hashes(xs, width)
+            rows[members, R_OFF] = np.arange(off, off + m * width, width)
+            rows[members, R_WIDTH] = width
+            vals.append(xs.ravel())
+            off += m * width
+        counts = np.array(per_event, dtype=np.int64)
+        ends = np.cumsum(counts)
+        ev = np.empty((n, 7), dtype=np.int64)
+        got = at[code]
+        ev[:, 0], ev[:, 1], ev[:, 5], ev[:, 6] = got[:, 0], got[:, 1], got[:, 2], got[:, 3]
+        ev[:, 2], ev[:, 3], ev[:, 4] = ends - counts, ends, ts
+        todo = _Todo(principal_col, src_col, models, code, slots_of)
+        return keys, first_ts, todo, ev, rows, x, np.concatenate(vals)
 
     def _streams_of(self, principal: Any, src: Any, model: str, ts: int, keys: list[str], first_ts: list[int],
                     slot_of: dict[str, int]) -> tuple[list[int], tuple[int, int, int, int]]:

@@ -701,3 +701,28 @@ def run(i, phase, j, ev, tls, counts, hashes, res, res64, sq, pd, dists, x, rows
         i += 1
         phase = 0
     return 0, i, 0, -1
+
+
+def _crc_table() -> np.ndarray:
+    """CRC-32's byte table (the reflected polynomial 0xEDB88320: zlib's, and gzip's)."""
+    table = np.zeros(256, dtype=np.uint32)
+    for b in range(256):
+        c = b
+        for _ in range(8):
+            c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
+        table[b] = c
+    return table
+
+
+CRC_TABLE = _crc_table()
+
+
+@_jit
+def row_crc32(data, table, out):
+    """``out[i] = zlib.crc32(data[i])`` for each row of ``data`` (uint8, rows of one length): the
+    same CRC-32 as zlib's, a byte at a time from its table (``CRC_TABLE``)."""
+    for i in range(data.shape[0]):
+        c = np.uint32(0xFFFFFFFF)
+        for k in range(data.shape[1]):
+            c = table[(c ^ data[i, k]) & np.uint32(0xFF)] ^ (c >> np.uint32(8))
+        out[i] = c ^ np.uint32(0xFFFFFFFF)

@@ -24,6 +24,7 @@ import numpy as np
 from ramparts.events import EventBatch
 
 from .kind_columns import kind_values
+from .typed_columns import TypedColumns
 
 FIELDS = ("principal", "status", "src_ip", "model", "ts", "tokens_in", "tokens_out")
 PRINCIPAL, STATUS, SRC_IP, MODEL, TS, TOKENS_IN, TOKENS_OUT = range(len(FIELDS))
@@ -31,6 +32,7 @@ PRINCIPAL, STATUS, SRC_IP, MODEL, TS, TOKENS_IN, TOKENS_OUT = range(len(FIELDS))
 # Statuses the counts by distinct value decide exactly: equal values of these types decide
 # alike. A float 500.0 (kept: it is not an int) would count in a row of the int 500 (refused).
 _PLAIN_STATUS = frozenset((int, type(None)))
+_REQUEST = ("request",)
 
 
 class RequestRows(NamedTuple):
@@ -59,7 +61,7 @@ def request_rows(batch: EventBatch) -> RequestRows | None:
 def _request_rows(batch: EventBatch) -> RequestRows | None:
     index = batch.indices_where("kind", "request")
     # The requests' fields from their parts only, as anomaly.model and drift.model read them.
-    cols = tuple(kind_values(batch, ("request",), f) for f in FIELDS)
+    cols = tuple(kind_values(batch, _REQUEST, f) for f in FIELDS)
     distinct: dict[tuple, int] = {}
     n = len(index)
     try:  # straight into an array (no list of n ints in between)
@@ -68,5 +70,6 @@ def _request_rows(batch: EventBatch) -> RequestRows | None:
     except TypeError:  # a list or an object where a value was expected
         return None
     counts = np.bincount(first_arr, minlength=n)
-    plain = _PLAIN_STATUS.issuperset(set(map(type, cols[STATUS])))
+    # The statuses' types as anomaly.model and drift.model read them (made once per batch for all).
+    plain = _PLAIN_STATUS.issuperset(TypedColumns(batch, _REQUEST).types("status"))
     return RequestRows(index, cols, distinct, first_arr, counts, plain)

@@ -33,6 +33,7 @@ import bisect
 import functools
 import math
 from collections import OrderedDict
+from operator import itemgetter
 
 import numpy as np
 from pydantic import Field
@@ -42,7 +43,8 @@ from ramparts.events import EventBatch
 from .base import Detector, StateStore, make_alert, merge_alerts
 from .jit import jit
 from .kind_columns import kind_values
-from .request_rows import TOKENS_IN, TOKENS_OUT, TS, request_rows
+from .request_rows import request_rows
+from .typed_columns import TypedColumns
 
 MINUTE = 60 * 1_000_000_000
 MAX_PEERS = 1024  # streams per model whose peaks the population keeps (least recently closed dropped)
@@ -119,13 +121,15 @@ class VolumeDetector(Detector):
             rr = request_rows(batch)
             if rr is None or not rr.plain_status:
                 return None
-            ts, t_in, t_out = rr.cols[TS], rr.cols[TOKENS_IN], rr.cols[TOKENS_OUT]
-            if not (_INTS.issuperset(set(map(type, ts))) and _INTS_OR_NONE.issuperset(set(map(type, t_in)))
-                    and _INTS_OR_NONE.issuperset(set(map(type, t_out)))):
+            # The times' and token counts' types and arrays as anomaly.model and drift.model read them
+            # (TypedColumns: made once per batch for the three).
+            typed = TypedColumns(batch, _REQUEST)
+            if not (_INTS.issuperset(typed.types("ts")) and _INTS_OR_NONE.issuperset(typed.types("tokens_in"))
+                    and _INTS_OR_NONE.issuperset(typed.types("tokens_out"))):
                 return None
             # A stream code per distinct (principal, status, source, model): -1 for refused or
             # failed requests (status 400 or over, or none) and requests of no principal.
-            code_at = np.full(len(ts), -1, dtype=np.int64)
+            code_at = np.full(len(rr.index), -1, dtype=np.int64)
             for (principal, status, _, model), at in rr.distinct.items():
                 if principal is None or status is None or status >= 400:
                     continue
@@ -134,15 +138,15 @@ class VolumeDetector(Detector):
                 if code is None:
                     code = new_stream(ident)
                 code_at[at] = code
-            try:
-                ts = np.fromiter(ts, dtype=np.int64, count=len(ts))
-                # The token counts (ints or None: checked above) as floats, in C: None is NaN, and
-                # fmax drops it and every count under 0 (what the event loop adds: t > 0 only).
-                # Exact: a count over _MAX_TOKENS (2^40) sends the batch to the event loop.
-                t_in = np.fmax(np.array(t_in, dtype=np.float64), 0.0)
-                t_out = np.fmax(np.array(t_out, dtype=np.float64), 0.0)
-            except OverflowError:  # a time beyond 64 bits, a count beyond a float's range
+            # The times as int64 and the token counts (ints or None: checked above) as floats (None
+            # is NaN); None when a time is beyond 64 bits or a count beyond a float's range. fmax
+            # drops NaN and every count under 0 (what the event loop adds: t > 0 only), into new
+            # arrays (the shared ones are not changed). Exact: a count over _MAX_TOKENS (2^40) sends
+            # the batch to the event loop.
+            ts, t_in, t_out = typed.ints("ts"), typed.floats("tokens_in"), typed.floats("tokens_out")
+            if ts is None or t_in is None or t_out is None:
                 return None
+            t_in, t_out = np.fmax(t_in, 0.0), np.fmax(t_out, 0.0)
             if t_in.size and max(float(t_in.max()), float(t_out.max())) > _MAX_TOKENS:
                 return None
             at = np.asarray(rr.index, dtype=np.int64)
@@ -179,7 +183,7 @@ class VolumeDetector(Detector):
             at = np.asarray(pred_idx, dtype=np.int64)
             codes[at] = code_at[first]
             times[at] = p_times
-            queries[at] = [len(inp) if type(inp) is list and inp and type(inp[0]) is list else 1 for inp in p_input]
+            queries[at] = _query_counts(p_input)
             return codes, times, queries, tokens, stream_keys, stream_models
         for i, t, principal, model, src, inp in zip(pred_idx, p_ts, p_principal, p_model, p_src, p_input):
             if type(t) is not int or principal is None:
@@ -450,6 +454,19 @@ def _hashable(v):
 
 
 _PREDICTION_READ = ("ts", "principal", "model", "src_ip", "input")
+_REQUEST = ("request",)
+_LIST = frozenset((list,))
+
+
+def _query_counts(inputs: list) -> list[int]:
+    """Per prediction its query rows, as the event loop counts them: ``len(inp)`` for an input that
+    is a non-empty list of lists (rows), else 1; by whole columns when every input is a list of rows."""
+    if all(inputs) and _LIST.issuperset(set(map(type, inputs))) \
+            and _LIST.issuperset(set(map(type, map(_first, inputs)))):
+        return list(map(len, inputs))
+    return [len(inp) if type(inp) is list and inp and type(inp[0]) is list else 1 for inp in inputs]
+
+_first = itemgetter(0)
 _EVENT_FIELDS = ("kind", "status", "ts", "principal", "model", "tokens_in", "tokens_out", "input", "src_ip")
 _INTS = frozenset((int,))
 _INTS_OR_NONE = frozenset((int, type(None)))  # not bool: True is 1 to numpy, not a count or a status

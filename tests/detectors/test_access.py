@@ -226,3 +226,30 @@ def test_habit_detectors_decide_what_one_pass_per_event_decides(odd):
         assert got_alerts == want_alerts
         assert any(got_alerts) and any(s.get("roaming") for s in want_state.values())
         assert list(state.data.items()) == list(want_state.items())  # the same states, written in the same order
+
+
+def test_stuffing_matches_read_from_int_statuses_are_those_of_the_per_request_test():
+    """access.stuffing's refused requests from the shared int64 statuses (every status an int) are
+    the per-request ``status in (401, 403)`` of before (frozen copy), for any statuses: ints near
+    and beyond 64 bits, bools, floats, texts, None, lists (the per-request test then decides)."""
+    from itertools import compress
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from ramparts.events import columnar
+
+    status = st.one_of(st.sampled_from([200, 401, 403, 429, 500, 401 + 2 ** 64, -401, 2 ** 63 - 1]),
+                       st.sampled_from([401.0, True, "401", None, [401]]))
+
+    @settings(derandomize=True, max_examples=600, deadline=None, database=None)
+    @given(st.lists(st.tuples(st.booleans(), st.one_of(status, st.sampled_from([401, 403, 200]))), max_size=30),
+           st.booleans())
+    def check(rows, as_columns):
+        events = [{"kind": "request" if req else "gpu", "ts": i, "status": s} for i, (req, s) in enumerate(rows)]
+        batch = (columnar if as_columns else EventBatch)(events)
+        want = list(compress([i for i, e in enumerate(events) if e["kind"] == "request"],
+                             map((401, 403).__contains__, [e["status"] for e in events if e["kind"] == "request"])))
+        assert CredentialStuffing().matches(batch) == want
+
+    check()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import zlib
+
 import numpy as np
 import pytest
 
@@ -366,3 +369,201 @@ def test_read_rows_reads_every_shape_as_before():
                      ([[1.0], [2.0]], [0.3, [0.1, 0.9]]), ([[1.0], "x"], [0.3, [0.4]]), ([[1.0]], ["s"])]:
         got = _read_rows(inp, out)
         assert _same_rows(got, _read_rows_reference(inp, out)) and len(got) == len(inp), (inp, out)
+
+
+# -- a batch's predictions read at once, against the event loop before it (frozen copy) ----------------
+def _read_reference(det, ts_col, principal_col, src_col, model_col, input_col, output_col):
+    """The reading of ExtractionDetector.update before _read_common (main e1d5517): the event loop,
+    then _query_arrays with a numpy row per hash."""
+    import zlib
+
+    from ramparts.detectors.extraction import (N_ROW, PROJECTED_DIMS, R_CONF, R_HAS_CONF, R_HASH, R_OFF, R_POP,
+                                               R_VEC, R_WIDTH, _finite, _read_rows, project)
+
+    keys, first_ts, slot_of, streams_of, pop_of = [], [], {}, {}, {}
+    vecs, confs, pop_rows, todo, ev_rows = [], [], [], [], []
+    for ts, principal, src, model, inp, outp in zip(ts_col, principal_col, src_col, model_col, input_col,
+                                                   output_col):
+        if type(ts) is not int or (principal is None and src is None):
+            continue
+        model = model or "-"
+        try:
+            got = streams_of.get((principal, src, model))
+        except TypeError:
+            got = None
+        if got is None:
+            got = det._streams_of(principal, src, model, ts, keys, first_ts, slot_of)
+            try:
+                streams_of[(principal, src, model)] = got
+            except TypeError:
+                pass
+        r0 = len(vecs)
+        for vec, conf, _cls in _read_rows(inp, outp):
+            if vec is not None and not _finite(vec):
+                vec = None
+            vecs.append(vec)
+            confs.append(conf)
+            if vec is None:
+                pop_rows.append(-1)
+            else:
+                pk = (model, len(vec))
+                p = pop_of.get(pk)
+                if p is None:
+                    p = pop_of[pk] = det._population(model, len(vec)).p
+                pop_rows.append(p)
+        slots, (a, b, source, code) = got
+        ev_rows.append((a, b, r0, len(vecs), ts, source, code))
+        todo.append((principal, src, model, slots))
+    if not todo:
+        return None
+    ev = np.array(ev_rows, dtype=np.int64)
+    n = len(vecs)
+    rows = np.zeros((n, N_ROW))
+    x = np.zeros((n, PROJECTED_DIMS), dtype=np.float32)
+    rows[:, R_POP] = pop_rows
+    rows[:, R_HAS_CONF] = [c is not None for c in confs]
+    rows[:, R_CONF] = [0.0 if c is None else c for c in confs]
+    by_width = {}
+    for r, v in enumerate(vecs):
+        if v is not None:
+            by_width.setdefault(len(v), []).append(r)
+    blocks, off = [], 0
+    for width, members in by_width.items():
+        xs = np.array([vecs[r] for r in members], dtype=np.float64)
+        x[members] = project(xs)
+        m = len(members)
+        rows[members, R_VEC] = 1.0
+        rows[members, R_HASH] = [zlib.crc32(v) ^ width for v in xs]
+        rows[members, R_OFF] = np.arange(off, off + m * width, width)
+        rows[members, R_WIDTH] = width
+        blocks.append(xs.ravel())
+        off += m * width
+    vals = np.concatenate(blocks) if blocks else np.zeros(1)
+    return keys, first_ts, todo, ev, rows, x, vals
+
+
+def _detector_made(det):
+    """What reading a batch creates in the detector: model codes, source ids, populations (in order)."""
+    n = det._pops.n
+    return (list(det._model_codes.items()), list(det._pops.source_ids.items()),
+            [(k, p.p) for k, p in det.populations.items()],
+            det._pops.st[:n].tobytes(), det._pops.mt[:n].tobytes())
+
+
+def test_read_common_reads_a_batch_as_the_event_loop_did(monkeypatch):
+    """Every batch of predictions: _read_common, when it reads the batch, gives the event loop's
+    streams, rows and arrays to the bit and creates the same codes and populations in the same order;
+    when it declines, nothing is created (the event loop then reads the batch)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from ramparts.detectors import extraction
+
+    monkeypatch.setattr(extraction, "_COMMON_MIN", 1)  # batches of a prediction or two read at once too
+
+    number = st.one_of(st.floats(-5, 5), st.integers(-3, 3), st.sampled_from([0.5, 1e308, -0.0, 2 ** 60]))
+    odd = st.sampled_from([math.nan, math.inf, True, "1", None, 10 ** 400])
+    row = st.one_of(st.lists(number, min_size=1, max_size=4).map(lambda r: r if len(r) != 3 else r + [0.0]),
+                    st.lists(st.one_of(number, odd), min_size=0, max_size=3))
+    common_row = st.sampled_from([2, 4, 5]).flatmap(lambda w: st.lists(number, min_size=w, max_size=w))
+    score = st.one_of(st.floats(-0.5, 1.5), st.integers(-1, 2), st.sampled_from([0.5, 0.0, -0.0, 1.0, math.nan]))
+    output = st.one_of(score, st.lists(st.floats(0, 1), min_size=1, max_size=3), st.sampled_from([True, None, "x"]))
+
+    @st.composite
+    def prediction(draw):
+        common = draw(st.integers(0, 9)) > 0
+        k = draw(st.integers(1, 3))
+        inp = draw(st.lists(common_row if common else row, min_size=k, max_size=k))
+        if common:
+            out = draw(st.lists(score if draw(st.booleans()) else output, min_size=k, max_size=k))
+        else:
+            out = draw(st.one_of(output, st.lists(output, max_size=3)))
+        ts = draw(st.one_of(st.integers(0, 10 ** 12), st.sampled_from([1.5, None, 2 ** 64]))) if not common \
+            else draw(st.integers(0, 10 ** 12))
+        principal = draw(st.sampled_from(["k1", "k2", None, 3] if not common else ["k1", "k2", "k3", 3]))
+        src = draw(st.sampled_from(["10.0.0.1", "10.0.0.2", None, "-"]))
+        model = draw(st.sampled_from(["m", "n", None, "", 0] if draw(st.booleans()) else ["m", "n"]))
+        return ts, principal, src, model, inp, out
+
+    taken = [0, 0]
+
+    @settings(derandomize=True, max_examples=1500, deadline=None, database=None)
+    @given(st.lists(prediction(), min_size=1, max_size=8), st.booleans())
+    def check(events, hashable):
+        columns = [list(c) for c in zip(*events)]
+        if not hashable:
+            columns[1][0] = ["a list"]
+        new, ref = ExtractionDetector(), ExtractionDetector()
+        for det in (new, ref):  # a population and a model known from an earlier batch
+            det._population("m", 2)
+            det._streams_of("k0", "10.0.0.9", "n", 0, [], [], {})
+        before = _detector_made(new)
+
+        def read():
+            got = new._read_common(*columns)
+            if got is None:
+                assert _detector_made(new) == before
+                return new._read_each(*columns)
+            taken[0] += 1
+            return got
+        try:  # bad input the event loop fails on (a time beyond 64 bits, an unhashable source) fails alike
+            want = _read_reference(ref, *columns)
+        except (TypeError, OverflowError) as e:
+            with pytest.raises(type(e)):
+                read()
+            assert _detector_made(new) == _detector_made(ref)
+            return
+        got = read()
+        taken[1] += 1
+        assert _detector_made(new) == _detector_made(ref)
+        if want is None:
+            assert got is None
+            return
+        keys, first_ts, todo, ev, rows, x, vals = got
+        assert (keys, first_ts) == (want[0], want[1])
+        assert [todo[i] for i in range(len(ev))] == want[2]
+        for a, b in zip((ev, rows, x, vals), want[3:]):
+            assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+    check()
+    assert taken[0] > 300, taken  # the batches read at once are many of them (else the test says little)
+
+
+def test_row_hashes_are_zlibs_crc32_of_each_row():
+    from ramparts.detectors.extraction import _row_hashes
+
+    rng = np.random.default_rng(5)
+    for width in (1, 2, 6, 8, 13):
+        xs = rng.standard_normal((500, width)) * 10.0 ** rng.integers(-300, 300, size=(500, 1))
+        xs[::5, 0], xs[::7, -1], xs[::11, 0] = np.nan, -0.0, np.inf
+        assert _row_hashes(xs, width).tolist() == [zlib.crc32(v) ^ width for v in xs]
+        assert _row_hashes(xs[:0], width).tolist() == []
+
+
+def test_streams_loaded_at_once_are_the_streams_loaded_one_by_one():
+    from ramparts.detectors.extraction import (DISTANCES, HASHES, PROJECTED_DIMS, RESERVOIR, ExtractionDetector,
+                                               _pack, _Streams)
+
+    rng = np.random.default_rng(9)
+    states = []
+    for k in range(60):
+        s = ExtractionDetector._fresh(k)
+        if k % 5:  # some streams fresh, the others with memories of every length, over capacity too
+            nh, nr, nd = rng.integers(0, HASHES + 3), rng.integers(0, RESERVOIR + 3), rng.integers(0, DISTANCES + 3)
+            scale = 10.0 ** rng.integers(-20, 20)
+            s.update(n=int(rng.integers(0, 2 ** 40)), rep=3, nd=float(rng.uniform(0, 300)), ood=1.5, nj=2.0,
+                     close=0.25, nc=7.0, low=0.5, inc={"first": 1, "sev": "medium"} if k % 3 == 0 else None,
+                     h=_pack(rng.integers(0, 2 ** 32, nh), np.uint32),
+                     r=_pack(rng.standard_normal((nr, PROJECTED_DIMS)) * scale, np.float32),
+                     d=_pack(rng.uniform(0, 5, nd), np.float32))
+            if k % 4 == 0:
+                s["ep"] = 2
+        states.append(s)
+    one, alln = _Streams(len(states)), _Streams(len(states))
+    for slot, s in enumerate(states):
+        one.load(slot, dict(s))
+    alln.load_all([dict(s) for s in states])
+    for name in ("counts", "hashes", "res", "res64", "sq", "pd", "dists", "tl"):
+        a, b = getattr(one, name), getattr(alln, name)
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), name
+    assert one.dicts == alln.dicts

@@ -212,3 +212,24 @@ def test_token_counts_at_the_edges_count_as_the_event_loop_counts_them():
         got, got_state = _run_batches(VolumeDetector(opts), batches, per_event=False)
         assert got == want and list(got_state.data.items()) == list(want_state.data.items()), edge
         assert sum(map(len, want)) > 0
+
+
+def test_query_counts_of_predictions_are_the_per_prediction_rule():
+    """The query rows counted per prediction by whole columns are the per-prediction rule of before
+    (frozen copy): len(input) for a non-empty list of lists, else 1."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from ramparts.detectors.volume import _query_counts
+
+    leaf = st.one_of(st.floats(0, 1), st.integers(0, 3), st.none(), st.text(max_size=2))
+    value = st.one_of(leaf, st.lists(leaf, max_size=3), st.lists(st.lists(leaf, max_size=3), max_size=3))
+
+    @settings(derandomize=True, max_examples=1000, deadline=None, database=None)
+    @given(st.lists(value, max_size=6))
+    def check(inputs):
+        want = [len(inp) if type(inp) is list and inp and type(inp[0]) is list else 1 for inp in inputs]
+        assert _query_counts(inputs) == want
+
+    check()
+    assert _query_counts([[[1.0]], [[1.0], [2.0]]]) == [1, 2]  # the common shape, by columns
