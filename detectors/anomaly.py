@@ -367,7 +367,8 @@ def _b64(b: bytes) -> str:
 
 def _range_bytes(v: np.ndarray, lo: float, span: float) -> bytes:
     """Values inside the series' range as bytes, their place in it in 255ths."""
-    return np.clip(np.rint((v - lo) / span * 255), 0, 255).astype(np.uint8).tobytes()
+    # np.minimum(np.maximum(...)) is np.clip's arithmetic (nan stays nan) without its Python wrappers
+    return np.minimum(np.maximum(np.rint((v - lo) / span * 255), 0), 255).astype(np.uint8).tobytes()
 
 
 def _range_floats(text: str, lo: float, span: float) -> np.ndarray:
@@ -379,13 +380,22 @@ def _log_bytes(d: np.ndarray) -> bytes:
 
     240 is 1, 1 is 2**-14.9 or less; a round trip keeps a distance within 2.2%.
     """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        b = np.clip(np.rint(240 + 16 * np.log2(np.maximum(d, 1e-12))), 1, 255)
+    # log2 of at least 1e-12 (nan stays nan, quietly) raises no floating-point warning: no errstate needed
+    b = np.minimum(np.maximum(np.rint(240 + 16 * np.log2(np.maximum(d, 1e-12))), 1), 255)
     return np.where(np.isnan(d), 0, b).astype(np.uint8).tobytes()
 
 
-def _log_floats(b: np.ndarray) -> np.ndarray:
+def _log_floats_of(b: np.ndarray) -> np.ndarray:
+    """The distances that bytes of :func:`_log_bytes` stand for (nan for 0)."""
     return np.where(b == 0, math.nan, 2.0 ** ((b.astype(float) - 240) / 16))
+
+
+_LOG_FLOATS = _log_floats_of(np.arange(256, dtype=np.uint8))  # every byte's distance, worked out once
+
+
+def _log_floats(b: np.ndarray) -> np.ndarray:
+    """:func:`_log_floats_of` of ``b`` (uint8), read from the table of the 256 bytes' values."""
+    return _LOG_FLOATS[b]
 
 
 # -- the detectors: per-minute series of the event stream --------------------------------------

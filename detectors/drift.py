@@ -282,14 +282,59 @@ def chunk_closes(minutes, q, chunk, chunk_rows):  # pragma: no cover - compiled 
     return at[:k], closed[:k]
 
 
+@jit
+def may_drift(ref, cur, judged, min_rows, psi_threshold, ks_threshold):  # pragma: no cover - compiled (tested)
+    """Whether a feature ``j`` (``judged[j]``, its window holding at least ``min_rows`` rows) of the
+    (features, bins) counts ``ref`` and ``cur`` (zero-padded) may have a PSI (smoothing 0.5) or
+    KS statistic at or above its threshold: :func:`psi_rows` and :func:`ks_rows` worked out
+    here with other rounding (libm's log, another order of the sums), so each is compared with
+    its threshold less a relative 1e-9, far more than their few ulps of difference. ``False``
+    means no feature reaches either threshold, what :meth:`DriftDetector._judge` needs to know
+    of most windows."""
+    f, w = ref.shape
+    for j in range(f):
+        if not judged[j]:
+            continue
+        nr = 0
+        nc = 0
+        for b in range(w):
+            nr += ref[j, b]
+            nc += cur[j, b]
+        if nc < min_rows:
+            continue
+        sr = 0.0
+        sc = 0.0
+        for b in range(w):
+            if ref[j, b] > 0 or cur[j, b] > 0:
+                sr += ref[j, b] + 0.5
+                sc += cur[j, b] + 0.5
+        value = 0.0
+        for b in range(w):
+            if ref[j, b] > 0 or cur[j, b] > 0:
+                p = (ref[j, b] + 0.5) / sr
+                q = (cur[j, b] + 0.5) / sc
+                value += (q - p) * np.log(q / p)
+        if value >= psi_threshold * (1.0 - 1e-9):
+            return True
+        cr = 0
+        cc = 0
+        for b in range(w - 1):
+            cr += ref[j, b]
+            cc += cur[j, b]
+            if abs(cr / max(nr, 1) - cc / max(nc, 1)) >= ks_threshold * (1.0 - 1e-9):
+                return True
+    return False
+
+
 @cache
 def _load_compiled() -> None:
-    """Load :func:`count_bins` and :func:`chunk_closes` (from numba's cache, else compiled) with
+    """Load :func:`count_bins`, :func:`chunk_closes` and :func:`may_drift` (from numba's cache, else compiled) with
     one call each on the types the detector passes, as the other compiled detectors do when they
     are built: a worker then loads them before it freezes start-up's objects out of the
     collector's walks, and its first batch does not wait for them."""
     count_bins(np.zeros((1, 1)), np.zeros((1, 1)), np.full(1, -1, dtype=np.int64), np.zeros((1, 1), dtype=np.int64))
     chunk_closes(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(4, dtype=np.int64), 1)
+    may_drift(np.zeros((1, 1), dtype=np.int64), np.zeros((1, 1), dtype=np.int64), np.zeros(1, dtype=bool), 1, 0.25, 0.1)
 
 
 # -- river's detectors over the JSON state ----------------------------------------------------
@@ -301,16 +346,14 @@ def adwin_check(points: list[float], delta: float, values_per_point: int) -> tup
     The state keeps the points since ADWIN's last alarm; river resets ADWIN entirely after
     an alarm, so this is the window it would hold.
     """
-    a = ADWIN(delta=delta)
-    hit = False
+    # The values go straight to river's window (ADWIN's ``_helper``, in Rust: its ``update`` says
+    # whether ADWIN alarmed, what ``ADWIN.update`` stores as ``drift_detected``), in C (``any``
+    # over ``map``), and stop at the first alarm: it decides the answer (ADWIN.update would then
+    # reset the window, and no later value could take the alarm back).
     half = values_per_point // 2
-    for u in points:
-        for v in (u + 1.0, u - 1.0) * half:
-            a.update(v)
-            hit = hit or a.drift_detected
-        if values_per_point % 2:
-            a.update(u)
-            hit = hit or a.drift_detected
+    odd = values_per_point % 2
+    values = [v for u in points for v in ((u + 1.0, u - 1.0) * half + ((u,) if odd else ()))]
+    hit = any(map(ADWIN(delta=delta)._helper.update, values))
     return hit, (_best_split(points) if hit else len(points) - 1)
 
 
@@ -599,6 +642,33 @@ def feature_names(s: dict) -> list[str]:
     return inputs + {0: [], 1: ["score"], 2: ["confidence", "top_class"]}[s["om"]]
 
 
+class _Windows:
+    """A version's counts while its rows are judged (phase 2), as arrays for one batch: the
+    reference's and the current window's counts per feature and bin (int64, zero-padded to the
+    widest feature), which features the reference lets be judged (counts, at least
+    ``EDGE_ROWS`` rows) and each one's number of bins. The state's lists (``c``) are written
+    back by :meth:`save`; the reference's do not change in phase 2."""
+
+    def __init__(self, s: dict, edges: tuple[np.ndarray, np.ndarray]) -> None:
+        self.widths = [0 if h is None else len(h) for h in s["h"]]
+        shape = (len(self.widths), edges[0].shape[1] + 1)
+        self.ref = np.zeros(shape, dtype=np.int64)
+        self.cur = np.zeros(shape, dtype=np.int64)
+        for j, (h, c) in enumerate(zip(s["h"], s["c"])):
+            if h is not None:
+                self.ref[j, :len(h)] = h
+            if c is not None:
+                self.cur[j, :len(c)] = c
+        self.judged = np.array([h is not None for h in s["h"]]) & (self.ref.sum(axis=1) >= EDGE_ROWS)
+
+    def new_window(self, s: dict) -> None:
+        s["n"] = 0
+        self.cur[:] = 0
+
+    def save(self, s: dict) -> None:
+        s["c"] = [None if c is None else self.cur[j, :len(c)].tolist() for j, c in enumerate(s["c"])]
+
+
 _REQUEST, _PREDICTION = ("request",), ("prediction",)
 _LO, _HI = -(2 ** 63), 2 ** 63 - 1
 PREDICTION_FIELDS = ("model", "model_version", "ts", "input", "input_names", "output")
@@ -771,6 +841,7 @@ class DriftDetector(Detector):
         gaps = np.flatnonzero(ts - prev > o.gap_seconds * NS)  # rows that come after an idle gap
         alerts: list[dict] = []
         edges = None  # once the bin edges are set
+        win = closes = None  # once in phase 2
         i = 0
         while i < n:
             if s["p"] == 0:  # the first rows, kept until their quantiles set the bin edges
@@ -796,26 +867,38 @@ class DriftDetector(Detector):
                 if s["n"] == W:
                     self._end_reference(s, int(ts[i + take - 1]))
             else:  # judged windows
+                if win is None:  # phase 2's rows of this batch, read once: counts as arrays, the streams' closes
+                    edges = edges or self._edges(s)
+                    win = _Windows(s, edges)
+                    closes = self._stream_closes(s, ts, svq, i)
                 at = np.searchsorted(gaps, i)
                 if at < len(gaps) and gaps[at] == i and s["n"] > 0:  # idle since the last row: the window ends
-                    alerts += self._judge(s, model, version, s["lt"], s["r"])
-                    self._new_window(s)
+                    alerts += self._judge(s, model, version, s["lt"], s["r"], win)
+                    win.new_window(s)
                 next_gap = int(gaps[at + 1]) if at + 1 < len(gaps) and gaps[at] == i else (
                     int(gaps[at]) if at < len(gaps) and gaps[at] > i else n)
                 take = min(n - i, W - s["n"], next_gap - i)
                 if s["n"] == 0:
                     s["ws"] = int(ts[i])
-                edges = edges or self._edges(s)
-                self._count(s, "c", x[i:i + take], edges)
-                for k in range(len(s["sn"])):
-                    alerts += self._stream_points(s, k, model, version, ts[i:i + take], svq[i:i + take, k], s["r"])
+                count_bins(x[i:i + take], edges[0], edges[1], win.cur)
+                for k, ck in enumerate(closes):  # the chunks of stream k that close in these rows, in order
+                    while ck is not None and ck[3] < len(ck[0]) and ck[0][ck[3]] < i + take:
+                        r, (values, total, first) = ck[0][ck[3]], ck[1][ck[3]]
+                        s["st"][k][2] = [values, total, first, 0]
+                        alerts += self._point(s, k, model, version, int(ts[r]), s["r"] + 1 + r - i)
+                        ck[3] += 1
                 s["n"] += take
                 if s["n"] == W:
-                    alerts += self._judge(s, model, version, int(ts[i + take - 1]), s["r"] + take)
-                    self._new_window(s)
+                    alerts += self._judge(s, model, version, int(ts[i + take - 1]), s["r"] + take, win)
+                    win.new_window(s)
             s["r"] += take
             s["lt"] = int(ts[i + take - 1])
             i += take
+        if win is not None:
+            win.save(s)
+            for k, ck in enumerate(closes):
+                if ck is not None:
+                    s["st"][k][2] = ck[2]
         return alerts
 
     def _end_reference(self, s: dict, ts: int) -> None:
@@ -823,11 +906,6 @@ class DriftDetector(Detector):
         s["p"], s["n"] = 2, 0
         s["c"] = [None if h is None else [0] * len(h) for h in s["h"]]
         s["st"] = [self._stream_reference(name, w) for name, w in zip(s["sn"], s.pop("w"))]
-
-    @staticmethod
-    def _new_window(s: dict) -> None:
-        s["n"] = 0
-        s["c"] = [None if c is None else [0] * len(c) for c in s["c"]]
 
     @staticmethod
     def _count(s: dict, field: str, x: np.ndarray, edges: tuple[np.ndarray, np.ndarray]) -> None:
@@ -881,25 +959,24 @@ class DriftDetector(Detector):
         return [round(mean, 6), round(sd, 6), [0, 0, 0, 0], [], [], 0, 0, None, 0]
 
     # -- the output streams --------------------------------------------------------------------------
-    def _stream_points(self, s: dict, k: int, model: str, version: str | None, ts: np.ndarray, q: np.ndarray,
-                       row0: int) -> list[dict]:
-        """Stream ``k``'s values ``q`` of the rows at ``ts`` (rows ``row0 + 1``..) into its chunks,
-        and each chunk that closes through :meth:`_point`."""
-        st = s["st"][k]
-        if st is None:
-            return []
-        ok = np.flatnonzero(np.isfinite(q))
-        if len(ok) == 0:
-            return []
-        chunk = np.asarray(st[2], dtype=np.int64)
-        at, closed = chunk_closes(ts[ok] // MINUTE - s["t0"] // MINUTE, q[ok].astype(np.int64), chunk,
-                                  self.options.chunk_rows)
-        alerts = []
-        for r, (values, total, first) in zip(ok[at].tolist(), closed.tolist()):
-            st[2] = [values, total, first, 0]
-            alerts += self._point(s, k, model, version, int(ts[r]), row0 + 1 + r)
-        st[2] = chunk.tolist()
-        return alerts
+    def _stream_closes(self, s: dict, ts: np.ndarray, svq: np.ndarray, i0: int) -> list[list | None]:
+        """Each output stream's values of the rows ``i0``.. (``svq[:, k]``: rows whose value is not a
+        number left out) through its open chunk, in one call of :func:`chunk_closes`: per stream,
+        ``[rows where a chunk closed, the chunks as they were then (values, sum, first minute),
+        the open chunk after the last row, how many of the closes were taken]`` (``None``: a
+        stream without a reference, or no value in these rows). The stored chunk is not changed."""
+        out: list[list | None] = []
+        for k, st in enumerate(s["st"]):
+            q = svq[i0:, k]
+            ok = np.flatnonzero(np.isfinite(q)) if st is not None else ()
+            if len(ok) == 0:
+                out.append(None)
+                continue
+            chunk = np.asarray(st[2], dtype=np.int64)
+            at, closed = chunk_closes(ts[i0:][ok] // MINUTE - s["t0"] // MINUTE, q[ok].astype(np.int64), chunk,
+                                      self.options.chunk_rows)
+            out.append([(ok[at] + i0).tolist(), closed.tolist(), chunk.tolist(), 0])
+        return out
 
     def _point(self, s: dict, k: int, model: str, version: str | None, ts: int, row: int) -> list[dict]:
         """A chunk closed (at the event at ``ts``): its point through ADWIN, KSWIN and PageHinkley."""
@@ -946,15 +1023,18 @@ class DriftDetector(Detector):
         return self._raise(s, model, version, "output", findings, ts, row, rows_judged=o.chunk_rows)
 
     # -- the windows -----------------------------------------------------------------------------------
-    def _judge(self, s: dict, model: str, version: str | None, ts: int, row: int) -> list[dict]:
+    def _judge(self, s: dict, model: str, version: str | None, ts: int, row: int, win: _Windows) -> list[dict]:
         o = self.options
-        which = [j for j, (h, c) in enumerate(zip(s["h"], s["c"]))
-                 if h is not None and sum(h) >= EDGE_ROWS and sum(c) >= max(EDGE_ROWS, o.window_rows // 4)]
+        min_rows = max(EDGE_ROWS, o.window_rows // 4)
+        if not may_drift(win.ref, win.cur, win.judged, min_rows, o.psi_threshold, o.ks_min_statistic):
+            return []  # no feature reaches either threshold: no finding (most windows)
+        which = np.flatnonzero(win.judged & (win.cur.sum(axis=1) >= min_rows)).tolist()
         if not which:
             return []
-        width = max(len(s["h"][j]) for j in which)
-        ref = np.array([s["h"][j] + [0] * (width - len(s["h"][j])) for j in which], dtype=float)
-        cur = np.array([s["c"][j] + [0] * (width - len(s["c"][j])) for j in which], dtype=float)
+        width = max(win.widths[j] for j in which)
+        # (judged features, bins used by the widest of them) as float: the rows' sums run over the same elements
+        ref = np.ascontiguousarray(win.ref[which, :width], dtype=float)
+        cur = np.ascontiguousarray(win.cur[which, :width], dtype=float)
         psis, ds = psi_rows(ref, cur), ks_rows(ref, cur)
         found: dict[int, list] = {}
         ks_found = []
