@@ -15,9 +15,9 @@ had:
 * **its own group**, ``<kafka.group>-raw`` (:func:`topics.raw_group`), manual commits,
   ``auto_offset_reset="earliest"``, the app's session, heartbeat and request timeouts, the fetch
   wait capped at ``kafka.fetch_max_wait_ms``, up to ``kafka.raw_fetch_partition_bytes`` fetched
-  per partition at once (8 MiB: one ``getmany`` of a backlog then brings about twice the events
-  Faust's 1 MiB did, and every later step, detection above all, costs less per event in larger
-  batches: docs/benchmarks.md, eighth session);
+  per partition at once (8 MiB: one ``getmany`` of a backlog brought about three times the
+  events Faust's 1 MiB did, and the steps after it, detection above all, cost less per event in
+  larger batches: docs/benchmarks.md, eighth session);
 * **at-least-once**: the offset after a message is committed only once the message is
   released (its events and dead letters sent, no parser holding any of its records for a join:
   ``stage.process`` returns each partition's released prefix, in offset order) and the producer
