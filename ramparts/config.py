@@ -63,6 +63,10 @@ class KafkaConfig(StrictModel):
     ship_max_records: int = Field(default=1000, ge=1, description="`ramparts ship` packs up to this many records per message.")
     fetch_max_wait_ms: int = Field(
         default=100, ge=1, description="Longest a worker's fetch waits for data (Faust's own is 1500).")
+    raw_fetch_partition_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024,
+        description="Most bytes the parse stage fetches from one raw partition at once: a backlog's micro-batches, "
+                    "and so the detect batches, grow with it (Faust's own is 1 MiB).")
     session_timeout_seconds: float = Field(
         default=10.0, gt=0, description="A worker that stops heartbeating loses its partitions after this long.")
     compression: str = Field(default="lz4", pattern=r"^(none|gzip|lz4|zstd|snappy)$",

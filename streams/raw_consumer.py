@@ -14,7 +14,10 @@ had:
 
 * **its own group**, ``<kafka.group>-raw`` (:func:`topics.raw_group`), manual commits,
   ``auto_offset_reset="earliest"``, the app's session, heartbeat and request timeouts, the fetch
-  wait capped at ``kafka.fetch_max_wait_ms``;
+  wait capped at ``kafka.fetch_max_wait_ms``, up to ``kafka.raw_fetch_partition_bytes`` fetched
+  per partition at once (8 MiB: one ``getmany`` of a backlog brought about three times the
+  events Faust's 1 MiB did, and the steps after it, detection above all, cost less per event in
+  larger batches: docs/benchmarks.md, eighth session);
 * **at-least-once**: the offset after a message is committed only once the message is
   released (its events and dead letters sent, no parser holding any of its records for a join:
   ``stage.process`` returns each partition's released prefix, in offset order) and the producer
@@ -103,7 +106,7 @@ class RawConsumer(Service):
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=k.fetch_max_wait_ms,
-            max_partition_fetch_bytes=conf.consumer_max_fetch_size,
+            max_partition_fetch_bytes=k.raw_fetch_partition_bytes,
             request_timeout_ms=int(conf.broker_request_timeout * 1000),
             session_timeout_ms=int(conf.broker_session_timeout * 1000),
             heartbeat_interval_ms=int(conf.broker_heartbeat_interval * 1000),

@@ -177,3 +177,28 @@ def test_a_failing_parse_stage_stops_the_worker_visibly_and_commits_nothing_past
         assert committed is None or committed <= len(good)  # never past the message that failed
     finally:
         stack.stop_all()
+
+
+def test_raw_messages_larger_than_the_fetch_bound_are_each_read_whole(broker, tmp_path, audit_file):
+    # kafka.raw_fetch_partition_bytes bounds what one fetch brings of a partition (a backlog's
+    # micro-batch); a message over the bound still comes whole, one per fetch, and the join
+    # across messages still pairs: every audit event is stored, and the group commits to the end.
+    from ramparts.streams.replay import Progress, replay
+
+    stack = Stack(broker.bootstrap, tmp_path, env={"RAMPARTS_KAFKA__RAW_FETCH_PARTITION_BYTES": "1024"})
+    try:
+        assert stack.config.kafka.raw_fetch_partition_bytes == 1024
+        before, after = _messages(audit_file)
+        assert min(len(v) for v in before + after) > 1024
+        _produce(stack, before + after, end_last=True)
+        a = stack.worker("a").start()
+        assert stack.wait_consumed(alive=a.alive), a.log_tail()
+        assert _committed(stack, raw_group(stack.config.kafka.group), stack.names.raw("runtime")) == (
+            len(before) + len(after))
+        assert _wait(lambda: a.stats().get("raw_messages") == len(before) + len(after), 5), a.stats()
+        assert a.stop() == 0, a.log_tail()
+        result = replay([audit_file], config=stack.config, progress=Progress(None, enabled=False),
+                        dead_letter_path=str(tmp_path / "dead.jsonl"))
+        assert len(_runtime_ids(a)) == result.events
+    finally:
+        stack.stop_all()
