@@ -466,6 +466,7 @@ def _query_counts(inputs: list) -> list[int]:
         return list(map(len, inputs))
     return [len(inp) if type(inp) is list and inp and type(inp[0]) is list else 1 for inp in inputs]
 
+
 _first = itemgetter(0)
 _EVENT_FIELDS = ("kind", "status", "ts", "principal", "model", "tokens_in", "tokens_out", "input", "src_ip")
 _INTS = frozenset((int,))

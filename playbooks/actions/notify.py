@@ -8,7 +8,7 @@ from pydantic import Field
 
 from ramparts.errors import ActionError
 
-from . import Action, Context, Params, Settings
+from . import Action, Context, Params
 
 
 class NotifyParams(Params):

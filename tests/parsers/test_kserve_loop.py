@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from ramparts.redact import Hasher
 from ramparts.streams.parsers.base import DeadLetter, is_utf8
-from ramparts.streams.parsers.kserve import (_NO_HEADERS, _UNSET, REQUEST_TYPE, RESPONSE_TYPE, KServeParser, _fast_tensor,
-                                             _model_from_source)
+from ramparts.streams.parsers.kserve import (_NO_HEADERS, _UNSET, REQUEST_TYPE, RESPONSE_TYPE, KServeParser,
+                                             _fast_tensor, _model_from_source)
 from ramparts.timeutil import parse_iso
 
 from .test_kserve_fastpath import _OTHER_LINES, PAIRS, _chunked, dumps
