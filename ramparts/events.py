@@ -259,7 +259,7 @@ class EventBatch(Sequence):
         self._shared: dict[str, Any] = {}
         self._oarr: np.ndarray | None = None  # the order as an int64 array, when one was made
         self._ts: np.ndarray | None = None  # ts(), once read (or carried over by select and concat)
-        self._pmap: tuple[np.ndarray, np.ndarray] | None = None  # _part_map()
+        self._pmap: tuple[np.ndarray, np.ndarray] | None = None  # part_map()
 
     @classmethod
     def _of(cls, parts: list, order: list[int] | None, oarr: np.ndarray | None = None,
@@ -280,8 +280,9 @@ class EventBatch(Sequence):
             a = self._oarr = np.fromiter(self._order, dtype=np.int64, count=len(self._order))
         return a
 
-    def _part_map(self) -> tuple[np.ndarray, np.ndarray]:
-        """For each event in batch order: the part holding it and its index in that part."""
+    def part_map(self) -> tuple[np.ndarray, np.ndarray]:
+        """For each event in batch order: the part holding it (an index into ``layout()``'s parts)
+        and its index in that part, as two arrays (made once per batch; do not change them)."""
         pm = self._pmap
         if pm is None:
             sizes = [len(p) for p in self._parts]
@@ -335,7 +336,7 @@ class EventBatch(Sequence):
             if all(len(p) for p in self._parts):
                 return self
             return EventBatch._of([p for p in self._parts if len(p)], None, ts=self._ts)
-        which, local = self._part_map()
+        which, local = self.part_map()
         used = np.bincount(which, minlength=len(self._parts)) > 0
         if used.all():
             return self
@@ -530,7 +531,7 @@ class EventBatch(Sequence):
         """The events at ``idx`` per part: (part, their indices in it, their positions in ``idx``).
         Indices that follow one another are a ``range`` (a part read in its order, as a file's
         requests mostly are: a slice of each column, not a gather)."""
-        which, local = self._part_map()
+        which, local = self.part_map()
         ia = np.asarray(idx, dtype=np.int64)
         w, loc = which[ia], local[ia]
         parts = np.unique(w).tolist()
@@ -610,7 +611,7 @@ class EventBatch(Sequence):
             return None
         if not self._n:
             return index
-        which, _ = self._part_map()
+        which, _ = self.part_map()
         if len(code) == 1:  # one value: every event, keyed as the first event's part holds it
             return {same[int(which[0])][0]: list(range(self._n))}
         per_event = np.asarray(codes, dtype=np.intp)[which]

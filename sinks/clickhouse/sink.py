@@ -522,7 +522,7 @@ def _groups(batch: EventBatch, kind: str) -> list[tuple[EventBatch, tuple[str, .
     dicts), each a selection of ``batch`` in batch order, in the order of their parts."""
     idx = np.asarray(batch.indices_where("kind", kind), dtype=np.int64)
     parts, _ = batch.layout()
-    which, _ = batch._part_map()
+    which, _ = batch.part_map()
     w = which[idx]
     groups: dict[tuple[str, ...] | None, list[int]] = {}
     for k in np.unique(w).tolist():
