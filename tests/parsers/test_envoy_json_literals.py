@@ -17,16 +17,10 @@ from ramparts.streams.parsers import envoy_json
 from ramparts.streams.parsers.envoy_json import EnvoyJsonParser
 
 from . import envoy_json_reference as reference
+from .test_envoy_json_fastpath import OTHER  # a second json_format: Envoy Gateway's spellings, an identity ...
 
 BASE = orjson.loads(corpus.lines("envoy_json", 1)[0])
 TEXT_KEYS = sorted(k for k, v in BASE.items() if type(v) is str)
-# A second json_format (Envoy Gateway's spellings, an identity, a remote address, absent values as "-").
-OTHER = {"start_time": "2026-03-02T09:00:02.25Z", "method": "GET", "x-envoy-origin-path": "/v1/models?key=k",
-         "protocol": "HTTP/2", "response_code": 200, "response_flags": "UF,URX", "bytes_received": 0,
-         "bytes_sent": 10, "duration": 3, "x-envoy-upstream-service-time": "-", "x-forwarded-for": None,
-         "downstream_remote_address": "[2001:db8::7]:4711", "user-agent": "curl/8.5.0", "x-request-id": "r1",
-         ":authority": "gw", "upstream_host": "10.1.0.8:8000", "x-api-key": "Bearer sk-other", "user": "alice",
-         "genai_model_name": "llama", "genai_tokens_input": "12", "genai_tokens_output": 3}
 
 # Values a text field may take: a few that repeat (learned as literals), "-" and "" (absent), text that
 # needs normalizing (a query, a forwarded list, a port, Bearer), unicode and escapes, and what is not text.
