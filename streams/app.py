@@ -53,7 +53,7 @@ from .keys import partition_for, route_key
 from .parsers import DeadLetter, get_parser_class
 from .pipeline import Pipeline, alert_to_json
 from .raw_consumer import RawConsumer
-from .topics import (HEADER_END, HEADER_FORMAT, HEADER_FRAMING, HEADER_ORIGIN, TopicNames, fast_lz4,
+from .topics import (HEADER_END, HEADER_FORMAT, HEADER_FRAMING, HEADER_ORIGIN, LogEnds, TopicNames, fast_lz4,
                      model_route_fields, model_routed_kinds, raw_group)
 from .wire import decode as decode_message
 from .wire import messages
@@ -507,6 +507,47 @@ def _forget_read_offsets() -> None:
     base._ramparts_no_read_offsets = True
 
 
+def _read_changelog_ends() -> None:
+    """Make Faust's table recovery read every changelog to its real end (:class:`LogEnds`).
+
+    Recovery reads a changelog partition up to the end offset the broker reports. Tansu
+    reports the base offset of the partition's last record batch plus one, and the changelog
+    writes of one micro-batch go out as one batch: recovery stopped after the first of them,
+    and the others were applied or not depending on whether they had been fetched in the same
+    response (Faust applies what it has queued, but flushes its buffer of records only when a
+    recovery ends). A CI run lost a node's GPU authorizations this way in the kill-and-restart
+    test: the restarted worker judged an authorized GPU with the previous day's pod list and
+    raised a ``gpu.unauthorized`` alert replay does not. The broker's answer, when it cannot be
+    corrected (no record read at the end within the probe's time), is kept and logged.
+    """
+    from aiokafka.errors import KafkaError
+    from aiokafka.structs import TopicPartition
+    from faust.tables.recovery import Recovery
+
+    if getattr(Recovery, "_ramparts_log_ends", False):
+        return
+    build = Recovery._build_highwaters
+
+    async def _build_highwaters(self, consumer, tps, destination, title):
+        await build(self, consumer, tps, destination, title)
+        if not tps:
+            return
+        bootstrap = ",".join(f"{u.host}:{u.port}" for u in self.app.conf.broker)
+        faust_tp = {(tp.topic, tp.partition): tp for tp in tps}
+        try:
+            async with LogEnds(bootstrap) as log_ends:
+                ends = await log_ends.ends([TopicPartition(*key) for key in faust_tp])
+        except (KafkaError, OSError, TimeoutError) as exc:  # the broker's ends stand; recovery goes on
+            log.warning("could not read the %s changelogs' ends (%s): recovery reads to the broker's", title, exc)
+            return
+        for tp, end in ends.items():
+            key = faust_tp[(tp.topic, tp.partition)]
+            destination[key] = max(destination[key], end - 1)
+
+    Recovery._build_highwaters = _build_highwaters
+    Recovery._ramparts_log_ends = True
+
+
 def _limit_fetch_wait(max_wait_ms: int) -> None:
     """Cap the consumer's fetch long-poll, which Faust hard-codes to 1500 ms.
 
@@ -549,6 +590,7 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
     k = config.kafka
     _limit_fetch_wait(k.fetch_max_wait_ms)
     _forget_read_offsets()
+    _read_changelog_ends()
     fast_lz4()
     names = TopicNames(k.topic_prefix)
     brokers = ";".join(f"kafka://{b.strip()}" for b in k.bootstrap.split(","))
@@ -569,11 +611,10 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
         # the rebalance would hang. The revocation handler below settles what can be settled.
         stream_wait_empty=False,
         # The tables are in memory: their "persisted offset" is the last changelog offset this
-        # process applied or wrote itself, never a file left behind. With the parse stage in a
-        # group of its own, a worker taking over partitions is often still writing changelogs
-        # when the Faust group rebalances, and Tansu's end offset read then can lag its own
-        # acknowledged write: Faust's check (meant for a RocksDB file over a recreated topic)
-        # crashed the worker on "persisted offset 3 > highwater 2" (tests/streaming).
+        # process applied or wrote itself, never a file left behind. Faust's check (meant for a
+        # RocksDB file over a recreated topic) crashed the worker on "persisted offset 3 >
+        # highwater 2" (tests/streaming) when the broker's end offset stopped at the first
+        # record of its last batch (Tansu's, see _read_changelog_ends); it guards nothing here.
         recovery_consistency_check=False,
         broker_heartbeat_interval=min(3.0, k.session_timeout_seconds / 3),
         value_serializer="raw",

