@@ -199,7 +199,12 @@ def test_a_worker_killed_mid_stream_and_restarted_loses_nothing_and_duplicates_n
         def restart_consistent(alerts):
             return {a[1:3] for a in alerts if a[1] != "extraction.queries"}
 
-        assert restart_consistent(stored_alerts(store)) == restart_consistent(replay_alerts(report))
+        stored, replayed = restart_consistent(stored_alerts(store)), restart_consistent(replay_alerts(report))
+        # On a mismatch, the stored incidents' own words say why (a CI run once raised a
+        # gpu.unauthorized alert here that replay does not: see test_log_ends.py).
+        differing = [r for r in store.query("SELECT detector, entity_id, summary FROM ramparts.alerts FINAL")
+                     if (r["detector"], r["entity_id"]) in stored ^ replayed]
+        assert stored == replayed, (stored - replayed, replayed - stored, differing)
     finally:
         store.close()
 
