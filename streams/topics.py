@@ -247,10 +247,19 @@ class LogEnds:
 
     async def ends(self, tps: list) -> dict:
         """``{TopicPartition: end offset}`` for ``tps``."""
+        return await self.correct(await self.reported(tps))
+
+    async def reported(self, tps: list) -> dict:
+        """The ends the broker reports (short of the real ones on Tansu: see the class)."""
+        return dict(await self._consumer.end_offsets(tps))
+
+    async def correct(self, reported: dict) -> dict:
+        """``reported`` (from :meth:`reported`), each moved on to the offset after the last record
+        a fetch from its end - 1 returns."""
         from aiokafka.errors import OffsetOutOfRangeError
 
         c = self._consumer
-        ends = dict(await c.end_offsets(tps))
+        ends = dict(reported)
         probe = {tp: end for tp, end in ends.items() if end > 0}
         if not probe:
             return ends
@@ -309,13 +318,16 @@ async def _wait_committed(probe, log_ends: LogEnds, topics: list[str], deadline:
             return False
         await probe._client.force_metadata_update()
         tps = [TopicPartition(t, p) for t in topics for p in sorted(probe.partitions_for_topic(t) or ())]
-        ends = await log_ends.ends(tps)
-        behind = False
-        for tp, end in ends.items():
-            if end > 0 and ((await probe.committed(tp)) or 0) < end:
-                behind = True
-                break
-        if not behind:
-            return True
+        if await _committed_to(probe, await log_ends.reported(tps)):
+            # Done by the broker's ends: the real ends decide (each fetched once, only now).
+            if await _committed_to(probe, await log_ends.correct(await log_ends.reported(tps))):
+                return True
         await asyncio.sleep(poll_seconds)
     return False
+
+
+async def _committed_to(probe, ends: dict) -> bool:
+    for tp, end in ends.items():
+        if end > 0 and ((await probe.committed(tp)) or 0) < end:
+            return False
+    return True
