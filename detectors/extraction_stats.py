@@ -143,10 +143,28 @@ def observe_close(res, res64, sq, pd, covered, n, x, close_ratio):
 
 @_jit
 def _nearest(res, n, x):
-    """The float32 distance of ``x`` to the nearest of the first ``n`` rows of ``res``, as a float."""
+    """The float32 distance of ``x`` to the nearest of the first ``n`` rows of ``res``, as a float.
+    Rows of 12 (the projected queries) are summed in registers, as :func:`_row_sum` sums 12."""
     width = res.shape[1]
-    d = np.empty(width, dtype=np.float32)
     best = np.float32(np.inf)
+    if width == 12:
+        for a in range(n):
+            r = res[a]
+            t0, t1, t2, t3 = r[0] - x[0], r[1] - x[1], r[2] - x[2], r[3] - x[3]
+            t4, t5, t6, t7 = r[4] - x[4], r[5] - x[5], r[6] - x[6], r[7] - x[7]
+            s = ((t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)) + ((t4 * t4 + t5 * t5) + (t6 * t6 + t7 * t7))
+            t = r[8] - x[8]
+            s += t * t
+            t = r[9] - x[9]
+            s += t * t
+            t = r[10] - x[10]
+            s += t * t
+            t = r[11] - x[11]
+            s += t * t
+            if s < best:
+                best = s
+        return float(np.float32(np.sqrt(np.float64(best))))
+    d = np.empty(width, dtype=np.float32)
     for a in range(n):
         for k in range(width):
             t = res[a, k] - x[k]
