@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -157,3 +158,24 @@ def test_close_at_the_median_counts_the_right_number_of_values():
         pd = _pairs(n, values)
         want = _median(pd, n) == 100.0
         assert extraction_stats._close(pd, n, 0.5 * 5.0, 0.5) == want == (k >= m - m // 2)
+
+
+def test_state_packing_is_base64s():
+    import base64
+    import binascii
+
+    from ramparts.detectors.extraction import _pack, _unpack
+
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 5, 16, 48):
+        for dtype, width in ((np.float32, PROJECTED_DIMS), (np.float32, 1), (np.uint32, 1)):
+            a = (rng.standard_normal((n, width)) * 1e3).astype(dtype).reshape((n, width) if width > 1 else n)
+            packed = _pack(a, dtype)
+            assert packed == base64.b64encode(np.ascontiguousarray(a, dtype=dtype).tobytes()).decode("ascii")
+            back = _unpack(packed, dtype, width)
+            assert back.dtype == dtype and np.array_equal(back, a)
+    for bad in ("abc", "ab\u00e9="):  # bad padding; not ASCII: base64.b64decode's errors
+        with pytest.raises((binascii.Error, ValueError)) as got:
+            _unpack(bad, np.float32)
+        with pytest.raises(type(got.value)):
+            base64.b64decode(bad)
