@@ -18,7 +18,10 @@ to OpenBLAS, whose kernels (chosen per CPU at run time) use fused multiply-adds 
 their own, so its last bit already differs between machines. Here the dot products are summed
 in order. The scale is only compared with the nearest-neighbour distance (``close_ratio``), so
 a difference in its last bit changes a count only if the two are within an ulp of each other;
-``tests/detectors/test_extraction_stats.py`` holds the kernel to numpy's figures.
+``tests/detectors/test_extraction_stats.py`` holds the kernel to numpy's figures. The detector
+does not select the median at all (:func:`observe_close`): the comparison is monotonic in it,
+so counting the pairs on either side of the threshold gives the same answer
+(:func:`_close`; tests/detectors/test_extraction_close.py).
 
 Compiled functions are cached next to this module (``__pycache__``, numba's ``cache=True``); where
 that is not writable numba falls back to its user-wide cache, and where neither is, functions
