@@ -18,7 +18,10 @@ to OpenBLAS, whose kernels (chosen per CPU at run time) use fused multiply-adds 
 their own, so its last bit already differs between machines. Here the dot products are summed
 in order. The scale is only compared with the nearest-neighbour distance (``close_ratio``), so
 a difference in its last bit changes a count only if the two are within an ulp of each other;
-``tests/detectors/test_extraction_stats.py`` holds the kernel to numpy's figures.
+``tests/detectors/test_extraction_stats.py`` holds the kernel to numpy's figures. The detector
+does not select the median at all (:func:`observe_close`): the comparison is monotonic in it,
+so counting the pairs on either side of the threshold gives the same answer
+(:func:`_close`; tests/detectors/test_extraction_close.py).
 
 Compiled functions are cached next to this module (``__pycache__``, numba's ``cache=True``); where
 that is not writable numba falls back to its user-wide cache, and where neither is, functions
@@ -112,39 +115,160 @@ def observe(res, res64, sq, pd, covered, n, x):
     rows, across calls: a query adds the pairs of the rows since (15 once full, instead of all
     120), each computed as it was when all were (``sq_a + sq_b - 2 p_a.p_b``, the dot product
     summed in order), so the median is the same to the bit; ``covered`` 0 computes all.
-    Returns (distance, scale, rows now, rows covered now)."""
-    width = res.shape[1]
+    Returns (distance, scale, rows now, rows covered now). The detector calls
+    :func:`observe_close`, which says only whether the distance is under ``close_ratio`` times
+    the scale, without selecting the median."""
     nn = -1.0
     scale = -1.0
     if n >= 4:
-        d = np.empty(width, dtype=np.float32)
-        best = np.float32(np.inf)
+        nn = _nearest(res, n, x)
+        covered = _pairs(res64, sq, pd, covered, n)
+        scale = _median_scale(pd, n)
+    n, covered = _push(res, res64, sq, pd, covered, n, x)
+    return nn, scale, n, covered
+
+
+@_jit
+def observe_close(res, res64, sq, pd, covered, n, x, close_ratio):
+    """:func:`observe` for the detector: (distance, close, rows now, rows covered now), where
+    close is what ``scale > 0 and nn < close_ratio * scale`` gives with observe's distance and
+    scale (:func:`_close`: the same answer without selecting the median); the reservoir, its
+    pairs and the distance the same to the bit. False under 4 rows."""
+    nn = -1.0
+    close = False
+    if n >= 4:
+        nn = _nearest(res, n, x)
+        covered = _pairs(res64, sq, pd, covered, n)
+        close = _close(pd, n, nn, close_ratio)
+    n, covered = _push(res, res64, sq, pd, covered, n, x)
+    return nn, close, n, covered
+
+
+@_jit
+def _nearest(res, n, x):
+    """The float32 distance of ``x`` to the nearest of the first ``n`` rows of ``res``, as a float.
+    Rows of 12 (the projected queries) are summed in registers, as :func:`_row_sum` sums 12."""
+    width = res.shape[1]
+    best = np.float32(np.inf)
+    if width == 12:
         for a in range(n):
-            for k in range(width):
-                t = res[a, k] - x[k]
-                d[k] = t * t
-            s = _row_sum(d, width)
+            r = res[a]
+            t0, t1, t2, t3 = r[0] - x[0], r[1] - x[1], r[2] - x[2], r[3] - x[3]
+            t4, t5, t6, t7 = r[4] - x[4], r[5] - x[5], r[6] - x[6], r[7] - x[7]
+            s = ((t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)) + ((t4 * t4 + t5 * t5) + (t6 * t6 + t7 * t7))
+            t = r[8] - x[8]
+            s += t * t
+            t = r[9] - x[9]
+            s += t * t
+            t = r[10] - x[10]
+            s += t * t
+            t = r[11] - x[11]
+            s += t * t
             if s < best:
                 best = s
-        # float32's root, as numpy takes it (the float64 root of a float32, rounded, is the same)
-        nn = float(np.float32(np.sqrt(np.float64(best))))
-        # the median of the upper triangle of the squared distance matrix (sq_i + sq_j - 2 p_i.p_j)
-        for b in range(covered, n):
-            for a in range(b):
-                g = 0.0
-                for k in range(width):
-                    g += res64[a, k] * res64[b, k]
-                pd[a, b] = sq[a] + sq[b] - 2.0 * g
-        covered = n
-        m = n * (n - 1) // 2
-        d2 = np.empty(m)
-        c = 0
-        for a in range(n):
-            for b in range(a + 1, n):
-                d2[c] = pd[a, b]
-                c += 1
-        mid = m // 2
-        scale = np.sqrt(max(_select(d2, mid), 0.0))
+        return float(np.float32(np.sqrt(np.float64(best))))
+    d = np.empty(width, dtype=np.float32)
+    for a in range(n):
+        for k in range(width):
+            t = res[a, k] - x[k]
+            d[k] = t * t
+        s = _row_sum(d, width)
+        if s < best:
+            best = s
+    # float32's root, as numpy takes it (the float64 root of a float32, rounded, is the same)
+    return float(np.float32(np.sqrt(np.float64(best))))
+
+
+@_jit
+def _pairs(res64, sq, pd, covered, n):
+    """``pd[a, b] = sq[a] + sq[b] - 2 p_a.p_b`` for the rows ``b`` from ``covered`` to ``n`` and
+    every ``a < b``, the dot product summed in order; returns ``n`` (the rows covered now)."""
+    width = res64.shape[1]
+    for b in range(covered, n):
+        for a in range(b):
+            g = 0.0
+            for k in range(width):
+                g += res64[a, k] * res64[b, k]
+            pd[a, b] = sq[a] + sq[b] - 2.0 * g
+    return n
+
+
+@_jit
+def _median_scale(pd, n):
+    """The root of the median (numpy's ``partition`` at ``m // 2``) of the ``m`` pairs' squared
+    distances ``pd[a, b]``, a < b < n, the negative ones as 0."""
+    m = n * (n - 1) // 2
+    d2 = np.empty(m)
+    c = 0
+    for a in range(n):
+        for b in range(a + 1, n):
+            d2[c] = pd[a, b]
+            c += 1
+    return np.sqrt(max(_select(d2, m // 2), 0.0))
+
+
+@_jit
+def _is_close(v, nn, close_ratio):
+    """``scale > 0 and nn < close_ratio * scale`` for the scale a median ``v`` gives."""
+    scale = np.sqrt(max(v, 0.0))
+    return scale > 0 and nn < close_ratio * scale
+
+
+@_jit
+def _close(pd, n, nn, close_ratio):
+    """``_is_close(median, nn, close_ratio)`` of the pairs' median (:func:`_median_scale`)
+    without selecting it. ``_is_close(v)`` can only go from False to True as ``v`` grows (a
+    root, a product with a positive number and the comparisons are monotonic, rounding
+    included), so it holds at the ``m // 2``-th smallest of the ``m`` values exactly when it
+    holds for at least ``m - m // 2`` of them: one pass that counts, stopped as soon as either
+    side is decided. Far from the threshold ``(nn / close_ratio)**2`` (a relative 1e-9 on either
+    side, a million times the rounding of the float arithmetic) a value is classed by one
+    comparison; near it, and wherever that threshold is not a normal number or nn is not a
+    positive finite number, by ``_is_close`` itself. A NaN among the values (where select's answer depends on the
+    order) makes it select the median as before."""
+    m = n * (n - 1) // 2
+    need = m - m // 2  # values that must pass for the median to pass
+    fail_max = m // 2  # more failing than this: the median fails
+    t = (nn / close_ratio) ** 2 if close_ratio > 0 else np.inf
+    screen = 0.0 < nn < np.inf and 1e-250 < t < 1e250
+    hi = t * (1.0 + 1e-9)
+    lo = t * (1.0 - 1e-9)
+    ok = 0
+    bad = 0
+    for a in range(n):
+        for b in range(a + 1, n):
+            v = pd[a, b]
+            if v != v:
+                return _close_by_select(pd, n, nn, close_ratio)
+            if screen and v > hi:
+                passed = True
+            elif screen and v < lo:
+                passed = False
+            else:
+                passed = _is_close(v, nn, close_ratio)
+            if passed:
+                ok += 1
+                if ok >= need:
+                    return True
+            else:
+                bad += 1
+                if bad > fail_max:
+                    return False
+    return ok >= need
+
+
+@_jit
+def _close_by_select(pd, n, nn, close_ratio):
+    """``scale > 0 and nn < close_ratio * scale`` with the scale selected (:func:`_median_scale`)."""
+    scale = _median_scale(pd, n)
+    return scale > 0 and nn < close_ratio * scale
+
+
+@_jit
+def _push(res, res64, sq, pd, covered, n, x):
+    """``x`` pushed onto the reservoir (the oldest row, and its pairs, dropped when it is full);
+    returns (rows now, rows covered now)."""
+    width = res.shape[1]
     cap = res.shape[0]
     if n >= cap:
         for a in range(cap - 1):
@@ -162,7 +286,7 @@ def observe(res, res64, sq, pd, covered, n, x):
         res64[n, k] = v
         e[k] = v * v
     sq[n] = _row_sum(e, width)
-    return nn, scale, n + 1, covered
+    return n + 1, covered
 
 
 @_jit
@@ -223,12 +347,12 @@ def feed_stream(slot, counts, hashes, res, res64, sq, pd, dists, x, rows, r0, r1
             c[C_NC] += 1
             if rows[r, R_CONF] < low_conf:
                 c[C_LOW] += 1
-        nn, scale, n, covered = observe(res[slot], res64[slot], sq[slot], pd[slot], int(c[C_PAIRS]), int(c[C_RES]),
-                                        x[r])
+        nn, close, n, covered = observe_close(res[slot], res64[slot], sq[slot], pd[slot], int(c[C_PAIRS]),
+                                              int(c[C_RES]), x[r], close_ratio)
         c[C_RES] = n
         c[C_PAIRS] = covered
         if nn >= 0.0:
-            if scale > 0 and nn < close_ratio * scale:
+            if close:
                 c[C_CLOSE] += 1
             nd = int(c[C_DISTS])
             if nd == nd_cap:
