@@ -875,16 +875,23 @@ def _floats(col: list | tuple) -> list | None:
 
 
 _SEPARATORS = ((4, ord("-")), (7, ord("-")), (10, ord("T")), (13, ord(":")), (16, ord(":")), (19, ord(".")))
+# Per width of a time: the positions of its separators and final Z, and their bytes (one comparison per chunk).
+_CHECKS = {w: (np.array([at for at, _ in _SEPARATORS] + [w - 1]),
+               np.array([c for _, c in _SEPARATORS] + [ord("Z")], dtype=np.uint8)) for w in range(22, 31)}
+_POWERS = {k: 10 ** np.arange(k - 1, -1, -1, dtype=np.int64) for k in range(1, 10)}  # a fraction's digits' weights
 _RUN_LINES = 64  # a chunk whose runs of one second are shorter on average goes line by line
 _SLICE = 1024  # lines decoded and turned into columns at a time
 
 
-def _times(ts: list, parse_iso: Callable[[str], int]) -> tuple[list[int], str, int] | None:
+def _times(ts: list | tuple, parse_iso: Callable[[str], int]) -> tuple[list[int], str, int] | None:
     """The common chunk's times at once: every value 'YYYY-MM-DDTHH:MM:SS.<1-9 digits>Z', of one
     length, in few runs of one second. Each run's second is read by ``parse_iso`` from its first
     value, as the line by line loop would (the same numbers: that loop's cache of the second);
     the fractions are read with numpy. None (the loop decides) for any other chunk. Also the last
-    run's head and second, the loop's cache."""
+    run's head and second, the loop's cache.
+
+    The separators and the final Z are tested in one comparison, the fractions' digits alone, and
+    the runs found by comparing each value's first 20 bytes as one fixed-width bytes value."""
     try:
         width = len(ts[0])
         if not 22 <= width <= 30 or len(set(map(len, ts))) != 1:
@@ -892,19 +899,18 @@ def _times(ts: list, parse_iso: Callable[[str], int]) -> tuple[list[int], str, i
         arr = np.frombuffer("".join(ts).encode("ascii"), dtype=np.uint8).reshape(len(ts), width)
     except (TypeError, UnicodeEncodeError):  # None, a number, other text: the loop decides
         return None
-    digits = arr - 48
-    if (arr[:, width - 1] != 90).any() or (digits[:, 20:width - 1] > 9).any():
+    at, want = _CHECKS[width]
+    if (arr[:, at] != want).any():
         return None
-    for at, c in _SEPARATORS:
-        if (arr[:, at] != c).any():
-            return None
-    heads = arr[:, :20]
-    starts = np.flatnonzero((heads[1:] != heads[:-1]).any(axis=1)) + 1
+    frac = arr[:, 20:width - 1] - 48  # uint8: any byte but a digit is above 9
+    if (frac > 9).any():
+        return None
+    heads = np.ascontiguousarray(arr[:, :20]).view("S20").ravel()  # (byte 19 is ".": no NUL at the end)
+    starts = np.flatnonzero(heads[1:] != heads[:-1]) + 1
     if len(starts) * _RUN_LINES > len(ts):
         return None
     frac_digits = width - 21
-    fracs = digits[:, 20:width - 1].astype(np.int64) @ (10 ** np.arange(frac_digits - 1, -1, -1, dtype=np.int64))
-    out = fracs * _FRAC_SCALE[frac_digits]
+    out = (frac.astype(np.int64) @ _POWERS[frac_digits]) * _FRAC_SCALE[frac_digits]
     bounds = [0, *starts.tolist(), len(ts)]
     head, base = "", 0
     for a, b in zip(bounds, bounds[1:]):

@@ -200,3 +200,75 @@ def test_msgspec_float_array_reads_what_the_fast_path_relies_on():
             continue
         raise AssertionError(bad)
     assert repr(read("[-0]")[0]) == "0.0"  # the reason for the zeros' re-read
+
+
+# -- the times of a slice at once -----------------------------------------------------------------
+def frozen_times(ts, parse_iso):
+    """main c8a4406's ``_times``."""
+    import numpy as np
+    try:
+        width = len(ts[0])
+        if not 22 <= width <= 30 or len(set(map(len, ts))) != 1:
+            return None
+        arr = np.frombuffer("".join(ts).encode("ascii"), dtype=np.uint8).reshape(len(ts), width)
+    except (TypeError, UnicodeEncodeError):
+        return None
+    digits = arr - 48
+    if (arr[:, width - 1] != 90).any() or (digits[:, 20:width - 1] > 9).any():
+        return None
+    for at, c in envoy_json._SEPARATORS:
+        if (arr[:, at] != c).any():
+            return None
+    heads = arr[:, :20]
+    starts = np.flatnonzero((heads[1:] != heads[:-1]).any(axis=1)) + 1
+    if len(starts) * envoy_json._RUN_LINES > len(ts):
+        return None
+    frac_digits = width - 21
+    fracs = digits[:, 20:width - 1].astype(np.int64) @ (10 ** np.arange(frac_digits - 1, -1, -1, dtype=np.int64))
+    out = fracs * envoy_json._FRAC_SCALE[frac_digits]
+    bounds = [0, *starts.tolist(), len(ts)]
+    head, base = "", 0
+    for a, b in zip(bounds, bounds[1:]):
+        t = ts[a]
+        try:
+            base = parse_iso(t) - int(t[20:-1]) * envoy_json._FRAC_SCALE[frac_digits]
+        except Exception:
+            return None
+        head = t[:20]
+        if not -2**62 < base < 2**62:
+            return None
+        out[a:b] += base
+    return out.tolist(), head, base
+
+
+@st.composite
+def _time_columns(draw):
+    """Runs of one second in KServe's and Envoy's spellings, with any one value spoiled."""
+    digits = draw(st.integers(1, 9))
+    seconds = draw(st.lists(st.sampled_from(["2026-11-01T00:00:00", "2026-11-01T00:00:01", "2026-12-31T23:59:59",
+                                             "1970-01-01T00:00:00", "2026-13-01T00:00:00", "2026-02-30T10:00:00",
+                                             "9999-12-31T23:59:59", "2026-11-01T24:00:00", "2026-11-01T00:60:00"]),
+                            min_size=1, max_size=3))
+    col = []
+    for sec in seconds:
+        for _ in range(draw(st.integers(1, 150))):
+            col.append(f"{sec}.{draw(st.integers(0, 10 ** digits - 1)):0{digits}d}Z")
+    if draw(st.booleans()):
+        i = draw(st.integers(0, len(col) - 1))
+        t = col[i]
+        col[i] = draw(st.sampled_from([
+            None, 5, t[:-1] + "z", t[:-1] + " ", t.replace("T", " "), t.replace(".", ","), t.replace("-", "/", 1),
+            t[:20] + "\u0661" * (len(t) - 21) + "Z", t[:20] + "a" * (len(t) - 21) + "Z",
+            t[:20] + "\x00" * (len(t) - 21) + "Z",
+            t[:20] + ":" * (len(t) - 21) + "Z", t[:20] + "/" + t[21:],
+            t[:-1] + "0Z", t[:-2] + "Z", t[:19] + "\x00" + t[20:], t.replace(":", ";", 1), "\u00e9" + t[1:], t]))
+    return col
+
+
+@settings(max_examples=800, deadline=None, derandomize=True, database=None)
+@given(col=_time_columns(), as_tuple=st.booleans())
+def test_times_agree_with_the_frozen_copy(col, as_tuple):
+    """The same times, last head and second, or the same refusal (the loop decides), for any slice."""
+    from ramparts.timeutil import parse_iso
+    got = envoy_json._times(tuple(col) if as_tuple else col, parse_iso)
+    assert got == frozen_times(col, parse_iso)
