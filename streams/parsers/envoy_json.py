@@ -43,7 +43,8 @@ whose values is ``"-"``), the times with numpy when the slice holds one time for
 line by line from the last second seen), the principal through the per-key hash cache, the
 source address, the upstream time (a column of texts of numbers, the header's spelling, read as one JSON
 array of floats by msgspec), the path's query and the flags, each column's common case
-tested on the whole column first. The columns are ``zip``'s tuples, made lists only where values change. A line the fast decoder does not take (another key set, a
+tested on the whole column first. The columns are ``zip``'s tuples, made lists only where values change.
+A line the fast decoder does not take (another key set, a
 type its struct does not take, not JSON, not UTF-8) goes through the general path and its
 event (the same keys) is put back in its place; a value that fails a check dead-letters its
 line alone with the first failing check's reason. :meth:`EnvoyJsonParser.parse_chunk` (the
