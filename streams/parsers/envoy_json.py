@@ -41,8 +41,10 @@ column while its values are still in the CPU's cache: ``"-"`` to None (found per
 ``list.index``, in C; not looked for in a column of numbers only, nor in a literal field none of
 whose values is ``"-"``), the times with numpy when the slice holds one time format in runs of one second (else
 line by line from the last second seen), the principal through the per-key hash cache, the
-source address, the upstream time, the path's query and the flags, each column's common case
-tested on the whole column first. A line the fast decoder does not take (another key set, a
+source address, the upstream time (a column of texts of numbers, the header's spelling, read as one JSON
+array of floats by msgspec), the path's query and the flags, each column's common case
+tested on the whole column first. The columns are ``zip``'s tuples, made lists only where values change.
+A line the fast decoder does not take (another key set, a
 type its struct does not take, not JSON, not UTF-8) goes through the general path and its
 event (the same keys) is put back in its place; a value that fails a check dead-letters its
 line alone with the first failing check's reason. :meth:`EnvoyJsonParser.parse_chunk` (the
@@ -520,21 +522,26 @@ class EnvoyJsonParser(Parser):
          identity) = vals
         n = len(ts)
         bad: dict[int, str] = {}  # position -> the first check's reason
+        # The columns are tuples or lists (_transpose): those changed in place are lists first.
         whole = _times(ts, parse_iso)
         if whole is not None:
             ts, self._ts_head, self._ts_base = whole
         else:
+            ts = list(ts)
             self._times_one_by_one(ts, bad)
         principal = self._principals(api_key, identity, bad)
         if _any_in("\x00".join(filter(None, src_ip)), ", :") or (None in src_ip and remote.count(None) != n):
+            src_ip = list(src_ip)
             self._addresses(src_ip, remote, bad)
         floats = _floats(ust)
         if floats is not None:
             ust = floats
         else:
+            ust = list(ust)
             _each(ust, lambda u: u if u is None or type(u) is float else _upstream_ms(u), bad)
         if "?" in "".join(filter(None, path)):
             scrub_path = self.hasher.scrub_path
+            path = list(path)
             _each(path, lambda p: scrub_path(p) if p is not None and "?" in p else p, bad)
         flags = [None if f is None or f == "-" else f.split(",") for f in flags]
         cols = {
@@ -827,18 +834,40 @@ def _any_in(text: str, chars: str) -> bool:
     return False
 
 
-def _floats(col: list) -> list | None:
+# A JSON array of numbers as floats (msgspec's float parsing is correctly rounded, as float()'s is).
+_FLOAT_ARRAY = msgspec.json.Decoder(list[float]).decode
+
+
+def _floats(col: list | tuple) -> list | None:
     """:func:`_upstream_ms` of every value (None kept) when each is a finite number or text of one
-    (float() takes it): else None, and the values go one by one."""
+    (float() takes it): else None, and the values go one by one.
+
+    The header's values are texts of JSON numbers (``"4543"``): all of them are read at once as one
+    JSON array of floats (a quarter of ``map(float, ...)``'s cost). That read takes only JSON's number
+    grammar (no ``"inf"``, ``"1_0"``, ``"+5"``, ``".5"``, other digits or spaces), each value one element
+    (a text with a comma or a bracket makes another count, or no array of numbers), and reads each as
+    float() does; any column it does not take (a number among the texts, any other text) is read by
+    ``map(float, ...)`` as before. A zero is float()'s (msgspec reads ``"-0"`` as 0.0, float() as -0.0)."""
     nones = _positions(col, None)  # few (absent values), found in C
     if nones:
-        col = col.copy()
+        col = list(col)
         for i in nones:
-            col[i] = 0.0
+            col[i] = "0"
     try:
-        out = list(map(float, col))
-    except Exception:  # a value float() does not take: _upstream_ms gives its error
-        return None
+        out = _FLOAT_ARRAY("[" + ",".join(col) + "]")
+        if len(out) != len(col):
+            out = None
+    except Exception:  # a number among the values (join), or a text JSON does not read as a number
+        out = None
+    if out is None:
+        try:
+            out = list(map(float, col))
+        except Exception:  # a value float() does not take: _upstream_ms gives its error
+            return None
+    else:
+        # msgspec reads the integer "-0" as 0.0 where float() gives -0.0: every zero is float()'s.
+        for i in _positions(out, 0.0):
+            out[i] = float(col[i])
     total = sum(out)
     if total - total != 0.0:  # an inf or a nan among them: _upstream_ms's error
         return None
@@ -848,16 +877,23 @@ def _floats(col: list) -> list | None:
 
 
 _SEPARATORS = ((4, ord("-")), (7, ord("-")), (10, ord("T")), (13, ord(":")), (16, ord(":")), (19, ord(".")))
+# Per width of a time: the positions of its separators and final Z, and their bytes (one comparison per chunk).
+_CHECKS = {w: (np.array([at for at, _ in _SEPARATORS] + [w - 1]),
+               np.array([c for _, c in _SEPARATORS] + [ord("Z")], dtype=np.uint8)) for w in range(22, 31)}
+_POWERS = {k: 10 ** np.arange(k - 1, -1, -1, dtype=np.int64) for k in range(1, 10)}  # a fraction's digits' weights
 _RUN_LINES = 64  # a chunk whose runs of one second are shorter on average goes line by line
 _SLICE = 1024  # lines decoded and turned into columns at a time
 
 
-def _times(ts: list, parse_iso: Callable[[str], int]) -> tuple[list[int], str, int] | None:
+def _times(ts: list | tuple, parse_iso: Callable[[str], int]) -> tuple[list[int], str, int] | None:
     """The common chunk's times at once: every value 'YYYY-MM-DDTHH:MM:SS.<1-9 digits>Z', of one
     length, in few runs of one second. Each run's second is read by ``parse_iso`` from its first
     value, as the line by line loop would (the same numbers: that loop's cache of the second);
     the fractions are read with numpy. None (the loop decides) for any other chunk. Also the last
-    run's head and second, the loop's cache."""
+    run's head and second, the loop's cache.
+
+    The separators and the final Z are tested in one comparison, the fractions' digits alone, and
+    the runs found by comparing each value's first 20 bytes as one fixed-width bytes value."""
     try:
         width = len(ts[0])
         if not 22 <= width <= 30 or len(set(map(len, ts))) != 1:
@@ -865,19 +901,18 @@ def _times(ts: list, parse_iso: Callable[[str], int]) -> tuple[list[int], str, i
         arr = np.frombuffer("".join(ts).encode("ascii"), dtype=np.uint8).reshape(len(ts), width)
     except (TypeError, UnicodeEncodeError):  # None, a number, other text: the loop decides
         return None
-    digits = arr - 48
-    if (arr[:, width - 1] != 90).any() or (digits[:, 20:width - 1] > 9).any():
+    at, want = _CHECKS[width]
+    if (arr[:, at] != want).any():
         return None
-    for at, c in _SEPARATORS:
-        if (arr[:, at] != c).any():
-            return None
-    heads = arr[:, :20]
-    starts = np.flatnonzero((heads[1:] != heads[:-1]).any(axis=1)) + 1
+    frac = arr[:, 20:width - 1] - 48  # uint8: any byte but a digit is above 9
+    if (frac > 9).any():
+        return None
+    heads = np.ascontiguousarray(arr[:, :20]).view("S20").ravel()  # (byte 19 is ".": no NUL at the end)
+    starts = np.flatnonzero(heads[1:] != heads[:-1]) + 1
     if len(starts) * _RUN_LINES > len(ts):
         return None
     frac_digits = width - 21
-    fracs = digits[:, 20:width - 1].astype(np.int64) @ (10 ** np.arange(frac_digits - 1, -1, -1, dtype=np.int64))
-    out = fracs * _FRAC_SCALE[frac_digits]
+    out = (frac.astype(np.int64) @ _POWERS[frac_digits]) * _FRAC_SCALE[frac_digits]
     bounds = [0, *starts.tolist(), len(ts)]
     head, base = "", 0
     for a, b in zip(bounds, bounds[1:]):
@@ -893,12 +928,16 @@ def _times(ts: list, parse_iso: Callable[[str], int]) -> tuple[list[int], str, i
     return out.tolist(), head, base
 
 
-def _transpose(objs: list, no_dash: frozenset[int] = frozenset()) -> list[list]:
-    """The fast structs' fields as lists (one per field of _FAST_ORDER); Envoy's absent
+def _transpose(objs: list, no_dash: frozenset[int] = frozenset()) -> list[tuple | list]:
+    """The fast structs' fields as columns (one per field of _FAST_ORDER); Envoy's absent
     value "-" (the fast types take no "", and "-" only where a value may be absent) as None, but in
     response_flags (the first) and in the fields of ``no_dash``, known to hold no "-" (:meth:`_Literals.no_dash`).
-    The structs of every key set start with these fields; zip stops at the shortest."""
-    cols = [list(c) for c in list(zip(*map(astuple, objs)))[:_N_FIELDS]]
+    The structs of every key set start with these fields; zip stops at the shortest.
+
+    A column is the tuple zip made, copied to a list only where a "-" is replaced (or where
+    :meth:`EnvoyJsonParser._columns` changes values in place): most are copied once, into the chunk's
+    columns, instead of twice."""
+    cols: list = list(zip(*map(astuple, objs)))[:_N_FIELDS]
     for at in range(1, _N_FIELDS):
         if at not in no_dash:
             c = cols[at]
@@ -907,8 +946,11 @@ def _transpose(objs: list, no_dash: frozenset[int] = frozenset()) -> list[list]:
                 continue
             except TypeError:
                 pass
-            for i in _positions(c, "-"):
-                c[i] = None
+            dashes = _positions(c, "-")
+            if dashes:
+                c = cols[at] = list(c)
+                for i in dashes:
+                    c[i] = None
     return cols
 
 
