@@ -43,11 +43,12 @@ from bisect import bisect_left
 from collections import defaultdict
 from operator import itemgetter
 
+import numpy as np
 import orjson
 
-from ramparts.events import Columns, EventBatch, _getter
+from ramparts.events import Columns, EventBatch
 
-from .keys import MODEL_KINDS, entity_key, partition_for, route_key
+from .keys import MODEL_KINDS, entity_key, partition_for
 
 VERSION = 3
 READ_VERSIONS = (2, 3)  # and version 1, a bare array
@@ -288,30 +289,219 @@ def partition_groups(keys: list[str | None], partitions: int) -> dict[int, list[
     return out
 
 
+def _codes(vals: list) -> tuple[list, np.ndarray] | None:
+    """``vals``' distinct values (in order of first appearance) and each value's index among
+    them, as an array; ``None`` unless every value is a text or ``None`` (a key's text is
+    ``f"{v}"``, and 1, 1.0 and True would share a code but not a text)."""
+    try:
+        d = dict.fromkeys(vals)
+    except TypeError:  # an unhashable value
+        return None
+    distinct = list(d)
+    for i, v in enumerate(distinct):
+        if v is not None and type(v) is not str:
+            return None
+        d[v] = i
+    return distinct, np.fromiter(map(d.__getitem__, vals), dtype=np.intp, count=len(vals))
+
+
+def _key_partitions(prefix: str, distinct: list, partitions: int) -> np.ndarray:
+    """:func:`~ramparts.streams.keys.partition_for` of ``prefix + f"{v}"`` per distinct value."""
+    return np.array([partition_for(f"{prefix}{v}", partitions) for v in distinct], dtype=np.int64)
+
+
+def _truthy(distinct: list) -> np.ndarray:
+    return np.array([bool(v) for v in distinct], dtype=bool)
+
+
+def route_partitions(batch: EventBatch, partitions: int, route: str = "entity",
+                     kinds: tuple[str, ...] | None = None) -> np.ndarray:
+    """The partition of every event's ``route`` key (:func:`route_key`, :func:`partition_for`),
+    in batch order, as an int64 array; -1 for an event with no key, and (``kinds``) for every
+    event of another kind. The same as hashing :func:`route_keys` event by event, without a key
+    text per event: each field the keys read is coded by its distinct values (a batch holds
+    few principals, addresses, nodes, models), each distinct key hashed once, and the
+    events' partitions picked with numpy. A field of other values than texts (rare: not what
+    the parsers write) takes the keys of :func:`route_keys` for that kind instead.
+
+    >>> b = EventBatch.from_columns(("kind", "principal", "status", "src_ip", "model"),
+    ...     {"kind": ["request", "request", "prediction"], "principal": ["a", "k", None],
+    ...      "status": [200, 401, None], "src_ip": ["10.0.0.1", "10.0.0.2", None], "model": ["m", None, "m"]})
+    >>> route_partitions(b, 7).tolist(), [partition_for(k, 7) for k in route_keys(b)]
+    ([3, 6, 6], [3, 6, 6])
+    >>> route_partitions(b, 7, "model").tolist(), route_partitions(b, 7, "model", ("prediction",)).tolist()
+    ([1, -1, 1], [-1, -1, 1])
+    """
+    if route not in ("entity", "model"):
+        raise ValueError(f"unknown route {route!r}")
+    n = len(batch)
+    out = np.full(n, -1, dtype=np.int64)
+    counts = batch.kinds()
+    wanted = [k for k in counts if kinds is None or k in kinds]
+    fields = _Coded(batch, partitions)
+    pickers = _MODEL if route == "model" else _ENTITY
+    for kind in wanted:
+        picker = pickers.get(kind)
+        if picker is None:
+            continue
+        idx = np.asarray(batch.indices_where("kind", kind), dtype=np.intp)
+        got = picker(fields, idx)
+        if got is None:  # a field the key reads holds something else than texts
+            keys = route_keys(batch, route)
+            got = np.array([-1 if keys[i] is None else partition_for(keys[i], partitions) for i in idx.tolist()],
+                           dtype=np.int64)
+        out[idx] = got
+    if route == "entity":
+        if kinds is None:
+            if sum(counts[k] for k in _ENTITY if k in counts) < n:
+                # runtime events, unknown kinds (and a kind that is no text): few, keyed one by
+                # one from their dicts (``batch.select(rest).events`` would make every part's)
+                _fill_one_by_one(out, batch, np.flatnonzero(out < 0).tolist(), partitions)
+        else:
+            for kind in wanted:
+                if kind not in _ENTITY:
+                    _fill_one_by_one(out, batch, batch.indices_where("kind", kind), partitions)
+    return out
+
+
+def _fill_one_by_one(out: np.ndarray, batch: EventBatch, idx: list[int], partitions: int) -> None:
+    cache: dict[str, int] = {}
+    for i in idx:
+        key = entity_key(batch[i])
+        p = cache.get(key)
+        if p is None:
+            p = cache[key] = partition_for(key, partitions)
+        out[i] = p
+
+
+class _Coded:
+    """A batch's fields as codes of their distinct values (:func:`_codes`), each made once."""
+
+    def __init__(self, batch: EventBatch, partitions: int) -> None:
+        self.batch, self.partitions = batch, partitions
+        self._codes: dict[str, tuple[list, np.ndarray] | None] = {}
+
+    def codes(self, field: str) -> tuple[list, np.ndarray] | None:
+        if field not in self._codes:
+            self._codes[field] = _codes(self.batch.values(field))
+        return self._codes[field]
+
+    def failed(self) -> np.ndarray | None:
+        """Whether each event's status is 401 (``None`` for an unhashable status)."""
+        status = self.batch.values("status")
+        if not status.count(401):  # the same test as ``==``, in C: most batches hold no failure
+            return np.zeros(len(status), dtype=bool)
+        try:
+            d = dict.fromkeys(status)
+        except TypeError:
+            return None
+        for v in d:
+            d[v] = v == 401
+        return np.fromiter(map(d.__getitem__, status), dtype=bool, count=len(status))
+
+    def pick(self, idx: np.ndarray, first: str, second: str, use_first: np.ndarray | None = None) -> np.ndarray | None:
+        """Per event at ``idx``: the partition of ``first:<its first field>`` where
+        ``use_first`` (``None``: where that field is not empty), else of ``second:<its second>``."""
+        a, b = self.codes(first), self.codes(second)
+        if a is None or b is None:
+            return None
+        (ad, ac), (bd, bc) = a, b
+        ac, bc = ac[idx], bc[idx]
+        if use_first is None:
+            use_first = np.array([bool(v) for v in ad], dtype=bool)[ac]
+        return np.where(use_first, self.partition_of(first, ad)[ac], self.partition_of(second, bd)[bc])
+
+    def partition_of(self, field: str, distinct: list) -> np.ndarray:
+        prefix = _PREFIX.get(field, field)
+        return np.array([partition_for(f"{prefix}:{v}", self.partitions) for v in distinct], dtype=np.int64)
+
+
+_PREFIX = {"gpu_uuid": "gpu"}  # a key's text: ``<prefix>:<value>``, the prefix the field's name but for these
+
+
+def _requests(c: _Coded, idx: np.ndarray) -> np.ndarray | None:
+    # by principal; by source address when there is none or the request failed authentication
+    principal, failed = c.codes("principal"), c.failed()
+    if principal is None or failed is None:
+        return None
+    pd, pc = principal
+    by_src = np.array([v is None for v in pd], dtype=bool)[pc[idx]] | failed[idx]
+    return c.pick(idx, "src_ip", "principal", by_src)
+
+
+def _predictions(c: _Coded, idx: np.ndarray) -> np.ndarray | None:
+    return c.pick(idx, "src_ip", "principal")  # by source address; by principal when there is none
+
+
+def _nodes(c: _Coded, idx: np.ndarray) -> np.ndarray | None:
+    return c.pick(idx, "node", "gpu_uuid")  # by node; by GPU when the node is not known
+
+
+def _models(c: _Coded, idx: np.ndarray) -> np.ndarray | None:
+    model = c.codes("model")  # by model; no key (-1) when the event names none
+    if model is None:
+        return None
+    md, mc = model
+    return np.where(np.array([bool(v) for v in md], dtype=bool), c.partition_of("model", md), -1)[mc[idx]]
+
+
+_ENTITY = {"request": _requests, "prediction": _predictions, "gpu": _nodes, "workload": _nodes}
+_MODEL = {kind: _models for kind in MODEL_KINDS}
+
+
+def groups_of(parts: np.ndarray) -> dict[int, list[int]]:
+    """The indices of ``parts`` (:func:`route_partitions`) per partition, each in increasing
+    order, the partitions in order of their first event; -1 (no key) left out. The same as
+    :func:`partition_groups` of the keys the partitions were hashed from.
+
+    >>> groups_of(np.array([2, -1, 0, 2, 0]))
+    {2: [0, 3], 0: [2, 4]}
+    """
+    if not len(parts):
+        return {}
+    present = np.flatnonzero(np.bincount(parts + 1)[1:]).tolist()
+    if len(present) <= 16:  # a pass per partition: cheaper than a sort
+        groups = [np.flatnonzero(parts == p) for p in present]
+        groups.sort(key=lambda g: g[0])
+        return {int(parts[g[0]]): g.tolist() for g in groups}
+    order = np.argsort(parts, kind="stable")
+    ranked = parts[order]
+    bounds = np.flatnonzero(ranked[1:] != ranked[:-1]) + 1
+    starts = np.concatenate(([0], bounds))
+    ends = np.concatenate((bounds, [len(ranked)]))
+    firsts = [(int(order[a]), int(ranked[a]), a, b) for a, b in zip(starts.tolist(), ends.tolist()) if ranked[a] >= 0]
+    firsts.sort()
+    return {p: order[a:b].tolist() for _, p, a, b in firsts}
+
+
 def messages(batch: EventBatch, partitions: int, per_message: int, route: str = "entity",
-             fields: tuple[str, ...] | None = None, keys: list[str | None] | None = None
-             ) -> dict[int, list[bytes]]:
-    """``batch``'s events with a ``route`` key as messages per partition, in batch order, at
-    most ``per_message`` events each, with ``fields`` only (``None``: all)."""
+             fields: tuple[str, ...] | None = None, keys: list[str | None] | None = None,
+             kinds: tuple[str, ...] | None = None) -> dict[int, list[bytes]]:
+    """``batch``'s events with a ``route`` key (of ``kinds`` only; ``None``: every kind) as
+    messages per partition, in batch order, at most ``per_message`` events each, with ``fields``
+    only (``None``: all). ``keys``: the events' route keys, when the caller has them (else
+    their partitions come from :func:`route_partitions`, with no key text per event)."""
     out: dict[int, list[bytes]] = {}
+    if keys is not None:
+        if kinds is not None:
+            raise ValueError("keys and kinds: pass one")
+        groups = partition_groups(keys, partitions)
+    else:
+        groups = groups_of(route_partitions(batch, partitions, route, kinds))
     if all(type(p) is list for p in batch.layout()[0]):
-        # Dicts only (parsers that write no columns yet): keyed and cut per dict, as before
-        # columns; selections and pooling would only add to that.
+        # Dicts only (parsers that write no columns yet): cut per dict, as before columns;
+        # selections and pooling would only add to that.
         evs = batch.events
-        if keys is None:
-            keys = [route_key(e, route) for e in evs]
-        for p, idx in partition_groups(keys, partitions).items():
+        for p, idx in groups.items():
             group = [evs[i] for i in idx]
             if fields is not None:
                 group = [{k: e[k] for k in fields if k in e} for e in group]
             out[p] = [orjson.dumps({"v": VERSION, "parts": [{"events": group[i:i + per_message]}]})
                       for i in range(0, len(group), per_message)]
         return out
-    if keys is None:
-        keys = route_keys(batch, route)
     parts, order = batch.layout()
-    if not _increasing(order):  # not a selection in increasing order: rare
-        for p, idx in partition_groups(keys, partitions).items():
+    if order is not None and not _increasing_array(batch):  # not a selection in increasing order: rare
+        for p, idx in groups.items():
             out[p] = [encode(batch.select(idx[i:i + per_message]), fields) for i in range(0, len(idx), per_message)]
         return out
     # Each message's events cut straight from the batch's parts (the same parts, and so the
@@ -320,9 +510,18 @@ def messages(batch: EventBatch, partitions: int, per_message: int, route: str = 
     for q in parts:
         starts.append(at)
         at += len(q)
-    for p, idx in partition_groups(keys, partitions).items():
-        chunks = [idx[i:i + per_message] for i in range(0, len(idx), per_message)]
-        if order is not None:
-            chunks = [_getter(c)(order) for c in chunks]
+    oarr = None if order is None else batch._order_array()
+    for p, idx in groups.items():
+        if oarr is None:
+            chunks = [idx[i:i + per_message] for i in range(0, len(idx), per_message)]
+        else:
+            sel = oarr[np.asarray(idx, dtype=np.intp)]
+            chunks = [sel[i:i + per_message].tolist() for i in range(0, len(idx), per_message)]
         out[p] = [_encode_selected(parts, starts, c, fields) for c in chunks]
     return out
+
+
+def _increasing_array(batch: EventBatch) -> bool:
+    """:func:`_increasing` of ``batch``'s order, read as an array (no Python step per event)."""
+    o = batch._order_array()
+    return len(o) < 2 or bool(np.all(o[1:] >= o[:-1]))
