@@ -39,7 +39,6 @@ b'{"v":3,"parts":[{"n":2,"fields":["kind","ts"],"cols":{"ts":[1,2]},"same":{"kin
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections import defaultdict
 from operator import itemgetter
 
@@ -86,21 +85,22 @@ def _encode_parts(parts: list, fields: tuple[str, ...] | None) -> bytes:
     return orjson.dumps({"v": VERSION, "parts": [_entry(p, len(p), None, fields) for p in parts]})
 
 
-def _entry(p: Columns | list, n: int, get, fields: tuple[str, ...] | None) -> dict:
+def _entry(p: Columns | list, n: int, get, fields: tuple[str, ...] | None,
+           plan: tuple[tuple[str, ...], dict] | None = None) -> dict:
     """A message's entry for part ``p``: the ``n`` events ``get`` takes of it (``None``: all), with
     ``fields`` only (``None``: all). A column of one text (or all ``None``) goes once, under
-    ``same`` (:func:`_same`); the others as lists (or the tuples ``get`` makes: the same JSON)."""
+    ``same`` (:func:`_same`); the others as lists (or the tuples ``get`` makes: the same JSON).
+    ``plan``: :func:`_plan` of ``p`` and ``fields``, when the caller keeps it for every message."""
     if type(p) is Columns:
+        fs, whole = _plan(p, fields) if plan is None else plan
         cols = p.cols
-        fs = p.fields if fields is None else tuple(f for f in fields if f in cols)
         plain: dict = {}
         same: dict = {}
         for f in fs:
-            col = cols[f]
-            if n > 1 and _same(col[:_SAMPLE]) and p.same(f) is not None:
-                same[f] = col[0]  # the whole part holds one text: so does its share, unread
+            if n > 1 and f in whole:
+                same[f] = whole[f]  # the whole part holds one text: so does its share, unread
                 continue
-            vals = col if get is None else get(col)
+            vals = cols[f] if get is None else get(cols[f])
             if n > 1 and _same(vals):
                 same[f] = vals[0]
             else:
@@ -110,6 +110,20 @@ def _entry(p: Columns | list, n: int, get, fields: tuple[str, ...] | None) -> di
         return {"n": n, "fields": fs, "cols": plain}
     evs = p if get is None else get(p)
     return {"events": evs if fields is None else [{k: e[k] for k in fields if k in e} for e in evs]}
+
+
+def _plan(p: Columns, fields: tuple[str, ...] | None) -> tuple[tuple[str, ...], dict]:
+    """The fields a message writes of columns part ``p`` (``fields`` of its own; ``None``: all),
+    and those of them whose whole column holds one text (or only ``None``), with that value. A
+    column is asked (``Columns.same``, cached) only when its first values are one text."""
+    cols = p.cols
+    fs = p.fields if fields is None else tuple(f for f in fields if f in cols)
+    whole = {}
+    for f in fs:
+        col = cols[f]
+        if _same(col[:_SAMPLE]) and p.same(f) is not None:
+            whole[f] = col[0]
+    return fs, whole
 
 
 _SAMPLE = 8
@@ -139,26 +153,31 @@ def _tuple_getter(idx: list[int]):
     return itemgetter(*idx)
 
 
-def _encode_selected(parts: list, starts: list[int], sel: list[int], fields: tuple[str, ...] | None) -> bytes:
-    """The message of the events at ``sel``: indices in increasing order over ``parts`` one
-    after the other (part ``k`` starting at ``starts[k]``). The same bytes as
-    ``_encode_parts(pooled parts of that selection)`` (:func:`_parts`), each part's share found
-    by bisecting ``sel`` at the part's bounds rather than placing each event, and of a columns
-    part only the columns written taken."""
+def _encode_selected(parts: list, starts: list[int], ends: np.ndarray, sel: np.ndarray,
+                     fields: tuple[str, ...] | None, plans: list | None = None) -> bytes:
+    """The message of the events at ``sel``: indices (an int array) in increasing order over
+    ``parts`` one after the other (part ``k`` from ``starts[k]`` up to ``ends[k]``). The same
+    bytes as ``_encode_parts(pooled parts of that selection)`` (:func:`_parts`), each part's
+    share found by searching ``sel`` for the parts' bounds at once rather than placing each
+    event, and of a columns part only the columns written taken. ``plans``: each part's
+    :func:`_plan`, kept across the messages of one batch (``None`` where not made yet)."""
     out: list[dict] = []
-    lo, n = 0, len(sel)
-    for k, p in enumerate(parts):
-        if lo >= n:
-            break
-        start = starts[k]
-        hi = bisect_left(sel, start + len(p), lo)
+    lo = 0
+    for k, hi in enumerate(np.searchsorted(sel, ends).tolist()):
         if hi == lo:
             continue
-        local = sel[lo:hi]
-        if start:
-            local = [i - start for i in local]
-        out.append(_entry(p, hi - lo, _tuple_getter(local), fields))
+        start = starts[k]
+        local = (sel[lo:hi] - start if start else sel[lo:hi]).tolist()
+        p = parts[k]
+        plan = None
+        if plans is not None and type(p) is Columns:
+            plan = plans[k]
+            if plan is None:
+                plan = plans[k] = _plan(p, fields)
+        out.append(_entry(p, hi - lo, _tuple_getter(local), fields, plan))
         lo = hi
+        if lo == len(sel):
+            break
     return orjson.dumps({"v": VERSION, "parts": out})
 
 
@@ -457,13 +476,18 @@ def groups_of(parts: np.ndarray) -> dict[int, list[int]]:
     >>> groups_of(np.array([2, -1, 0, 2, 0]))
     {2: [0, 3], 0: [2, 4]}
     """
+    return {p: g.tolist() for p, g in _group_arrays(parts).items()}
+
+
+def _group_arrays(parts: np.ndarray) -> dict[int, np.ndarray]:
+    """:func:`groups_of`, each partition's indices as an int array."""
     if not len(parts):
         return {}
     present = np.flatnonzero(np.bincount(parts + 1)[1:]).tolist()
     if len(present) <= 16:  # a pass per partition: cheaper than a sort
         groups = [np.flatnonzero(parts == p) for p in present]
         groups.sort(key=lambda g: g[0])
-        return {int(parts[g[0]]): g.tolist() for g in groups}
+        return {int(parts[g[0]]): g for g in groups}
     order = np.argsort(parts, kind="stable")
     ranked = parts[order]
     bounds = np.flatnonzero(ranked[1:] != ranked[:-1]) + 1
@@ -471,7 +495,7 @@ def groups_of(parts: np.ndarray) -> dict[int, list[int]]:
     ends = np.concatenate((bounds, [len(ranked)]))
     firsts = [(int(order[a]), int(ranked[a]), a, b) for a, b in zip(starts.tolist(), ends.tolist()) if ranked[a] >= 0]
     firsts.sort()
-    return {p: order[a:b].tolist() for _, p, a, b in firsts}
+    return {p: order[a:b] for _, p, a, b in firsts}
 
 
 def messages(batch: EventBatch, partitions: int, per_message: int, route: str = "entity",
@@ -485,15 +509,15 @@ def messages(batch: EventBatch, partitions: int, per_message: int, route: str = 
     if keys is not None:
         if kinds is not None:
             raise ValueError("keys and kinds: pass one")
-        groups = partition_groups(keys, partitions)
+        groups = {p: np.array(idx, dtype=np.int64) for p, idx in partition_groups(keys, partitions).items()}
     else:
-        groups = groups_of(route_partitions(batch, partitions, route, kinds))
+        groups = _group_arrays(route_partitions(batch, partitions, route, kinds))
     if all(type(p) is list for p in batch.layout()[0]):
         # Dicts only (parsers that write no columns yet): cut per dict, as before columns;
         # selections and pooling would only add to that.
         evs = batch.events
         for p, idx in groups.items():
-            group = [evs[i] for i in idx]
+            group = [evs[i] for i in idx.tolist()]
             if fields is not None:
                 group = [{k: e[k] for k in fields if k in e} for e in group]
             out[p] = [orjson.dumps({"v": VERSION, "parts": [{"events": group[i:i + per_message]}]})
@@ -510,14 +534,13 @@ def messages(batch: EventBatch, partitions: int, per_message: int, route: str = 
     for q in parts:
         starts.append(at)
         at += len(q)
+    ends = np.array(starts[1:] + [at], dtype=np.int64)
     oarr = None if order is None else batch._order_array()
+    plans: list = [None] * len(parts)
     for p, idx in groups.items():
-        if oarr is None:
-            chunks = [idx[i:i + per_message] for i in range(0, len(idx), per_message)]
-        else:
-            sel = oarr[np.asarray(idx, dtype=np.intp)]
-            chunks = [sel[i:i + per_message].tolist() for i in range(0, len(idx), per_message)]
-        out[p] = [_encode_selected(parts, starts, c, fields) for c in chunks]
+        sel = idx if oarr is None else oarr[idx]
+        out[p] = [_encode_selected(parts, starts, ends, sel[i:i + per_message], fields, plans)
+                  for i in range(0, len(sel), per_message)]
     return out
 
 
