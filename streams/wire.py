@@ -243,7 +243,9 @@ def _unsame(part: dict, cols: dict, n: int) -> dict:
 
 def route_keys(batch: EventBatch, route: str = "entity") -> list[str | None]:
     """:func:`~ramparts.streams.keys.route_key` of every event of ``batch``, in batch order,
-    read from its columns (``batch.values``) rather than from each event's dict.
+    read from its columns (``batch.values``) rather than from each event's dict. The parse
+    stage takes the keys' partitions from :func:`route_partitions` (no key text per event);
+    this is its fallback for key fields of other values than texts, and its reference.
 
     >>> b = EventBatch.from_columns(("kind", "principal", "status", "src_ip", "model"),
     ...     {"kind": ["request", "request", "prediction"], "principal": ["a", "k", None],
@@ -294,8 +296,10 @@ def route_keys(batch: EventBatch, route: str = "entity") -> list[str | None]:
 
 
 def partition_groups(keys: list[str | None], partitions: int) -> dict[int, list[int]]:
-    """The indices of ``keys`` per partition of their key, each in increasing order; ``None``
-    keys are left out. Each distinct key is hashed once."""
+    """The indices of ``keys`` per partition of their key, each in increasing order (the
+    partitions in order of their first key); ``None`` keys are left out. Each distinct key is
+    hashed once. For keys a caller already has (``messages(keys=)``); :func:`groups_of` groups
+    :func:`route_partitions`' partitions alike."""
     out: dict[int, list[int]] = defaultdict(list)
     cache: dict[str, int] = {}
     for i, key in enumerate(keys):
