@@ -47,7 +47,7 @@ import orjson
 
 from ramparts.events import Columns, EventBatch
 
-from .keys import MODEL_KINDS, entity_key, partition_for
+from .keys import MODEL_KINDS, entity_key, partition_for, route_key
 
 VERSION = 3
 READ_VERSIONS = (2, 3)  # and version 1, a bare array
@@ -510,18 +510,26 @@ def messages(batch: EventBatch, partitions: int, per_message: int, route: str = 
     only (``None``: all). ``keys``: the events' route keys, when the caller has them (else
     their partitions come from :func:`route_partitions`, with no key text per event)."""
     out: dict[int, list[bytes]] = {}
+    dicts_only = all(type(p) is list for p in batch.layout()[0])
     if keys is not None:
         if kinds is not None:
             raise ValueError("keys and kinds: pass one")
-        groups = {p: np.array(idx, dtype=np.int64) for p, idx in partition_groups(keys, partitions).items()}
+    elif len(batch) < _FEW:
+        # A few events (single-record messages as they come): numpy's fixed costs per call
+        # would cost more than a key per event.
+        keys = [route_key(e, route) for e in batch.events] if dicts_only else route_keys(batch, route)
+        if kinds is not None:
+            keys = [k if kd in kinds else None for k, kd in zip(keys, batch.values("kind"))]
+    if keys is not None:
+        groups = partition_groups(keys, partitions)
     else:
         groups = _group_arrays(route_partitions(batch, partitions, route, kinds))
-    if all(type(p) is list for p in batch.layout()[0]):
+    if dicts_only:
         # Dicts only (parsers that write no columns yet): cut per dict, as before columns;
         # selections and pooling would only add to that.
         evs = batch.events
         for p, idx in groups.items():
-            group = [evs[i] for i in idx.tolist()]
+            group = [evs[i] for i in (idx.tolist() if type(idx) is np.ndarray else idx)]
             if fields is not None:
                 group = [{k: e[k] for k in fields if k in e} for e in group]
             out[p] = [orjson.dumps({"v": VERSION, "parts": [{"events": group[i:i + per_message]}]})
@@ -542,10 +550,15 @@ def messages(batch: EventBatch, partitions: int, per_message: int, route: str = 
     oarr = None if order is None else batch._order_array()
     plans: list = [None] * len(parts)
     for p, idx in groups.items():
+        if type(idx) is not np.ndarray:
+            idx = np.array(idx, dtype=np.int64)
         sel = idx if oarr is None else oarr[idx]
         out[p] = [_encode_selected(parts, starts, ends, sel[i:i + per_message], fields, plans)
                   for i in range(0, len(sel), per_message)]
     return out
+
+
+_FEW = 64  # fewer events than this in a batch: keys per event (messages)
 
 
 def _increasing_array(batch: EventBatch) -> bool:

@@ -236,3 +236,25 @@ def test_the_model_route_of_some_kinds_is_the_bytes_of_their_selection(events, d
         wanted, 5, per, "model", project_to)
     assert wire.messages(batch, 5, per, "model", project_to, kinds=kinds) == wire.messages(
         wanted, 5, per, "model", project_to, keys=wire.route_keys(wanted, "model"))
+
+
+@PROPERTY
+@given(events=st.lists(st.one_of(_event, _odd_event), max_size=60), dict_every=st.sampled_from([0, 1, 3]),
+       partitions=st.sampled_from([1, 4, 64]), per=st.sampled_from([1, 3, 500]),
+       how=st.sampled_from(["whole", "selected"]))
+def test_a_batch_of_few_events_keyed_one_by_one_gives_the_messages_of_the_partitions_path(events, dict_every,
+                                                                                         partitions, per, how):
+    batch = _as_parsed(events, dict_every)
+    if how == "selected":
+        batch = batch.select(batch.indices_where("kind", "request", "prediction", "gpu"))
+    few = wire._FEW
+    try:
+        got = {}
+        for threshold in (0, 10**9):  # every batch through route_partitions, then every one keyed per event
+            wire._FEW = threshold
+            got[threshold] = [wire.messages(batch, partitions, per, "entity"),
+                              wire.messages(batch, partitions, per, "model", ("kind", "model", "ts"),
+                                            kinds=("request", "prediction"))]
+    finally:
+        wire._FEW = few
+    assert got[0] == got[10**9]
