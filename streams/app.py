@@ -776,17 +776,18 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
         decoder.evicted.clear()
         if dead:
             await dead_letters(dead)
-        # As columns (streams/wire.py): the route keys read from the batch's columns, each
-        # partition's events a selection, each message its parts' columns.
+        # As columns (streams/wire.py): the route keys' partitions read from the batch's
+        # columns (each distinct key hashed once), each message its parts' columns.
         events = parts.batch()
         for p, values in messages(events, k.partitions, EVENTS_PER_MESSAGE).items():
             for value in values:
                 await events_topic.send(value=value, partition=p)
         if model_topic is not None:
             # The model key is None for every kind but requests and predictions; of those,
-            # only the kinds the model-routed detectors read go.
-            wanted = events.select(events.indices_where("kind", *model_kinds))
-            for p, values in messages(wanted, k.partitions, EVENTS_PER_MESSAGE, "model", model_fields).items():
+            # only the kinds the model-routed detectors read go (cut from the same batch: no
+            # selection of them is made first).
+            for p, values in messages(events, k.partitions, EVENTS_PER_MESSAGE, "model", model_fields,
+                                      kinds=model_kinds).items():
                 for value in values:
                     await model_topic.send(value=value, partition=p)
         ready = order.release_all(release)

@@ -39,13 +39,13 @@ b'{"v":3,"parts":[{"n":2,"fields":["kind","ts"],"cols":{"ts":[1,2]},"same":{"kin
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections import defaultdict
 from operator import itemgetter
 
+import numpy as np
 import orjson
 
-from ramparts.events import Columns, EventBatch, _getter
+from ramparts.events import Columns, EventBatch
 
 from .keys import MODEL_KINDS, entity_key, partition_for, route_key
 
@@ -85,21 +85,22 @@ def _encode_parts(parts: list, fields: tuple[str, ...] | None) -> bytes:
     return orjson.dumps({"v": VERSION, "parts": [_entry(p, len(p), None, fields) for p in parts]})
 
 
-def _entry(p: Columns | list, n: int, get, fields: tuple[str, ...] | None) -> dict:
+def _entry(p: Columns | list, n: int, get, fields: tuple[str, ...] | None,
+           plan: tuple[tuple[str, ...], dict] | None = None) -> dict:
     """A message's entry for part ``p``: the ``n`` events ``get`` takes of it (``None``: all), with
     ``fields`` only (``None``: all). A column of one text (or all ``None``) goes once, under
-    ``same`` (:func:`_same`); the others as lists (or the tuples ``get`` makes: the same JSON)."""
+    ``same`` (:func:`_same`); the others as lists (or the tuples ``get`` makes: the same JSON).
+    ``plan``: :func:`_plan` of ``p`` and ``fields``, when the caller keeps it for every message."""
     if type(p) is Columns:
+        fs, whole = _plan(p, fields) if plan is None else plan
         cols = p.cols
-        fs = p.fields if fields is None else tuple(f for f in fields if f in cols)
         plain: dict = {}
         same: dict = {}
         for f in fs:
-            col = cols[f]
-            if n > 1 and _same(col[:_SAMPLE]) and p.same(f) is not None:
-                same[f] = col[0]  # the whole part holds one text: so does its share, unread
+            if n > 1 and f in whole:
+                same[f] = whole[f]  # the whole part holds one text: so does its share, unread
                 continue
-            vals = col if get is None else get(col)
+            vals = cols[f] if get is None else get(cols[f])
             if n > 1 and _same(vals):
                 same[f] = vals[0]
             else:
@@ -109,6 +110,20 @@ def _entry(p: Columns | list, n: int, get, fields: tuple[str, ...] | None) -> di
         return {"n": n, "fields": fs, "cols": plain}
     evs = p if get is None else get(p)
     return {"events": evs if fields is None else [{k: e[k] for k in fields if k in e} for e in evs]}
+
+
+def _plan(p: Columns, fields: tuple[str, ...] | None) -> tuple[tuple[str, ...], dict]:
+    """The fields a message writes of columns part ``p`` (``fields`` of its own; ``None``: all),
+    and those of them whose whole column holds one text (or only ``None``), with that value. A
+    column is asked (``Columns.same``, cached) only when its first values are one text."""
+    cols = p.cols
+    fs = p.fields if fields is None else tuple(f for f in fields if f in cols)
+    whole = {}
+    for f in fs:
+        col = cols[f]
+        if _same(col[:_SAMPLE]) and p.same(f) is not None:
+            whole[f] = col[0]
+    return fs, whole
 
 
 _SAMPLE = 8
@@ -138,26 +153,31 @@ def _tuple_getter(idx: list[int]):
     return itemgetter(*idx)
 
 
-def _encode_selected(parts: list, starts: list[int], sel: list[int], fields: tuple[str, ...] | None) -> bytes:
-    """The message of the events at ``sel``: indices in increasing order over ``parts`` one
-    after the other (part ``k`` starting at ``starts[k]``). The same bytes as
-    ``_encode_parts(pooled parts of that selection)`` (:func:`_parts`), each part's share found
-    by bisecting ``sel`` at the part's bounds rather than placing each event, and of a columns
-    part only the columns written taken."""
+def _encode_selected(parts: list, starts: list[int], ends: np.ndarray, sel: np.ndarray,
+                     fields: tuple[str, ...] | None, plans: list | None = None) -> bytes:
+    """The message of the events at ``sel``: indices (an int array) in increasing order over
+    ``parts`` one after the other (part ``k`` from ``starts[k]`` up to ``ends[k]``). The same
+    bytes as ``_encode_parts(pooled parts of that selection)`` (:func:`_parts`), each part's
+    share found by searching ``sel`` for the parts' bounds at once rather than placing each
+    event, and of a columns part only the columns written taken. ``plans``: each part's
+    :func:`_plan`, kept across the messages of one batch (``None`` where not made yet)."""
     out: list[dict] = []
-    lo, n = 0, len(sel)
-    for k, p in enumerate(parts):
-        if lo >= n:
-            break
-        start = starts[k]
-        hi = bisect_left(sel, start + len(p), lo)
+    lo = 0
+    for k, hi in enumerate(np.searchsorted(sel, ends).tolist()):
         if hi == lo:
             continue
-        local = sel[lo:hi]
-        if start:
-            local = [i - start for i in local]
-        out.append(_entry(p, hi - lo, _tuple_getter(local), fields))
+        start = starts[k]
+        local = (sel[lo:hi] - start if start else sel[lo:hi]).tolist()
+        p = parts[k]
+        plan = None
+        if plans is not None and type(p) is Columns:
+            plan = plans[k]
+            if plan is None:
+                plan = plans[k] = _plan(p, fields)
+        out.append(_entry(p, hi - lo, _tuple_getter(local), fields, plan))
         lo = hi
+        if lo == len(sel):
+            break
     return orjson.dumps({"v": VERSION, "parts": out})
 
 
@@ -223,7 +243,9 @@ def _unsame(part: dict, cols: dict, n: int) -> dict:
 
 def route_keys(batch: EventBatch, route: str = "entity") -> list[str | None]:
     """:func:`~ramparts.streams.keys.route_key` of every event of ``batch``, in batch order,
-    read from its columns (``batch.values``) rather than from each event's dict.
+    read from its columns (``batch.values``) rather than from each event's dict. The parse
+    stage takes the keys' partitions from :func:`route_partitions` (no key text per event);
+    this is its fallback for key fields of other values than texts, and its reference.
 
     >>> b = EventBatch.from_columns(("kind", "principal", "status", "src_ip", "model"),
     ...     {"kind": ["request", "request", "prediction"], "principal": ["a", "k", None],
@@ -274,8 +296,10 @@ def route_keys(batch: EventBatch, route: str = "entity") -> list[str | None]:
 
 
 def partition_groups(keys: list[str | None], partitions: int) -> dict[int, list[int]]:
-    """The indices of ``keys`` per partition of their key, each in increasing order; ``None``
-    keys are left out. Each distinct key is hashed once."""
+    """The indices of ``keys`` per partition of their key, each in increasing order (the
+    partitions in order of their first key); ``None`` keys are left out. Each distinct key is
+    hashed once. For keys a caller already has (``messages(keys=)``); :func:`groups_of` groups
+    :func:`route_partitions`' partitions alike."""
     out: dict[int, list[int]] = defaultdict(list)
     cache: dict[str, int] = {}
     for i, key in enumerate(keys):
@@ -288,30 +312,232 @@ def partition_groups(keys: list[str | None], partitions: int) -> dict[int, list[
     return out
 
 
+def _codes(vals: list) -> tuple[list, np.ndarray] | None:
+    """``vals``' distinct values (in order of first appearance) and each value's index among
+    them, as an array; ``None`` unless every value is a text or ``None`` (a key's text is
+    ``f"{v}"``, and 1, 1.0 and True would share a code but not a text)."""
+    try:
+        d = dict.fromkeys(vals)
+    except TypeError:  # an unhashable value
+        return None
+    distinct = list(d)
+    for i, v in enumerate(distinct):
+        if v is not None and type(v) is not str:
+            return None
+        d[v] = i
+    return distinct, np.fromiter(map(d.__getitem__, vals), dtype=np.intp, count=len(vals))
+
+
+def _key_partitions(prefix: str, distinct: list, partitions: int) -> np.ndarray:
+    """:func:`~ramparts.streams.keys.partition_for` of ``prefix + f"{v}"`` per distinct value."""
+    return np.array([partition_for(f"{prefix}{v}", partitions) for v in distinct], dtype=np.int64)
+
+
+def _truthy(distinct: list) -> np.ndarray:
+    return np.array([bool(v) for v in distinct], dtype=bool)
+
+
+def route_partitions(batch: EventBatch, partitions: int, route: str = "entity",
+                     kinds: tuple[str, ...] | None = None) -> np.ndarray:
+    """The partition of every event's ``route`` key (:func:`route_key`, :func:`partition_for`),
+    in batch order, as an int64 array; -1 for an event with no key, and (``kinds``) for every
+    event of another kind. The same as hashing :func:`route_keys` event by event, without a key
+    text per event: each field the keys read is coded by its distinct values (a batch holds
+    few principals, addresses, nodes, models), each distinct key hashed once, and the
+    events' partitions picked with numpy. A field of other values than texts (rare: not what
+    the parsers write) takes the keys of :func:`route_keys` for that kind instead.
+
+    >>> b = EventBatch.from_columns(("kind", "principal", "status", "src_ip", "model"),
+    ...     {"kind": ["request", "request", "prediction"], "principal": ["a", "k", None],
+    ...      "status": [200, 401, None], "src_ip": ["10.0.0.1", "10.0.0.2", None], "model": ["m", None, "m"]})
+    >>> route_partitions(b, 7).tolist(), [partition_for(k, 7) for k in route_keys(b)]
+    ([3, 6, 6], [3, 6, 6])
+    >>> route_partitions(b, 7, "model").tolist(), route_partitions(b, 7, "model", ("prediction",)).tolist()
+    ([1, -1, 1], [-1, -1, 1])
+    """
+    if route not in ("entity", "model"):
+        raise ValueError(f"unknown route {route!r}")
+    n = len(batch)
+    out = np.full(n, -1, dtype=np.int64)
+    counts = batch.kinds()
+    wanted = [k for k in counts if kinds is None or k in kinds]
+    fields = _Coded(batch, partitions)
+    pickers = _MODEL if route == "model" else _ENTITY
+    for kind in wanted:
+        picker = pickers.get(kind)
+        if picker is None:
+            continue
+        idx = np.asarray(batch.indices_where("kind", kind), dtype=np.intp)
+        got = picker(fields, idx)
+        if got is None:  # a field the key reads holds something else than texts
+            keys = route_keys(batch, route)
+            got = np.array([-1 if keys[i] is None else partition_for(keys[i], partitions) for i in idx.tolist()],
+                           dtype=np.int64)
+        out[idx] = got
+    if route == "entity":
+        if kinds is None:
+            if sum(counts[k] for k in _ENTITY if k in counts) < n:
+                # runtime events, unknown kinds (and a kind that is no text): few, keyed one by
+                # one from their dicts (``batch.select(rest).events`` would make every part's)
+                _fill_one_by_one(out, batch, np.flatnonzero(out < 0).tolist(), partitions)
+        else:
+            for kind in wanted:
+                if kind not in _ENTITY:
+                    _fill_one_by_one(out, batch, batch.indices_where("kind", kind), partitions)
+    return out
+
+
+def _fill_one_by_one(out: np.ndarray, batch: EventBatch, idx: list[int], partitions: int) -> None:
+    cache: dict[str, int] = {}
+    for i in idx:
+        key = entity_key(batch[i])
+        p = cache.get(key)
+        if p is None:
+            p = cache[key] = partition_for(key, partitions)
+        out[i] = p
+
+
+class _Coded:
+    """A batch's fields as codes of their distinct values (:func:`_codes`), each made once."""
+
+    def __init__(self, batch: EventBatch, partitions: int) -> None:
+        self.batch, self.partitions = batch, partitions
+        self._codes: dict[str, tuple[list, np.ndarray] | None] = {}
+
+    def codes(self, field: str) -> tuple[list, np.ndarray] | None:
+        if field not in self._codes:
+            self._codes[field] = _codes(self.batch.values(field))
+        return self._codes[field]
+
+    def failed(self) -> np.ndarray | None:
+        """Whether each event's status is 401 (``None`` for an unhashable status)."""
+        status = self.batch.values("status")
+        if not status.count(401):  # the same test as ``==``, in C: most batches hold no failure
+            return np.zeros(len(status), dtype=bool)
+        try:
+            d = dict.fromkeys(status)
+        except TypeError:
+            return None
+        for v in d:
+            d[v] = v == 401
+        return np.fromiter(map(d.__getitem__, status), dtype=bool, count=len(status))
+
+    def pick(self, idx: np.ndarray, first: str, second: str, use_first: np.ndarray | None = None) -> np.ndarray | None:
+        """Per event at ``idx``: the partition of ``first:<its first field>`` where
+        ``use_first`` (``None``: where that field is not empty), else of ``second:<its second>``."""
+        a, b = self.codes(first), self.codes(second)
+        if a is None or b is None:
+            return None
+        (ad, ac), (bd, bc) = a, b
+        ac, bc = ac[idx], bc[idx]
+        if use_first is None:
+            use_first = np.array([bool(v) for v in ad], dtype=bool)[ac]
+        return np.where(use_first, self.partition_of(first, ad)[ac], self.partition_of(second, bd)[bc])
+
+    def partition_of(self, field: str, distinct: list) -> np.ndarray:
+        prefix = _PREFIX.get(field, field)
+        return np.array([partition_for(f"{prefix}:{v}", self.partitions) for v in distinct], dtype=np.int64)
+
+
+_PREFIX = {"gpu_uuid": "gpu"}  # a key's text: ``<prefix>:<value>``, the prefix the field's name but for these
+
+
+def _requests(c: _Coded, idx: np.ndarray) -> np.ndarray | None:
+    # by principal; by source address when there is none or the request failed authentication
+    principal, failed = c.codes("principal"), c.failed()
+    if principal is None or failed is None:
+        return None
+    pd, pc = principal
+    by_src = np.array([v is None for v in pd], dtype=bool)[pc[idx]] | failed[idx]
+    return c.pick(idx, "src_ip", "principal", by_src)
+
+
+def _predictions(c: _Coded, idx: np.ndarray) -> np.ndarray | None:
+    return c.pick(idx, "src_ip", "principal")  # by source address; by principal when there is none
+
+
+def _nodes(c: _Coded, idx: np.ndarray) -> np.ndarray | None:
+    return c.pick(idx, "node", "gpu_uuid")  # by node; by GPU when the node is not known
+
+
+def _models(c: _Coded, idx: np.ndarray) -> np.ndarray | None:
+    model = c.codes("model")  # by model; no key (-1) when the event names none
+    if model is None:
+        return None
+    md, mc = model
+    return np.where(np.array([bool(v) for v in md], dtype=bool), c.partition_of("model", md), -1)[mc[idx]]
+
+
+_ENTITY = {"request": _requests, "prediction": _predictions, "gpu": _nodes, "workload": _nodes}
+_MODEL = {kind: _models for kind in MODEL_KINDS}
+
+
+def groups_of(parts: np.ndarray) -> dict[int, list[int]]:
+    """The indices of ``parts`` (:func:`route_partitions`) per partition, each in increasing
+    order, the partitions in order of their first event; -1 (no key) left out. The same as
+    :func:`partition_groups` of the keys the partitions were hashed from.
+
+    >>> groups_of(np.array([2, -1, 0, 2, 0]))
+    {2: [0, 3], 0: [2, 4]}
+    """
+    return {p: g.tolist() for p, g in _group_arrays(parts).items()}
+
+
+def _group_arrays(parts: np.ndarray) -> dict[int, np.ndarray]:
+    """:func:`groups_of`, each partition's indices as an int array."""
+    if not len(parts):
+        return {}
+    present = np.flatnonzero(np.bincount(parts + 1)[1:]).tolist()
+    if len(present) <= 16:  # a pass per partition: cheaper than a sort
+        groups = [np.flatnonzero(parts == p) for p in present]
+        groups.sort(key=lambda g: g[0])
+        return {int(parts[g[0]]): g for g in groups}
+    order = np.argsort(parts, kind="stable")
+    ranked = parts[order]
+    bounds = np.flatnonzero(ranked[1:] != ranked[:-1]) + 1
+    starts = np.concatenate(([0], bounds))
+    ends = np.concatenate((bounds, [len(ranked)]))
+    firsts = [(int(order[a]), int(ranked[a]), a, b) for a, b in zip(starts.tolist(), ends.tolist()) if ranked[a] >= 0]
+    firsts.sort()
+    return {p: order[a:b] for _, p, a, b in firsts}
+
+
 def messages(batch: EventBatch, partitions: int, per_message: int, route: str = "entity",
-             fields: tuple[str, ...] | None = None, keys: list[str | None] | None = None
-             ) -> dict[int, list[bytes]]:
-    """``batch``'s events with a ``route`` key as messages per partition, in batch order, at
-    most ``per_message`` events each, with ``fields`` only (``None``: all)."""
+             fields: tuple[str, ...] | None = None, keys: list[str | None] | None = None,
+             kinds: tuple[str, ...] | None = None) -> dict[int, list[bytes]]:
+    """``batch``'s events with a ``route`` key (of ``kinds`` only; ``None``: every kind) as
+    messages per partition, in batch order, at most ``per_message`` events each, with ``fields``
+    only (``None``: all). ``keys``: the events' route keys, when the caller has them (else
+    their partitions come from :func:`route_partitions`, with no key text per event)."""
     out: dict[int, list[bytes]] = {}
-    if all(type(p) is list for p in batch.layout()[0]):
-        # Dicts only (parsers that write no columns yet): keyed and cut per dict, as before
-        # columns; selections and pooling would only add to that.
+    dicts_only = all(type(p) is list for p in batch.layout()[0])
+    if keys is not None:
+        if kinds is not None:
+            raise ValueError("keys and kinds: pass one")
+    elif len(batch) < _FEW:
+        # A few events (single-record messages as they come): numpy's fixed costs per call
+        # would cost more than a key per event.
+        keys = [route_key(e, route) for e in batch.events] if dicts_only else route_keys(batch, route)
+        if kinds is not None:
+            keys = [k if kd in kinds else None for k, kd in zip(keys, batch.values("kind"))]
+    if keys is not None:
+        groups = partition_groups(keys, partitions)
+    else:
+        groups = _group_arrays(route_partitions(batch, partitions, route, kinds))
+    if dicts_only:
+        # Dicts only (parsers that write no columns yet): cut per dict, as before columns;
+        # selections and pooling would only add to that.
         evs = batch.events
-        if keys is None:
-            keys = [route_key(e, route) for e in evs]
-        for p, idx in partition_groups(keys, partitions).items():
-            group = [evs[i] for i in idx]
+        for p, idx in groups.items():
+            group = [evs[i] for i in (idx.tolist() if type(idx) is np.ndarray else idx)]
             if fields is not None:
                 group = [{k: e[k] for k in fields if k in e} for e in group]
             out[p] = [orjson.dumps({"v": VERSION, "parts": [{"events": group[i:i + per_message]}]})
                       for i in range(0, len(group), per_message)]
         return out
-    if keys is None:
-        keys = route_keys(batch, route)
     parts, order = batch.layout()
-    if not _increasing(order):  # not a selection in increasing order: rare
-        for p, idx in partition_groups(keys, partitions).items():
+    if order is not None and not _increasing_array(batch):  # not a selection in increasing order: rare
+        for p, idx in groups.items():
             out[p] = [encode(batch.select(idx[i:i + per_message]), fields) for i in range(0, len(idx), per_message)]
         return out
     # Each message's events cut straight from the batch's parts (the same parts, and so the
@@ -320,9 +546,22 @@ def messages(batch: EventBatch, partitions: int, per_message: int, route: str = 
     for q in parts:
         starts.append(at)
         at += len(q)
-    for p, idx in partition_groups(keys, partitions).items():
-        chunks = [idx[i:i + per_message] for i in range(0, len(idx), per_message)]
-        if order is not None:
-            chunks = [_getter(c)(order) for c in chunks]
-        out[p] = [_encode_selected(parts, starts, c, fields) for c in chunks]
+    ends = np.array(starts[1:] + [at], dtype=np.int64)
+    oarr = None if order is None else batch._order_array()
+    plans: list = [None] * len(parts)
+    for p, idx in groups.items():
+        if type(idx) is not np.ndarray:
+            idx = np.array(idx, dtype=np.int64)
+        sel = idx if oarr is None else oarr[idx]
+        out[p] = [_encode_selected(parts, starts, ends, sel[i:i + per_message], fields, plans)
+                  for i in range(0, len(sel), per_message)]
     return out
+
+
+_FEW = 64  # fewer events than this in a batch: keys per event (messages)
+
+
+def _increasing_array(batch: EventBatch) -> bool:
+    """:func:`_increasing` of ``batch``'s order, read as an array (no Python step per event)."""
+    o = batch._order_array()
+    return len(o) < 2 or bool(np.all(o[1:] >= o[:-1]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 from ramparts.events import EventBatch
 from ramparts.streams import wire
 from ramparts.streams.app import EventParts, group_by_partition
-from ramparts.streams.keys import route_key
+from ramparts.streams.keys import partition_for, route_key
 from ramparts.streams.topics import project
 
 PROPERTY = settings(max_examples=80, deadline=None, derandomize=True, database=None)
@@ -177,3 +178,83 @@ def test_a_column_of_one_text_goes_once_and_comes_back_whole():
 def test_what_is_not_a_batch_of_events_is_refused(value):
     with pytest.raises(ValueError):
         wire.decode(value)
+
+
+# Key fields of other values than texts (not what the parsers write): equal values of other types, one
+# unhashable; the partitions must still be those of each event's key text.
+_odd_event = st.fixed_dictionaries({
+    "kind": st.sampled_from(["request", "prediction", "gpu", "workload", "runtime", "mystery"]),
+}, optional={
+    "principal": st.sampled_from([None, "alice", "1", 1, 1.0, True, ("t",)]),
+    "status": st.sampled_from([None, 200, 401, 401.0, "401", [401]]),
+    "src_ip": st.sampled_from([None, "", "192.0.2.1", 0, 1]), "node": st.sampled_from([None, "", "n1", 1, 1.0]),
+    "gpu_uuid": st.sampled_from([None, "GPU-1", 1]), "model": st.sampled_from([None, "", "a", "1", 1, True]),
+    "pod": st.sampled_from([None, "p0"]),
+})
+
+
+@PROPERTY
+@given(events=st.lists(st.one_of(_event, _odd_event), max_size=60), dict_every=st.sampled_from([0, 1, 3]),
+       partitions=st.sampled_from([1, 3, 7, 64]), route=st.sampled_from(["entity", "model"]),
+       how=st.sampled_from(["whole", "selected", "sorted"]),
+       kinds=st.sampled_from([None, ("request", "prediction"), ("prediction", "gpu", "runtime")]))
+def test_route_partitions_are_those_of_each_events_key(events, dict_every, partitions, route, how, kinds):
+    batch = _as_parsed(events, dict_every)
+    if how == "selected":
+        batch = batch.select(batch.indices_where("kind", "request", "prediction", "gpu"))
+    elif how == "sorted":
+        batch = batch.sorted_by_time() if all("ts" in e for e in events) else batch.select(range(len(batch))[::-1])
+    want = [-1 if (kinds is not None and e["kind"] not in kinds) or (k := route_key(e, route)) is None
+            else partition_for(k, partitions) for e in batch.events]
+    got = wire.route_partitions(batch, partitions, route, kinds)
+    assert got.tolist() == want
+    groups = wire.groups_of(got)
+    assert list(groups) == list(dict.fromkeys(p for p in want if p >= 0))  # by first event, as partition_groups
+    assert groups == {p: [i for i, q in enumerate(want) if q == p] for p in set(want) if p >= 0}
+
+
+@PROPERTY
+@given(parts=st.lists(st.integers(min_value=-1, max_value=40), max_size=300))
+def test_groups_of_keeps_each_partitions_events_in_order_and_the_partitions_by_first_event(parts):
+    got = wire.groups_of(np.array(parts, dtype=np.int64))
+    want: dict[int, list[int]] = {}
+    for i, p in enumerate(parts):
+        if p >= 0:
+            want.setdefault(p, []).append(i)
+    assert list(got.items()) == list(want.items())
+
+
+@PROPERTY
+@given(events=st.lists(st.one_of(_event, _odd_event), max_size=60), dict_every=st.sampled_from([0, 1, 3]),
+       per=st.sampled_from([1, 3, 500]), project_to=st.sampled_from([None, ("kind", "model", "ts")]))
+def test_the_model_route_of_some_kinds_is_the_bytes_of_their_selection(events, dict_every, per, project_to):
+    # what the parse stage sends on events.model: no selection made first (streams/app.py)
+    batch = _as_parsed(events, dict_every)
+    kinds = ("request", "prediction")
+    wanted = batch.select(batch.indices_where("kind", *kinds))
+    assert wire.messages(batch, 5, per, "model", project_to, kinds=kinds) == _messages_by_selection(
+        wanted, 5, per, "model", project_to)
+    assert wire.messages(batch, 5, per, "model", project_to, kinds=kinds) == wire.messages(
+        wanted, 5, per, "model", project_to, keys=wire.route_keys(wanted, "model"))
+
+
+@PROPERTY
+@given(events=st.lists(st.one_of(_event, _odd_event), max_size=60), dict_every=st.sampled_from([0, 1, 3]),
+       partitions=st.sampled_from([1, 4, 64]), per=st.sampled_from([1, 3, 500]),
+       how=st.sampled_from(["whole", "selected"]))
+def test_a_batch_of_few_events_keyed_one_by_one_gives_the_messages_of_the_partitions_path(events, dict_every,
+                                                                                         partitions, per, how):
+    batch = _as_parsed(events, dict_every)
+    if how == "selected":
+        batch = batch.select(batch.indices_where("kind", "request", "prediction", "gpu"))
+    few = wire._FEW
+    try:
+        got = {}
+        for threshold in (0, 10**9):  # every batch through route_partitions, then every one keyed per event
+            wire._FEW = threshold
+            got[threshold] = [wire.messages(batch, partitions, per, "entity"),
+                              wire.messages(batch, partitions, per, "model", ("kind", "model", "ts"),
+                                            kinds=("request", "prediction"))]
+    finally:
+        wire._FEW = few
+    assert got[0] == got[10**9]
