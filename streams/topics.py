@@ -318,10 +318,10 @@ async def _wait_committed(probe, log_ends: LogEnds, topics: list[str], deadline:
             return False
         await probe._client.force_metadata_update()
         tps = [TopicPartition(t, p) for t in topics for p in sorted(probe.partitions_for_topic(t) or ())]
-        if await _committed_to(probe, await log_ends.reported(tps)):
-            # Done by the broker's ends: the real ends decide (each fetched once, only now).
-            if await _committed_to(probe, await log_ends.correct(await log_ends.reported(tps))):
-                return True
+        reported = await log_ends.reported(tps)
+        # Done by the broker's ends: the real ends decide (each partition's end fetched only now).
+        if await _committed_to(probe, reported) and await _committed_to(probe, await log_ends.correct(reported)):
+            return True
         await asyncio.sleep(poll_seconds)
     return False
 
