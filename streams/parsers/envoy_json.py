@@ -70,7 +70,7 @@ from ramparts.errors import ParseError
 from ramparts.events import EventBatch
 from ramparts.timeutil import from_epoch, parse_iso
 
-from .base import DeadLetter, Parser, as_float, as_int, as_str, describe, dig, sniff_json_lines
+from .base import DeadLetter, LineBlock, Parser, as_float, as_int, as_str, describe, dig, sniff_json_lines
 from .envoy_text import first_forwarded, host_of
 
 DEFAULT_FIELDS: dict[str, list[str]] = {
@@ -213,6 +213,7 @@ def opt_count(v: Any, what: str) -> int | None:
 class EnvoyJsonParser(Parser):
     name = "envoy_json"
     kind = "request"
+    reads_blocks = True  # parse_batch decodes a slice of a LineBlock's lines at once
     description = "Envoy JSON access log (Envoy Gateway, Istio, Envoy AI Gateway genai_* fields)"
 
     class Options(Parser.Options):
@@ -407,12 +408,31 @@ class EnvoyJsonParser(Parser):
         line = first_line - 1
         # A slice of lines at a time, decoded and normalized while its values are in the CPU's cache:
         # column by column over a whole 16,384-line chunk cost twice as much per line.
-        for at in range(0, len(records), _SLICE):
+        blocks = type(records) is LineBlock
+        if blocks and records.cr:  # a \r read: the lines' endings are cut first, as iter_lines cuts them
+            records, blocks = records.lines(), False
+        for part, region in (_block_slices(records) if blocks else _list_slices(records)):
             start, n_gaps = line + 1, len(gaps)
             slice_state = state
-            part = records[at:at + _SLICE]
-            rest = iter(part)
             done = 0  # lines of the slice handled
+            if region is not None:
+                # A slice of a block's lines, decoded by one decode_lines call when each of its lines is one
+                # JSON object (_one_per_line); else, or when the decoder does not take every line, its lines
+                # are cut and go the way below (then the chunk's other slices too: no second decode per slice).
+                first = lit if lit is not None else decode
+                got = None
+                if first is not None and blocks:
+                    got = _one_per_line(first, region, errors)
+                    blocks = got is not None
+                if got is not None:
+                    objs += got
+                    if first is not lit and state is not None:
+                        fresh += got
+                    part = range(len(got))  # (its length)
+                    done = len(got)
+                else:
+                    part = _cut(region)
+            rest = iter(part)
             while done < len(part):
                 first = lit if lit is not None else decode
                 if first is not None:
@@ -817,6 +837,67 @@ class _Literals:
 # Literal[...] of the values, built without typing's cache (which would keep the last 128 sets of
 # values read from logs alive after their parsers); msgspec reads None in a Literal as JSON null.
 _literal = functools.partial(getattr(Literal._getitem, "__wrapped__", lambda form, *values: form[values]), Literal)
+
+
+def _list_slices(records: list[bytes]):
+    """``(lines, None)`` per slice of ``_SLICE`` lines of a list."""
+    for at in range(0, len(records), _SLICE):
+        yield records[at:at + _SLICE], None
+
+
+def _block_slices(block: LineBlock):
+    """``(None, regions)`` per slice of ``_SLICE`` lines of a :class:`LineBlock` (the last one fewer): a slice's
+    lines as ``(bytes array, bytes, start, ends)`` regions of the block's parts (a slice may span two)."""
+    regions: list[tuple] = []
+    room = _SLICE
+    for buf, start, ends in block.parts:
+        arr = np.frombuffer(buf, dtype=np.uint8)
+        at, m = 0, len(ends)
+        while at < m:
+            e = ends[at:at + room]
+            regions.append((arr, buf, start if at == 0 else int(ends[at - 1]) + 1, e))
+            at += len(e)
+            room -= len(e)
+            if not room:
+                yield None, regions
+                regions, room = [], _SLICE
+    if regions:
+        yield None, regions
+
+
+def _cut(regions: list[tuple]) -> list[bytes]:
+    """A block slice's lines."""
+    out: list[bytes] = []
+    for _, buf, start, ends in regions:
+        out += buf[start:int(ends[-1])].split(b"\n")
+    return out
+
+
+def _one_per_line(decode: Callable, regions: list[tuple], errors: tuple) -> list | None:
+    """The structs of a block slice's lines, read by one ``decode_lines`` call of ``decode``'s decoder per
+    region, when that reads exactly one value per line: then they are what ``decode`` gives line by line.
+    Else None.
+
+    Every newline inside a region must sit between a ``}`` and a ``{``: a JSON text holds no raw newline
+    inside a string (msgspec refuses one), and ``}`` then whitespace then ``{`` is a boundary between two
+    values, never the inside of one. So no value spans two lines, each line holds at least one (it has a
+    ``}``), and as many values as lines means one each (a line ``{..} {..}`` would make one more). A blank
+    line, a ``\\r``, a space or anything else around a newline fails that test; a line the decoder does not
+    take fails the call: None, and the slice goes line by line as before."""
+    decode_lines = decode.__self__.decode_lines
+    out: list = []
+    for arr, buf, start, ends in regions:
+        inner = ends[:-1]
+        if len(inner) and not ((arr[inner - 1] == 125).all() and (arr[inner + 1] == 123).all()):
+            return None
+        try:
+            got = decode_lines(memoryview(buf)[start:int(ends[-1])])
+        except errors:
+            return None
+        if len(got) != len(ends):
+            return None
+        out += got
+    return out
 
 
 def _picker(idx: list[int]):
