@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import numpy as np
 import orjson
 
 from ramparts.config import StrictModel
@@ -105,6 +106,17 @@ class LineBlock:
         self.cr = cr
         self._n = sum(len(ends) for _, _, ends in parts)
         self._lines: list[bytes] | None = None
+
+    @classmethod
+    def of(cls, data: bytes) -> "LineBlock":
+        """The lines of ``data`` as ``data.split(b"\\n")`` gives them (no empty line after a final newline;
+        a final ``\\r`` cut from each, where ``data`` holds one): a raw message of the worker's."""
+        ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+        parts: list[tuple[bytes, int, Any]] = [(data, 0, ends)] if len(ends) else []
+        tail = int(ends[-1]) + 1 if len(ends) else 0
+        if tail < len(data):  # the last line, with no newline after it: copied with one
+            parts.append((data[tail:] + b"\n", 0, np.array([len(data) - tail], dtype=ends.dtype)))
+        return cls(parts, b"\r" in data)
 
     def lines(self) -> list[bytes]:
         """Every line, as ``iter_lines`` would have handed it (line endings removed)."""

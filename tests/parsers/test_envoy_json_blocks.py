@@ -11,7 +11,6 @@ a count: every test here reads the same bytes through ``decode.iter_blocks`` and
 
 import io
 
-import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -137,3 +136,33 @@ def test_a_dead_letter_of_a_block_slice_keeps_its_line_and_raw_bytes():
     data = b"\n".join(CORPUS[:5] + [bad] + CORPUS[6:40]) + b"\n"
     events, dead, counts, _ = _same(data, 16384, 1 << 20, 1024)
     assert [(d[2], d[4]) for d in dead] == [(6, bad)] and len(events) == 39
+
+
+def _worker(messages: list[bytes], blocks: bool, parts: bool) -> tuple:
+    """The worker's raw stage (``RawDecoder``) over packed Envoy messages, the parser reading blocks or lists."""
+    from ramparts.config import load_config
+    from ramparts.streams.app import EventParts, RawDecoder
+    from ramparts.streams.topics import HEADER_FORMAT
+
+    decoder = RawDecoder(load_config(None, env={"RAMPARTS_HASH_KEY": "k" * 32}), Hasher(b"t"))
+    events = EventParts() if parts else []
+    dead: list = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(EnvoyJsonParser, "reads_blocks", blocks)
+        for offset, value in enumerate(messages):
+            decoder.decode("raw", 0, offset, value, {HEADER_FORMAT: b"envoy_json"}, events, dead)
+    got = events.batch().events if parts else events
+    return [_typed_items(e) for e in got], [(d.source, d.file, d.line, d.reason, d.raw, d.item) for d in dead]
+
+
+def _typed_items(event: dict) -> list:
+    return [(k, type(v).__name__, v) for k, v in event.items()]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(shapes=st.lists(st.lists(st.one_of(st.sampled_from(CORPUS).map(lambda line: [line]), _block_shapes),
+                                min_size=0, max_size=30), min_size=1, max_size=4),
+       end=st.sampled_from([b"", b"\n", b"\r\n"]), parts=st.booleans())
+def test_the_worker_reads_a_packed_message_as_a_block_with_the_same_outcome(shapes, end, parts):
+    messages = [b"\n".join(CORPUS[:30] + [line for shape in message for line in shape]) + end for message in shapes]
+    assert _worker(messages, True, parts) == _worker(messages, False, parts)
