@@ -31,9 +31,14 @@ Extra fields: ``method``, ``protocol``, ``response_flags`` (list, or None), ``by
 (``genai_model_name_override``). ``latency_ms`` is ``duration``.
 
 Columns: :meth:`EnvoyJsonParser.parse_batch` (what reading files and replay call) writes a
-chunk's events as one :class:`~ramparts.events.Columns` part, never a dict per event. A slice
-of 1,024 lines at a time is decoded by the msgspec struct of the last key set seen (the fast
-path; one ``list.extend(map(decode, lines))`` up to the first line it does not take), first by
+chunk's events as one :class:`~ramparts.events.Columns` part, never a dict per event. Files and
+the worker's packed messages come as a :class:`~ramparts.streams.parsers.base.LineBlock` (the
+blocks read and their newlines' positions, no bytes object per line): a slice of it whose every
+inner newline sits between ``}`` and ``{`` is decoded by one ``decode_lines`` call, kept when it
+gives one value per line (:func:`_one_per_line`); any other slice is cut into lines and goes as a
+list does (and, after such a miss, the next 1, 2, 4 ... 16 slices). A slice of 1,024 lines at a
+time is decoded by the msgspec struct of the last key set seen (the fast path; one
+``list.extend(map(decode, lines))`` up to the first line it does not take), first by
 the struct that reads each text field of few values as a ``Literal`` of the values seen so far
 (:class:`_Literals`: one str per distinct value instead of one per line; the API key excepted),
 turned into columns with one ``zip`` over the structs' tuples, and normalized column by
@@ -248,6 +253,8 @@ class EnvoyJsonParser(Parser):
         self._fast_lit: _Literals | None = None  # that key set's literal decoder (parse_batch's)
         # parse_chunk's time cache: the last 'YYYY-MM-DDTHH:MM:SS.' seen and its second in ns.
         self._ts_head, self._ts_base = "\x00", 0
+        # Block slices to go line by line before the next decode_lines try, and that number after the last miss.
+        self._block_wait = self._block_backoff = 0
 
     def _hash_key(self, key: str) -> str | None:
         # Few distinct keys, many lines: the keyed hash is remembered per raw value.
@@ -417,13 +424,20 @@ class EnvoyJsonParser(Parser):
             done = 0  # lines of the slice handled
             if region is not None:
                 # A slice of a block's lines, decoded by one decode_lines call when each of its lines is one
-                # JSON object (_one_per_line); else, or when the decoder does not take every line, its lines
-                # are cut and go the way below (then the chunk's other slices too: no second decode per slice).
+                # JSON object (_one_per_line); else, or when the decoder does not take every line (a value the
+                # literal decoder has not learned yet), its lines are cut and go the way below. After a miss the
+                # next 1, 2, 4 ... 16 slices go that way without the try (no second decode of every slice).
                 first = lit if lit is not None else decode
                 got = None
-                if first is not None and blocks:
-                    got = _one_per_line(first, region, errors)
-                    blocks = got is not None
+                if first is not None:
+                    if self._block_wait:
+                        self._block_wait -= 1
+                    else:
+                        got = _one_per_line(first, region, errors)
+                        if got is None:
+                            self._block_wait = self._block_backoff = min(2 * self._block_backoff or 1, _BACKOFF_MAX)
+                        else:
+                            self._block_backoff = 0
                 if got is not None:
                     objs += got
                     if first is not lit and state is not None:
@@ -964,6 +978,7 @@ _CHECKS = {w: (np.array([at for at, _ in _SEPARATORS] + [w - 1]),
 _POWERS = {k: 10 ** np.arange(k - 1, -1, -1, dtype=np.int64) for k in range(1, 10)}  # a fraction's digits' weights
 _RUN_LINES = 64  # a chunk whose runs of one second are shorter on average goes line by line
 _SLICE = 1024  # lines decoded and turned into columns at a time
+_BACKOFF_MAX = 16  # block slices at most left line by line after a miss of decode_lines (parse_batch)
 
 
 def _times(ts: list | tuple, parse_iso: Callable[[str], int]) -> tuple[list[int], str, int] | None:
