@@ -329,7 +329,9 @@ class EnvoyJsonParser(Parser):
             rename[name] = key if key != _NO_KEY else _ABSENT_KEY + name  # a key no log has
         unused = [k for k in keyset if k not in set(keys)]
         for i, key in enumerate(unused):
-            fields.append((f"unused{i}", msgspec.Raw | None, None))
+            # Any JSON value, kept raw and dropped. (``msgspec.Raw | None`` took null alone: a line with any other
+            # value there failed the struct and took the general path, every line of a log with such a key.)
+            fields.append((f"unused{i}", msgspec.Raw, _RAW_NULL))
             rename[f"unused{i}"] = key
         try:
             struct = msgspec.defstruct("EnvoyLine", fields, rename=rename, forbid_unknown_fields=True, gc=False)
@@ -977,6 +979,7 @@ _CHECKS = {w: (np.array([at for at, _ in _SEPARATORS] + [w - 1]),
                np.array([c for _, c in _SEPARATORS] + [ord("Z")], dtype=np.uint8)) for w in range(22, 31)}
 _POWERS = {k: 10 ** np.arange(k - 1, -1, -1, dtype=np.int64) for k in range(1, 10)}  # a fraction's digits' weights
 _RUN_LINES = 64  # a chunk whose runs of one second are shorter on average goes line by line
+_RAW_NULL = msgspec.Raw(b"null")  # the default of a key no role reads (the fast structs)
 _SLICE = 1024  # lines decoded and turned into columns at a time
 _BACKOFF_MAX = 16  # block slices at most left line by line after a miss of decode_lines (parse_batch)
 
