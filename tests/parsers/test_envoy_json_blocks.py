@@ -105,21 +105,22 @@ def test_the_corpus_is_read_by_blocks_and_agrees():
     assert calls["whole"] >= 8  # most slices were read at once (the first ones learn the key set and its values)
 
 
-# A line spread over two: cut between two keys (a "," before the newline, a '"' after), or with a value of a key
-# no role reads spread over them (a "}" before the newline but a "," after, or a "[" before and a "{" after: the
-# fast decoders take no such value today, so only the first reaches a block decode).
+# A line spread over two: cut between two keys (a "," before the newline, a '"' after), or with the value of a key
+# no role reads (kept as raw JSON) spread over them: a "}" before the newline but a "," after, or a "[" before
+# and a "{" after. Each decodes as one object where the newline is only whitespace.
+ROUTED = [line[:-1] + b',"route_name":[{"x":1}]}' for line in CORPUS]
 _SPREAD = {
-    "between two keys": lambda line: [line[:line.find(b',"') + 1], line[line.find(b',"') + 1:]],
-    "after a }": lambda line: [line[:-1] + b',"route_name":{"x":{"y":1}', b',"z":2}}'],
-    "before a {": lambda line: [line[:-1] + b',"route_name":[', b'{"x":1}]}'],
+    "between two keys": (CORPUS, lambda line: [line[:line.find(b',"') + 1], line[line.find(b',"') + 1:]]),
+    "after a }": (ROUTED, lambda line: [line[:-1] + b',"route_name":{"x":{"y":1}', b',"z":2}}']),
+    "before a {": (ROUTED, lambda line: [line[:-1] + b',"route_name":[', b'{"x":1}]}']),
 }
 
 
 @pytest.mark.parametrize("spread", sorted(_SPREAD))
 def test_a_value_over_two_lines_made_up_by_two_on_one_line_goes_line_by_line(spread):
     """As many values as lines, but not one per line: the newline test sends the slice line by line."""
-    a, b, c = CORPUS[:3]
-    lines = CORPUS[:20] + [b, *_SPREAD[spread](a), c + b" " + c, b]
+    lead, cut = _SPREAD[spread]
+    lines = lead[:20] + [lead[1], *cut(CORPUS[0]), lead[2] + b" " + lead[2], lead[1]]
     data = b"\n".join(lines) + b"\n"
     events, dead, counts, _ = _same(data, 16384, 1 << 20, 20, literal_max=2)  # the first slice builds the decoders
     assert [d[2] for d in dead] == [22, 23, 24] and len(events) == 22
