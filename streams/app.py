@@ -349,7 +349,7 @@ class RawDecoder:
             return None, False
         if headers.get(HEADER_FRAMING) == b"document" or parser.framing == "document":
             records = [value]
-        elif parser.reads_blocks and value.find(b"\n") >= 0:
+        elif parser.reads_blocks and type(value) is bytes and value.find(b"\n") >= 0:
             records = LineBlock.of(value)  # the same lines, not cut one by one (the Envoy parser reads slices at once)
         else:
             records = value.split(b"\n")
