@@ -22,8 +22,10 @@ from . import envoy_json_reference as reference
 from .test_envoy_json_literals import _outcome
 
 CORPUS = corpus.lines("envoy_json", 100)
-_json = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=False, allow_infinity=False),
-                               st.text(max_size=8), st.sampled_from(["-", "", "}\n{", "default"])),
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
+                     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8),
+                     st.sampled_from(["-", "", "}\n{", "default"]))
+_json = st.recursive(_scalars,
                      lambda inner: st.one_of(st.lists(inner, max_size=3),
                                              st.dictionaries(st.text(max_size=3), inner, max_size=3)),
                      max_leaves=6)
