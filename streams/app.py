@@ -51,6 +51,7 @@ from ramparts.redact import Hasher
 from .decode import HEAD_BYTES, detect_format, make_parser, sniff_lines
 from .keys import partition_for, route_key
 from .parsers import DeadLetter, get_parser_class
+from .parsers.base import LineBlock
 from .pipeline import Pipeline, alert_to_json
 from .raw_consumer import RawConsumer
 from .topics import (HEADER_END, HEADER_FORMAT, HEADER_FRAMING, HEADER_ORIGIN, LogEnds, TopicNames, fast_lz4,
@@ -348,6 +349,8 @@ class RawDecoder:
             return None, False
         if headers.get(HEADER_FRAMING) == b"document" or parser.framing == "document":
             records = [value]
+        elif parser.reads_blocks and type(value) is bytes and value.find(b"\n") >= 0:
+            records = LineBlock.of(value)  # the same lines, not cut one by one (the Envoy parser reads slices at once)
         else:
             records = value.split(b"\n")
             if records[-1] == b"":

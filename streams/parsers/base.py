@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import numpy as np
 import orjson
 
 from ramparts.config import StrictModel
@@ -86,6 +87,69 @@ class ParseStats:
             self.notes[k] = self.notes.get(k, 0) + v
 
 
+class LineBlock:
+    """A chunk's lines held as regions of the blocks read from a file: no bytes object per line
+    until one is asked for (``streams/decode.py``'s ``iter_blocks``, for a parser whose
+    ``reads_blocks`` is set).
+
+    ``parts``: ``(buf, start, ends)`` each, ``ends`` the positions in ``buf`` of the newlines that end
+    the part's lines (an int64 array, at least one): its lines are ``buf[start:ends[0]]``,
+    ``buf[ends[0] + 1:ends[1]]`` ... ``cr``: a ``\\r`` was read up to here, so a line's final ``\\r`` is
+    not its own (cut, as ``iter_lines`` cuts it). Otherwise it behaves as the list of its lines
+    (``len``, indexing, slicing, iteration), which are cut once, on first use (an index alone cuts
+    its own line)."""
+
+    __slots__ = ("parts", "cr", "_n", "_lines")
+
+    def __init__(self, parts: list[tuple[bytes, int, Any]], cr: bool = False):
+        self.parts = parts
+        self.cr = cr
+        self._n = sum(len(ends) for _, _, ends in parts)
+        self._lines: list[bytes] | None = None
+
+    @classmethod
+    def of(cls, data: bytes) -> "LineBlock":
+        """The lines of ``data`` as ``data.split(b"\\n")`` gives them (no empty line after a final newline;
+        a final ``\\r`` cut from each, where ``data`` holds one): a raw message of the worker's."""
+        ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+        parts: list[tuple[bytes, int, Any]] = [(data, 0, ends)] if len(ends) else []
+        tail = int(ends[-1]) + 1 if len(ends) else 0
+        if tail < len(data):  # the last line, with no newline after it: copied with one
+            parts.append((data[tail:] + b"\n", 0, np.array([len(data) - tail], dtype=ends.dtype)))
+        return cls(parts, b"\r" in data)
+
+    def lines(self) -> list[bytes]:
+        """Every line, as ``iter_lines`` would have handed it (line endings removed)."""
+        if self._lines is None:
+            out: list[bytes] = []
+            for buf, start, ends in self.parts:
+                out += buf[start:int(ends[-1])].split(b"\n")
+            if self.cr:
+                out = [line[:-1] if line.endswith(b"\r") else line for line in out]
+            self._lines = out
+        return self._lines
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self):
+        return iter(self.lines())
+
+    def __getitem__(self, i):
+        if self._lines is not None or type(i) is not int:
+            return self.lines()[i]
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError("line index out of range")
+        for buf, start, ends in self.parts:  # one line (a dead letter's raw bytes): cut alone
+            if i < len(ends):
+                line = buf[(int(ends[i - 1]) + 1 if i else start):int(ends[i])]
+                return line[:-1] if self.cr and line.endswith(b"\r") else line
+            i -= len(ends)
+        raise IndexError("line index out of range")  # pragma: no cover
+
+
 class Parser:
     """Base of every format parser. One instance per input stream (it may keep join state)."""
 
@@ -95,6 +159,9 @@ class Parser:
     # "lines": one record per line. "document": the whole input is one JSON document
     # (kubectl's pod list, a JSON job registry) and parse_record sees all of it.
     framing: ClassVar[str] = "lines"
+    # Whether parse_batch takes a chunk's lines as a LineBlock (the blocks read, not a bytes object
+    # per line): the readers of files then hand it one (streams/decode.py's iter_blocks).
+    reads_blocks: ClassVar[bool] = False
 
     class Options(StrictModel):
         """Per-format options, the `parsers.<name>` section of the config."""

@@ -31,9 +31,14 @@ Extra fields: ``method``, ``protocol``, ``response_flags`` (list, or None), ``by
 (``genai_model_name_override``). ``latency_ms`` is ``duration``.
 
 Columns: :meth:`EnvoyJsonParser.parse_batch` (what reading files and replay call) writes a
-chunk's events as one :class:`~ramparts.events.Columns` part, never a dict per event. A slice
-of 1,024 lines at a time is decoded by the msgspec struct of the last key set seen (the fast
-path; one ``list.extend(map(decode, lines))`` up to the first line it does not take), first by
+chunk's events as one :class:`~ramparts.events.Columns` part, never a dict per event. Files and
+the worker's packed messages come as a :class:`~ramparts.streams.parsers.base.LineBlock` (the
+blocks read and their newlines' positions, no bytes object per line): a slice of it whose every
+inner newline sits between ``}`` and ``{`` is decoded by one ``decode_lines`` call, kept when it
+gives one value per line (:func:`_one_per_line`); any other slice is cut into lines and goes as a
+list does (and, after such a miss, the next 1, 2, 4 ... 16 slices). A slice of 1,024 lines at a
+time is decoded by the msgspec struct of the last key set seen (the fast path; one
+``list.extend(map(decode, lines))`` up to the first line it does not take), first by
 the struct that reads each text field of few values as a ``Literal`` of the values seen so far
 (:class:`_Literals`: one str per distinct value instead of one per line; the API key excepted),
 turned into columns with one ``zip`` over the structs' tuples, and normalized column by
@@ -70,7 +75,7 @@ from ramparts.errors import ParseError
 from ramparts.events import EventBatch
 from ramparts.timeutil import from_epoch, parse_iso
 
-from .base import DeadLetter, Parser, as_float, as_int, as_str, describe, dig, sniff_json_lines
+from .base import DeadLetter, LineBlock, Parser, as_float, as_int, as_str, describe, dig, sniff_json_lines
 from .envoy_text import first_forwarded, host_of
 
 DEFAULT_FIELDS: dict[str, list[str]] = {
@@ -213,6 +218,7 @@ def opt_count(v: Any, what: str) -> int | None:
 class EnvoyJsonParser(Parser):
     name = "envoy_json"
     kind = "request"
+    reads_blocks = True  # parse_batch decodes a slice of a LineBlock's lines at once
     description = "Envoy JSON access log (Envoy Gateway, Istio, Envoy AI Gateway genai_* fields)"
 
     class Options(Parser.Options):
@@ -247,6 +253,8 @@ class EnvoyJsonParser(Parser):
         self._fast_lit: _Literals | None = None  # that key set's literal decoder (parse_batch's)
         # parse_chunk's time cache: the last 'YYYY-MM-DDTHH:MM:SS.' seen and its second in ns.
         self._ts_head, self._ts_base = "\x00", 0
+        # Block slices to go line by line before the next decode_lines try, and that number after the last miss.
+        self._block_wait = self._block_backoff = 0
 
     def _hash_key(self, key: str) -> str | None:
         # Few distinct keys, many lines: the keyed hash is remembered per raw value.
@@ -321,7 +329,9 @@ class EnvoyJsonParser(Parser):
             rename[name] = key if key != _NO_KEY else _ABSENT_KEY + name  # a key no log has
         unused = [k for k in keyset if k not in set(keys)]
         for i, key in enumerate(unused):
-            fields.append((f"unused{i}", msgspec.Raw | None, None))
+            # Any JSON value, kept raw and dropped. (``msgspec.Raw | None`` took null alone: a line with any other
+            # value there failed the struct and took the general path, every line of a log with such a key.)
+            fields.append((f"unused{i}", msgspec.Raw, _RAW_NULL))
             rename[f"unused{i}"] = key
         try:
             struct = msgspec.defstruct("EnvoyLine", fields, rename=rename, forbid_unknown_fields=True, gc=False)
@@ -407,12 +417,38 @@ class EnvoyJsonParser(Parser):
         line = first_line - 1
         # A slice of lines at a time, decoded and normalized while its values are in the CPU's cache:
         # column by column over a whole 16,384-line chunk cost twice as much per line.
-        for at in range(0, len(records), _SLICE):
+        blocks = type(records) is LineBlock
+        if blocks and records.cr:  # a \r read: the lines' endings are cut first, as iter_lines cuts them
+            records, blocks = records.lines(), False
+        for part, region in (_block_slices(records) if blocks else _list_slices(records)):
             start, n_gaps = line + 1, len(gaps)
             slice_state = state
-            part = records[at:at + _SLICE]
-            rest = iter(part)
             done = 0  # lines of the slice handled
+            if region is not None:
+                # A slice of a block's lines, decoded by one decode_lines call when each of its lines is one
+                # JSON object (_one_per_line); else, or when the decoder does not take every line (a value the
+                # literal decoder has not learned yet), its lines are cut and go the way below. After a miss the
+                # next 1, 2, 4 ... 16 slices go that way without the try (no second decode of every slice).
+                first = lit if lit is not None else decode
+                got = None
+                if first is not None:
+                    if self._block_wait:
+                        self._block_wait -= 1
+                    else:
+                        got = _one_per_line(first, region, errors)
+                        if got is None:
+                            self._block_wait = self._block_backoff = min(2 * self._block_backoff or 1, _BACKOFF_MAX)
+                        else:
+                            self._block_backoff = 0
+                if got is not None:
+                    objs += got
+                    if first is not lit and state is not None:
+                        fresh += got
+                    part = range(len(got))  # (its length)
+                    done = len(got)
+                else:
+                    part = _cut(region)
+            rest = iter(part)
             while done < len(part):
                 first = lit if lit is not None else decode
                 if first is not None:
@@ -819,6 +855,67 @@ class _Literals:
 _literal = functools.partial(getattr(Literal._getitem, "__wrapped__", lambda form, *values: form[values]), Literal)
 
 
+def _list_slices(records: list[bytes]):
+    """``(lines, None)`` per slice of ``_SLICE`` lines of a list."""
+    for at in range(0, len(records), _SLICE):
+        yield records[at:at + _SLICE], None
+
+
+def _block_slices(block: LineBlock):
+    """``(None, regions)`` per slice of ``_SLICE`` lines of a :class:`LineBlock` (the last one fewer): a slice's
+    lines as ``(bytes array, bytes, start, ends)`` regions of the block's parts (a slice may span two)."""
+    regions: list[tuple] = []
+    room = _SLICE
+    for buf, start, ends in block.parts:
+        arr = np.frombuffer(buf, dtype=np.uint8)
+        at, m = 0, len(ends)
+        while at < m:
+            e = ends[at:at + room]
+            regions.append((arr, buf, start if at == 0 else int(ends[at - 1]) + 1, e))
+            at += len(e)
+            room -= len(e)
+            if not room:
+                yield None, regions
+                regions, room = [], _SLICE
+    if regions:
+        yield None, regions
+
+
+def _cut(regions: list[tuple]) -> list[bytes]:
+    """A block slice's lines."""
+    out: list[bytes] = []
+    for _, buf, start, ends in regions:
+        out += buf[start:int(ends[-1])].split(b"\n")
+    return out
+
+
+def _one_per_line(decode: Callable, regions: list[tuple], errors: tuple) -> list | None:
+    """The structs of a block slice's lines, read by one ``decode_lines`` call of ``decode``'s decoder per
+    region, when that reads exactly one value per line: then they are what ``decode`` gives line by line.
+    Else None.
+
+    Every newline inside a region must sit between a ``}`` and a ``{``: a JSON text holds no raw newline
+    inside a string (msgspec refuses one), and ``}`` then whitespace then ``{`` is a boundary between two
+    values, never the inside of one. So no value spans two lines, each line holds at least one (it has a
+    ``}``), and as many values as lines means one each (a line ``{..} {..}`` would make one more). A blank
+    line, a ``\\r``, a space or anything else around a newline fails that test; a line the decoder does not
+    take fails the call: None, and the slice goes line by line as before."""
+    decode_lines = decode.__self__.decode_lines
+    out: list = []
+    for arr, buf, start, ends in regions:
+        inner = ends[:-1]
+        if len(inner) and not ((arr[inner - 1] == 125).all() and (arr[inner + 1] == 123).all()):
+            return None
+        try:
+            got = decode_lines(memoryview(buf)[start:int(ends[-1])])
+        except errors:
+            return None
+        if len(got) != len(ends):
+            return None
+        out += got
+    return out
+
+
 def _picker(idx: list[int]):
     """``lambda xs: [xs[i] for i in idx]`` in C (a tuple; ``idx`` not empty)."""
     if len(idx) == 1:
@@ -882,7 +979,9 @@ _CHECKS = {w: (np.array([at for at, _ in _SEPARATORS] + [w - 1]),
                np.array([c for _, c in _SEPARATORS] + [ord("Z")], dtype=np.uint8)) for w in range(22, 31)}
 _POWERS = {k: 10 ** np.arange(k - 1, -1, -1, dtype=np.int64) for k in range(1, 10)}  # a fraction's digits' weights
 _RUN_LINES = 64  # a chunk whose runs of one second are shorter on average goes line by line
+_RAW_NULL = msgspec.Raw(b"null")  # the default of a key no role reads (the fast structs)
 _SLICE = 1024  # lines decoded and turned into columns at a time
+_BACKOFF_MAX = 16  # block slices at most left line by line after a miss of decode_lines (parse_batch)
 
 
 def _times(ts: list | tuple, parse_iso: Callable[[str], int]) -> tuple[list[int], str, int] | None:
