@@ -60,8 +60,9 @@ def test_picked_values_equals_values_where():
 
 
 def test_kind_values_reads_picked_values():
-    b = EventBatch.concat([EventBatch.from_columns(("kind", "model"), {"kind": ["request"] * 3, "model": ["a", "b", "c"]}),
-                           EventBatch([{"kind": "gpu"}, {"kind": "request", "model": "d"}])]).select([4, 3, 2, 0])
+    columns = EventBatch.from_columns(("kind", "model"), {"kind": ["request"] * 3, "model": ["a", "b", "c"]})
+    dicts = EventBatch([{"kind": "gpu"}, {"kind": "request", "model": "d"}])
+    b = EventBatch.concat([columns, dicts]).select([4, 3, 2, 0])
     got = kind_values(b, ("request",), "model")
     assert got == ["d", "c", "a"]
     assert b.picked_values("model", "kind", "request") is got
