@@ -85,6 +85,7 @@ KSWIN_STAT = 8  # KSWIN's most recent points, tested against as many older ones
 ADWIN_VALUES = 64  # values a point stands for in ADWIN at most (its replay cost)
 Q = 10_000  # stream values are summed as integers of 1e-4: exact whatever the batch cuts
 MAX_FINDINGS = 8  # findings listed in one alert's evidence
+MAX_REFERENCES = 4096  # versions whose phase-2 arrays a detector keeps between batches (then it starts over)
 # Requests that never reached the model: they say nothing about its outputs.
 NOT_THE_MODEL = frozenset({401, 403, 404, 405, 407, 429})
 SEVERITY_STEPS = ((2.0, "low"), (4.0, "medium"))
@@ -283,6 +284,41 @@ def chunk_closes(minutes, q, chunk, chunk_rows):  # pragma: no cover - compiled 
 
 
 @jit
+def streams_closes(minutes, q, finite, use, chunks, chunk_rows):  # pragma: no cover - compiled (tested)
+    """:func:`chunk_closes` of every output stream ``k`` with ``use[k]`` in one call: stream ``k``'s
+    rows are those with ``finite[i, k]`` (its value ``q[i, k]``), its open chunk ``chunks[k]``
+    (changed in place). Returns per close, streams in order and each one's closes in order, the
+    stream, the row that closed it and the chunk as it was then (values, sum, first minute); and
+    per stream whether it had a row."""
+    n, f = q.shape
+    ks = np.empty(n * f, dtype=np.int64)
+    at = np.empty(n * f, dtype=np.int64)
+    closed = np.empty((n * f, 3), dtype=np.int64)
+    seen = np.zeros(f, dtype=np.bool_)
+    c = 0
+    for k in range(f):
+        if not use[k]:
+            continue
+        for i in range(n):
+            if not finite[i, k]:
+                continue
+            seen[k] = True
+            m = minutes[i]
+            if chunks[k, 0] >= chunk_rows and m > chunks[k, 3]:
+                ks[c] = k
+                at[c] = i
+                closed[c, 0], closed[c, 1], closed[c, 2] = chunks[k, 0], chunks[k, 1], chunks[k, 2]
+                c += 1
+                chunks[k, 0], chunks[k, 1], chunks[k, 2], chunks[k, 3] = 0, 0, 0, 0
+            if chunks[k, 0] == 0:
+                chunks[k, 2] = m
+            chunks[k, 0] += 1
+            chunks[k, 1] += q[i, k]
+            chunks[k, 3] = m
+    return ks[:c], at[:c], closed[:c], seen
+
+
+@jit
 def may_drift(ref, cur, judged, min_rows, psi_threshold, ks_threshold):  # pragma: no cover - compiled (tested)
     """Whether a feature ``j`` (``judged[j]``, its window holding at least ``min_rows`` rows) of the
     (features, bins) counts ``ref`` and ``cur`` (zero-padded) may have a PSI (smoothing 0.5) or
@@ -328,12 +364,14 @@ def may_drift(ref, cur, judged, min_rows, psi_threshold, ks_threshold):  # pragm
 
 @cache
 def _load_compiled() -> None:
-    """Load :func:`count_bins`, :func:`chunk_closes` and :func:`may_drift` (from numba's cache, else compiled) with
-    one call each on the types the detector passes, as the other compiled detectors do when they
-    are built: a worker then loads them before it freezes start-up's objects out of the
+    """Load :func:`count_bins`, :func:`chunk_closes`, :func:`streams_closes` and :func:`may_drift` (from
+    numba's cache, else compiled) with one call each on the types the detector passes, as the other
+    compiled detectors do when they are built: a worker then loads them before it freezes start-up's objects out of the
     collector's walks, and its first batch does not wait for them."""
     count_bins(np.zeros((1, 1)), np.zeros((1, 1)), np.full(1, -1, dtype=np.int64), np.zeros((1, 1), dtype=np.int64))
     chunk_closes(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(4, dtype=np.int64), 1)
+    streams_closes(np.zeros(0, dtype=np.int64), np.zeros((0, 1), dtype=np.int64), np.zeros((0, 1), dtype=bool),
+                   np.zeros(1, dtype=bool), np.zeros((1, 4), dtype=np.int64), 1)
     may_drift(np.zeros((1, 1), dtype=np.int64), np.zeros((1, 1), dtype=np.int64), np.zeros(1, dtype=bool), 1, 0.25, 0.1)
 
 
@@ -649,17 +687,26 @@ class _Windows:
     ``EDGE_ROWS`` rows) and each one's number of bins. The state's lists (``c``) are written
     back by :meth:`save`; the reference's do not change in phase 2."""
 
-    def __init__(self, s: dict, edges: tuple[np.ndarray, np.ndarray]) -> None:
-        self.widths = [0 if h is None else len(h) for h in s["h"]]
-        shape = (len(self.widths), edges[0].shape[1] + 1)
-        self.ref = np.zeros(shape, dtype=np.int64)
-        self.cur = np.zeros(shape, dtype=np.int64)
-        for j, (h, c) in enumerate(zip(s["h"], s["c"])):
-            if h is not None:
-                self.ref[j, :len(h)] = h
+    def __init__(self, s: dict, edges: tuple[np.ndarray, np.ndarray],
+                 reference: tuple[list[int], np.ndarray, np.ndarray] | None = None) -> None:
+        # The reference's part (widths, counts, judged) does not change in phase 2: the detector
+        # keeps it from batch to batch (DriftDetector._reference); shared, never written here.
+        self.widths, self.ref, self.judged = reference if reference is not None else self.reference(s, edges)
+        self.cur = np.zeros(self.ref.shape, dtype=np.int64)
+        for j, c in enumerate(s["c"]):
             if c is not None:
                 self.cur[j, :len(c)] = c
-        self.judged = np.array([h is not None for h in s["h"]]) & (self.ref.sum(axis=1) >= EDGE_ROWS)
+
+    @staticmethod
+    def reference(s: dict, edges: tuple[np.ndarray, np.ndarray]) -> tuple[list[int], np.ndarray, np.ndarray]:
+        """Each feature's number of bins, the reference's counts per feature and bin, which features
+        may be judged."""
+        widths = [0 if h is None else len(h) for h in s["h"]]
+        ref = np.zeros((len(widths), edges[0].shape[1] + 1), dtype=np.int64)
+        for j, h in enumerate(s["h"]):
+            if h is not None:
+                ref[j, :len(h)] = h
+        return widths, ref, np.array([h is not None for h in s["h"]]) & (ref.sum(axis=1) >= EDGE_ROWS)
 
     def new_window(self, s: dict) -> None:
         s["n"] = 0
@@ -718,6 +765,9 @@ class DriftDetector(Detector):
         # When a list, every finding (whether or not it opened an incident) is appended: the
         # benchmark scores each statistic alone. Nothing the detector decides reads it.
         self.trace: list[dict] | None = None
+        # (kind, model, version) -> the state's edges and reference counts, and their arrays
+        # (_reference): a cache of what the state says, never a source of it.
+        self._references: dict[tuple, tuple] = {}
 
     # -- the batch ---------------------------------------------------------------------------------
     def update(self, batch: EventBatch, state: StateStore) -> list[dict]:
@@ -868,8 +918,8 @@ class DriftDetector(Detector):
                     self._end_reference(s, int(ts[i + take - 1]))
             else:  # judged windows
                 if win is None:  # phase 2's rows of this batch, read once: counts as arrays, the streams' closes
-                    edges = edges or self._edges(s)
-                    win = _Windows(s, edges)
+                    edges, reference = self._reference(s, model, version)
+                    win = _Windows(s, edges, reference)
                     closes = self._stream_closes(s, ts, svq, i)
                 at = np.searchsorted(gaps, i)
                 if at < len(gaps) and gaps[at] == i and s["n"] > 0:  # idle since the last row: the window ends
@@ -920,6 +970,24 @@ class DriftDetector(Detector):
             if cj is not None:
                 counts[j] = c[j, :len(cj)].tolist()
 
+    def _reference(self, s: dict, model: str, version: str | None
+                   ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[list[int], np.ndarray, np.ndarray]]:
+        """A version's :meth:`_edges` and :meth:`_Windows.reference` in phase 2, where neither its
+        edges (``e``) nor its reference's counts (``h``) change: made once and kept while the
+        state's ``e`` and ``h`` equal those they were made of (a list comparison, in C), not
+        once per batch. The arrays are shared: read only."""
+        key = (s["k"], model, version)
+        got = self._references.get(key)
+        if got is not None and got[0] == s["e"] and got[1] == s["h"]:
+            return got[2], got[3]
+        edges = self._edges(s)
+        reference = _Windows.reference(s, edges)
+        if len(self._references) >= MAX_REFERENCES:
+            self._references.clear()
+        copy = lambda lists: [None if v is None else list(v) for v in lists]  # noqa: E731
+        self._references[key] = (copy(s["e"]), copy(s["h"]), edges, reference)
+        return edges, reference
+
     @staticmethod
     def _edges(s: dict) -> tuple[np.ndarray, np.ndarray]:
         """A version's bin edges as one padded array, and how many each feature has (-1: none)."""
@@ -961,21 +1029,35 @@ class DriftDetector(Detector):
     # -- the output streams --------------------------------------------------------------------------
     def _stream_closes(self, s: dict, ts: np.ndarray, svq: np.ndarray, i0: int) -> list[list | None]:
         """Each output stream's values of the rows ``i0``.. (``svq[:, k]``: rows whose value is not a
-        number left out) through its open chunk, in one call of :func:`chunk_closes`: per stream,
-        ``[rows where a chunk closed, the chunks as they were then (values, sum, first minute),
-        the open chunk after the last row, how many of the closes were taken]`` (``None``: a
-        stream without a reference, or no value in these rows). The stored chunk is not changed."""
+        number left out) through its open chunk, in one call of :func:`streams_closes` for all of
+        them (what :func:`chunk_closes` does per stream): per stream, ``[rows where a chunk
+        closed, the chunks as they were then (values, sum, first minute), the open chunk after
+        the last row, how many of the closes were taken]`` (``None``: a stream without a
+        reference, or no value in these rows). The stored chunk is not changed."""
+        streams = s["st"]
+        use = [st is not None for st in streams]
+        if not any(use):
+            return [None] * len(streams)
+        q = svq[i0:]
+        finite = np.isfinite(q)
+        # Each value as chunk_closes gets it (q[ok].astype(int64), the rows' own conversions); the
+        # others are never read.
+        qi = np.where(finite, q, 0.0).astype(np.int64)
+        chunks = np.array([st[2] if st is not None else (0, 0, 0, 0) for st in streams], dtype=np.int64)
+        ks, at, closed, seen = streams_closes(ts[i0:] // MINUTE - s["t0"] // MINUTE, qi, finite,
+                                              np.array(use), chunks, self.options.chunk_rows)
+        ks, rows, closed, chunks = ks.tolist(), (at + i0).tolist(), closed.tolist(), chunks.tolist()
         out: list[list | None] = []
-        for k, st in enumerate(s["st"]):
-            q = svq[i0:, k]
-            ok = np.flatnonzero(np.isfinite(q)) if st is not None else ()
-            if len(ok) == 0:
+        a = 0
+        for k in range(len(streams)):
+            if not (use[k] and seen[k]):
                 out.append(None)
                 continue
-            chunk = np.asarray(st[2], dtype=np.int64)
-            at, closed = chunk_closes(ts[i0:][ok] // MINUTE - s["t0"] // MINUTE, q[ok].astype(np.int64), chunk,
-                                      self.options.chunk_rows)
-            out.append([(ok[at] + i0).tolist(), closed.tolist(), chunk.tolist(), 0])
+            b = a
+            while b < len(ks) and ks[b] == k:
+                b += 1
+            out.append([rows[a:b], closed[a:b], chunks[k], 0])
+            a = b
         return out
 
     def _point(self, s: dict, k: int, model: str, version: str | None, ts: int, row: int) -> list[dict]:

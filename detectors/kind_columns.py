@@ -2,8 +2,9 @@
 
 ``anomaly.model`` and ``drift.model`` read the same fields of every request (``model``, ``ts``,
 ``status``, ``tokens_out``): :func:`kind_values` reads a field once per batch with
-:meth:`EventBatch.values_where` (from the columns of the parts that hold those kinds: no event's
-dict is made, no other event is read), and every later detector of the batch gets the same list.
+:meth:`EventBatch.picked_values` (from the columns of the parts that hold those kinds: no event's
+dict is made, no other event is read; where those events lie is worked out once per batch for
+every field), and every later detector of the batch gets the same list.
 
 >>> from ramparts.events import columnar
 >>> b = columnar([{"kind": "request", "ts": 1, "model": "m"}, {"kind": "gpu", "ts": 2}, {"kind": "request", "ts": 3}])
@@ -26,4 +27,5 @@ def _pick(batch: EventBatch, kinds: tuple[str, ...], field: str) -> list:
         idx = batch.indices_where("kind", *kinds)
         events = batch.shared(f"kind_values/{'/'.join(kinds)}", lambda b: _getter(idx)(b.events))
         return values_of(events, field)
-    return batch.values_where(field, "kind", *kinds)  # from the kinds' parts only
+    # From the kinds' parts only; where they lie is worked out once for every field read (picked_values).
+    return batch.picked_values(field, "kind", *kinds)

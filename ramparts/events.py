@@ -180,6 +180,26 @@ def _take(part: list[dict] | Columns, local: list[int] | range, field: str) -> l
     return values_of(_getter(local)(part), field)
 
 
+def _part_reader(part: list[dict] | Columns, local: list[int] | range) -> Callable[[str], list]:
+    """``lambda field: _take(part, local, field)``, with what does not depend on the field made
+    once: the gather of ``local`` (an ``itemgetter``), the picked dicts of a list part."""
+    if type(part) is Columns:
+        cols = part.cols
+        if type(local) is range:
+            n, start, stop = len(local), local.start, local.stop
+
+            def read(field: str) -> list:
+                col = cols.get(field)
+                if col is None:
+                    return [None] * n
+                return col if n == len(col) else col[start:stop]
+            return read
+        get, n = _getter(local), len(local)
+        return lambda field: [None] * n if (col := cols.get(field)) is None else get(col)
+    events = part[local.start:local.stop] if type(local) is range else _getter(local)(part)
+    return lambda field: values_of(events, field)
+
+
 def values_of(events: list[dict], field: str) -> list:
     """``[e.get(field) for e in events]``, in C when the events are plain dicts (else each
     event's own ``get`` is called: tests/recording.py's events note what is read)."""
@@ -714,6 +734,62 @@ class EventBatch(Sequence):
     # -- output --------------------------------------------------------------------------
     def to_jsonl(self) -> bytes:
         return b"".join(to_json(e) + b"\n" for e in self.events)
+
+    # -- many fields of the same events ----------------------------------------------------
+    def picked_values(self, field: str, by: str, *values: Any) -> list:
+        """:meth:`values_where`, the same list (shared with it: whichever is asked first makes
+        it), for a caller that reads several fields of the same events (the detectors read six
+        of every request): where those events lie in the parts, each part's gather and the
+        order that puts them back in batch order are worked out once per batch for every field
+        (:meth:`_readers`), instead of once per field; without a batch order, as the worker's
+        batches of whole messages come, the parts' events are already in batch order and are
+        not put back in it.
+
+        >>> b = EventBatch.concat([EventBatch.from_columns(("kind", "n"), {"kind": ["a", "b", "a"], "n": [1, 2, 3]}),
+        ...                        EventBatch([{"kind": "a", "n": 4}, {"kind": "b", "n": 5}])])
+        >>> b.picked_values("n", "kind", "a"), b.select([4, 2, 0]).picked_values("n", "kind", "b", "a")
+        ([1, 3, 4], [5, 3, 1])
+        """
+        key = ("values_where", field, by, values)
+        got = self._shared.get(key)
+        if got is None:
+            got = self._shared[key] = self._picked_values(field, by, values)
+        return got
+
+    def _picked_values(self, field: str, by: str, values: tuple) -> list:
+        # _values_where's cases, in its order, with its plan's reads made by _readers.
+        idx = self.indices_where(by, *values)
+        vals = self._values.get(field)
+        if vals is None and (self._order is None and len(self._parts) == 1 or self._events is not None):
+            vals = self.values(field)
+        if vals is not None:
+            if len(idx) == len(vals):
+                return vals
+            return _getter(idx)(vals) if idx else []
+        if not idx:
+            return []
+        readers, perm = self.shared(("picked_readers", by, values), lambda b: b._readers(idx, by, values))
+        if len(readers) == 1:
+            return readers[0](field)
+        flat: list = []
+        for read in readers:
+            flat.extend(read(field))
+        return flat if perm is None else perm(flat)
+
+    def _readers(self, idx: list[int], by: str, values: tuple
+                 ) -> tuple[list[Callable[[str], list]], Callable[[list], list] | None]:
+        """For :meth:`_values_where`'s plan of ``idx`` (shared with it), one function per part
+        reading a field of its picked events as ``_take`` does (a gather's ``itemgetter``, a
+        list part's picked dicts, made here once), and the permutation putting the parts' values
+        in batch order (``None`` when they already are: positions increasing part after part)."""
+        plan = self.shared(("values_where", by, values), lambda b: b._plan(idx))
+        readers = [_part_reader(p, local) for p, local, _ in plan]
+        if len(plan) == 1:
+            return readers, None
+        pos = np.concatenate([pos for _, _, pos in plan])
+        if bool(np.all(pos[1:] > pos[:-1])):
+            return readers, None
+        return readers, _getter(np.argsort(pos, kind="stable").tolist())
 
 
 def columnar(events: list[dict]) -> EventBatch:
