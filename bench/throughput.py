@@ -118,6 +118,13 @@ def _column_runs(events: list[dict]):
     return EventBatch.concat(runs)
 
 
+# The stages' messages, and so their detect batches, hold 500 events, as the worker's did until
+# the tenth session (it sends 2,000 since: ``streams.app.EVENTS_PER_MESSAGE``), so that these
+# figures stay comparable with the earlier sessions'. In the worker a detect batch is a take of
+# several messages per partition, whatever their size.
+STAGE_EVENTS_PER_MESSAGE = 500
+
+
 def measure_stages(files: list[str], single_file: Path, config, columnar: bool = False) -> dict[str, float]:
     """Events per CPU second of each stage of the worker's path, in this process, without a broker.
 
@@ -126,7 +133,7 @@ def measure_stages(files: list[str], single_file: Path, config, columnar: bool =
     from ramparts.detectors.base import DictState
     from ramparts.redact import Hasher
     from ramparts.streams import wire
-    from ramparts.streams.app import EVENTS_PER_MESSAGE, EventParts, RawDecoder
+    from ramparts.streams.app import EventParts, RawDecoder
     from ramparts.streams.decode import HEAD_BYTES, detect_format
     from ramparts.streams.pipeline import Pipeline
     from ramparts.streams.topics import HEADER_END, HEADER_FORMAT, model_route_fields, model_routed_kinds
@@ -154,7 +161,7 @@ def measure_stages(files: list[str], single_file: Path, config, columnar: bool =
     if columnar:
         events = _column_runs(events.events)
     c0 = time.process_time()
-    payloads = [m for ms in wire.messages(events, config.kafka.partitions, EVENTS_PER_MESSAGE).values() for m in ms]
+    payloads = [m for ms in wire.messages(events, config.kafka.partitions, STAGE_EVENTS_PER_MESSAGE).values() for m in ms]
     t2 = time.process_time()
     batches = [wire.decode(p) for p in payloads]
     t3 = time.process_time()
@@ -181,7 +188,7 @@ def measure_stages(files: list[str], single_file: Path, config, columnar: bool =
         # and read them back.
         fields = model_route_fields(config)
         t7 = time.process_time()
-        for ms in wire.messages(events, config.kafka.partitions, EVENTS_PER_MESSAGE, "model", fields,
+        for ms in wire.messages(events, config.kafka.partitions, STAGE_EVENTS_PER_MESSAGE, "model", fields,
                                 kinds=kinds).values():
             for payload in ms:
                 wire.decode(payload)

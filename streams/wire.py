@@ -1,7 +1,8 @@
 """The events topics' messages: a batch of events as columns, and back, with no dict per event.
 
 The parse stage sends each partition's events (``events``, ``events.model``) in messages of up
-to ``EVENTS_PER_MESSAGE`` events; the detect agents read them back into one
+to ``EVENTS_PER_MESSAGE`` events and ``MAX_MESSAGE_BYTES`` bytes (a message over it is cut in
+halves); the detect agents read them back into one
 :class:`~ramparts.events.EventBatch` per partition. A message is the orjson of::
 
     {"v": 3, "parts": [{"n": 500, "fields": ["kind", "ts", ...], "cols": {"ts": [...], ...},
@@ -502,13 +503,40 @@ def _group_arrays(parts: np.ndarray) -> dict[int, np.ndarray]:
     return {p: order[a:b] for _, p, a, b in firsts}
 
 
+# Most bytes of one message, before compression: a message of ``per_message`` events that
+# encodes to more is cut in halves until each fits (or holds one event). Kafka's default limit
+# on a record batch is 1 MB (after compression), aiokafka's producer here refuses a message over
+# 4 MiB (``producer_max_request_size``), and a message refused there would stop the parse stage.
+MAX_MESSAGE_BYTES = 1 << 20
+
+
+def _within(encode_chunk, items, per_message: int, max_bytes: int) -> list[bytes]:
+    """``items`` encoded ``per_message`` at a time, in order, each chunk that encodes to more than
+    ``max_bytes`` cut in halves (again while a half does and holds more than one item)."""
+    out: list[bytes] = []
+
+    def cut(chunk) -> None:
+        data = encode_chunk(chunk)
+        if len(data) <= max_bytes or len(chunk) < 2:
+            out.append(data)
+            return
+        half = len(chunk) // 2
+        cut(chunk[:half])
+        cut(chunk[half:])
+
+    for i in range(0, len(items), per_message):
+        cut(items[i:i + per_message])
+    return out
+
+
 def messages(batch: EventBatch, partitions: int, per_message: int, route: str = "entity",
              fields: tuple[str, ...] | None = None, keys: list[str | None] | None = None,
-             kinds: tuple[str, ...] | None = None) -> dict[int, list[bytes]]:
+             kinds: tuple[str, ...] | None = None, max_bytes: int = MAX_MESSAGE_BYTES) -> dict[int, list[bytes]]:
     """``batch``'s events with a ``route`` key (of ``kinds`` only; ``None``: every kind) as
-    messages per partition, in batch order, at most ``per_message`` events each, with ``fields``
-    only (``None``: all). ``keys``: the events' route keys, when the caller has them (else
-    their partitions come from :func:`route_partitions`, with no key text per event)."""
+    messages per partition, in batch order, at most ``per_message`` events and, unless a single
+    event is larger, ``max_bytes`` bytes each, with ``fields`` only (``None``: all). ``keys``: the
+    events' route keys, when the caller has them (else their partitions come from
+    :func:`route_partitions`, with no key text per event)."""
     out: dict[int, list[bytes]] = {}
     dicts_only = all(type(p) is list for p in batch.layout()[0])
     if keys is not None:
@@ -532,13 +560,13 @@ def messages(batch: EventBatch, partitions: int, per_message: int, route: str = 
             group = [evs[i] for i in (idx.tolist() if type(idx) is np.ndarray else idx)]
             if fields is not None:
                 group = [{k: e[k] for k in fields if k in e} for e in group]
-            out[p] = [orjson.dumps({"v": VERSION, "parts": [{"events": group[i:i + per_message]}]})
-                      for i in range(0, len(group), per_message)]
+            out[p] = _within(lambda g: orjson.dumps({"v": VERSION, "parts": [{"events": g}]}), group,
+                             per_message, max_bytes)
         return out
     parts, order = batch.layout()
     if order is not None and not _increasing_array(batch):  # not a selection in increasing order: rare
         for p, idx in groups.items():
-            out[p] = [encode(batch.select(idx[i:i + per_message]), fields) for i in range(0, len(idx), per_message)]
+            out[p] = _within(lambda chunk: encode(batch.select(chunk), fields), idx, per_message, max_bytes)
         return out
     # Each message's events cut straight from the batch's parts (the same parts, and so the
     # same bytes, as ``encode(batch.select(chunk))``, without a Python step per event).
@@ -553,8 +581,8 @@ def messages(batch: EventBatch, partitions: int, per_message: int, route: str = 
         if type(idx) is not np.ndarray:
             idx = np.array(idx, dtype=np.int64)
         sel = idx if oarr is None else oarr[idx]
-        out[p] = [_encode_selected(parts, starts, ends, sel[i:i + per_message], fields, plans)
-                  for i in range(0, len(sel), per_message)]
+        out[p] = _within(lambda chunk: _encode_selected(parts, starts, ends, chunk, fields, plans), sel,
+                         per_message, max_bytes)
     return out
 
 

@@ -258,3 +258,28 @@ def test_a_batch_of_few_events_keyed_one_by_one_gives_the_messages_of_the_partit
     finally:
         wire._FEW = few
     assert got[0] == got[10**9]
+
+
+@PROPERTY
+@given(events=st.lists(_event, max_size=80), dict_every=st.sampled_from([0, 1, 3]),
+       partitions=st.integers(min_value=1, max_value=5), per=st.sampled_from([1, 3, 500]),
+       how=st.sampled_from(["whole", "selected", "sorted"]), route=st.sampled_from(["entity", "model"]),
+       max_bytes=st.integers(min_value=1, max_value=3000))
+def test_a_message_over_max_bytes_is_cut_in_halves_and_the_events_stay_in_order(events, dict_every, partitions,
+                                                                                  per, how, route, max_bytes):
+    batch = _as_parsed(events, dict_every)
+    if how == "selected":
+        batch = batch.select(batch.indices_where("kind", "request", "prediction", "gpu"))
+    elif how == "sorted":
+        batch = batch.sorted_by_time()
+    whole = wire.messages(batch, partitions, per, route)
+    # far under the bound: the same bytes as without it
+    assert wire.messages(batch, partitions, per, route, max_bytes=1 << 30) == whole
+    got = wire.messages(batch, partitions, per, route, max_bytes=max_bytes)
+    assert set(got) == set(whole)
+    for p, payloads in got.items():
+        assert all(len(m) <= max_bytes or len(wire.decode(m)) == 1 for m in payloads)
+        assert all(len(wire.decode(m)) <= per for m in payloads)
+        assert _json(_read(payloads)) == _json(_read(whole[p]))  # every event, once, in order
+        if all(len(m) <= max_bytes for m in whole[p]):
+            assert payloads == whole[p]
