@@ -66,8 +66,11 @@ which decides; tests/parsers/test_kserve_fastpath.py checks that both give the s
 dead letters and counts. ``_parse_rows`` runs the fast path's decode and the join inline (no call
 per line to ``_fast_half_of`` and ``_pair``, which ``parse_record`` still uses), a time in
 KServe's spelling (``...T00:00:00.035923Z``) is read through parse_iso's cache of seconds without
-a call, and the model a ``source`` names is remembered per source text; tests/parsers/
-test_kserve_loop.py holds that loop to a frozen copy of the one before it (e1d5517).
+a call (and, in the second of the last one read, without a look-up: ``startswith``), and the
+service's attributes (``inferenceservicename``, ``namespace``, ``component``, ``endpoint``) with the
+model a ``source`` names are remembered per their texts (one look-up per line, and one str per
+distinct value kept by the events: fewer objects to free); tests/parsers/test_kserve_loop.py
+holds that loop to a frozen copy of the one before it (e1d5517).
 
 Columns: ``parse_batch`` (what files and replay read) makes no dict per prediction. The join
 gives each prediction as a row, a tuple in ``FIELDS`` order (``STAMPED_FIELDS``, with the
@@ -154,7 +157,10 @@ class KServeParser(Parser):
         self._no_attrs = (None,) * len(self._attr_names)
         self._idents: dict[Any, tuple[str | None, str | None]] = {}
         self._names: dict[Any, list] = {}  # tensor name(s) -> the list of them events share
-        self._source_models: dict[str, str | None] = {}  # source text -> _model_from_source of it
+        # (source, inferenceservicename, namespace, component, endpoint) texts -> _context of them
+        self._contexts: dict[tuple, tuple] = {}
+        # The last second of a time read (_fast_half): at first 28 characters, the prefix of no 27-character time.
+        self._last_head, self._last_base = "\0" * 28, 0
         # id -> half: whichever half of a pair came first, oldest first (a plain
         # dict keeps insertion order, and a popped id put back goes to the end).
         self._pending: dict[str, tuple] = {}
@@ -386,13 +392,21 @@ class KServeParser(Parser):
             return None
         # parse_iso's common spelling inline (KServe stamps 'YYYY-MM-DDTHH:MM:SS.ffffffZ'): its
         # cache of seconds read, and the microseconds; anything else is parse_iso's to read.
+        # The second of the last such time is kept: a time in that second is read with no slice of it
+        # looked up (times come in runs of one second).
         t = d.time
-        base = _UTC_SECONDS.get(t[:19])
-        if base is not None and len(t) == 27 and t[26] == "Z" and t[10] == "T" and t[19] == ".":
+        if t.startswith(self._last_head) and len(t) == 27 and t[26] == "Z" and t[19] == ".":
             frac = t[20:26]
-            ts = base + int(frac) * 1000 if frac.isdigit() else parse_iso(t)
+            ts = self._last_base + int(frac) * 1000 if frac.isdigit() else parse_iso(t)
         else:
-            ts = parse_iso(t)
+            head = t[:19]
+            base = _UTC_SECONDS.get(head)
+            if base is not None and len(t) == 27 and t[26] == "Z" and t[10] == "T" and t[19] == ".":
+                self._last_head, self._last_base = head, base
+                frac = t[20:26]
+                ts = base + int(frac) * 1000 if frac.isdigit() else parse_iso(t)
+            else:
+                ts = parse_iso(t)
 
         meta = d.metadata
         attrs = self._fast_attrs(d)
@@ -445,18 +459,25 @@ class KServeParser(Parser):
                 values, protocol = None, "v2"
             else:
                 return None  # unknown_bodies: noted by the general path
-        source = d.source
-        if source:  # the model named by the source, remembered per source text (a pure function of it)
-            source_model = self._source_models.get(source, _UNSET)
-            if source_model is _UNSET:
-                if len(self._source_models) >= _MAX_IDENTS:
-                    self._source_models.clear()
-                source_model = self._source_models[source] = _model_from_source(source)
-        else:
-            source_model = None
+        # The service's attributes and the model its source names, remembered per their texts: one str
+        # per distinct value kept by the events (fewer objects to free), one lookup per line.
+        key = (d.source, d.inferenceservicename, d.namespace, d.component, d.endpoint)
+        ctx = self._contexts.get(key)
+        if ctx is None:
+            ctx = self._context(key)
         return (ts, ce_id, ident[0], ident[1], values, protocol, names, model_name, model_version,
-                d.inferenceservicename or None, d.namespace or None, d.component or None, d.endpoint or None,
-                source_model, is_request)
+                ctx[0], ctx[1], ctx[2], ctx[3], ctx[4], is_request)
+
+    def _context(self, key: tuple) -> tuple:
+        """(inference service, namespace, component, endpoint, the model named by the source) of a
+        line's (source, inferenceservicename, namespace, component, endpoint), remembered."""
+        source, isvc, namespace, component, endpoint = key
+        ctx = (isvc or None, namespace or None, component or None, endpoint or None,
+               _model_from_source(source) if source else None)
+        if len(self._contexts) >= _MAX_IDENTS:
+            self._contexts.clear()
+        self._contexts[key] = ctx
+        return ctx
 
     def _shared_names(self, key: tuple) -> list:
         """The list of tensor names ``key``, one list shared by every event that names the same

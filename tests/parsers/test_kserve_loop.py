@@ -1,6 +1,7 @@
 """The KServe parser's loop of the eighth session (the fast path and the join inline in
 ``_parse_rows``, times of the common spelling read inline, the source's model remembered per
-parser) against a frozen copy of the loop it replaced (e1d5517): the same events, ids, dead
+parser; in the tenth, the last second of a time kept and the service's attributes remembered per
+their texts) against a frozen copy of the loop it replaced (e1d5517): the same events, ids, dead
 letters, counts and notes, and the same halves left waiting, on any sequence of lines cut into
 chunks, with ``max_pending`` small enough to evict. Derandomized hypothesis.
 """
@@ -197,7 +198,12 @@ _TIMES = ["2026-11-01T00:00:00.035923Z", "2026-11-01T00:00:00.039164Z", "2026-11
           "2026-11-01T00:00:00.035923+00:00", "2026-11-01 00:00:00.035923Z", "2026-11-01t00:00:00.035923Z",
           "2026-11-01T00:00:60.035923Z", "2026-13-01T00:00:00.035923Z", "2026-11-01T00:00:00.-35923Z",
           "2026-11-01T00:00:00.+35923Z", "2026-11-01T00:00:00. 35923Z", "1969-12-31T23:59:59.999999Z",
-          "2026-11-01T00:00:0\u00b2.035923Z", "2026-11-01T00:00:00x035923Z", "2026-11-01T00:00:00:035923Z", ""]
+          "2026-11-01T00:00:0\u00b2.035923Z", "2026-11-01T00:00:00x035923Z", "2026-11-01T00:00:00:035923Z", "",
+          "2026-11-01T00:00:00.03592ZZ", "2026-11-01T00:00:00.0359231", "2026-11-01T00:00:00.\u00b235923Z",
+          "2026-11-01T00:00:00.035923Z\u00b2"]
+# The service's attributes: remembered per their texts with the source (tenth session).
+_SERVICE = {"inferenceservicename": ["fraud-xgb", "llm", "", None], "namespace": ["models", "", None],
+            "component": ["predictor", "transformer", None], "endpoint": ["default", "canary", "", None]}
 _SOURCES = ["http://localhost:9081/", "http://fraud-xgb-predictor-default.models.svc/", "http://10.0.0.1/",
             "http://[::1]:80/", "http://bad[", "/", "", None]
 
@@ -210,6 +216,9 @@ def _line(draw) -> bytes:
     doc["id"] = draw(st.sampled_from("abcdef"))
     doc["time"] = draw(st.sampled_from(_TIMES))
     doc["source"] = draw(st.sampled_from(_SOURCES))
+    for name, values in _SERVICE.items():
+        if draw(st.integers(0, 3)) == 0:
+            doc[name] = draw(st.sampled_from(values))
     if draw(st.integers(0, 5)) == 0:
         doc["principal"] = draw(st.sampled_from(["alice", "", 5]))
     raw = dumps(doc)
