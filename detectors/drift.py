@@ -60,7 +60,7 @@ from __future__ import annotations
 import math
 from functools import cache, lru_cache
 from itertools import count, repeat
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import orjson
@@ -580,6 +580,21 @@ def _num(v: Any) -> float:
     return math.nan
 
 
+_SCORE_TYPES = frozenset((float, int))
+
+
+def _scores(outs: list) -> np.ndarray:
+    """``_num`` of each output, as a float64 array: in one conversion when every output is a float
+    or an int (not a bool: ``_num`` reads it as nan) and none overflows a float, else one by one
+    (where ``float`` of a huge int raises as before)."""
+    if _SCORE_TYPES.issuperset(map(type, outs)):
+        try:
+            return np.array(outs, dtype=np.float64)
+        except OverflowError:
+            pass
+    return np.fromiter((_num(v) for v in outs), dtype=np.float64, count=len(outs))
+
+
 def prediction_rows(e: dict, names: list[str] | None) -> tuple[list[list], list | None, list[str] | None]:
     """The input rows of a prediction, its per-row outputs (``None`` unless they line up with
     the rows) and the feature names when rows are dicts (``names``, once known, are kept).
@@ -721,6 +736,39 @@ _LO, _HI = -(2 ** 63), 2 ** 63 - 1
 PREDICTION_FIELDS = ("model", "model_version", "ts", "input", "input_names", "output")
 
 
+def prediction_groups(columns: list[list], stored: Callable[[tuple], dict | None]
+                      ) -> tuple[dict[tuple, list], dict[tuple, list[str] | None]]:
+    """The predictions of a batch by (model, version): per version a list of (ts, rows, outputs)
+    of :func:`prediction_rows_of` (predictions of no rows left out; ``version`` ``None`` where
+    not a non-empty str), and per version its feature names (a dict-row version's, from
+    ``stored(version)``'s state first, then as :func:`prediction_rows_of` finds them).
+    ``columns``: the predictions' ``PREDICTION_FIELDS``. Predictions of no model or of no time
+    that an int64 holds are left out.
+
+    The common prediction, rows of values (a list of lists, one tensor) with a list of one
+    output per row, is :func:`prediction_rows_of`'s answer as it is: taken without the call.
+    """
+    predictions: dict[tuple, list] = {}
+    names: dict[tuple, list[str] | None] = {}
+    for model, version, ts, inp, tensors, out in zip(*columns):
+        if type(model) is not str or not model or type(ts) is not int or not _LO <= ts <= _HI:
+            continue  # no model, or no time (one past int64's nanoseconds cannot be a column's)
+        gk = (model, version if type(version) is str and version else None)
+        g = predictions.get(gk)
+        if g is None:
+            g = predictions[gk] = []
+            s = stored(gk)
+            names[gk] = s.get("dn") if s is not None else None
+        if (type(inp) is list and inp and type(inp[0]) is list and type(out) is list
+                and len(out) == len(inp) and (type(tensors) is not list or len(tensors) < 2)):
+            g.append((ts, inp, out))
+            continue
+        rows, out, names[gk] = prediction_rows_of(inp, tensors, out, names[gk])
+        if rows:
+            g.append((ts, rows, out))
+    return predictions, names
+
+
 class DriftDetector(Detector):
     name = "drift.model"
     kinds = ("prediction", "request")
@@ -780,19 +828,8 @@ class DriftDetector(Detector):
         predictions: dict[tuple, list] = {}
         names: dict[tuple, list[str] | None] = {}
         if batch.indices_where("kind", "prediction"):
-            columns = [kind_values(batch, _PREDICTION, f) for f in PREDICTION_FIELDS]
-            for model, version, ts, inp, tensors, out in zip(*columns):
-                if type(model) is not str or not model or type(ts) is not int or not _LO <= ts <= _HI:
-                    continue  # no model, or no time (one past int64's nanoseconds cannot be a column's)
-                gk = (model, version if type(version) is str and version else None)
-                g = predictions.get(gk)
-                if g is None:
-                    g = predictions[gk] = []
-                    s = state.get(self._key("p", *gk))
-                    names[gk] = s.get("dn") if s is not None else None
-                rows, out, names[gk] = prediction_rows_of(inp, tensors, out, names[gk])
-                if rows:
-                    g.append((ts, rows, out))
+            predictions, names = prediction_groups([kind_values(batch, _PREDICTION, f) for f in PREDICTION_FIELDS],
+                                                   lambda gk: state.get(self._key("p", *gk)))
         alerts: list[dict] = []
         for (model, version), (ts, x, sv) in requests.items():
             key = self._key("r", model, version)
@@ -867,7 +904,7 @@ class DriftDetector(Detector):
         parts = [_matrix(rows_all, s["ni"])]
         sv = np.empty((n, 0))
         if mode == 1:
-            score = np.fromiter((_num(v) for v in outs), dtype=np.float64, count=n)
+            score = _scores(outs)
             parts.append(score[:, None])
             if s["sn"][0] == "confidence":
                 score = np.where((score >= 0.0) & (score <= 1.0), np.maximum(score, 1.0 - score), np.nan)
