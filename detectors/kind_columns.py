@@ -2,7 +2,7 @@
 
 ``anomaly.model`` and ``drift.model`` read the same fields of every request (``model``, ``ts``,
 ``status``, ``tokens_out``): :func:`kind_values` reads a field once per batch with
-:meth:`EventBatch.picked_values` (from the columns of the parts that hold those kinds: no event's
+:meth:`EventBatch.values_where` (from the columns of the parts that hold those kinds: no event's
 dict is made, no other event is read; where those events lie is worked out once per batch for
 every field), and every later detector of the batch gets the same list.
 
@@ -27,5 +27,4 @@ def _pick(batch: EventBatch, kinds: tuple[str, ...], field: str) -> list:
         idx = batch.indices_where("kind", *kinds)
         events = batch.shared(f"kind_values/{'/'.join(kinds)}", lambda b: _getter(idx)(b.events))
         return values_of(events, field)
-    # From the kinds' parts only; where they lie is worked out once for every field read (picked_values).
-    return batch.picked_values(field, "kind", *kinds)
+    return batch.values_where(field, "kind", *kinds)  # from the kinds' parts only

@@ -165,24 +165,10 @@ class Columns:
         return Columns(self.fields, {f: get(c) for f, c in self.cols.items()}, len(idx))
 
 
-def _take(part: list[dict] | Columns, local: list[int] | range, field: str) -> list:
-    """``field`` of a part's events at ``local`` (a ``range``: a slice of the part)."""
-    if type(local) is range:
-        if type(part) is Columns:
-            col = part.cols.get(field)
-            if col is None:
-                return [None] * len(local)
-            return col if len(local) == len(col) else col[local.start:local.stop]
-        return values_of(part[local.start:local.stop], field)
-    if type(part) is Columns:
-        col = part.cols.get(field)
-        return [None] * len(local) if col is None else _getter(local)(col)
-    return values_of(_getter(local)(part), field)
-
-
 def _part_reader(part: list[dict] | Columns, local: list[int] | range) -> Callable[[str], list]:
-    """``lambda field: _take(part, local, field)``, with what does not depend on the field made
-    once: the gather of ``local`` (an ``itemgetter``), the picked dicts of a list part."""
+    """A function reading a field of a part's events at ``local`` (a ``range``: a slice of the part),
+    with what does not depend on the field made once: the gather of ``local`` (an ``itemgetter``),
+    the picked dicts of a list part."""
     if type(part) is Columns:
         cols = part.cols
         if type(local) is range:
@@ -537,15 +523,15 @@ class EventBatch(Sequence):
             return _getter(idx)(vals) if idx else []
         if not idx:
             return []
-        plan = self.shared(("values_where", by, values), lambda b: b._plan(idx))
-        if len(plan) == 1:
-            p, local, _ = plan[0]
-            return _take(p, local, field)
+        # Where the picked events lie (each part's gather, the order back to batch order) is worked
+        # out once per batch for every field read (:meth:`_readers`): the detectors read six of every request.
+        readers, perm = self.shared(("values_where_readers", by, values), lambda b: b._readers(idx, by, values))
+        if len(readers) == 1:
+            return readers[0](field)
         flat: list = []
-        for p, local, _ in plan:
-            flat.extend(_take(p, local, field))
-        perm = np.argsort(np.concatenate([pos for _, _, pos in plan]), kind="stable")
-        return _getter(perm.tolist())(flat)
+        for read in readers:
+            flat.extend(read(field))
+        return flat if perm is None else perm(flat)
 
     def _plan(self, idx: list[int]) -> list[tuple[Any, list[int] | range, np.ndarray | None]]:
         """The events at ``idx`` per part: (part, their indices in it, their positions in ``idx``).
@@ -735,53 +721,12 @@ class EventBatch(Sequence):
     def to_jsonl(self) -> bytes:
         return b"".join(to_json(e) + b"\n" for e in self.events)
 
-    # -- many fields of the same events ----------------------------------------------------
-    def picked_values(self, field: str, by: str, *values: Any) -> list:
-        """:meth:`values_where`, the same list (shared with it: whichever is asked first makes
-        it), for a caller that reads several fields of the same events (the detectors read six
-        of every request): where those events lie in the parts, each part's gather and the
-        order that puts them back in batch order are worked out once per batch for every field
-        (:meth:`_readers`), instead of once per field; without a batch order, as the worker's
-        batches of whole messages come, the parts' events are already in batch order and are
-        not put back in it.
-
-        >>> b = EventBatch.concat([EventBatch.from_columns(("kind", "n"), {"kind": ["a", "b", "a"], "n": [1, 2, 3]}),
-        ...                        EventBatch([{"kind": "a", "n": 4}, {"kind": "b", "n": 5}])])
-        >>> b.picked_values("n", "kind", "a"), b.select([4, 2, 0]).picked_values("n", "kind", "b", "a")
-        ([1, 3, 4], [5, 3, 1])
-        """
-        key = ("values_where", field, by, values)
-        got = self._shared.get(key)
-        if got is None:
-            got = self._shared[key] = self._picked_values(field, by, values)
-        return got
-
-    def _picked_values(self, field: str, by: str, values: tuple) -> list:
-        # _values_where's cases, in its order, with its plan's reads made by _readers.
-        idx = self.indices_where(by, *values)
-        vals = self._values.get(field)
-        if vals is None and (self._order is None and len(self._parts) == 1 or self._events is not None):
-            vals = self.values(field)
-        if vals is not None:
-            if len(idx) == len(vals):
-                return vals
-            return _getter(idx)(vals) if idx else []
-        if not idx:
-            return []
-        readers, perm = self.shared(("picked_readers", by, values), lambda b: b._readers(idx, by, values))
-        if len(readers) == 1:
-            return readers[0](field)
-        flat: list = []
-        for read in readers:
-            flat.extend(read(field))
-        return flat if perm is None else perm(flat)
-
     def _readers(self, idx: list[int], by: str, values: tuple
                  ) -> tuple[list[Callable[[str], list]], Callable[[list], list] | None]:
-        """For :meth:`_values_where`'s plan of ``idx`` (shared with it), one function per part
-        reading a field of its picked events as ``_take`` does (a gather's ``itemgetter``, a
-        list part's picked dicts, made here once), and the permutation putting the parts' values
-        in batch order (``None`` when they already are: positions increasing part after part)."""
+        """For :meth:`_plan` of ``idx`` (shared under ``("values_where", by, values)``), one
+        :func:`_part_reader` per part, and the permutation putting the parts' values in batch order
+        (``None`` when they already are: positions increasing part after part, as the worker's
+        batches of whole messages come)."""
         plan = self.shared(("values_where", by, values), lambda b: b._plan(idx))
         readers = [_part_reader(p, local) for p, local, _ in plan]
         if len(plan) == 1:
