@@ -88,20 +88,23 @@ def make_parser(fmt: str, config=None, hasher: Hasher | None = None) -> Parser:
     return cls(options, hasher)
 
 
+def _blocks(stream: BinaryIO) -> Iterator[tuple[bytes, bool]]:
+    """The stream's blocks as read, each with whether any byte read so far is a ``\\r``: until one
+    is, no line can end with one, and the lines are handed on as split (one search of each block
+    in C instead of a test of every line)."""
+    cr = False
+    while block := stream.read(READ_BYTES):
+        cr = cr or b"\r" in block
+        yield block, cr
+
+
 def iter_lines(stream: BinaryIO, chunk_lines: int = CHUNK_LINES) -> Iterator[tuple[int, list[bytes]]]:
     """``(first_line_number, lines)`` chunks, line endings removed; reads big blocks, not lines."""
     carry = b""
     line_no = 1
     pending: list[bytes] = []
-    # Whether any byte read so far is a \r: until one is, no line can end with one, and the lines
-    # are handed on as split (one search of each block in C instead of a test of every line).
-    cr = False
-    while True:
-        block = stream.read(READ_BYTES)
-        if not block:
-            break
-        if not cr and b"\r" in block:
-            cr = True
+    cr = False  # (an empty stream has no block)
+    for block, cr in _blocks(stream):
         # The block is split as read and the line cut by the previous block joined to its first
         # line: no copy of the whole block with the carry in front (one per block).
         parts = block.split(b"\n")
@@ -136,12 +139,7 @@ def iter_blocks(stream: BinaryIO, chunk_lines: int = CHUNK_LINES) -> Iterator[tu
     parts: list[tuple[bytes, int, np.ndarray]] = []
     n = 0  # lines in parts
     cr = False
-    while True:
-        block = stream.read(READ_BYTES)
-        if not block:
-            break
-        if not cr and b"\r" in block:
-            cr = True
+    for block, cr in _blocks(stream):
         ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
         if not len(ends):
             carry += block

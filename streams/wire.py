@@ -329,12 +329,8 @@ def _codes(vals: list) -> tuple[list, np.ndarray] | None:
     return distinct, np.fromiter(map(d.__getitem__, vals), dtype=np.intp, count=len(vals))
 
 
-def _key_partitions(prefix: str, distinct: list, partitions: int) -> np.ndarray:
-    """:func:`~ramparts.streams.keys.partition_for` of ``prefix + f"{v}"`` per distinct value."""
-    return np.array([partition_for(f"{prefix}{v}", partitions) for v in distinct], dtype=np.int64)
-
-
 def _truthy(distinct: list) -> np.ndarray:
+    """Whether each distinct value is a key's (not empty, not ``None``)."""
     return np.array([bool(v) for v in distinct], dtype=bool)
 
 
@@ -432,7 +428,7 @@ class _Coded:
         (ad, ac), (bd, bc) = a, b
         ac, bc = ac[idx], bc[idx]
         if use_first is None:
-            use_first = np.array([bool(v) for v in ad], dtype=bool)[ac]
+            use_first = _truthy(ad)[ac]
         return np.where(use_first, self.partition_of(first, ad)[ac], self.partition_of(second, bd)[bc])
 
     def partition_of(self, field: str, distinct: list) -> np.ndarray:
@@ -466,7 +462,7 @@ def _models(c: _Coded, idx: np.ndarray) -> np.ndarray | None:
     if model is None:
         return None
     md, mc = model
-    return np.where(np.array([bool(v) for v in md], dtype=bool), c.partition_of("model", md), -1)[mc[idx]]
+    return np.where(_truthy(md), c.partition_of("model", md), -1)[mc[idx]]
 
 
 _ENTITY = {"request": _requests, "prediction": _predictions, "gpu": _nodes, "workload": _nodes}
