@@ -68,6 +68,9 @@ def add_arguments(sub) -> None:
                         "detectors), instead of tuning it as `ramparts replay` and the worker do (ramparts.gctune)")
     p.add_argument("--formats", action="store_true",
                    help="also time parsing each of the input's files alone (CPU, microseconds per event)")
+    p.add_argument("--hop-fields", action="store_true",
+                   help="also time the events hop (wire.messages + wire.decode, in this process) over the parsed input "
+                        "with every field and without the Envoy fields no entity-routed detector reads by name")
     p.set_defaults(func=run)
 
 
@@ -100,6 +103,43 @@ def measure_formats(files: list[str], config) -> dict[str, tuple[float, int]]:
             n += len(events)
         out[fmt] = (time.process_time() - c0, n)
         dead.close()
+    return out
+
+
+# Envoy request fields that no entity-routed detector reads by name (read from detectors/: they
+# declare no ``event_fields`` yet, so this is a reading of the code, not a declaration). Whether the
+# alerts' summaries and evidence read any of them is not checked here.
+UNREAD_ENVOY_FIELDS = ("user_agent", "request_id", "authority", "upstream_host", "method", "protocol",
+                       "response_flags", "bytes_in", "bytes_out", "upstream_ms", "model_override", "backend")
+
+
+def measure_hop_fields(files: list[str], config, rounds: int = 5) -> dict[str, list[float]]:
+    """CPU µs per event of the events hop of the entity route (``wire.messages`` with the worker's
+    messages, then ``wire.decode`` of each), over the input parsed as the worker parses it (ids
+    stamped), with every field and without :data:`UNREAD_ENVOY_FIELDS`, ``rounds`` times each,
+    alternated: what carrying only the fields read after the hop would save."""
+    from ramparts.events import EventBatch
+    from ramparts.streams import wire
+    from ramparts.streams.app import EVENTS_PER_MESSAGE
+    from ramparts.streams.decode import decode_file
+
+    batches = []
+    for f in files:
+        _, chunks = decode_file(f, config=config, stamp_ids=True)
+        batches.extend(c.events for c in chunks)
+    batch = EventBatch.concat(batches)
+    carried: set[str] = set()
+    for part in batch.layout()[0]:
+        carried.update(part.fields if type(part) is not list else (k for e in part for k in e))
+    fewer = tuple(sorted(carried - set(UNREAD_ENVOY_FIELDS)))
+    out: dict[str, list[float]] = {"every field": [], "without the unread Envoy fields": []}
+    for _ in range(rounds):
+        for name, fields in (("every field", None), ("without the unread Envoy fields", fewer)):
+            c0 = time.process_time()
+            for ms in wire.messages(batch, config.kafka.partitions, EVENTS_PER_MESSAGE, "entity", fields).values():
+                for m in ms:
+                    wire.decode(m)
+            out[name].append((time.process_time() - c0) / max(len(batch), 1) * 1e6)
     return out
 
 
@@ -161,7 +201,8 @@ def measure_stages(files: list[str], single_file: Path, config, columnar: bool =
     if columnar:
         events = _column_runs(events.events)
     c0 = time.process_time()
-    payloads = [m for ms in wire.messages(events, config.kafka.partitions, STAGE_EVENTS_PER_MESSAGE).values() for m in ms]
+    payloads = [m for ms in wire.messages(events, config.kafka.partitions, STAGE_EVENTS_PER_MESSAGE).values()
+                for m in ms]
     t2 = time.process_time()
     batches = [wire.decode(p) for p in payloads]
     t3 = time.process_time()
@@ -384,6 +425,12 @@ def run(args) -> int:
                 print(f"  {fmt:12} {n:8,} events  {med:6.2f} s  {med / max(n, 1) * 1e6:6.2f} us/event "
                       f"(best {min(secs) / max(n, 1) * 1e6:.2f})  {med / max(total, 1) * 1e6:5.2f} us per event "
                       f"of the input   runs {', '.join(f'{v:.2f}' for v in secs)}")
+        if args.hop_fields:
+            hop = measure_hop_fields(files, config)
+            print("the events hop (serialize + deserialize, entity route) in this process, CPU us per event "
+                  "(median of alternated runs):")
+            for name, vals in hop.items():
+                print(f"  {name:32} {statistics.median(vals):6.2f}   runs {', '.join(f'{v:.2f}' for v in vals)}")
         if args.detectors:
             det_runs = [measure_detectors(files, config, args.columnar) for _ in range(args.repeat)]
             print(f"detectors alone over replay's batches of {n_events:,} events, CPU (median of runs):")

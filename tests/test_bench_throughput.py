@@ -35,3 +35,13 @@ def test_bench_throughput_formats_times_each_file_of_the_input():
     # every file's events, parsed alone, are the events replay reads from them all
     replayed = int(re.search(r"^replay: ([\d,]+) events", proc.stdout, re.M).group(1).replace(",", ""))
     assert sum(int(n.replace(",", "")) for n in rows.values()) == replayed, proc.stdout
+
+
+def test_bench_throughput_hop_fields_times_the_hop_with_and_without_the_unread_fields():
+    proc = subprocess.run([sys.executable, "-m", "ramparts.cli", "bench", "throughput", "--rate", "4",
+                           "--repeat", "1", "--skip-kafka", "--hop-fields"],
+                          capture_output=True, text=True, timeout=400, env={**os.environ})
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    rows = dict(re.findall(r"^  (every field|without the unread Envoy fields)\s+([\d.]+)\s+runs", proc.stdout, re.M))
+    assert set(rows) == {"every field", "without the unread Envoy fields"}, proc.stdout
+    assert all(float(v) > 0 for v in rows.values()), proc.stdout
