@@ -119,14 +119,17 @@ def test_times_handed_to_a_batch_of_columns_are_its_times():
 
 def test_the_envoy_parser_hands_on_its_times_and_ids_unmade(tmp_path):
     """The Envoy parser's batches: their times are the int64 array ts() would read from their events,
-    and their ids are made only when read, the ids the events carry."""
+    and their ids and flags' lists are made only when read, the ids and flags the events carry."""
     from ramparts.streams.decode import decode_file
 
     path = tmp_path / "a.log"
-    head = b'{"start_time":"2026-11-01T00:00:0%d.%03dZ","method":"POST","response_code":200,"duration":5,'
+    head = b'{"start_time":"2026-11-01T00:00:0%d.%03dZ","method":"POST","response_code":200,"response_flags":"-",'
+    head += b'"duration":5,'
     tail = b'"x-envoy-upstream-service-time":"4","x-request-id":"r%d","x-forwarded-for":"10.0.0.%d"}'
     lines = [(head + tail) % (i // 300, i % 1000, i, i % 7) for i in range(2000)]
     lines[700] = b"not json"
+    lines[1600] = lines[1600].replace(b'"response_flags":"-"', b'"response_flags":"UF,URX"')
+    lines[1601] = lines[1601].replace(b'"response_flags":"-"', b'"response_flags":"UF"')
     # A line the fast decoder takes whose value then fails a check: left out of the slice's columns and times.
     lines[1700] = lines[1700].replace(b'-time":"4"', b'-time":"nan"')
     path.write_bytes(b"\n".join(lines) + b"\n")
@@ -140,6 +143,9 @@ def test_the_envoy_parser_hands_on_its_times_and_ids_unmade(tmp_path):
         assert got[0]._ts is None and got[1]._ts is not None and got[1]._ts.dtype == np.int64
         for b, ids in zip(got, want_ids):
             part = b.layout()[0][0]
-            assert "id" not in part._cols
+            assert "id" not in part._cols and (b is got[0] or "response_flags" not in part._cols)
+            assert b.values("response_flags") == [["UF", "URX"] if e["id"] == f"{path}:1601" else
+                                                  ["UF"] if e["id"] == f"{path}:1602" else None for e in b.events] \
+                if stamp else True
             assert b.ts().tolist() == [e["ts"] for e in b.events]
             assert [e.get("id") for e in b.events] == (ids if stamp else [None] * len(b))

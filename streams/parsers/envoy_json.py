@@ -536,7 +536,10 @@ class EnvoyJsonParser(Parser):
             stats.failed += len(failed)
         # The times as the int64 array EventBatch.ts() would make of them (replay's merge reads it per chunk).
         times = np.concatenate(times_parts) if times_parts and not general else None
+        # The flags' lists ("UF,URX" -> ["UF", "URX"], "-" -> None) are made when first read (no detector reads them).
+        flags = cols.pop("response_flags")
         if general:
+            cols["response_flags"] = _flag_lists(flags)  # the general path's events hold lists already
             if any(tuple(ev) != _EVENT_FIELDS for _, ev in general):  # pragma: no cover (_finish makes these keys)
                 raise AssertionError("envoy_json: an event of the general path has other keys")
             lines = list(lines) + [n for n, _ in general]
@@ -549,11 +552,13 @@ class EnvoyJsonParser(Parser):
         stats.records += len(records)
         stats.parsed += n  # one event per line parsed
         stats.events += n
+        lazy = {} if general else {"response_flags": (_flag_lists, flags)}
         if self.stamp_ids:
             # The ids ("<origin>:<line>") are made when first read (Columns' lazy fields): in replay only
             # the events made whole and the store read them; the worker's events messages make them all.
-            return EventBatch.from_columns(_EVENT_FIELDS_ID, cols, n, {"id": (LineIds(origin), lines)}, times)
-        return EventBatch.from_columns(_EVENT_FIELDS, cols, n, ts=times)
+            lazy["id"] = (LineIds(origin), lines)
+            return EventBatch.from_columns(_EVENT_FIELDS_ID, cols, n, lazy, times)
+        return EventBatch.from_columns(_EVENT_FIELDS, cols, n, lazy, times)
 
     def _columns(self, raw_cols: list[list], lines, records: list[bytes], first_line: int,
                  failed: list[tuple[int, str, bytes]]) -> tuple[dict[str, list], Any, np.ndarray | None]:
@@ -595,8 +600,7 @@ class EnvoyJsonParser(Parser):
             scrub_path = self.hasher.scrub_path
             path = list(path)
             _each(path, lambda p: scrub_path(p) if p is not None and "?" in p else p, bad)
-        flags = [None if f is None or f == "-" else f.split(",") for f in flags]
-        cols = {
+        cols = {  # response_flags as read: parse_batch makes its lists (_flag_lists) when first read
             "ts": ts, "status": status, "latency_ms": latency, "bytes_in": bytes_in, "bytes_out": bytes_out,
             "upstream_ms": ust, "tokens_in": tokens_in, "tokens_out": tokens_out, "method": method, "path": path,
             "protocol": protocol, "response_flags": flags, "src_ip": src_ip, "user_agent": user_agent,
@@ -932,6 +936,11 @@ def _one_per_line(decode: Callable, regions: list[tuple], errors: tuple) -> list
             return None
         out += got
     return out
+
+
+def _flag_lists(flags: list | tuple) -> list:
+    """The fast decoder's response_flags as the events' (a list of the comma-separated flags; None for "-")."""
+    return [None if f is None or f == "-" else f.split(",") for f in flags]
 
 
 def _joined(pieces: list) -> range | list[int]:
