@@ -77,9 +77,10 @@ gives each prediction as a row, a tuple in ``FIELDS`` order (``STAMPED_FIELDS``,
 stamped ``id`` last, when ``stamp_ids``); the chunk's rows are turned into one
 :class:`~ramparts.events.Columns` at its end (``input`` and ``output`` stay the lists they were
 decoded to; the ids, ``<origin>:<line>.0`` unless a line made several predictions, are kept as their
-line numbers and made when first read, a lazy field of the Columns). ``parse_chunk`` (the worker's raw stage) and ``parse_record`` make the dicts from the
-same rows, so both give the same events, ids, dead letters and counts (checked in
-tests/parsers/test_kserve_fastpath.py over chunks the join spans). The flush (``finish``) gives
+line numbers and made when first read, a lazy field of the Columns). ``parse_chunk`` (the worker's
+raw stage) and ``parse_record`` make the dicts from the same rows, so both give the same events,
+ids, dead letters and counts (checked in tests/parsers/test_kserve_fastpath.py over chunks the join
+spans). The flush (``finish``) gives
 dicts: it runs once per input. The lists of tensor names are shared by the events that name the
 same tensors (two tracked lists fewer per prediction for the garbage collector; events are not
 changed once made).
