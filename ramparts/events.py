@@ -113,18 +113,48 @@ class Columns:
     an event somebody asks for whole (:meth:`dicts`). Every event of one ``Columns`` has the
     same keys; events of other shapes go in another part of the :class:`EventBatch`.
 
+    A field may be made on first read (``lazy``: field -> ``(make, arg)``, its list being
+    ``make(arg)``, where ``make`` maps a sequence to the list of one value per element, so that
+    ``make(arg[i:j])`` is that list's slice): the parsers' position ids (``"<origin>:<line>"``),
+    which in replay only the few events made whole (an alert's, a rule's candidates) and the
+    store read, are kept as their line numbers until then. No reader sees the difference:
+    :attr:`cols` makes every such field first, :meth:`values`, :meth:`row`, :meth:`dicts` and
+    :meth:`take` make what they read.
+
     >>> c = Columns(("kind", "ts"), {"kind": ["gpu", "gpu"], "ts": [2, 1]}, 2)
     >>> c.dicts(), c.take([1]).dicts()
     ([{'kind': 'gpu', 'ts': 2}, {'kind': 'gpu', 'ts': 1}], [{'kind': 'gpu', 'ts': 1}])
+    >>> ids = Columns(("kind", "id"), {"kind": ["gpu", "gpu"]}, 2, {"id": (LineIds("f"), range(7, 9))})
+    >>> ids.row(1), ids.take([1]).values("id"), ids.cols["id"]
+    ({'kind': 'gpu', 'id': 'f:8'}, ['f:8'], ['f:7', 'f:8'])
     """
 
-    __slots__ = ("fields", "cols", "n", "_same")
+    __slots__ = ("fields", "_cols", "n", "_same", "_lazy")
 
-    def __init__(self, fields: tuple[str, ...], cols: dict[str, list], n: int):
+    def __init__(self, fields: tuple[str, ...], cols: dict[str, list], n: int,
+                 lazy: dict[str, tuple[Callable[[Any], list], Any]] | None = None):
         self.fields = fields
-        self.cols = cols
+        self._cols = cols
         self.n = n
         self._same: dict[str, tuple | None] = {}
+        self._lazy = lazy or None  # field -> (make, arg): not in _cols until read
+
+    @property
+    def cols(self) -> dict[str, list]:
+        """Every field's list (the lazy fields made now)."""
+        if self._lazy:
+            for f in list(self._lazy):
+                self._col(f)
+        return self._cols
+
+    def _col(self, field: str) -> list | None:
+        """``field``'s list (made now when lazy), or None when no event has the field."""
+        c = self._cols.get(field)
+        if c is None and self._lazy is not None:
+            spec = self._lazy.pop(field, None)
+            if spec is not None:
+                c = self._cols[field] = spec[0](spec[1])
+        return c
 
     def same(self, field: str) -> tuple | None:
         """``(v,)`` when every event holds the same text ``v`` in ``field`` (or all hold none:
@@ -138,31 +168,62 @@ class Columns:
         try:
             return self._same[field]
         except KeyError:
-            got = self._same[field] = _same(self.cols.get(field, _ABSENT), self.n)
+            col = self._col(field)
+            got = self._same[field] = _same(col if col is not None else _ABSENT, self.n)
             return got
 
     def __len__(self) -> int:
         return self.n
 
     def values(self, field: str) -> list:
-        c = self.cols.get(field)
+        c = self._col(field)
         return c if c is not None else [None] * self.n
 
     def dicts(self) -> list[dict]:
         fields = self.fields
         if not self.n:
             return []
-        return [dict(zip(fields, row)) for row in zip(*[self.cols[f] for f in fields])]
+        cols = self.cols
+        return [dict(zip(fields, row)) for row in zip(*[cols[f] for f in fields])]
 
     def row(self, i: int) -> dict:
-        cols = self.cols
+        cols, lazy = self._cols, self._lazy
+        if lazy:
+            out = {}
+            for f in self.fields:
+                spec = lazy.get(f)
+                out[f] = cols[f][i] if spec is None else spec[0]((spec[1][i],))[0]
+            return out
         return {f: cols[f][i] for f in self.fields}
 
     def take(self, idx: list[int]) -> "Columns":
         if not idx:
             return Columns(self.fields, {f: [] for f in self.fields}, 0)
         get = _getter(idx)
-        return Columns(self.fields, {f: get(c) for f, c in self.cols.items()}, len(idx))
+        lazy = self._lazy
+        return Columns(self.fields, {f: get(c) for f, c in self._cols.items()}, len(idx),
+                       {f: (make, get(arg)) for f, (make, arg) in lazy.items()} if lazy else None)
+
+
+class LineIds:
+    """The ``make`` of a lazy id column (:class:`Columns`): ``"<origin>:<line><suffix>"`` of each
+    line number, as the parsers stamp them (``Parser.stamp_ids``).
+
+    >>> LineIds("a.log")(range(3, 5)), LineIds("b", ".0")([7])
+    (['a.log:3', 'a.log:4'], ['b:7.0'])
+    """
+
+    __slots__ = ("origin", "suffix")
+
+    def __init__(self, origin: str, suffix: str = ""):
+        self.origin = origin
+        self.suffix = suffix
+
+    def __call__(self, lines: Iterable[int]) -> list[str]:
+        origin, suffix = self.origin, self.suffix
+        if suffix:
+            return [f"{origin}:{k}{suffix}" for k in lines]
+        return [f"{origin}:{k}" for k in lines]
 
 
 def _part_reader(part: list[dict] | Columns, local: list[int] | range) -> Callable[[str], list]:
@@ -170,18 +231,18 @@ def _part_reader(part: list[dict] | Columns, local: list[int] | range) -> Callab
     with what does not depend on the field made once: the gather of ``local`` (an ``itemgetter``),
     the picked dicts of a list part."""
     if type(part) is Columns:
-        cols = part.cols
+        col_of = part._col
         if type(local) is range:
             n, start, stop = len(local), local.start, local.stop
 
             def read(field: str) -> list:
-                col = cols.get(field)
+                col = col_of(field)
                 if col is None:
                     return [None] * n
                 return col if n == len(col) else col[start:stop]
             return read
         get, n = _getter(local), len(local)
-        return lambda field: [None] * n if (col := cols.get(field)) is None else get(col)
+        return lambda field: [None] * n if (col := col_of(field)) is None else get(col)
     events = part[local.start:local.stop] if type(local) is range else _getter(local)(part)
     return lambda field: values_of(events, field)
 
@@ -304,11 +365,15 @@ class EventBatch(Sequence):
         return pm
 
     @classmethod
-    def from_columns(cls, fields: tuple[str, ...], cols: dict[str, list], n: int | None = None) -> "EventBatch":
-        """A batch of one :class:`Columns` part (``n``: the events, by default the first column's length)."""
+    def from_columns(cls, fields: tuple[str, ...], cols: dict[str, list], n: int | None = None,
+                     lazy: dict[str, tuple[Callable[[Any], list], Any]] | None = None,
+                     ts: np.ndarray | None = None) -> "EventBatch":
+        """A batch of one :class:`Columns` part (``n``: the events, by default the first column's length;
+        ``lazy``: fields made on first read, see :class:`Columns`). ``ts``: the events' times as the
+        int64 array :meth:`ts` would read from ``cols["ts"]``, when the parser has it already."""
         if n is None:
             n = len(cols[fields[0]]) if fields else 0
-        return cls._of([Columns(fields, cols, n)], None)
+        return cls._of([Columns(fields, cols, n, lazy)], None, ts=ts)
 
     @classmethod
     def concat(cls, batches: Iterable["EventBatch"]) -> "EventBatch":

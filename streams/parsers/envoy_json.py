@@ -52,7 +52,11 @@ tested on the whole column first. The columns are ``zip``'s tuples, made lists o
 A line the fast decoder does not take (another key set, a
 type its struct does not take, not JSON, not UTF-8) goes through the general path and its
 event (the same keys) is put back in its place; a value that fails a check dead-letters its
-line alone with the first failing check's reason. :meth:`EnvoyJsonParser.parse_chunk` (the
+line alone with the first failing check's reason. The ids (``stamp_ids``) are kept as their line numbers (one
+``range`` when every line of the chunk made an event) and made when first read (a lazy field of the
+:class:`~ramparts.events.Columns`: replay reads few of them), and the times, when every slice's were read at
+once, go with the batch as the int64 array ``EventBatch.ts()`` would make of them (replay's merge reads it
+per chunk). :meth:`EnvoyJsonParser.parse_chunk` (the
 worker's raw stage) hands on the dicts of the same batch: one implementation, the same events,
 ids, dead letters and counts as the base loop over ``parse_record``
 (``tests/parsers/test_envoy_json_fastpath.py``).
@@ -72,7 +76,7 @@ from msgspec.structs import astuple
 from pydantic import Field, field_validator
 
 from ramparts.errors import ParseError
-from ramparts.events import EventBatch
+from ramparts.events import EventBatch, LineIds
 from ramparts.timeutil import from_epoch, parse_iso
 
 from .base import DeadLetter, LineBlock, Parser, as_float, as_int, as_str, describe, dig, sniff_json_lines
@@ -413,7 +417,8 @@ class EnvoyJsonParser(Parser):
         general: list[tuple[int, dict]] = []  # their events, with their lines
         failed: list[tuple[int, str, bytes]] = []  # dead letters: line, reason, raw
         cols: dict[str, list] = {f: [] for f in _EVENT_FIELDS}
-        lines: list[int] = []
+        pieces: list = []  # the lines of the events in the columns, a range or a list per slice
+        times_parts: list | None = []  # their times as arrays, while every slice's were read at once
         line = first_line - 1
         # A slice of lines at a time, decoded and normalized while its values are in the CPU's cache:
         # column by column over a whole 16,384-line chunk cost twice as much per line.
@@ -512,18 +517,29 @@ class EnvoyJsonParser(Parser):
                 # The fields of the key set known to hold no "-" need no search, when every line of the
                 # slice was read by its decoders (and the values of those the literal decoder missed learned).
                 no_dash = state.no_dash() if state is not None and state is slice_state else _NONE
-                part, taken = self._columns(_transpose(objs, no_dash), taken, records, first_line, failed)
+                part, taken, times = self._columns(_transpose(objs, no_dash), taken, records, first_line, failed)
                 objs.clear()
+                if times_parts is not None:
+                    if times is None:
+                        times_parts = None
+                    else:
+                        times_parts.append(times)
                 for f, c in part.items():
                     cols[f].extend(c)
-                lines.extend(taken)
+                pieces.append(taken)
         self._line = line
+        lines = _joined(pieces)
         if failed:
             failed.sort(key=itemgetter(0))
             dead.extend(DeadLetter(self.name, origin, n, reason, raw) for n, reason, raw in failed)
             stats.dead_letters += len(failed)
             stats.failed += len(failed)
+        # The times as the int64 array EventBatch.ts() would make of them (replay's merge reads it per chunk).
+        times = np.concatenate(times_parts) if times_parts and not general else None
+        # The flags' lists ("UF,URX" -> ["UF", "URX"], "-" -> None) are made when first read (no detector reads them).
+        flags = cols.pop("response_flags")
         if general:
+            cols["response_flags"] = _flag_lists(flags)  # the general path's events hold lists already
             if any(tuple(ev) != _EVENT_FIELDS for _, ev in general):  # pragma: no cover (_finish makes these keys)
                 raise AssertionError("envoy_json: an event of the general path has other keys")
             lines = list(lines) + [n for n, _ in general]
@@ -533,19 +549,22 @@ class EnvoyJsonParser(Parser):
             cols = {f: list(pick(c + [ev[f] for ev in evs])) for f, c in cols.items()}
             lines = sorted(lines)
         n = len(lines)
-        fields = _EVENT_FIELDS
-        if self.stamp_ids:
-            cols["id"] = [f"{origin}:{k}" for k in lines]
-            fields = _EVENT_FIELDS_ID
         stats.records += len(records)
         stats.parsed += n  # one event per line parsed
         stats.events += n
-        return EventBatch.from_columns(fields, cols, n)
+        lazy = {} if general else {"response_flags": (_flag_lists, flags)}
+        if self.stamp_ids:
+            # The ids ("<origin>:<line>") are made when first read (Columns' lazy fields): in replay only
+            # the events made whole and the store read them; the worker's events messages make them all.
+            lazy["id"] = (LineIds(origin), lines)
+            return EventBatch.from_columns(_EVENT_FIELDS_ID, cols, n, lazy, times)
+        return EventBatch.from_columns(_EVENT_FIELDS, cols, n, lazy, times)
 
     def _columns(self, raw_cols: list[list], lines, records: list[bytes], first_line: int,
-                 failed: list[tuple[int, str, bytes]]) -> tuple[dict[str, list], Any]:
+                 failed: list[tuple[int, str, bytes]]) -> tuple[dict[str, list], Any, np.ndarray | None]:
         """The fast decoder's fields (of ``lines``; :func:`_transpose`) as normalized event columns, and their lines:
-        a line whose value fails a check is left out of both and added to ``failed``.
+        a line whose value fails a check is left out of both and added to ``failed``. Also the times as an
+        int64 array when :func:`_times_array` read them (else None).
 
         The checks run in :meth:`_finish`'s order, and a line keeps the reason of the first that
         fails. Each column's common case is tested on the whole column first (no ``?`` in any
@@ -559,10 +578,12 @@ class EnvoyJsonParser(Parser):
         n = len(ts)
         bad: dict[int, str] = {}  # position -> the first check's reason
         # The columns are tuples or lists (_transpose): those changed in place are lists first.
-        whole = _times(ts, parse_iso)
+        whole = _times_array(ts, parse_iso)
         if whole is not None:
-            ts, self._ts_head, self._ts_base = whole
+            times, self._ts_head, self._ts_base = whole
+            ts = times.tolist()
         else:
+            times = None
             ts = list(ts)
             self._times_one_by_one(ts, bad)
         principal = self._principals(api_key, identity, bad)
@@ -579,8 +600,7 @@ class EnvoyJsonParser(Parser):
             scrub_path = self.hasher.scrub_path
             path = list(path)
             _each(path, lambda p: scrub_path(p) if p is not None and "?" in p else p, bad)
-        flags = [None if f is None or f == "-" else f.split(",") for f in flags]
-        cols = {
+        cols = {  # response_flags as read: parse_batch makes its lists (_flag_lists) when first read
             "ts": ts, "status": status, "latency_ms": latency, "bytes_in": bytes_in, "bytes_out": bytes_out,
             "upstream_ms": ust, "tokens_in": tokens_in, "tokens_out": tokens_out, "method": method, "path": path,
             "protocol": protocol, "response_flags": flags, "src_ip": src_ip, "user_agent": user_agent,
@@ -594,11 +614,13 @@ class EnvoyJsonParser(Parser):
                 failed.append((lines[i], reason, records[lines[i] - first_line]))
             keep = [i for i in range(n) if i not in bad]
             if not keep:
-                return {f: [] for f in cols}, []
+                return {f: [] for f in cols}, [], None
             pick = _picker(keep)
             cols = {f: list(pick(c)) for f, c in cols.items()}
             lines = list(pick(lines))
-        return cols, lines
+            if times is not None:
+                times = times[keep]
+        return cols, lines, times
 
     def _times_one_by_one(self, ts: list, bad: dict[int, str]) -> None:
         """The time of each value, in place, from the last second seen when it is of that second."""
@@ -916,6 +938,36 @@ def _one_per_line(decode: Callable, regions: list[tuple], errors: tuple) -> list
     return out
 
 
+def _flag_lists(flags: list | tuple) -> list:
+    """The fast decoder's response_flags as the events' (a list of the comma-separated flags; None for "-")."""
+    return [None if f is None or f == "-" else f.split(",") for f in flags]
+
+
+def _joined(pieces: list) -> range | list[int]:
+    """The line numbers of ``pieces`` (ranges and lists, in increasing order) one after the other: one
+    ``range`` when they are ranges each starting where the one before ends (no int object per line), else
+    a list.
+
+    >>> _joined([range(1, 4), range(4, 6)]), _joined([]), _joined([range(1, 3), [4, 6]])
+    (range(1, 6), range(0, 0), [1, 2, 4, 6])
+    """
+    if not pieces:
+        return range(0)
+    first = pieces[0]
+    if type(first) is range:
+        stop = first.stop
+        for p in pieces[1:]:
+            if type(p) is not range or p.start != stop:
+                break
+            stop = p.stop
+        else:
+            return range(first.start, stop)
+    out: list[int] = []
+    for p in pieces:
+        out.extend(p)
+    return out
+
+
 def _picker(idx: list[int]):
     """``lambda xs: [xs[i] for i in idx]`` in C (a tuple; ``idx`` not empty)."""
     if len(idx) == 1:
@@ -985,7 +1037,13 @@ _BACKOFF_MAX = 16  # block slices at most left line by line after a miss of deco
 
 
 def _times(ts: list | tuple, parse_iso: Callable[[str], int]) -> tuple[list[int], str, int] | None:
-    """The common chunk's times at once: every value 'YYYY-MM-DDTHH:MM:SS.<1-9 digits>Z', of one
+    """:func:`_times_array` with the times as a list of ints."""
+    got = _times_array(ts, parse_iso)
+    return None if got is None else (got[0].tolist(), got[1], got[2])
+
+
+def _times_array(ts: list | tuple, parse_iso: Callable[[str], int]) -> tuple[np.ndarray, str, int] | None:
+    """The common chunk's times at once (as an int64 array): every value 'YYYY-MM-DDTHH:MM:SS.<1-9 digits>Z', of one
     length, in few runs of one second. Each run's second is read by ``parse_iso`` from its first
     value, as the line by line loop would (the same numbers: that loop's cache of the second);
     the fractions are read with numpy. None (the loop decides) for any other chunk. Also the last
@@ -1024,7 +1082,7 @@ def _times(ts: list | tuple, parse_iso: Callable[[str], int]) -> tuple[list[int]
         if not -2**62 < base < 2**62:  # beyond int64 nanoseconds: the loop's Python ints
             return None
         out[a:b] += base
-    return out.tolist(), head, base
+    return out, head, base
 
 
 def _transpose(objs: list, no_dash: frozenset[int] = frozenset()) -> list[tuple | list]:

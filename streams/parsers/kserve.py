@@ -76,9 +76,11 @@ Columns: ``parse_batch`` (what files and replay read) makes no dict per predicti
 gives each prediction as a row, a tuple in ``FIELDS`` order (``STAMPED_FIELDS``, with the
 stamped ``id`` last, when ``stamp_ids``); the chunk's rows are turned into one
 :class:`~ramparts.events.Columns` at its end (``input`` and ``output`` stay the lists they were
-decoded to). ``parse_chunk`` (the worker's raw stage) and ``parse_record`` make the dicts from the
-same rows, so both give the same events, ids, dead letters and counts (checked in
-tests/parsers/test_kserve_fastpath.py over chunks the join spans). The flush (``finish``) gives
+decoded to; the ids, ``<origin>:<line>.0`` unless a line made several predictions, are kept as their
+line numbers and made when first read, a lazy field of the Columns). ``parse_chunk`` (the worker's
+raw stage) and ``parse_record`` make the dicts from the same rows, so both give the same events,
+ids, dead letters and counts (checked in tests/parsers/test_kserve_fastpath.py over chunks the join
+spans). The flush (``finish``) gives
 dicts: it runs once per input. The lists of tensor names are shared by the events that name the
 same tensors (two tracked lists fewer per prediction for the garbage collector; events are not
 changed once made).
@@ -98,7 +100,7 @@ import orjson
 from pydantic import Field
 
 from ramparts.errors import ParseError
-from ramparts.events import EventBatch
+from ramparts.events import EventBatch, LineIds
 from ramparts.timeutil import _UTC_SECONDS, parse_iso
 
 from .base import (DEFAULT_MAX_PENDING, DeadLetter, Parser, as_object, as_str, describe, is_utf8,
@@ -183,29 +185,33 @@ class KServeParser(Parser):
                     dead: list[DeadLetter]) -> EventBatch:
         """The chunk's predictions as one :class:`~ramparts.events.Columns` part: a row tuple per
         prediction, turned into columns at the end; no dict is made for any of them."""
-        rows, ids = self._parse_rows(records, origin, first_line, dead)
+        rows, ids, ks = self._parse_rows(records, origin, first_line, dead)
         if not rows:
             return EventBatch()
         cols = dict(zip(FIELDS, map(list, zip(*rows))))
         if ids is None:
             return EventBatch.from_columns(FIELDS, cols, len(rows))
-        cols["id"] = ids
-        return EventBatch.from_columns(STAMPED_FIELDS, cols, len(rows))
+        if ks:
+            cols["id"] = _ids(origin, ids, ks)
+            return EventBatch.from_columns(STAMPED_FIELDS, cols, len(rows))
+        # Every id "<origin>:<line>.0": made when first read (a lazy field of the Columns; replay reads few).
+        return EventBatch.from_columns(STAMPED_FIELDS, cols, len(rows), {"id": (LineIds(origin, ".0"), ids)})
 
     def parse_chunk(self, records: list[bytes], origin: str, first_line: int,
                     events: list[dict], dead: list[DeadLetter]) -> None:
         """:meth:`parse_batch`'s predictions as dicts (what the worker's raw stage reads)."""
-        rows, ids = self._parse_rows(records, origin, first_line, dead)
+        rows, ids, ks = self._parse_rows(records, origin, first_line, dead)
         if ids is None:
             events.extend([dict(zip(FIELDS, r)) for r in rows])
         else:
-            events.extend([dict(zip(STAMPED_FIELDS, (*r, i))) for r, i in zip(rows, ids)])
+            events.extend([dict(zip(STAMPED_FIELDS, (*r, i))) for r, i in zip(rows, _ids(origin, ids, ks))])
 
     def _parse_rows(self, records: list[bytes], origin: str, first_line: int,
-                    dead: list[DeadLetter]) -> tuple[list[tuple], list[str] | None]:
+                    dead: list[DeadLetter]) -> tuple[list[tuple], list[int] | None, dict[int, int]]:
         """The loop of :meth:`Parser.parse_chunk`, over rows (tuples in ``FIELDS`` order) instead of
-        dicts: (the rows, in record order; their ids when ``stamp_ids``, else None). Every record is
-        parsed, skipped or dead-lettered and counted as there; ids are ``<origin>:<line>.<k>``."""
+        dicts: (the rows, in record order; when ``stamp_ids`` the line of each, else None; the rows
+        whose ``k`` is not 0, with it). Every record is parsed, skipped or dead-lettered and counted as
+        there; ids are ``<origin>:<line>.<k>`` (:func:`_ids`), ``k`` the row's place among its line's."""
         self._origin = origin
         self._dead = dead
         stats = self.stats
@@ -217,7 +223,8 @@ class KServeParser(Parser):
         join = self._join
         rows: list[tuple] = []
         append = rows.append
-        ids: list[str] | None = [] if self.stamp_ids else None
+        ids: list[int] | None = [] if self.stamp_ids else None
+        ks: dict[int, int] = {}  # position in rows -> k, where k is not 0
         line = first_line - 1
         parsed = skipped = 0
         for raw in records:
@@ -252,7 +259,7 @@ class KServeParser(Parser):
                     row = join(other, half)
                 append(row)
                 if ids is not None:
-                    ids.append(f"{origin}:{line}.0")
+                    ids.append(line)
                 continue
             self._line = line
             if not raw or raw.isspace():
@@ -268,15 +275,17 @@ class KServeParser(Parser):
                 continue
             parsed += 1
             if out:
-                rows.extend(out)
                 if ids is not None:
-                    ids.extend([f"{origin}:{line}.{k}" for k in range(len(out))])
+                    ids.extend([line] * len(out))
+                    for k in range(1, len(out)):
+                        ks[len(rows) + k] = k
+                rows.extend(out)
         self._line = line
         stats.parsed += parsed
         stats.skipped += skipped
         stats.records += len(records)
         stats.events += len(rows)
-        return rows, ids
+        return rows, ids, ks
 
     def parse_record(self, raw: bytes) -> list[dict] | None:
         rows = self._record_rows(raw)
@@ -613,6 +622,17 @@ class KServeParser(Parser):
         return ("prediction", ts, "kserve", principal, src_ip, model_name or isvc or source_model,
                 model_version or endpoint, None, values, ce_id, isvc, namespace, component, endpoint,
                 protocol, None, names, None)
+
+
+def _ids(origin: str, lines: list[int], ks: dict[int, int]) -> list[str]:
+    """The ids ``<origin>:<line>.<k>`` of rows from their lines and their ``k`` where it is not 0.
+
+    >>> _ids("f", [3, 3, 5], {1: 1})
+    ['f:3.0', 'f:3.1', 'f:5.0']
+    """
+    if not ks:
+        return LineIds(origin, ".0")(lines)
+    return [f"{origin}:{line}.{ks.get(i, 0)}" for i, line in enumerate(lines)]
 
 
 # -- envelope ---------------------------------------------------------------------------

@@ -12,10 +12,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ramparts.events import EventBatch
 from ramparts.redact import Hasher
 from ramparts.streams.parsers.base import DeadLetter, is_utf8
-from ramparts.streams.parsers.kserve import (_NO_HEADERS, _UNSET, REQUEST_TYPE, RESPONSE_TYPE, KServeParser,
-                                             _fast_tensor, _model_from_source)
+from ramparts.streams.parsers.kserve import (_NO_HEADERS, _UNSET, FIELDS, REQUEST_TYPE, RESPONSE_TYPE, STAMPED_FIELDS,
+                                             KServeParser, _fast_tensor, _model_from_source)
 from ramparts.timeutil import parse_iso
 
 from .test_kserve_fastpath import _OTHER_LINES, PAIRS, _chunked, dumps
@@ -25,7 +26,27 @@ PROPERTY = settings(max_examples=400, deadline=None, derandomize=True, database=
 
 
 class Frozen(KServeParser):
-    """The loop, fast path and join of e1d5517, as they were."""
+    """The loop, fast path and join of e1d5517, as they were (with parse_batch and parse_chunk as df7e0c9 had
+    them: the ids made in the loop)."""
+
+    def parse_batch(self, records: list[bytes], origin: str, first_line: int,
+                    dead: list[DeadLetter]) -> EventBatch:
+        rows, ids = self._parse_rows(records, origin, first_line, dead)
+        if not rows:
+            return EventBatch()
+        cols = dict(zip(FIELDS, map(list, zip(*rows))))
+        if ids is None:
+            return EventBatch.from_columns(FIELDS, cols, len(rows))
+        cols["id"] = ids
+        return EventBatch.from_columns(STAMPED_FIELDS, cols, len(rows))
+
+    def parse_chunk(self, records: list[bytes], origin: str, first_line: int,
+                    events: list[dict], dead: list[DeadLetter]) -> None:
+        rows, ids = self._parse_rows(records, origin, first_line, dead)
+        if ids is None:
+            events.extend([dict(zip(FIELDS, r)) for r in rows])
+        else:
+            events.extend([dict(zip(STAMPED_FIELDS, (*r, i))) for r, i in zip(rows, ids)])
 
     def _parse_rows(self, records: list[bytes], origin: str, first_line: int,
                     dead: list[DeadLetter]) -> tuple[list[tuple], list[str] | None]:
@@ -244,3 +265,19 @@ def test_the_frozen_loop_is_the_old_one():
     lines = [dumps(d) for pair in PAIRS for d in pair]
     assert _outcome(KServeParser, lines, [], True, None) == _outcome(Frozen, lines, [], True, None)
     assert Frozen._parse_rows is not KServeParser._parse_rows and Frozen._fast_half is not KServeParser._fast_half
+
+
+def test_a_line_of_several_predictions_names_each_by_its_place():
+    """A CloudEvents batch line whose events make several predictions (ids ``<line>.0``, ``<line>.1`` ...)
+    among lines of one each: the ids the frozen loop made, through parse_batch (whose ids are made when
+    read, or at once for such a chunk) and parse_chunk."""
+    (req_a, resp_a), (req_b, resp_b) = PAIRS[0], PAIRS[1]
+    req_b, resp_b = {**req_b, "id": "b"}, {**resp_b, "id": "b"}
+    lines = [dumps(req_a), dumps([resp_a, req_b, resp_b]), dumps({**req_a, "id": "c"}), dumps({**resp_a, "id": "c"})]
+    for cuts in ([], [1], [2], [3]):
+        new, old = _outcome(KServeParser, lines, cuts, True, None), _outcome(Frozen, lines, cuts, True, None)
+        assert new == old
+        ids = [dict((k, r) for k, _, r in e)["id"] for e in new[0][0]]
+        assert ids == ["'t:0:2.0'", "'t:0:2.1'", "'t:0:4.0'"]
+        assert _chunked(KServeParser(None, hasher=Hasher(b"t")), b"\n".join(lines), True, cuts, columnar=False) \
+            == new[0]
