@@ -35,6 +35,7 @@ from .kind_columns import kind_values
 
 _FLOAT_TYPES = frozenset((int, float, type(None)))  # what np.array(..., float64) reads as Python reads them
 _INT_TYPES = frozenset((int, bool))  # what np.array(..., int64) reads exactly
+_INT_ONLY = frozenset((int,))
 
 
 class _Codes(dict):
@@ -93,15 +94,43 @@ class TypedColumns:
 
     def _array(self, field: str, name: str, types: frozenset, dtype: type) -> np.ndarray | None:
         """``np.array(values, dtype)`` when every value's type is one of ``types`` and none
-        overflows it; else ``None``."""
+        overflows it; else ``None``.
+
+        Made from other arrays where they hold the same numbers (each way exact, and cheaper than
+        converting the list again): the floats of ints only from their ``int64`` array (a status:
+        the int64 array is read first; ``int64`` to ``float64`` rounds to nearest as Python's
+        ``float(int)`` does), the ints of the time from the batch's times (:meth:`EventBatch.ts`,
+        the same values read by the sort)."""
         def build():
-            if not types.issuperset(self.types(field)):
+            found = self.types(field)
+            if not types.issuperset(found):
                 return None
+            if dtype is np.float64 and found == _INT_ONLY:
+                ints = self.ints(field)
+                if ints is not None:
+                    return ints.astype(np.float64)
+            elif dtype is np.int64 and field == "ts" and self.batch is not None:
+                at = self._batch_times()
+                if at is not None:
+                    return at
             try:
                 return np.array(self.values(field), dtype=dtype)
             except OverflowError:
                 return None
         return self._get(f"{field}/{name}", build)
+
+    def _batch_times(self) -> np.ndarray | None:
+        """The ``ts`` of the events of ``kinds``, from the batch's times (``None`` when the batch has
+        none: a time missing)."""
+        batch = self.batch
+        try:
+            ts = batch.ts()
+        except (KeyError, TypeError, ValueError, OverflowError):
+            return None
+        idx = batch.indices_where("kind", *self.kinds)
+        if len(idx) == len(ts):
+            return ts
+        return ts[np.array(idx, dtype=np.intp)] if len(idx) else np.zeros(0, dtype=np.int64)
 
     def codes(self, field: str) -> tuple[np.ndarray, list] | None:
         """Per event a code of its value, numbered in the order the values are first met, and the
