@@ -132,6 +132,11 @@ class TypedColumns:
             return ts
         return ts[np.array(idx, dtype=np.intp)] if len(idx) else np.zeros(0, dtype=np.int64)
 
+    def put_codes(self, field: str, codes: np.ndarray, values: list) -> None:
+        """Share ``codes(field)`` made elsewhere (it must be what :meth:`codes` makes); kept only
+        when it is not made yet."""
+        self._get(f"{field}/codes", lambda: (codes, values))
+
     def codes(self, field: str) -> tuple[np.ndarray, list] | None:
         """Per event a code of its value, numbered in the order the values are first met, and the
         values by code; ``None`` when a value cannot be a dict key."""

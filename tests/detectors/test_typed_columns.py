@@ -363,3 +363,69 @@ def test_the_arrays_made_from_other_arrays_are_made_so():
     assert made.tolist() == [2 ** 53 + 1, 200]
     batch._ts = np.array([3, 50, 90])  # the batch's times, marked: the ints of the time are read from them
     assert cols.ints("ts").tolist() == [50, 90]
+
+
+# -- the requests' model codes made by request_rows from its distinct rows, against a frozen copy of
+# TypedColumns.codes' own numbering (df7e0c9) --------------------------------------------------------
+class _FrozenCodes(dict):
+    def __missing__(self, key):
+        code = self[key] = len(self)
+        return code
+
+
+def _frozen_codes(values):
+    code = _FrozenCodes()
+    try:
+        codes = np.fromiter(map(code.__getitem__, values), dtype=np.int64, count=len(values))
+    except TypeError:
+        return None
+    return codes, list(code)
+
+
+_NAN = float("nan")
+
+
+@st.composite
+def request_batches(draw):
+    n = draw(st.integers(0, 60))
+    models = st.sampled_from(["m", "n", "o", "", None, 1, True, 1.0, _NAN, "m2"])
+    events = []
+    for _ in range(n):
+        kind = draw(st.sampled_from(["request", "request", "request", "prediction"]))
+        e = {"kind": kind, "ts": draw(st.integers(0, 100)), "principal": draw(st.sampled_from(["a", "b", None])),
+             "status": draw(st.sampled_from([200, 401, 500, None])), "src_ip": draw(st.sampled_from(["x", "y"])),
+             "model": draw(models)}
+        if draw(st.integers(0, 40)) == 0:
+            e[draw(st.sampled_from(["model", "principal"]))] = ["unhashable"]
+        events.append(e)
+    return events, draw(st.booleans()), draw(st.booleans())
+
+
+@settings(max_examples=600, derandomize=True, deadline=None)
+@given(request_batches())
+def test_model_codes_from_the_request_rows_equal_the_codes_numbered_per_request(case):
+    from ramparts.detectors.request_rows import request_rows
+
+    events, as_columns, rows_first = case
+    batch = (columnar(events) if as_columns else EventBatch(events)).sorted_by_time()
+    cols = TypedColumns(batch, ("request",))
+    if rows_first:
+        request_rows(batch)
+    got = cols.codes("model")
+    request_rows(batch)
+    want = _frozen_codes([e.get("model") for e in batch.events if e["kind"] == "request"])
+    assert (got is None) == (want is None)
+    if want is not None:
+        assert got[0].dtype == want[0].dtype and got[0].tobytes() == want[0].tobytes()
+        assert len(got[1]) == len(want[1]) and all(a is b for a, b in zip(got[1], want[1]))
+
+
+def test_the_model_codes_are_made_by_the_request_rows():
+    from ramparts.detectors.request_rows import request_rows
+
+    batch = columnar([{"kind": "request", "ts": 1, "principal": "a", "status": 200, "src_ip": "x", "model": "m"},
+                      {"kind": "request", "ts": 2, "principal": "b", "status": 200, "src_ip": "x", "model": "n"},
+                      {"kind": "request", "ts": 3, "principal": "a", "status": 200, "src_ip": "x", "model": "m"}])
+    request_rows(batch)
+    made = batch.shared("typed/request/model/codes", lambda b: pytest.fail("the codes were not made"))
+    assert made[0].tolist() == [0, 1, 0] and made[1] == ["m", "n"]
