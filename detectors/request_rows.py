@@ -4,7 +4,9 @@
 every request. They share one read of each field for the requests (``kind_values``, which the
 model detectors read too: from the requests' parts only, in C; no event's dict is made, a batch of
 columns hands its columns as they are) and one hash of each request's (principal, status, source,
-model), and do the rest per distinct value, or on arrays.
+model), and do the rest per distinct value, or on arrays. The requests' model codes that
+``anomaly.model`` and ``drift.model`` read (:meth:`.TypedColumns.codes`) are numbered from the
+distinct rows here too, not by a second dict lookup per request.
 
 >>> from ramparts.events import EventBatch
 >>> b = EventBatch([{"kind": "request", "principal": "k", "status": 200, "src_ip": "a", "model": "m", "ts": 1},

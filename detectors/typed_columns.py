@@ -6,7 +6,10 @@ detector that reads it.
 into arrays: a scan of the values' types, ``np.array`` of the list, a dict lookup per event to
 number the models. :class:`TypedColumns` does each of these once per batch
 (:meth:`EventBatch.shared`); what a detector then makes of them (which types it accepts, what
-it does with the others) stays its own.
+it does with the others) stays its own. Where another array of the batch holds the same numbers
+the conversion is not made again: the floats of an all-int field are its int64 array cast, the
+times' ints the batch's times (:meth:`EventBatch.ts`), the requests' model codes those :mod:`.request_rows`
+numbers from its distinct rows (:meth:`TypedColumns.put_codes`).
 
 Over plain lists (:meth:`TypedColumns.of_lists`: tests and callers without a batch) the same
 conversions are made, not shared.
