@@ -8,8 +8,8 @@ number the models. :class:`TypedColumns` does each of these once per batch
 (:meth:`EventBatch.shared`); what a detector then makes of them (which types it accepts, what
 it does with the others) stays its own. Where another array of the batch holds the same numbers
 the conversion is not made again: the floats of an all-int field are its int64 array cast, the
-times' ints the batch's times (:meth:`EventBatch.ts`), the requests' model codes those :mod:`.request_rows`
-numbers from its distinct rows (:meth:`TypedColumns.put_codes`).
+requests' model codes those :mod:`.request_rows` numbers from its distinct rows
+(:meth:`TypedColumns.put_codes`).
 
 Over plain lists (:meth:`TypedColumns.of_lists`: tests and callers without a batch) the same
 conversions are made, not shared.
@@ -99,11 +99,9 @@ class TypedColumns:
         """``np.array(values, dtype)`` when every value's type is one of ``types`` and none
         overflows it; else ``None``.
 
-        Made from other arrays where they hold the same numbers (each way exact, and cheaper than
-        converting the list again): the floats of ints only from their ``int64`` array (a status:
-        the int64 array is read first; ``int64`` to ``float64`` rounds to nearest as Python's
-        ``float(int)`` does), the ints of the time from the batch's times (:meth:`EventBatch.ts`,
-        the same values read by the sort)."""
+        The floats of ints only are their ``int64`` array cast (exact: ``int64`` to ``float64``
+        rounds to nearest as Python's ``float(int)`` does; cheaper than converting the list again,
+        and the status's ints are read first anyway)."""
         def build():
             found = self.types(field)
             if not types.issuperset(found):
@@ -112,28 +110,11 @@ class TypedColumns:
                 ints = self.ints(field)
                 if ints is not None:
                     return ints.astype(np.float64)
-            elif dtype is np.int64 and field == "ts" and self.batch is not None:
-                at = self._batch_times()
-                if at is not None:
-                    return at
             try:
                 return np.array(self.values(field), dtype=dtype)
             except OverflowError:
                 return None
         return self._get(f"{field}/{name}", build)
-
-    def _batch_times(self) -> np.ndarray | None:
-        """The ``ts`` of the events of ``kinds``, from the batch's times (``None`` when the batch has
-        none: a time missing)."""
-        batch = self.batch
-        try:
-            ts = batch.ts()
-        except (KeyError, TypeError, ValueError, OverflowError):
-            return None
-        idx = batch.indices_where("kind", *self.kinds)
-        if len(idx) == len(ts):
-            return ts
-        return ts[np.array(idx, dtype=np.intp)] if len(idx) else np.zeros(0, dtype=np.int64)
 
     def put_codes(self, field: str, codes: np.ndarray, values: list) -> None:
         """Share ``codes(field)`` made elsewhere (it must be what :meth:`codes` makes); kept only
