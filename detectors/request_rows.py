@@ -4,7 +4,9 @@
 every request. They share one read of each field for the requests (``kind_values``, which the
 model detectors read too: from the requests' parts only, in C; no event's dict is made, a batch of
 columns hands its columns as they are) and one hash of each request's (principal, status, source,
-model), and do the rest per distinct value, or on arrays.
+model), and do the rest per distinct value, or on arrays. The requests' model codes that
+``anomaly.model`` and ``drift.model`` read (:meth:`.TypedColumns.codes`) are numbered from the
+distinct rows here too, not by a second dict lookup per request.
 
 >>> from ramparts.events import EventBatch
 >>> b = EventBatch([{"kind": "request", "principal": "k", "status": 200, "src_ip": "a", "model": "m", "ts": 1},
@@ -71,5 +73,20 @@ def _request_rows(batch: EventBatch) -> RequestRows | None:
         return None
     counts = np.bincount(first_arr, minlength=n)
     # The statuses' types as anomaly.model and drift.model read them (made once per batch for all).
-    plain = _PLAIN_STATUS.issuperset(TypedColumns(batch, _REQUEST).types("status"))
+    typed = TypedColumns(batch, _REQUEST)
+    plain = _PLAIN_STATUS.issuperset(typed.types("status"))
+    # The models' codes as TypedColumns.codes numbers them (in the order first met) from the distinct
+    # rows, which are in the order of their first requests: no second dict lookup per request.
+    typed.put_codes("model", *_model_codes(distinct, first_arr))
     return RequestRows(index, cols, distinct, first_arr, counts, plain)
+
+
+def _model_codes(distinct: dict[tuple, int], first: np.ndarray) -> tuple[np.ndarray, list]:
+    """Per request the code of its model, numbered in the order the models are first met, and the
+    models by code (:meth:`TypedColumns.codes` of the requests' ``model``), from the distinct rows."""
+    models: dict = {}
+    of_row = np.fromiter((models.setdefault(key[MODEL], len(models)) for key in distinct), dtype=np.int64,
+                         count=len(distinct))
+    row_at = np.zeros(len(first), dtype=np.int64)  # a first request's position -> its distinct row
+    row_at[np.fromiter(distinct.values(), dtype=np.int64, count=len(distinct))] = np.arange(len(distinct))
+    return of_row[row_at[first]], list(models)

@@ -6,7 +6,10 @@ detector that reads it.
 into arrays: a scan of the values' types, ``np.array`` of the list, a dict lookup per event to
 number the models. :class:`TypedColumns` does each of these once per batch
 (:meth:`EventBatch.shared`); what a detector then makes of them (which types it accepts, what
-it does with the others) stays its own.
+it does with the others) stays its own. Where another array of the batch holds the same numbers
+the conversion is not made again: the floats of an all-int field are its int64 array cast, the
+requests' model codes those :mod:`.request_rows` numbers from its distinct rows
+(:meth:`TypedColumns.put_codes`).
 
 Over plain lists (:meth:`TypedColumns.of_lists`: tests and callers without a batch) the same
 conversions are made, not shared.
@@ -35,6 +38,7 @@ from .kind_columns import kind_values
 
 _FLOAT_TYPES = frozenset((int, float, type(None)))  # what np.array(..., float64) reads as Python reads them
 _INT_TYPES = frozenset((int, bool))  # what np.array(..., int64) reads exactly
+_INT_ONLY = frozenset((int,))
 
 
 class _Codes(dict):
@@ -93,15 +97,29 @@ class TypedColumns:
 
     def _array(self, field: str, name: str, types: frozenset, dtype: type) -> np.ndarray | None:
         """``np.array(values, dtype)`` when every value's type is one of ``types`` and none
-        overflows it; else ``None``."""
+        overflows it; else ``None``.
+
+        The floats of ints only are their ``int64`` array cast (exact: ``int64`` to ``float64``
+        rounds to nearest as Python's ``float(int)`` does; cheaper than converting the list again,
+        and the status's ints are read first anyway)."""
         def build():
-            if not types.issuperset(self.types(field)):
+            found = self.types(field)
+            if not types.issuperset(found):
                 return None
+            if dtype is np.float64 and found == _INT_ONLY:
+                ints = self.ints(field)
+                if ints is not None:
+                    return ints.astype(np.float64)
             try:
                 return np.array(self.values(field), dtype=dtype)
             except OverflowError:
                 return None
         return self._get(f"{field}/{name}", build)
+
+    def put_codes(self, field: str, codes: np.ndarray, values: list) -> None:
+        """Share ``codes(field)`` made elsewhere (it must be what :meth:`codes` makes); kept only
+        when it is not made yet."""
+        self._get(f"{field}/codes", lambda: (codes, values))
 
     def codes(self, field: str) -> tuple[np.ndarray, list] | None:
         """Per event a code of its value, numbered in the order the values are first met, and the

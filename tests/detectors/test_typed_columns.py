@@ -276,3 +276,154 @@ def test_detectors_sharing_a_batchs_conversions_give_what_each_gives_alone(dicts
     merged = {**s_alone[0].data, **s_alone[1].data}
     assert orjson.dumps(s_together.data, option=orjson.OPT_SORT_KEYS) == orjson.dumps(merged,
                                                                                        option=orjson.OPT_SORT_KEYS)
+
+
+# -- the floats of ints made from their int64 array, against a frozen copy of the conversion of the
+# list (df7e0c9) ----------------------------------------------------------------------------------
+_FROZEN_FLOAT_TYPES = frozenset((int, float, type(None)))
+_FROZEN_INT_TYPES = frozenset((int, bool))
+
+
+def _frozen_array(values, types, dtype):
+    if not types.issuperset(set(map(type, values))):
+        return None
+    try:
+        return np.array(values, dtype=dtype)
+    except OverflowError:
+        return None
+
+
+_numbers_of = st.one_of(
+    st.integers(-(2 ** 63), 2 ** 63 - 1),
+    st.integers(-(2 ** 70), 2 ** 70),  # beyond int64, still a float
+    st.sampled_from([2 ** 53 + 1, -(2 ** 53) - 1, 2 ** 63 - 1, -(2 ** 63), 2 ** 63, 2 ** 1100, 0, 1, 200, 503]),
+)
+_odd = st.one_of(st.none(), st.booleans(), st.floats(allow_nan=True), st.just("200"), st.just([1]))
+
+
+@st.composite
+def typed_batches(draw):
+    """Events of three kinds, the requests' numbers mostly ints (some with odd values), times ints or odd."""
+    n = draw(st.integers(0, 40))
+    events = []
+    for i in range(n):
+        kind = draw(st.sampled_from(["request", "request", "request", "prediction", "gpu"]))
+        e = {"kind": kind}
+        for f in ("status", "tokens_in"):
+            if draw(st.integers(0, 9)) < 8:
+                e[f] = draw(_numbers_of)
+            elif draw(st.booleans()):
+                e[f] = draw(_odd)
+        t = draw(st.one_of(st.integers(-(2 ** 63), 2 ** 63 - 1), st.integers(0, 10 ** 6)))
+        if draw(st.integers(0, 19)) == 0:
+            t = draw(st.one_of(_odd, st.just(2 ** 64)))
+        e["ts"] = t
+        events.append(e)
+    as_columns = draw(st.booleans())
+    order = draw(st.permutations(range(n))) if draw(st.booleans()) else None
+    asks = draw(st.permutations([("status", "floats"), ("status", "ints"), ("tokens_in", "floats"),
+                                 ("tokens_in", "ints"), ("ts", "ints"), ("ts", "floats")]))
+    kinds = draw(st.sampled_from([("request",), ("request", "prediction"), ("gpu",)]))
+    return events, as_columns, order, asks, kinds, draw(st.booleans())
+
+
+@settings(max_examples=800, derandomize=True, deadline=None)
+@given(typed_batches())
+def test_arrays_made_from_other_arrays_equal_the_lists_converted(case):
+    events, as_columns, order, asks, kinds, sort_first = case
+    batch = columnar(events) if as_columns else EventBatch(events)
+    if order is not None:
+        batch = batch.select(order)
+    if sort_first:  # as process_batch hands it: the batch's times read by the sort (when they can be)
+        try:
+            batch = batch.sorted_by_time()
+        except (KeyError, TypeError, ValueError, OverflowError):
+            pass
+    cols = TypedColumns(batch, kinds)
+    picked = [e for e in (batch.events if len(batch) else []) if e["kind"] in kinds]
+    for field, name in asks:
+        got = cols.floats(field) if name == "floats" else cols.ints(field)
+        values = [e.get(field) for e in picked]
+        want = (_frozen_array(values, _FROZEN_FLOAT_TYPES, np.float64) if name == "floats"
+                else _frozen_array(values, _FROZEN_INT_TYPES, np.int64))
+        assert (got is None) == (want is None), (field, name, values)
+        if want is not None:
+            assert got.dtype == want.dtype and got.shape == want.shape and got.tobytes() == want.tobytes(), (
+                field, name, values)
+
+
+def test_the_floats_of_ints_are_made_from_the_ints():
+    # The shortcut is taken (else the test above compares the old code with itself).
+    batch = columnar([{"kind": "request", "ts": 5, "status": 2 ** 53 + 1}, {"kind": "gpu", "ts": 3},
+                      {"kind": "request", "ts": 9, "status": 200}]).sorted_by_time()
+    cols = TypedColumns(batch, ("request",))
+    assert cols.floats("status").tolist() == [float(2 ** 53 + 1), 200.0]
+    # the floats were made from the ints, which are there without being asked for
+    made = batch.shared("typed/request/status/ints", lambda b: pytest.fail("the ints were not made"))
+    assert made.tolist() == [2 ** 53 + 1, 200]
+
+
+# -- the requests' model codes made by request_rows from its distinct rows, against a frozen copy of
+# TypedColumns.codes' own numbering (df7e0c9) --------------------------------------------------------
+class _FrozenCodes(dict):
+    def __missing__(self, key):
+        code = self[key] = len(self)
+        return code
+
+
+def _frozen_codes(values):
+    code = _FrozenCodes()
+    try:
+        codes = np.fromiter(map(code.__getitem__, values), dtype=np.int64, count=len(values))
+    except TypeError:
+        return None
+    return codes, list(code)
+
+
+_NAN = float("nan")
+
+
+@st.composite
+def request_batches(draw):
+    n = draw(st.integers(0, 60))
+    models = st.sampled_from(["m", "n", "o", "", None, 1, True, 1.0, _NAN, "m2"])
+    events = []
+    for _ in range(n):
+        kind = draw(st.sampled_from(["request", "request", "request", "prediction"]))
+        e = {"kind": kind, "ts": draw(st.integers(0, 100)), "principal": draw(st.sampled_from(["a", "b", None])),
+             "status": draw(st.sampled_from([200, 401, 500, None])), "src_ip": draw(st.sampled_from(["x", "y"])),
+             "model": draw(models)}
+        if draw(st.integers(0, 40)) == 0:
+            e[draw(st.sampled_from(["model", "principal"]))] = ["unhashable"]
+        events.append(e)
+    return events, draw(st.booleans()), draw(st.booleans())
+
+
+@settings(max_examples=600, derandomize=True, deadline=None)
+@given(request_batches())
+def test_model_codes_from_the_request_rows_equal_the_codes_numbered_per_request(case):
+    from ramparts.detectors.request_rows import request_rows
+
+    events, as_columns, rows_first = case
+    batch = (columnar(events) if as_columns else EventBatch(events)).sorted_by_time()
+    cols = TypedColumns(batch, ("request",))
+    if rows_first:
+        request_rows(batch)
+    got = cols.codes("model")
+    request_rows(batch)
+    want = _frozen_codes([e.get("model") for e in batch.events if e["kind"] == "request"])
+    assert (got is None) == (want is None)
+    if want is not None:
+        assert got[0].dtype == want[0].dtype and got[0].tobytes() == want[0].tobytes()
+        assert len(got[1]) == len(want[1]) and all(a is b for a, b in zip(got[1], want[1]))
+
+
+def test_the_model_codes_are_made_by_the_request_rows():
+    from ramparts.detectors.request_rows import request_rows
+
+    batch = columnar([{"kind": "request", "ts": 1, "principal": "a", "status": 200, "src_ip": "x", "model": "m"},
+                      {"kind": "request", "ts": 2, "principal": "b", "status": 200, "src_ip": "x", "model": "n"},
+                      {"kind": "request", "ts": 3, "principal": "a", "status": 200, "src_ip": "x", "model": "m"}])
+    request_rows(batch)
+    made = batch.shared("typed/request/model/codes", lambda b: pytest.fail("the codes were not made"))
+    assert made[0].tolist() == [0, 1, 0] and made[1] == ["m", "n"]
