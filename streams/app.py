@@ -11,7 +11,8 @@ The parse stage and one agent (two with model-routed detectors), all thin shells
   ``deadletter`` topic and the store, writes the events to the store, whole (the raw offsets
   are committed after the store's flush), and sends them to ``events``, grouped into
   messages per target partition (the partition of the event's entity), as columns
-  (``streams/wire.py``: a columnar parser's events never become dicts on the way).
+  (``streams/wire.py``: a columnar parser's events never become dicts on the way), each with
+  only the fields the entity-routed detectors of its kind read (``topics.entity_route_fields``).
 * ``detect`` reads ``events`` in micro-batches (each message back into an ``EventBatch`` of
   columns; one no version reads goes to the dead letters) and, per partition, calls the same
   :meth:`Pipeline.process_batch` as replay, with the detector state of that partition's
@@ -54,7 +55,7 @@ from .parsers.base import LineBlock
 from .pipeline import Pipeline, alert_to_json
 from .raw_consumer import RawConsumer
 from .topics import (HEADER_END, HEADER_FORMAT, HEADER_FRAMING, HEADER_ORIGIN, LogEnds, TopicNames,
-                     fast_lz4, model_route_fields, model_routed_kinds, raw_group)
+                     entity_route_fields, fast_lz4, model_route_fields, model_routed_kinds, raw_group)
 from .wire import decode as decode_message
 from .wire import messages
 
@@ -686,6 +687,9 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
         return app
 
     events_topic = app.topic(names.events, value_type=bytes, value_serializer="raw", partitions=k.partitions)
+    # What events carries of an event: the fields the entity-routed detectors of its kind and the
+    # pipeline read (the events are stored by the parse stage, not after the hop).
+    entity_fields = entity_route_fields(config)
     model_kinds = model_routed_kinds(config)
     # What events.model carries of an event: the fields its detectors and pipeline read.
     model_fields = model_route_fields(config)
@@ -819,7 +823,7 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
             sink.write_events(events)
             stats["rows_received"] = dict(sink.rows_received_total)
         stats["parsed_events"] += len(events)
-        for p, values in messages(events, k.partitions, EVENTS_PER_MESSAGE).items():
+        for p, values in messages(events, k.partitions, EVENTS_PER_MESSAGE, "entity", entity_fields).items():
             for value in values:
                 await events_topic.send(value=value, partition=p)
         if model_topic is not None:
