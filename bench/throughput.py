@@ -116,12 +116,15 @@ UNREAD_ENVOY_FIELDS = ("user_agent", "request_id", "authority", "upstream_host",
 def measure_hop_fields(files: list[str], config, rounds: int = 5) -> dict[str, list[float]]:
     """CPU µs per event of the events hop of the entity route (``wire.messages`` with the worker's
     messages, then ``wire.decode`` of each), over the input parsed as the worker parses it (ids
-    stamped), with every field and without :data:`UNREAD_ENVOY_FIELDS`, ``rounds`` times each,
-    alternated: what carrying only the fields read after the hop would save."""
+    stamped), with every field (the worker until the eleventh session), without
+    :data:`UNREAD_ENVOY_FIELDS` (the tenth session's estimate), and with the fields the worker
+    sends since (``topics.entity_route_fields``: what the entity-routed detectors of each kind
+    declare), ``rounds`` times each, alternated."""
     from ramparts.events import EventBatch
     from ramparts.streams import wire
     from ramparts.streams.app import EVENTS_PER_MESSAGE
     from ramparts.streams.decode import decode_file
+    from ramparts.streams.topics import entity_route_fields
 
     batches = []
     for f in files:
@@ -132,9 +135,12 @@ def measure_hop_fields(files: list[str], config, rounds: int = 5) -> dict[str, l
     for part in batch.layout()[0]:
         carried.update(part.fields if type(part) is not list else (k for e in part for k in e))
     fewer = tuple(sorted(carried - set(UNREAD_ENVOY_FIELDS)))
-    out: dict[str, list[float]] = {"every field": [], "without the unread Envoy fields": []}
+    declared = entity_route_fields(config)
+    variants = (("every field", None), ("without the unread Envoy fields", fewer),
+                ("the declared fields (the worker's)", declared))
+    out: dict[str, list[float]] = {name: [] for name, _ in variants}
     for _ in range(rounds):
-        for name, fields in (("every field", None), ("without the unread Envoy fields", fewer)):
+        for name, fields in variants:
             c0 = time.process_time()
             for ms in wire.messages(batch, config.kafka.partitions, EVENTS_PER_MESSAGE, "entity", fields).values():
                 for m in ms:
@@ -176,7 +182,8 @@ def measure_stages(files: list[str], single_file: Path, config, columnar: bool =
     from ramparts.streams.app import EventParts, RawDecoder
     from ramparts.streams.decode import HEAD_BYTES, detect_format
     from ramparts.streams.pipeline import Pipeline
-    from ramparts.streams.topics import HEADER_END, HEADER_FORMAT, model_route_fields, model_routed_kinds
+    from ramparts.streams.topics import (HEADER_END, HEADER_FORMAT, entity_route_fields, model_route_fields,
+                                         model_routed_kinds)
 
     messages = []
     for f in files:
@@ -200,15 +207,34 @@ def measure_stages(files: list[str], single_file: Path, config, columnar: bool =
     t1 = time.process_time()
     if columnar:
         events = _column_runs(events.events)
+    # As the worker: each event with the fields the entity-routed detectors of its kind read.
+    entity_fields = entity_route_fields(config)
+    kinds = model_routed_kinds(config)
     c0 = time.process_time()
-    payloads = [m for ms in wire.messages(events, config.kafka.partitions, STAGE_EVENTS_PER_MESSAGE).values()
-                for m in ms]
+    payloads = [m for ms in wire.messages(events, config.kafka.partitions, STAGE_EVENTS_PER_MESSAGE, "entity",
+                                          entity_fields).values() for m in ms]
     t2 = time.process_time()
     batches = [wire.decode(p) for p in payloads]
     t3 = time.process_time()
-    pipeline, state = Pipeline.from_config(config), DictState()
+    model_batches = []
+    if kinds:
+        # The model route's extra hop, per event of the whole stream (routed or not): pick the
+        # routed events, re-key them by model, keep the fields its detectors read, serialize,
+        # and read them back.
+        fields = model_route_fields(config)
+        model_batches = [wire.decode(payload)
+                         for ms in wire.messages(events, config.kafka.partitions, STAGE_EVENTS_PER_MESSAGE, "model",
+                                                 fields, kinds=kinds).values() for payload in ms]
+    t_model = time.process_time() - t3
+    # Each route's detectors over its own batches, as the worker's two detect agents.
+    t3 = time.process_time()
+    pipeline, state = Pipeline.from_config(config, route="entity"), DictState()
     for b in batches:
         pipeline.process_batch(b, state)
+    if model_batches:
+        model_pipeline = Pipeline.from_config(config, route="model")
+        for b in model_batches:
+            model_pipeline.process_batch(b, state)
     t4 = time.process_time()
     singles = [line for line in single_file.read_bytes().split(b"\n") if line]
     single_decoder = RawDecoder(config, hasher)
@@ -222,18 +248,8 @@ def measure_stages(files: list[str], single_file: Path, config, columnar: bool =
     out = {"decode packed messages": n / stages[0], "re-key and serialize": n / stages[1],
            "deserialize": n / stages[2], "detect (process_batch)": n / stages[3],
            "all of the above": n / sum(stages), "decode single records (detect format + parse)": len(s_events) / (t6 - t5)}
-    kinds = model_routed_kinds(config)
     if kinds:
-        # The model route's extra hop, per event of the whole stream (routed or not): pick the
-        # routed events, re-key them by model, keep the fields its detectors read, serialize,
-        # and read them back.
-        fields = model_route_fields(config)
-        t7 = time.process_time()
-        for ms in wire.messages(events, config.kafka.partitions, STAGE_EVENTS_PER_MESSAGE, "model", fields,
-                                kinds=kinds).values():
-            for payload in ms:
-                wire.decode(payload)
-        out["model route: re-key, serialize, deserialize"] = n / (time.process_time() - t7)
+        out["model route: re-key, serialize, deserialize"] = n / t_model
     return out
 
 

@@ -87,6 +87,8 @@ class CredentialStuffing(IncidentRule):
 
     name = "access.stuffing"
     kinds = ("request",)
+    # What update reads of an event (the worker's events topic carries no other field of its kinds).
+    event_fields = ("id", "kind", "principal", "src_ip", "status", "ts")
     entity_type = "src_ip"
     severity = "high"
     description = ">= min_count 401/403 within the window from one source (401) or for one principal (403)"
@@ -156,6 +158,8 @@ class _PrincipalHabit(Detector):
     """A principal's usual values of one field, learned, then judged (new_source, new_model)."""
 
     kinds = ("request",)
+    # What update reads of an event (the worker's events topic carries no other field of its kinds).
+    event_fields = ("kind", "model", "principal", "src_ip", "status", "tokens_in", "tokens_out", "ts")
     field: ClassVar[str]
     what: ClassVar[str]
 
@@ -438,6 +442,9 @@ class PodExec(IncidentRule):
 
     name = "access.k8s_exec"
     kinds = ("runtime",)
+    # What update reads of an event (the worker's events topic carries no other field of its kinds).
+    event_fields = ("cmdline", "container", "id", "kind", "namespace", "pod", "process", "resource", "source", "src_ip",
+                    "subresource", "ts", "user", "verb")
     entity_type = "pod"
     severity = "high"
     description = "exec or attach into a model-serving pod (Kubernetes audit)"
@@ -468,6 +475,9 @@ class SecretRead(IncidentRule):
 
     name = "access.secret_read"
     kinds = ("runtime",)
+    # What update reads of an event (the worker's events topic carries no other field of its kinds).
+    event_fields = ("hostname", "id", "kind", "name", "namespace", "node", "pod", "resource", "source", "src_ip",
+                    "status", "ts", "user", "user_agent", "verb")
     entity_type = "principal"
     severity = "medium"
     description = "get/list/watch of secrets in a model namespace by a non-system identity (Kubernetes audit)"
@@ -507,6 +517,9 @@ class PrivilegedPod(IncidentRule):
 
     name = "access.privileged_pod"
     kinds = ("runtime",)
+    # What update reads of an event (the worker's events topic carries no other field of its kinds).
+    event_fields = ("hostname", "id", "image", "kind", "namespace", "node", "pod", "privileged", "rule", "source", "ts",
+                    "user")
     entity_type = "pod"
     severity = "high"
     description = "a privileged pod created (audit) or started (Falco) outside the system namespaces"
@@ -552,6 +565,9 @@ class InferenceShell(IncidentRule):
 
     name = "access.shell"
     kinds = ("runtime",)
+    # What update reads of an event (the worker's events topic carries no other field of its kinds).
+    event_fields = ("container", "hostname", "id", "kind", "namespace", "node", "parent", "pod", "process", "rule",
+                    "source", "ts", "user")
     entity_type = "pod"
     severity = "high"
     description = "a shell process in a model-serving container (Falco)"

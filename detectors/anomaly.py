@@ -674,6 +674,8 @@ class GpuMetrics(_MetricSeries):
 
     name = "anomaly.gpu"
     kinds = ("gpu",)
+    # What update reads of an event (the worker's events topic carries no other field of its kinds).
+    event_fields = ("gpu_uuid", "kind", "power_w", "ts", "util_pct")
     entity_type = "gpu"
     entity_field = "gpu_uuid"
     description = "anomalies in a GPU's per-minute utilisation and power"

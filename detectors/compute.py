@@ -131,6 +131,9 @@ class UnauthorizedCompute(Detector):
 
     name = "gpu.unauthorized"
     kinds = ("gpu", "workload")
+    # What update reads of an event (the worker's events topic carries no other field of its kinds).
+    event_fields = ("enc_util_pct", "end", "gpu_count", "gpu_uuid", "hostname", "id", "job", "kind", "mem_used_mib",
+                    "namespace", "node", "pod", "power_w", "processes", "source", "start", "ts", "util_pct")
     description = "GPU busy (utilisation or processes) with no authorized pod or registry job on it"
 
     class Options(Detector.Options):
@@ -376,6 +379,11 @@ class MinerSignature(IncidentRule):
 
     name = "gpu.miner"
     kinds = ("gpu", "runtime")
+    # What update reads of an event (the worker's events topic carries no other field of its kinds).
+    event_fields = ("cmdline", "dram_active", "gpu_uuid", "hostname", "id", "image", "job", "kind", "mem_copy_util_pct",
+                    "mem_free_mib", "mem_total_mib", "mem_used_mib", "namespace", "node", "pcie_rx_bytes",
+                    "pcie_tx_bytes", "pod", "power_w", "process", "processes", "rule", "source", "tags",
+                    "tensor_active", "ts", "util_pct")
     entity_type = "gpu"
     severity = "critical"
     description = ("miner signature (flat full SM load, tensor pipes idle, little memory and PCIe, constant power), "

@@ -162,6 +162,10 @@ class GpuWindowModel(Detector):
 
     name = "gpu.anomaly"
     kinds = ("gpu",)
+    # What update reads of an event (the worker's events topic carries no other field of its kinds).
+    event_fields = ("dram_active", "gpu_uuid", "id", "job", "kind", "mem_copy_util_pct", "mem_free_mib",
+                    "mem_total_mib", "mem_used_mib", "node", "pcie_rx_bytes", "pcie_tx_bytes", "pod", "power_w",
+                    "tensor_active", "ts", "util_pct")
     description = "GPU telemetry windows unlike the normal ones a trained IsolationForest learned"
 
     class Options(Detector.Options):

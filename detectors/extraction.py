@@ -692,6 +692,8 @@ def _share_of(k: float, n: float) -> float:
 class ExtractionDetector(Detector):
     name = "extraction.queries"
     kinds = ("prediction",)
+    # What update reads of an event (the worker's events topic carries no other field of its kinds).
+    event_fields = ("input", "kind", "model", "output", "principal", "src_ip", "ts")
     description = ("model extraction through the prediction API: out-of-range, clustered or boundary queries "
                    "and PRADA's distance test, per principal and pooled per source address, repeats excluded")
 

@@ -27,6 +27,9 @@ class FalcoCritical(IncidentRule):
 
     name = "runtime.falco"
     kinds = ("runtime",)
+    # What update reads of an event (the worker's events topic carries no other field of its kinds).
+    event_fields = ("cmdline", "hostname", "id", "image", "kind", "namespace", "node", "pod", "priority", "process",
+                    "rule", "source", "tags", "ts")
     entity_type = "pod"
     severity = "critical"
     description = "Falco alerts of priority critical, alert or emergency, per pod (miner rules go to gpu.miner)"

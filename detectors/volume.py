@@ -54,6 +54,8 @@ HIGH_TIMES = 2.5  # a minute this many times its threshold is high severity (10x
 class VolumeDetector(Detector):
     name = "extraction.volume"
     kinds = ("request", "prediction")
+    # What update reads of an event (the worker's events topic carries no other field of its kinds).
+    event_fields = ("input", "kind", "model", "principal", "src_ip", "status", "tokens_in", "tokens_out", "ts")
     description = ("bursts of answered queries and tokens per principal and model, against the principal's own "
                    "peak minute and the model's other callers")
 

@@ -8,14 +8,16 @@ The parse stage and one agent (two with model-routed detectors), all thin shells
   on single-record messages), parses each message with a
   long-lived parser per (format, topic, partition) so joins survive message boundaries, stamps
   every event with a position id (``topic:partition:offset:line``), sends dead letters to the
-  ``deadletter`` topic and the store, and sends the events to ``events``, grouped into
+  ``deadletter`` topic and the store, writes the events to the store, whole (the raw offsets
+  are committed after the store's flush), and sends them to ``events``, grouped into
   messages per target partition (the partition of the event's entity), as columns
-  (``streams/wire.py``: a columnar parser's events never become dicts on the way).
+  (``streams/wire.py``: a columnar parser's events never become dicts on the way), each with
+  only the fields the entity-routed detectors of its kind read (``topics.entity_route_fields``).
 * ``detect`` reads ``events`` in micro-batches (each message back into an ``EventBatch`` of
   columns; one no version reads goes to the dead letters) and, per partition, calls the same
   :meth:`Pipeline.process_batch` as replay, with the detector state of that partition's
   entities in a Faust table (changelog-backed: a restarted or rebalanced worker recovers it).
-  The store is flushed before the batch is acknowledged, and Faust commits only acknowledged
+  The store (alerts) is flushed before the batch is acknowledged, and Faust commits only acknowledged
   offsets after flushing its producer: outputs are written before offsets are committed
   (at-least-once). Rows carry position ids and alerts stable incident ids, so a redelivered
   batch replaces rows instead of adding them. It runs the detectors routed by entity
@@ -26,7 +28,7 @@ The parse stage and one agent (two with model-routed detectors), all thin shells
   ``topics.model_route_fields``) to ``events.model``, partitioned by model
   (``route_key(e, "model")``), and this agent runs the model-routed detectors over them the
   same way, with their state in a table of its own (``detector-state-model``) and storing
-  only their alerts: the events are stored once, by ``detect``.
+  only their alerts: the events are stored once, by ``parse``.
 """
 
 from __future__ import annotations
@@ -52,8 +54,8 @@ from .parsers import DeadLetter, get_parser_class
 from .parsers.base import LineBlock
 from .pipeline import Pipeline, alert_to_json
 from .raw_consumer import RawConsumer
-from .topics import (HEADER_END, HEADER_FORMAT, HEADER_FRAMING, HEADER_ORIGIN, LogEnds, TopicNames, fast_lz4,
-                     model_route_fields, model_routed_kinds, raw_group)
+from .topics import (HEADER_END, HEADER_FORMAT, HEADER_FRAMING, HEADER_ORIGIN, LogEnds, TopicNames,
+                     entity_route_fields, fast_lz4, model_route_fields, model_routed_kinds, raw_group)
 from .wire import decode as decode_message
 from .wire import messages
 
@@ -650,7 +652,8 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
         value_serializer="raw",
         key_serializer="raw",
     )
-    app.ramparts_stats = stats = {"raw_messages": 0, "records": 0, "events": 0, "dead_letters": 0, "alerts": 0,
+    app.ramparts_stats = stats = {"raw_messages": 0, "records": 0, "parsed_events": 0, "events": 0,
+                                  "dead_letters": 0, "alerts": 0,
                                   "batches": 0, "first_at": None, "last_at": None,
                                   # the process's CPU seconds at the same two moments (bench throughput's
                                   # CPU-time rates: a loaded machine slows wall time, not CPU time)
@@ -684,6 +687,9 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
         return app
 
     events_topic = app.topic(names.events, value_type=bytes, value_serializer="raw", partitions=k.partitions)
+    # What events carries of an event: the fields the entity-routed detectors of its kind and the
+    # pipeline read (the events are stored by the parse stage, not after the hop).
+    entity_fields = entity_route_fields(config)
     model_kinds = model_routed_kinds(config)
     # What events.model carries of an event: the fields its detectors and pipeline read.
     model_fields = model_route_fields(config)
@@ -705,7 +711,8 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
         return AlertingStage.from_config(config, outbox, build_outputs(config),
                                          on_accept=deliverer.wake if deliverer is not None else None)
 
-    pipeline = Pipeline.from_config(config, sink, route="entity", alerting=alerting_stage())
+    # The events are stored by the parse stage (``parse_batch``): the detect stages store alerts.
+    pipeline = Pipeline.from_config(config, sink, route="entity", write_events=False, alerting=alerting_stage())
     app.ramparts_pipeline = pipeline
     model_pipeline = None
     if model_kinds:
@@ -714,7 +721,7 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
         # model's state follows that topic alone, and a worker that takes over a partition
         # restores no more than each agent needs.
         model_table = app.Table("detector-state-model", partitions=k.partitions, key_type=bytes, value_type=bytes)
-        # The events are stored by ``pipeline``: this one writes only its alerts.
+        # The events are stored by the parse stage: this one writes only its alerts.
         model_pipeline = Pipeline.from_config(config, sink, route="model", write_events=False,
                                               alerting=alerting_stage())
         app.ramparts_model_pipeline = model_pipeline
@@ -809,7 +816,14 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
         # As columns (streams/wire.py): the route keys' partitions read from the batch's
         # columns (each distinct key hashed once), each message its parts' columns.
         events = parts.batch()
-        for p, values in messages(events, k.partitions, EVENTS_PER_MESSAGE).items():
+        if sink is not None and len(events):
+            # Stored here, whole, before the hop: the raw offsets behind them are committed only
+            # after the store is flushed (``RawConsumer.commit``), and ids are by position, so a
+            # raw batch read again writes the same rows.
+            sink.write_events(events)
+            stats["rows_received"] = dict(sink.rows_received_total)
+        stats["parsed_events"] += len(events)
+        for p, values in messages(events, k.partitions, EVENTS_PER_MESSAGE, "entity", entity_fields).items():
             for value in values:
                 await events_topic.send(value=value, partition=p)
         if model_topic is not None:
@@ -842,7 +856,8 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
         """The parse stage's consumer, started and stopped with the app."""
 
         def __init__(self, **kwargs: Any) -> None:
-            super().__init__(app, names.raw_all, raw_group(k.group), k, parse_batch, forget_raw, **kwargs)
+            super().__init__(app, names.raw_all, raw_group(k.group), k, parse_batch, forget_raw,
+                             flush_store=sink.flush if sink is not None else None, **kwargs)
             app.ramparts_raw = self
 
     # Input of the detect agents is acknowledged only once the store has its outputs: rows are

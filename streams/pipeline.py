@@ -6,12 +6,12 @@ alerts for the same input" true by construction. The shell owns the I/O around i
 batch came from, where the detector state lives (a dict, or a Faust table), and when the
 store is flushed (the worker flushes before it lets Faust commit offsets).
 
-A pipeline may run only some detectors, and may leave the events to another pipeline and
+A pipeline may run only some detectors, and may leave the events to another stage and
 write only its alerts. The worker runs two: the detectors routed by entity over the
-``events`` topic, storing the events, and the detectors routed by model
-(``Detector.route == "model"``) over ``events.model``, storing only their alerts, since those
-events are already stored by the first (:meth:`Pipeline.from_config` with ``route=`` and
-``write_events=False``). Replay keeps one pipeline with every detector over the whole batch:
+``events`` topic and the detectors routed by model (``Detector.route == "model"``) over
+``events.model``, both storing only their alerts (:meth:`Pipeline.from_config` with ``route=``
+and ``write_events=False``): the worker's parse stage stores the events, whole, before they are
+cut to the fields each route's detectors read. Replay keeps one pipeline with every detector over the whole batch:
 one process owns every entity and every model there, so routing changes nothing.
 
 >>> from ramparts.detectors.base import DictState
@@ -46,7 +46,7 @@ log = logging.getLogger("ramparts.pipeline")
 # What :meth:`Pipeline.process_batch` itself reads of each event, besides its detectors: the
 # time it sorts by and the kind it counts (the incident layer reads alerts, and the batch's
 # latest ``ts``). A pipeline with ``write_events=False`` needs no other field of an event than
-# these and its detectors' ``event_fields``; the worker's model route sends it no others.
+# these and its detectors' ``event_fields``; the worker's routes send it no others.
 EVENT_FIELDS = ("kind", "ts")
 
 

@@ -20,8 +20,9 @@ had:
   larger batches: docs/benchmarks.md, eighth session);
 * **at-least-once**: the offset after a message is committed only once the message is
   released (its events and dead letters sent, no parser holding any of its records for a join:
-  ``stage.process`` returns each partition's released prefix, in offset order) and the producer
-  has flushed. Commits go out about once a second (``COMMIT_INTERVAL_SECONDS``) and whenever a
+  ``stage.process`` returns each partition's released prefix, in offset order), the store has
+  flushed (``flush_store``: the parse stage stores the events it makes) and the producer has
+  flushed. Commits go out about once a second (``COMMIT_INTERVAL_SECONDS``) and whenever a
   fetch comes back empty, so an idle worker's group reaches the end of its topics promptly;
 * **rebalances**: aiokafka's rebalance protocol revokes every partition on every rebalance. On
   revoke, under the same lock as a batch's processing, the producer is flushed, the released
@@ -65,7 +66,7 @@ class RawConsumer(Service):
 
     def __init__(self, app: Any, topics: list[str], group: str, kafka: Any,
                  process: Callable[[list[Any]], Awaitable[list[Any]]], forget: Callable[[set], None],
-                 **kwargs: Any) -> None:
+                 flush_store: Callable[[], None] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.app = app
         self.topics = topics
@@ -73,6 +74,7 @@ class RawConsumer(Service):
         self.kafka = kafka
         self.process = process
         self.forget = forget
+        self.flush_store = flush_store  # the store's flush: the events ``process`` wrote to it
         self.consumer: Any = None
         # Held while a batch is processed or committed, and while partitions are revoked.
         self.lock = asyncio.Lock()
@@ -155,8 +157,11 @@ class RawConsumer(Service):
         self.last_commit = time.monotonic()
         if not offsets:
             return
-        # Events and dead letters of every released message are in the producer's hands; they
-        # must be on the broker before the offsets that stand for them.
+        # Events and dead letters of every released message are in the store's buffers and the
+        # producer's hands; they must be in the store and on the broker before the offsets that
+        # stand for them. A store that fails raises here: nothing is committed.
+        if self.flush_store is not None:
+            self.flush_store()
         await self.app.producer.flush()
         try:
             await self.consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})

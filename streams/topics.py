@@ -146,6 +146,41 @@ def model_route_fields(config) -> tuple[str, ...] | None:
     return tuple(sorted(fields.union(EVENT_FIELDS))) if routed else None
 
 
+# What the entity route keeps of every event, whatever its kind: the kind and time the pipeline
+# reads (``pipeline.EVENT_FIELDS``) and the kind and source the detectors select their events by
+# (``EventBatch.indices_where``: the runtime rules read the source of every event).
+SELECTED_BY = ("kind", "source", "ts")
+
+
+def entity_route_fields(config):
+    """What the worker sends on ``events`` of an event, by its kind (a ``wire.KindFields``): the
+    fields the enabled entity-routed detectors that read that kind declare (``Detector.kinds``,
+    ``Detector.event_fields``), and what every event keeps (:data:`SELECTED_BY`: what the pipeline
+    reads, ``pipeline.EVENT_FIELDS``, and the source the runtime rules select by; one value per
+    parser's part, written once per message); ``None`` (every field) when one of them declares
+    nothing. The detect stage stores no events (the parse stage does), so nothing after
+    the hop reads another field.
+
+    >>> f = entity_route_fields(None)
+    >>> f.of("request"), f.of("nothing reads this")  # doctest: +NORMALIZE_WHITESPACE
+    (('id', 'input', 'kind', 'model', 'principal', 'source', 'src_ip', 'status', 'tokens_in', 'tokens_out', 'ts'),
+     ('kind', 'source', 'ts'))
+    """
+    from ramparts.detectors import build_detectors
+
+    from .wire import KindFields
+
+    by_kind: dict[str, set[str]] = {}
+    for d in build_detectors(config):
+        if d.route != "entity":
+            continue
+        if d.event_fields is None:
+            return None
+        for kind in d.kinds:
+            by_kind.setdefault(kind, set(SELECTED_BY)).update(d.event_fields)
+    return KindFields({k: tuple(sorted(v)) for k, v in by_kind.items()}, tuple(sorted(SELECTED_BY)))
+
+
 def project(events: list[dict], fields: tuple[str, ...] | None) -> list[dict]:
     """``events`` with only ``fields`` (those they have; ``None``: the events as they are).
 

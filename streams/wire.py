@@ -76,17 +76,71 @@ def _increasing(order: list[int] | None) -> bool:
     return order is None or all(a <= b for a, b in zip(order, order[1:]))
 
 
-def encode(batch: EventBatch, fields: tuple[str, ...] | None = None) -> bytes:
+class KindFields:
+    """Which fields a route carries of an event, by its kind: ``by_kind[kind]``, and ``other`` for
+    a kind not named (the entity route's projection, ``topics.entity_route_fields``).
+
+    >>> f = KindFields({"gpu": ("kind", "ts", "util_pct")}, ("kind", "ts"))
+    >>> f.of("gpu"), f.of("request")
+    (('kind', 'ts', 'util_pct'), ('kind', 'ts'))
+    >>> f.of_part(Columns(("kind", "ts", "x"), {"kind": ["request", "gpu"], "ts": [1, 2], "x": [3, 4]}, 2))
+    ('kind', 'ts', 'util_pct')
+    """
+
+    __slots__ = ("by_kind", "other")
+
+    def __init__(self, by_kind: dict[str, tuple[str, ...]], other: tuple[str, ...]):
+        self.by_kind = by_kind
+        self.other = other
+
+    def of(self, kind: object) -> tuple[str, ...]:
+        return self.by_kind.get(kind, self.other) if type(kind) is str else self.other
+
+    def of_part(self, p: Columns) -> tuple[str, ...]:
+        """The fields of a columns part: its kind's (a parser's part holds one kind), else those of
+        every kind it holds, in the order their first kinds name them."""
+        same = p.same("kind")
+        if same is not None:
+            return self.of(same[0])
+        out: dict[str, None] = {}
+        for kind in dict.fromkeys(p.cols.get("kind", ())):
+            out.update(dict.fromkeys(self.of(kind)))
+        return tuple(out)
+
+    def project(self, events: list[dict]) -> list[dict]:
+        of = self.of
+        return [{k: e[k] for k in of(e.get("kind")) if k in e} for e in events]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, KindFields) and (self.by_kind, self.other) == (other.by_kind, other.other)
+
+    def __repr__(self) -> str:
+        return f"KindFields({self.by_kind!r}, {self.other!r})"
+
+
+Fields = tuple[str, ...] | KindFields | None  # what a message carries of each event
+
+
+def _project(events: list[dict], fields) -> list[dict]:
+    """``events`` with ``fields`` only (a tuple, a :class:`KindFields`; ``None``: as they are)."""
+    if fields is None:
+        return events
+    if type(fields) is KindFields:
+        return fields.project(events)
+    return [{k: e[k] for k in fields if k in e} for e in events]
+
+
+def encode(batch: EventBatch, fields: Fields = None) -> bytes:
     """One message of ``batch`` (a selection in increasing order, see :func:`_parts`), with only
     ``fields`` of each event (``None``: every field; the model route's projection)."""
     return _encode_parts(_parts(batch), fields)
 
 
-def _encode_parts(parts: list, fields: tuple[str, ...] | None) -> bytes:
+def _encode_parts(parts: list, fields: Fields) -> bytes:
     return orjson.dumps({"v": VERSION, "parts": [_entry(p, len(p), None, fields) for p in parts]})
 
 
-def _entry(p: Columns | list, n: int, get, fields: tuple[str, ...] | None,
+def _entry(p: Columns | list, n: int, get, fields: Fields,
            plan: tuple[tuple[str, ...], dict] | None = None) -> dict:
     """A message's entry for part ``p``: the ``n`` events ``get`` takes of it (``None``: all), with
     ``fields`` only (``None``: all). A column of one text (or all ``None``) goes once, under
@@ -110,14 +164,16 @@ def _entry(p: Columns | list, n: int, get, fields: tuple[str, ...] | None,
             return {"n": n, "fields": fs, "cols": plain, "same": same}
         return {"n": n, "fields": fs, "cols": plain}
     evs = p if get is None else get(p)
-    return {"events": evs if fields is None else [{k: e[k] for k in fields if k in e} for e in evs]}
+    return {"events": _project(evs, fields)}
 
 
-def _plan(p: Columns, fields: tuple[str, ...] | None) -> tuple[tuple[str, ...], dict]:
+def _plan(p: Columns, fields: Fields) -> tuple[tuple[str, ...], dict]:
     """The fields a message writes of columns part ``p`` (``fields`` of its own; ``None``: all),
     and those of them whose whole column holds one text (or only ``None``), with that value. A
     column is asked (``Columns.same``, cached) only when its first values are one text."""
     cols = p.cols
+    if type(fields) is KindFields:
+        fields = fields.of_part(p)
     fs = p.fields if fields is None else tuple(f for f in fields if f in cols)
     whole = {}
     for f in fs:
@@ -155,7 +211,7 @@ def _tuple_getter(idx: list[int]):
 
 
 def _encode_selected(parts: list, starts: list[int], ends: np.ndarray, sel: np.ndarray,
-                     fields: tuple[str, ...] | None, plans: list | None = None) -> bytes:
+                     fields: Fields, plans: list | None = None) -> bytes:
     """The message of the events at ``sel``: indices (an int array) in increasing order over
     ``parts`` one after the other (part ``k`` from ``starts[k]`` up to ``ends[k]``). The same
     bytes as ``_encode_parts(pooled parts of that selection)`` (:func:`_parts`), each part's
@@ -526,11 +582,12 @@ def _within(encode_chunk, items, per_message: int, max_bytes: int) -> list[bytes
 
 
 def messages(batch: EventBatch, partitions: int, per_message: int, route: str = "entity",
-             fields: tuple[str, ...] | None = None, keys: list[str | None] | None = None,
+             fields: Fields = None, keys: list[str | None] | None = None,
              kinds: tuple[str, ...] | None = None, max_bytes: int = MAX_MESSAGE_BYTES) -> dict[int, list[bytes]]:
     """``batch``'s events with a ``route`` key (of ``kinds`` only; ``None``: every kind) as
     messages per partition, in batch order, at most ``per_message`` events and, unless a single
-    event is larger, ``max_bytes`` bytes each, with ``fields`` only (``None``: all). ``keys``: the
+    event is larger, ``max_bytes`` bytes each, with ``fields`` only (``None``: all; a
+    :class:`KindFields`: those of each event's kind). ``keys``: the
     events' route keys, when the caller has them (else their partitions come from
     :func:`route_partitions`, with no key text per event)."""
     out: dict[int, list[bytes]] = {}
@@ -554,8 +611,7 @@ def messages(batch: EventBatch, partitions: int, per_message: int, route: str = 
         evs = batch.events
         for p, idx in groups.items():
             group = [evs[i] for i in (idx.tolist() if type(idx) is np.ndarray else idx)]
-            if fields is not None:
-                group = [{k: e[k] for k in fields if k in e} for e in group]
+            group = _project(group, fields)
             out[p] = _within(lambda g: orjson.dumps({"v": VERSION, "parts": [{"events": g}]}), group,
                              per_message, max_bytes)
         return out

@@ -202,3 +202,58 @@ def test_raw_messages_larger_than_the_fetch_bound_are_each_read_whole(broker, tm
         assert len(_runtime_ids(a)) == result.events
     finally:
         stack.stop_all()
+
+
+# Run in the worker before it starts: it dies (as by SIGKILL: no clean-up) right after its first
+# flush of the store, before the raw offsets behind those rows are committed.
+DIE_AFTER_THE_STORE = """
+import os
+from ramparts.streams import raw_consumer as _rc
+_init = _rc.RawConsumer.__init__
+def __init__(self, *args, **kwargs):
+    _init(self, *args, **kwargs)
+    flush = self.flush_store
+    def flush_then_die():
+        flush()
+        os._exit(9)
+    self.flush_store = flush_then_die
+_rc.RawConsumer.__init__ = __init__
+"""
+
+
+def test_a_worker_killed_between_storing_events_and_committing_them_loses_and_duplicates_nothing(broker, tmp_path,
+                                                                                                  audit_file):
+    # The parse stage stores the events it makes and commits the raw offsets behind them only
+    # after the store's flush. Killed in between, the rows are in the store and the offsets not
+    # committed: the next worker parses those messages again and writes the same rows (ids by
+    # position), which replace the first ones.
+    from ramparts.streams.replay import Progress, replay
+
+    dying = Stack(broker.bootstrap, tmp_path, prelude=DIE_AFTER_THE_STORE)
+    before, after = _messages(audit_file)
+    _produce(dying, before + after, end_last=True)
+    topic, group = dying.names.raw("runtime"), raw_group(dying.config.kafka.group)
+    w = dying.worker("k").start()
+    assert _wait(lambda: not w.alive(), 60), "the worker did not reach its first commit"
+    assert w.stop() == 9, w.log_tail()
+    assert _committed(dying, group, topic) is None  # nothing committed
+    stored_first = _runtime_ids(w)
+    assert stored_first  # but rows stored
+
+    dying.prelude = None  # the same topics, group and store, without the fault
+    w2 = dying.worker("k").start()
+    try:
+        assert dying.wait_consumed(alive=w2.alive), w2.log_tail()
+        assert w2.stop() == 0, w2.log_tail()
+    finally:
+        dying.stop_all()
+    assert _committed(dying, group, topic) == len(before) + len(after)
+    result = replay([audit_file], config=dying.config, progress=Progress(None, enabled=False),
+                    dead_letter_path=str(tmp_path / "dead.jsonl"))
+    store = open_store(w2.store)
+    try:
+        rows = store.query("SELECT count() AS n, uniqExact(id) AS ids FROM ramparts.runtime FINAL")[0]
+    finally:
+        store.close()
+    assert int(rows["n"]) == int(rows["ids"]) == result.events
+    assert stored_first <= _runtime_ids(w2)
