@@ -132,11 +132,14 @@ class Columns:
     __slots__ = ("fields", "_cols", "n", "_same", "_lazy")
 
     def __init__(self, fields: tuple[str, ...], cols: dict[str, list], n: int,
-                 lazy: dict[str, tuple[Callable[[Any], list], Any]] | None = None):
+                 lazy: dict[str, tuple[Callable[[Any], list], Any]] | None = None,
+                 one: dict[str, str] | None = None):
         self.fields = fields
         self._cols = cols
         self.n = n
-        self._same: dict[str, tuple | None] = {}
+        # field -> same(field), once read; ``one`` (field -> the text every event holds there, as the
+        # parser wrote the column: ``[text] * n``) answers it up front, without a pass over the column.
+        self._same: dict[str, tuple | None] = {f: (v,) for f, v in one.items()} if one and n else {}
         self._lazy = lazy or None  # field -> (make, arg): not in _cols until read
 
     @property
@@ -201,8 +204,10 @@ class Columns:
             return Columns(self.fields, {f: [] for f in self.fields}, 0)
         get = _getter(idx)
         lazy = self._lazy
+        # What holds of every event holds of those taken (one text, or none: ``(None,)``).
+        one = {f: s[0] for f, s in self._same.items() if s is not None}
         return Columns(self.fields, {f: get(c) for f, c in self._cols.items()}, len(idx),
-                       {f: (make, get(arg)) for f, (make, arg) in lazy.items()} if lazy else None)
+                       {f: (make, get(arg)) for f, (make, arg) in lazy.items()} if lazy else None, one)
 
 
 class LineIds:
@@ -367,13 +372,16 @@ class EventBatch(Sequence):
     @classmethod
     def from_columns(cls, fields: tuple[str, ...], cols: dict[str, list], n: int | None = None,
                      lazy: dict[str, tuple[Callable[[Any], list], Any]] | None = None,
-                     ts: np.ndarray | None = None) -> "EventBatch":
+                     ts: np.ndarray | None = None, one: dict[str, str] | None = None) -> "EventBatch":
         """A batch of one :class:`Columns` part (``n``: the events, by default the first column's length;
         ``lazy``: fields made on first read, see :class:`Columns`). ``ts``: the events' times as the
-        int64 array :meth:`ts` would read from ``cols["ts"]``, when the parser has it already."""
+        int64 array :meth:`ts` would read from ``cols["ts"]``, when the parser has it already. ``one``:
+        fields whose every event holds one text (field -> that text: a parser's ``kind`` and ``source``,
+        written ``[text] * n``), which the batch's indices then take without reading the column; the
+        caller vouches for it."""
         if n is None:
             n = len(cols[fields[0]]) if fields else 0
-        return cls._of([Columns(fields, cols, n, lazy)], None, ts=ts)
+        return cls._of([Columns(fields, cols, n, lazy, one)], None, ts=ts)
 
     @classmethod
     def concat(cls, batches: Iterable["EventBatch"]) -> "EventBatch":
@@ -598,11 +606,21 @@ class EventBatch(Sequence):
             flat.extend(read(field))
         return flat if perm is None else perm(flat)
 
-    def _plan(self, idx: list[int]) -> list[tuple[Any, list[int] | range, np.ndarray | None]]:
+    def _plan(self, idx: list[int], by: str | None = None, values: tuple = ()
+              ) -> list[tuple[Any, list[int] | range, np.ndarray | None]]:
         """The events at ``idx`` per part: (part, their indices in it, their positions in ``idx``).
         Indices that follow one another are a ``range`` (a part read in its order, as a file's
-        requests mostly are: a slice of each column, not a gather)."""
+        requests mostly are: a slice of each column, not a gather). When ``idx`` is
+        ``indices_where(by, *values)`` and those are the events of one part (:meth:`_by_parts`),
+        their positions are the array that index was made of (no list is read back)."""
         which, local = self.part_map()
+        parts_of = self._shared.get(("_parts_of", by)) if by is not None else None
+        if parts_of is not None:
+            ks = {k for v in values for k in parts_of.get(v, ())}
+            if len(ks) == 1:
+                k = ks.pop()
+                pos = self._shared[("_positions_array", (k,))]
+                return [(self._parts[k], _run(local[pos]), None)]
         ia = np.asarray(idx, dtype=np.int64)
         w, loc = which[ia], local[ia]
         parts = np.unique(w).tolist()
@@ -648,7 +666,11 @@ class EventBatch(Sequence):
         """The index of ``field`` from the parts when each holds one text in it, or none (a
         parser's part has one kind, one source): no event is read. ``None`` when a part holds
         several values, or values of another type. The same dict as the loop over every event builds:
-        the same keys (each as its first event holds it), in the order of their first events."""
+        the same keys (each as its first event holds it), in the order of their first events.
+        A ``Columns`` part answers from what its parser vouched for (``one``), else by testing its
+        column once (kept with the part, which replay's batches share); a list of dicts is read in
+        every batch. The positions of a set of parts are made once per batch (:meth:`_positions`):
+        a parser's part has one kind and one source, so both indices share their lists."""
         parts = self._parts
         same = []
         for p in parts:
@@ -685,16 +707,35 @@ class EventBatch(Sequence):
         which, _ = self.part_map()
         if len(code) == 1:  # one value: every event, keyed as the first event's part holds it
             return {same[int(which[0])][0]: list(range(self._n))}
-        per_event = np.asarray(codes, dtype=np.intp)[which]
+        # Each value's parts; the positions of one set of parts are made once per batch for every field
+        # (a parser's part has one kind and one source: the kind's requests are the source's envoy_json).
+        held: list[list[int]] = [[] for _ in code]
+        for k, c in enumerate(codes):
+            if c >= 0:
+                held[c].append(k)
         groups = []
-        for c in range(len(code)):
-            pos = np.flatnonzero(per_event == c)
-            if len(pos):
-                groups.append((int(pos[0]), same[int(which[pos[0]])][0], pos))
+        for ks in held:
+            pos = self._positions(tuple(ks))
+            if pos:
+                groups.append((pos[0], same[int(which[pos[0]])][0], pos, tuple(ks)))
         groups.sort(key=itemgetter(0))
-        for _, key, pos in groups:
-            index[key] = pos.tolist()
+        parts_of = self._shared[("_parts_of", field)] = {}  # value -> its parts, for _plan
+        for _, key, pos, ks in groups:
+            index[key] = pos
+            parts_of[key] = ks
         return index
+
+    def _positions(self, ks: tuple[int, ...]) -> list[int]:
+        """The positions, in batch order, of the events of the parts ``ks`` (indices into the parts),
+        made once per batch (shared by the indices of every field: do not change it)."""
+        key = ("_positions", ks)
+        got = self._shared.get(key)
+        if got is None:
+            which, _ = self.part_map()
+            mask = which == ks[0] if len(ks) == 1 else np.isin(which, ks)
+            arr = self._shared[("_positions_array", ks)] = np.flatnonzero(mask)
+            got = self._shared[key] = arr.tolist()
+        return got
 
     # -- columns -------------------------------------------------------------------------
     def column(self, name: str, dtype: Any = np.float64, missing: Any = None) -> np.ndarray:
@@ -792,7 +833,7 @@ class EventBatch(Sequence):
         :func:`_part_reader` per part, and the permutation putting the parts' values in batch order
         (``None`` when they already are: positions increasing part after part, as the worker's
         batches of whole messages come)."""
-        plan = self.shared(("values_where", by, values), lambda b: b._plan(idx))
+        plan = self.shared(("values_where", by, values), lambda b: b._plan(idx, by, values))
         readers = [_part_reader(p, local) for p, local, _ in plan]
         if len(plan) == 1:
             return readers, None

@@ -553,12 +553,14 @@ class EnvoyJsonParser(Parser):
         stats.parsed += n  # one event per line parsed
         stats.events += n
         lazy = {} if general else {"response_flags": (_flag_lists, flags)}
+        # The columns' kind and source are [text] * n (_columns): the batch's indices take them so.
+        one = None if general else _ONE
         if self.stamp_ids:
             # The ids ("<origin>:<line>") are made when first read (Columns' lazy fields): in replay only
             # the events made whole and the store read them; the worker's events messages make them all.
             lazy["id"] = (LineIds(origin), lines)
-            return EventBatch.from_columns(_EVENT_FIELDS_ID, cols, n, lazy, times)
-        return EventBatch.from_columns(_EVENT_FIELDS, cols, n, lazy, times)
+            return EventBatch.from_columns(_EVENT_FIELDS_ID, cols, n, lazy, times, one)
+        return EventBatch.from_columns(_EVENT_FIELDS, cols, n, lazy, times, one)
 
     def _columns(self, raw_cols: list[list], lines, records: list[bytes], first_line: int,
                  failed: list[tuple[int, str, bytes]]) -> tuple[dict[str, list], Any, np.ndarray | None]:
@@ -606,7 +608,7 @@ class EnvoyJsonParser(Parser):
             "protocol": protocol, "response_flags": flags, "src_ip": src_ip, "user_agent": user_agent,
             "request_id": request_id, "authority": authority, "upstream_host": upstream_host, "model": model,
             "model_override": model_override, "backend": backend, "principal": principal,
-            "kind": ["request"] * n, "source": ["envoy_json"] * n,
+            "kind": ["request"] * n, "source": ["envoy_json"] * n,  # as _ONE says
         }
         if bad:
             lines = list(lines)
@@ -789,6 +791,8 @@ _FAST_TYPES = {
 _EVENT_FIELDS = tuple(f for f in _FIELDS if f not in ("remote_addr", "api_key", "identity")) + (
     "principal", "kind", "source")
 _EVENT_FIELDS_ID = _EVENT_FIELDS + ("id",)
+
+_ONE = {"kind": "request", "source": "envoy_json"}  # what _columns writes in every event
 
 
 class _Literals:

@@ -117,6 +117,7 @@ FIELDS = ("kind", "ts", "source", "principal", "src_ip", "model", "model_version
           "request_id", "inference_service", "namespace", "component", "endpoint", "protocol", "input_names",
           "output_names", "latency_ms")
 STAMPED_FIELDS = FIELDS + ("id",)
+_ONE = {"kind": "prediction", "source": "kserve"}  # what every row holds there (parse_batch)
 _NO_ROWS = ()  # a line whose half now waits for its partner
 _TOKEN_PREFIXES = ("bearer ", "basic ", "token ")
 
@@ -189,13 +190,16 @@ class KServeParser(Parser):
         if not rows:
             return EventBatch()
         cols = dict(zip(FIELDS, map(list, zip(*rows))))
+        # Every row is ("prediction", ts, "kserve", ...) (_parse_rows): the batch's indices take kind and
+        # source so, without reading their columns.
         if ids is None:
-            return EventBatch.from_columns(FIELDS, cols, len(rows))
+            return EventBatch.from_columns(FIELDS, cols, len(rows), one=_ONE)
         if ks:
             cols["id"] = _ids(origin, ids, ks)
-            return EventBatch.from_columns(STAMPED_FIELDS, cols, len(rows))
+            return EventBatch.from_columns(STAMPED_FIELDS, cols, len(rows), one=_ONE)
         # Every id "<origin>:<line>.0": made when first read (a lazy field of the Columns; replay reads few).
-        return EventBatch.from_columns(STAMPED_FIELDS, cols, len(rows), {"id": (LineIds(origin, ".0"), ids)})
+        return EventBatch.from_columns(STAMPED_FIELDS, cols, len(rows), {"id": (LineIds(origin, ".0"), ids)},
+                                      one=_ONE)
 
     def parse_chunk(self, records: list[bytes], origin: str, first_line: int,
                     events: list[dict], dead: list[DeadLetter]) -> None:
