@@ -5,8 +5,9 @@ to ``EVENTS_PER_MESSAGE`` events and ``MAX_MESSAGE_BYTES`` bytes (a message over
 halves); the detect agents read them back into one
 :class:`~ramparts.events.EventBatch` per partition. A message is the orjson of::
 
-    {"v": 3, "parts": [{"n": 500, "fields": ["kind", "ts", ...], "cols": {"ts": [...], ...},
-                        "same": {"kind": "request", ...}},
+    {"v": 4, "parts": [{"n": 500, "fields": ["kind", "ts", "id", ...], "cols": {"ts": [...], ...},
+                        "same": {"kind": "request", ...},
+                        "lines": {"id": {"origin": "ramparts.raw.gateway:0:17", "suffix": "", "from": 1, "to": 501}}},
                        {"events": [{...}, ...]}]}
 
 one part per part of the batch, in batch order: a :class:`~ramparts.events.Columns` (what a
@@ -15,13 +16,20 @@ and the joins a parser emits at its end) as that list. Times stay int nanosecond
 columns part back is one ``orjson.loads`` of a few lists, not a dict of ~24 keys per event.
 A column whose values in the message are all one text, or all ``None`` (a part's kind and
 source, a gateway's authority and method...), is written once, under ``same`` (absent when
-there is none), and read back as a list of that value: every field is in ``cols`` or in
-``same``, never both.
+there is none), and read back as a list of that value. A position id column not made yet (a
+lazy field of :class:`~ramparts.events.Columns` whose ``make`` is a
+:class:`~ramparts.events.LineIds`: ``"<origin>:<line><suffix>"``) is written under ``lines`` as
+what it is made from, its origin, its suffix and its line numbers (``from`` and ``to``, a
+range up to ``to``, when they follow one another, else the list ``lines``), and read back as a
+lazy field again: neither side makes an id text per event unless something reads it (version
+4; a column already made, by the parse stage's store say, goes as texts as before). Every field
+is in exactly one of ``cols``, ``same`` and ``lines``.
 
-Version 2 (the fifth and sixth sessions' workers) is the same without ``same``, and version 1,
-what workers before it wrote, a bare JSON array of event dicts; both are still read (a topic
-may hold such messages after an upgrade; a worker of version 2 sends version 3 messages to
-its dead letters, so upgrade every worker of a group together). Anything else, or a message
+Version 3 (the seventh to eleventh sessions' workers) is the same without ``lines``, version 2
+(the fifth and sixth sessions') without ``same`` either, and version 1, what workers before it
+wrote, a bare JSON array of event dicts; all are still read (a topic may hold such messages
+after an upgrade; a worker of an older version sends the newer messages to its dead letters, so
+upgrade every worker of a group together). Anything else, or a message
 whose parts do not hold together (a column of the wrong length, a field both in ``cols`` and
 ``same``, a part of neither shape), raises :class:`WireError`: the agent sends it to the dead
 letters instead of the detectors.
