@@ -5,8 +5,9 @@ to ``EVENTS_PER_MESSAGE`` events and ``MAX_MESSAGE_BYTES`` bytes (a message over
 halves); the detect agents read them back into one
 :class:`~ramparts.events.EventBatch` per partition. A message is the orjson of::
 
-    {"v": 3, "parts": [{"n": 500, "fields": ["kind", "ts", ...], "cols": {"ts": [...], ...},
-                        "same": {"kind": "request", ...}},
+    {"v": 4, "parts": [{"n": 500, "fields": ["kind", "ts", "id", ...], "cols": {"ts": [...], ...},
+                        "same": {"kind": "request", ...},
+                        "lines": {"id": {"origin": "ramparts.raw.gateway:0:17", "suffix": "", "from": 1, "to": 501}}},
                        {"events": [{...}, ...]}]}
 
 one part per part of the batch, in batch order: a :class:`~ramparts.events.Columns` (what a
@@ -15,13 +16,20 @@ and the joins a parser emits at its end) as that list. Times stay int nanosecond
 columns part back is one ``orjson.loads`` of a few lists, not a dict of ~24 keys per event.
 A column whose values in the message are all one text, or all ``None`` (a part's kind and
 source, a gateway's authority and method...), is written once, under ``same`` (absent when
-there is none), and read back as a list of that value: every field is in ``cols`` or in
-``same``, never both.
+there is none), and read back as a list of that value. A position id column not made yet (a
+lazy field of :class:`~ramparts.events.Columns` whose ``make`` is a
+:class:`~ramparts.events.LineIds`: ``"<origin>:<line><suffix>"``) is written under ``lines`` as
+what it is made from, its origin, its suffix and its line numbers (``from`` and ``to``, a
+range up to ``to``, when they follow one another, else the list ``lines``), and read back as a
+lazy field again: neither side makes an id text per event unless something reads it (version
+4; a column already made, by the parse stage's store say, goes as texts as before). Every field
+is in exactly one of ``cols``, ``same`` and ``lines``.
 
-Version 2 (the fifth and sixth sessions' workers) is the same without ``same``, and version 1,
-what workers before it wrote, a bare JSON array of event dicts; both are still read (a topic
-may hold such messages after an upgrade; a worker of version 2 sends version 3 messages to
-its dead letters, so upgrade every worker of a group together). Anything else, or a message
+Version 3 (the seventh to eleventh sessions' workers) is the same without ``lines``, version 2
+(the fifth and sixth sessions') without ``same`` either, and version 1, what workers before it
+wrote, a bare JSON array of event dicts; all are still read (a topic may hold such messages
+after an upgrade; a worker of an older version sends the newer messages to its dead letters, so
+upgrade every worker of a group together). Anything else, or a message
 whose parts do not hold together (a column of the wrong length, a field both in ``cols`` and
 ``same``, a part of neither shape), raises :class:`WireError`: the agent sends it to the dead
 letters instead of the detectors.
@@ -30,10 +38,10 @@ letters instead of the detectors.
 >>> b = EventBatch.concat([EventBatch.from_columns(("kind", "ts"), {"kind": ["gpu", "gpu"], "ts": [1, 2]}),
 ...                        EventBatch([{"kind": "runtime", "ts": 3, "pod": "p"}])])
 >>> encode(b.select([1, 2]))
-b'{"v":3,"parts":[{"n":1,"fields":["kind","ts"],"cols":{"kind":["gpu"],"ts":[2]}},{"events":[{"kind":"runtime","ts":3,"pod":"p"}]}]}'
+b'{"v":4,"parts":[{"n":1,"fields":["kind","ts"],"cols":{"kind":["gpu"],"ts":[2]}},{"events":[{"kind":"runtime","ts":3,"pod":"p"}]}]}'
 >>> m = encode(b)
 >>> m
-b'{"v":3,"parts":[{"n":2,"fields":["kind","ts"],"cols":{"ts":[1,2]},"same":{"kind":"gpu"}},{"events":[{"kind":"runtime","ts":3,"pod":"p"}]}]}'
+b'{"v":4,"parts":[{"n":2,"fields":["kind","ts"],"cols":{"ts":[1,2]},"same":{"kind":"gpu"}},{"events":[{"kind":"runtime","ts":3,"pod":"p"}]}]}'
 >>> decode(m).events == b.events, decode(b'[{"kind":"gpu","ts":1}]').values("ts")
 (True, [1])
 """
@@ -46,12 +54,12 @@ from operator import itemgetter
 import numpy as np
 import orjson
 
-from ramparts.events import Columns, EventBatch
+from ramparts.events import Columns, EventBatch, LineIds
 
 from .keys import MODEL_KINDS, entity_key, partition_for, route_key
 
-VERSION = 3
-READ_VERSIONS = (2, 3)  # and version 1, a bare array
+VERSION = 4
+READ_VERSIONS = (2, 3, 4)  # and version 1, a bare array
 
 
 class WireError(ValueError):
@@ -147,40 +155,98 @@ def _entry(p: Columns | list, n: int, get, fields: Fields,
     ``same`` (:func:`_same`); the others as lists (or the tuples ``get`` makes: the same JSON).
     ``plan``: :func:`_plan` of ``p`` and ``fields``, when the caller keeps it for every message."""
     if type(p) is Columns:
-        fs, whole = _plan(p, fields) if plan is None else plan
-        cols = p.cols
+        fs, whole, wired = _plan(p, fields) if plan is None else plan
+        col = p._col
         plain: dict = {}
         same: dict = {}
+        lines: dict = {}
+        lazy = p._lazy if wired else None
         for f in fs:
             if n > 1 and f in whole:
                 same[f] = whole[f]  # the whole part holds one text: so does its share, unread
                 continue
-            vals = cols[f] if get is None else get(cols[f])
+            if lazy is not None and f in wired:
+                spec = lazy.get(f)
+                if spec is not None:  # still not made: its line numbers go, not its texts
+                    lines[f] = _lines_entry(spec[0], spec[1], get)
+                    continue
+            vals = col(f) if get is None else get(col(f))
             if n > 1 and _same(vals):
                 same[f] = vals[0]
             else:
                 plain[f] = vals
+        out = {"n": n, "fields": fs, "cols": plain}
         if same:
-            return {"n": n, "fields": fs, "cols": plain, "same": same}
-        return {"n": n, "fields": fs, "cols": plain}
+            out["same"] = same
+        if lines:
+            out["lines"] = lines
+        return out
     evs = p if get is None else get(p)
     return {"events": _project(evs, fields)}
 
 
-def _plan(p: Columns, fields: Fields) -> tuple[tuple[str, ...], dict]:
+def _plan(p: Columns, fields: Fields) -> tuple[tuple[str, ...], dict, frozenset]:
     """The fields a message writes of columns part ``p`` (``fields`` of its own; ``None``: all),
-    and those of them whose whole column holds one text (or only ``None``), with that value. A
-    column is asked (``Columns.same``, cached) only when its first values are one text."""
-    cols = p.cols
+    those of them whose whole column holds one text (or only ``None``), with that value, and
+    those that go as their line numbers (:func:`_wired`). A column is asked (``Columns.same``,
+    cached) only when its first values are one text."""
+    cols, lazy = p._cols, p._lazy
     if type(fields) is KindFields:
         fields = fields.of_part(p)
-    fs = p.fields if fields is None else tuple(f for f in fields if f in cols)
+    if fields is None:
+        fs = p.fields
+    else:
+        fs = tuple(f for f in fields if f in cols or (lazy is not None and f in lazy))
+    wired = _wired(lazy, fs)
     whole = {}
     for f in fs:
-        col = cols[f]
+        if f in wired:
+            continue
+        col = p._col(f)
         if _same(col[:_SAMPLE]) and p.same(f) is not None:
             whole[f] = col[0]
-    return fs, whole
+    return fs, whole, wired
+
+
+def _wired(lazy: dict | None, fs: tuple[str, ...]) -> frozenset:
+    """The fields of ``fs`` that a message writes as the line numbers they are made from (version 4,
+    ``lines``): the lazy ids (``make`` a :class:`~ramparts.events.LineIds`, of ints) not made yet.
+    The other side makes them as lazy fields again: neither side makes a text per event unless
+    something reads it."""
+    if not lazy:
+        return frozenset()
+    out = []
+    for f in fs:
+        spec = lazy.get(f)
+        if spec is not None and type(spec[0]) is LineIds and _int_lines(spec[1]):
+            out.append(f)
+    return frozenset(out)
+
+
+def _int_lines(lines) -> bool:
+    if type(lines) is range:
+        return True
+    if type(lines) is not list and type(lines) is not tuple:
+        return False
+    return not lines or set(map(type, lines)) == {int}
+
+
+def _lines_entry(make: LineIds, lines, get) -> dict:
+    """A lazy id column of a message: its ``origin`` and ``suffix``, and its line numbers, those
+    ``get`` takes (``None``: all), as ``from`` and ``to`` (the range ``from`` up to, not
+    including, ``to``) when they follow one another, else as the list ``lines``."""
+    if get is not None:
+        if type(lines) is range and lines.step == 1:
+            taken = get(lines)
+            a, b = taken[0], taken[-1]
+            # the taken indices increase (a selection in order): consecutive lines iff b - a + 1 == len
+            if b - a + 1 == len(taken):
+                return {"origin": make.origin, "suffix": make.suffix, "from": a, "to": b + 1}
+            return {"origin": make.origin, "suffix": make.suffix, "lines": taken}
+        lines = get(lines)
+    elif type(lines) is range and lines.step == 1:
+        return {"origin": make.origin, "suffix": make.suffix, "from": lines.start, "to": lines.stop}
+    return {"origin": make.origin, "suffix": make.suffix, "lines": lines if type(lines) is not range else list(lines)}
 
 
 _SAMPLE = 8
@@ -266,12 +332,14 @@ def decode(value: bytes | None) -> EventBatch:
             fields, n = part.get("fields"), part.get("n")
             if type(fields) is not list or type(cols) is not dict or type(n) is not int or n < 0:
                 raise WireError("a columns part without fields, cols and n")
+            lazy = None
             if len(part) > 3:
-                cols = _unsame(part, cols, n)
-            if len(cols) != len(fields) or any(type(cols.get(f)) is not list or len(cols[f]) != n for f in fields):
+                cols, lazy = _extras(part, cols, n, doc["v"])
+            if len(cols) + (len(lazy) if lazy else 0) != len(fields) or any(
+                    type(cols.get(f)) is not list or len(cols[f]) != n for f in fields if not lazy or f not in lazy):
                 raise WireError("a columns part whose columns do not match its fields and n")
             if n:
-                batches.append(EventBatch.from_columns(tuple(fields), cols, n))
+                batches.append(EventBatch.from_columns(tuple(fields), cols, n, lazy))
             continue
         events = part.get("events")
         if type(events) is not list or any(type(e) is not dict for e in events):
@@ -283,10 +351,48 @@ def decode(value: bytes | None) -> EventBatch:
     return EventBatch.concat(batches)
 
 
+def _extras(part: dict, cols: dict, n: int, version: int) -> tuple[dict, dict | None]:
+    """The columns of a part that writes some under ``same`` (version 3), each a list of ``n``, and
+    its lazy id columns, those it writes under ``lines`` (version 4: field -> ``(LineIds, lines)``)."""
+    lines = part.get("lines")
+    extra = 3 + ("same" in part) + (lines is not None)
+    if len(part) > extra or (lines is not None and version < 4):
+        raise WireError("a columns part with something else than n, fields, cols, same and lines")
+    out = _unsame(part, cols, n) if "same" in part else cols
+    if lines is None:
+        return out, None
+    if type(lines) is not dict:
+        raise WireError("a columns part whose lines is not an object")
+    lazy = {}
+    for f, spec in lines.items():
+        lazy[f] = _line_ids(f, spec, n)
+    if any(f in out for f in lazy):
+        raise WireError("a columns part with a field both in lines and in cols or same")
+    return out, lazy
+
+
+def _line_ids(field: str, spec, n: int) -> tuple[LineIds, range | list]:
+    """A lazy id column of a message (:func:`_lines_entry`) as a Columns' lazy field."""
+    if type(spec) is not dict:
+        raise WireError(f"a columns part whose lines of {field!r} is not an object")
+    origin, suffix = spec.get("origin"), spec.get("suffix")
+    if type(origin) is not str or type(suffix) is not str:
+        raise WireError(f"a columns part whose lines of {field!r} have no origin and suffix texts")
+    if len(spec) == 4 and "from" in spec and "to" in spec:
+        a, b = spec["from"], spec["to"]
+        if type(a) is not int or type(b) is not int or b - a != n:
+            raise WireError(f"a columns part whose lines of {field!r} are not a range of n")
+        return LineIds(origin, suffix), range(a, b)
+    lines = spec.get("lines")
+    if len(spec) != 3 or type(lines) is not list or len(lines) != n or (n and set(map(type, lines)) != {int}):
+        raise WireError(f"a columns part whose lines of {field!r} are not n line numbers")
+    return LineIds(origin, suffix), lines
+
+
 def _unsame(part: dict, cols: dict, n: int) -> dict:
     """The columns of a part that writes some under ``same`` (version 3), each a list of ``n``."""
     same = part.get("same", {})
-    if type(same) is not dict or len(part) > 4:
+    if type(same) is not dict:
         raise WireError("a columns part with something else than n, fields, cols and same")
     out = dict(cols)
     for f, v in same.items():

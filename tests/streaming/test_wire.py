@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ramparts.events import EventBatch
+from ramparts.events import EventBatch, LineIds
 from ramparts.streams import wire
 from ramparts.streams.app import EventParts, group_by_partition
 from ramparts.streams.keys import partition_for, route_key
@@ -130,7 +130,7 @@ def test_a_batch_in_another_order_than_its_parts_keeps_its_order():
 def test_columns_come_back_as_columns_and_version_1_arrays_as_dicts():
     batch = _as_parsed([{"kind": "gpu", "ts": 1, "node": "n"}, {"kind": "gpu", "ts": 2, "node": "m"}], 0)
     doc = orjson.loads(wire.encode(batch))
-    assert doc == {"v": 3, "parts": [{"n": 2, "fields": ["kind", "ts", "node"],
+    assert doc == {"v": 4, "parts": [{"n": 2, "fields": ["kind", "ts", "node"],
                                       "cols": {"ts": [1, 2], "node": ["n", "m"]}, "same": {"kind": "gpu"}}]}
     back = wire.decode(wire.encode(batch))
     assert back.values("node") == ["n", "m"] and not back.holds_dicts  # no dict made to read a column
@@ -161,7 +161,7 @@ def test_a_column_of_one_text_goes_once_and_comes_back_whole():
 
 
 @pytest.mark.parametrize("value", [
-    b"", b"not json", b"42", b'["not an event"]', b'{"v": 4, "parts": []}', b'{"parts": []}',
+    b"", b"not json", b"42", b'["not an event"]', b'{"v": 5, "parts": []}', b'{"parts": []}',
     b'{"v": 2}', b'{"v": 2, "parts": [7]}', b'{"v": 2, "parts": [{"stuff": []}]}',
     b'{"v": 2, "parts": [{"events": [1]}]}',
     b'{"v": 2, "parts": [{"n": 2, "fields": ["kind"], "cols": {"kind": ["gpu"]}}]}',
@@ -174,6 +174,23 @@ def test_a_column_of_one_text_goes_once_and_comes_back_whole():
     b'{"v": 3, "parts": [{"n": 1, "fields": ["kind"], "cols": {}, "same": {"kind": "gpu"}, "codes": {}}]}',
     b'{"v": 3, "parts": [{"n": 2, "fields": ["kind", "ts"], "cols": {"kind": ["gpu", "gpu"]}, "same": {"ts": 1}}]}',
     b'{"v": 3, "parts": [{"n": 2, "fields": ["kind"], "cols": {}, "same": {"kind": ["gpu"]}}]}',
+    # version 4's lines: only there, of n ints, with an origin and a suffix, a field in one place only
+    b'{"v": 3, "parts": [{"n": 1, "fields": ["id"], "cols": {}, "lines": {"id": {"origin": "o", "suffix": "", '
+    b'"lines": [1]}}}]}',
+    b'{"v": 4, "parts": [{"n": 2, "fields": ["id"], "cols": {}, "lines": {"id": {"origin": "o", "suffix": "", '
+    b'"lines": [1]}}}]}',
+    b'{"v": 4, "parts": [{"n": 1, "fields": ["id"], "cols": {}, "lines": {"id": {"origin": "o", "suffix": "", '
+    b'"lines": ["1"]}}}]}',
+    b'{"v": 4, "parts": [{"n": 1, "fields": ["id"], "cols": {}, "lines": {"id": {"origin": 1, "suffix": "", '
+    b'"lines": [1]}}}]}',
+    b'{"v": 4, "parts": [{"n": 1, "fields": ["id"], "cols": {}, "lines": {"id": {"origin": "o", "lines": [1]}}}]}',
+    b'{"v": 4, "parts": [{"n": 2, "fields": ["id"], "cols": {}, "lines": {"id": {"origin": "o", "suffix": "", '
+    b'"from": 1, "to": 2}}}]}',
+    b'{"v": 4, "parts": [{"n": 1, "fields": ["id"], "cols": {"id": ["o:1"]}, "lines": {"id": {"origin": "o", '
+    b'"suffix": "", "lines": [1]}}}]}',
+    b'{"v": 4, "parts": [{"n": 1, "fields": ["id"], "cols": {}, "lines": {"ts": {"origin": "o", "suffix": "", '
+    b'"lines": [1]}}}]}',
+    b'{"v": 4, "parts": [{"n": 1, "fields": ["id"], "cols": {}, "lines": [1]}]}',
 ])
 def test_what_is_not_a_batch_of_events_is_refused(value):
     with pytest.raises(ValueError):
@@ -283,3 +300,73 @@ def test_a_message_over_max_bytes_is_cut_in_halves_and_the_events_stay_in_order(
         assert _json(_read(payloads)) == _json(_read(whole[p]))  # every event, once, in order
         if all(len(m) <= max_bytes for m in whole[p]):
             assert payloads == whole[p]
+
+
+def _with_lazy_ids(batch: EventBatch, gaps: int, suffix: str) -> EventBatch:
+    """``batch`` with an ``id`` field in each columns part made as the parsers make it: a lazy
+    field of line numbers (a range, or with ``gaps`` a list that skips lines), ``LineIds``."""
+    parts = []
+    for k, p in enumerate(batch.layout()[0]):
+        if type(p) is list:
+            parts.append(EventBatch([dict(e, id=f"d{k}:{i}") for i, e in enumerate(p)]))
+            continue
+        lines = range(3, 3 + p.n) if not gaps else [3 + i + i // gaps for i in range(p.n)]
+        parts.append(EventBatch.from_columns(p.fields + ("id",), dict(p.cols), p.n,
+                                             {"id": (LineIds(f"t:{k}:9(src)", suffix), lines)}))
+    return EventBatch.concat(parts)
+
+
+def _as_version_3(batch: EventBatch) -> EventBatch:
+    """The same events with their ids made (texts): what a worker of version 3 sent."""
+    for p in batch.layout()[0]:
+        if type(p) is not list:
+            p.cols
+    return batch
+
+
+@PROPERTY
+@given(events=st.lists(_event, max_size=80), dict_every=st.sampled_from([0, 2]),
+       partitions=st.integers(min_value=1, max_value=5), per=st.sampled_from([1, 3, 500]),
+       how=st.sampled_from(["whole", "selected", "sorted"]), gaps=st.sampled_from([0, 1, 3]),
+       suffix=st.sampled_from(["", ".0"]), project_to=st.sampled_from([None, ("kind", "id", "ts")]))
+def test_ids_go_as_their_line_numbers_and_come_back_the_same_texts_made_when_read(events, dict_every, partitions,
+                                                                                   per, how, gaps, suffix,
+                                                                                   project_to):
+    def batch_of():
+        b = _with_lazy_ids(_as_parsed(events, dict_every), gaps, suffix)
+        if how == "selected":
+            b = b.select(b.indices_where("kind", "request", "prediction", "gpu"))
+        elif how == "sorted":
+            b = b.sorted_by_time()
+        return b
+
+    for route in ("entity", "model"):
+        got = wire.messages(batch_of(), partitions, per, route, project_to)
+        old = wire.messages(_as_version_3(batch_of()), partitions, per, route, project_to)  # ids as texts
+        assert set(got) == set(old)
+        for p, payloads in got.items():
+            assert _json(_read(payloads)) == _json(_read(old[p]))
+            if how != "sorted":  # read back as lines, not made: no id text until read
+                for m in payloads:
+                    for q in wire.decode(m).layout()[0]:
+                        assert type(q) is list or "id" not in q.fields or "id" in q._lazy
+        # a message of version 3 (ids as texts) still reads: the same events
+        for p, payloads in old.items():
+            assert _json(_read([m.replace(b'{"v":4,', b'{"v":3,', 1) for m in payloads])) == _json(_read(payloads))
+
+
+def test_consecutive_lines_go_as_a_range_and_others_as_a_list():
+    b = EventBatch.from_columns(("kind", "ts", "id"), {"kind": ["gpu"] * 6, "ts": list(range(6))}, 6,
+                                {"id": (LineIds("t:0:5"), range(1, 7))})
+    whole = orjson.loads(wire.encode(b))["parts"][0]
+    assert whole["lines"] == {"id": {"origin": "t:0:5", "suffix": "", "from": 1, "to": 7}}
+    assert "id" not in whole["cols"]
+    some = orjson.loads(wire.messages(b.select([1, 2, 3]), 1, 500)[0][0])["parts"][0]["lines"]["id"]
+    assert (some["from"], some["to"]) == (2, 5)
+    gaps = orjson.loads(wire.messages(b.select([0, 2, 5]), 1, 500)[0][0])["parts"][0]["lines"]["id"]
+    assert gaps["lines"] == [1, 3, 6]
+    back = wire.decode(wire.encode(b.select([0, 2, 5])))
+    assert back.values("id") == ["t:0:5:1", "t:0:5:3", "t:0:5:6"]
+    # ids already made (a store read them): they go as texts, as before
+    b.values("id")
+    assert orjson.loads(wire.encode(b))["parts"][0]["cols"]["id"][0] == "t:0:5:1"
