@@ -56,7 +56,8 @@ from .pipeline import Pipeline, alert_to_json
 from .raw_consumer import RawConsumer
 from .topics import (HEADER_END, HEADER_FORMAT, HEADER_FRAMING, HEADER_ORIGIN, LogEnds, TopicNames,
                      entity_route_fields, fast_lz4, model_route_fields, model_routed_kinds, raw_group)
-from .wire import decode as decode_message
+from .wire import STORED_UPSTREAM_FROM
+from .wire import decode_versioned as decode_message
 from .wire import messages
 
 log = logging.getLogger("ramparts.worker")
@@ -653,6 +654,7 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
         key_serializer="raw",
     )
     app.ramparts_stats = stats = {"raw_messages": 0, "records": 0, "parsed_events": 0, "events": 0,
+                                  "older_events_stored": 0,
                                   "dead_letters": 0, "alerts": 0,
                                   "batches": 0, "first_at": None, "last_at": None,
                                   # the process's CPU seconds at the same two moments (bench throughput's
@@ -866,8 +868,10 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
     # that insert is done. A timer settles what an idle stream leaves buffered.
     acks = AckAfterFlush(sink)
 
-    async def detect(stream, pipe: Pipeline, table: Any, counter: str) -> None:
-        """The body of a detect agent: ``pipe`` over ``stream``'s micro-batches, per partition."""
+    async def detect(stream, pipe: Pipeline, table: Any, counter: str, store_older: bool = False) -> None:
+        """The body of a detect agent: ``pipe`` over ``stream``'s micro-batches, per partition.
+        ``store_older``: store the events of messages a worker of an older version sent (it left
+        them to its detect stage: ``wire.STORED_UPSTREAM_FROM``)."""
         async for batch in stream.noack_take(k.batch_max_events, within=k.batch_max_seconds):
             batch = await admitted(batch)
             by_partition: dict[int, list[EventBatch]] = {}
@@ -875,11 +879,14 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
             for ev in batch:
                 m = ev.message
                 try:
-                    got = decode_message(ev.value)
+                    got, version = decode_message(ev.value)
                 except ValueError as exc:  # WireError, orjson's JSONDecodeError
                     undecodable.append(DeadLetter("events", f"{m.topic}:{m.partition}:{m.offset}", 1,
                                                   f"undecodable events message: {exc}", ev.value or b""))
                     continue
+                if store_older and version < STORED_UPSTREAM_FROM and sink is not None and len(got):
+                    sink.write_events(got)
+                    stats["older_events_stored"] += len(got)
                 got_p = by_partition.get(m.partition)
                 if got_p is None:
                     got_p = by_partition[m.partition] = []
@@ -906,7 +913,7 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
 
     @app.agent(events_topic, name="detect")
     async def detect_agent(stream):
-        await detect(stream, pipeline, state_table, "events")
+        await detect(stream, pipeline, state_table, "events", store_older=True)
 
     if model_topic is not None:
         @app.agent(model_topic, name="detect-model")

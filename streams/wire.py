@@ -29,7 +29,10 @@ Version 3 (the seventh to eleventh sessions' workers) is the same without ``line
 (the fifth and sixth sessions') without ``same`` either, and version 1, what workers before it
 wrote, a bare JSON array of event dicts; all are still read (a topic may hold such messages
 after an upgrade; a worker of an older version sends the newer messages to its dead letters, so
-upgrade every worker of a group together). Anything else, or a message
+upgrade every worker of a group together). Workers before version 4 stored an event in their
+detect stage; from version 4 on the parse stage stores it before the hop. So a detect agent of
+``events`` stores the events of a message older than ``STORED_UPSTREAM_FROM`` itself: an event
+in flight at an upgrade reaches the store once. Anything else, or a message
 whose parts do not hold together (a column of the wrong length, a field both in ``cols`` and
 ``same``, a part of neither shape), raises :class:`WireError`: the agent sends it to the dead
 letters instead of the detectors.
@@ -59,6 +62,11 @@ from ramparts.events import Columns, EventBatch, LineIds
 from .keys import MODEL_KINDS, entity_key, partition_for, route_key
 
 VERSION = 4
+# From version 4 on the worker that sends a message has stored its events (the parse stage
+# writes them before the hop); a detect stage stores the events of an older worker's messages on
+# ``events``, as that worker's detect stage would have, so none is missing from the store after
+# an upgrade.
+STORED_UPSTREAM_FROM = 4
 READ_VERSIONS = (2, 3, 4)  # and version 1, a bare array
 
 
@@ -305,10 +313,19 @@ def _encode_selected(parts: list, starts: list[int], ends: np.ndarray, sel: np.n
 
 
 def decode(value: bytes | None) -> EventBatch:
-    """A message of the events topics (version 2, or a version-1 array of dicts) as a batch.
+    """A message of the events topics (versions 2 to 4, or a version-1 array of dicts) as a batch.
 
     Raises :class:`WireError` (or orjson's ``JSONDecodeError``, also a ``ValueError``) for
     anything else."""
+    return decode_versioned(value)[0]
+
+
+def decode_versioned(value: bytes | None) -> tuple[EventBatch, int]:
+    """:func:`decode`, and the message's version (1 for a bare array).
+
+    >>> decode_versioned(b'[{"kind": "gpu"}]')[1], decode_versioned(encode(EventBatch([{"kind": "gpu"}])))[1]
+    (1, 4)
+    """
     if not value:
         raise WireError("empty message")
     doc = orjson.loads(value)
@@ -316,7 +333,7 @@ def decode(value: bytes | None) -> EventBatch:
         for e in doc:
             if type(e) is not dict:
                 raise WireError("a version-1 message holds something other than events")
-        return EventBatch(doc)
+        return EventBatch(doc), 1
     if type(doc) is not dict or doc.get("v") not in READ_VERSIONS:
         v = doc.get("v") if type(doc) is dict else type(doc).__name__
         raise WireError(f"unknown message version {v!r}")
@@ -347,8 +364,8 @@ def decode(value: bytes | None) -> EventBatch:
         if events:
             batches.append(EventBatch(events))
     if len(batches) == 1:
-        return batches[0]
-    return EventBatch.concat(batches)
+        return batches[0], doc["v"]
+    return EventBatch.concat(batches), doc["v"]
 
 
 def _extras(part: dict, cols: dict, n: int, version: int) -> tuple[dict, dict | None]:

@@ -277,24 +277,38 @@ def test_a_partition_handed_over_while_a_join_is_held_loses_none_of_the_held_rec
 
 
 def test_events_messages_of_the_old_format_are_read_and_undecodable_ones_go_to_the_dead_letters(stack):
-    """A topic may hold version-1 messages (arrays of event dicts) after an upgrade; what no
-    version reads goes to the dead letters, and the agent goes on."""
+    """A topic may hold messages of older workers after an upgrade (version 1: arrays of event
+    dicts; version 3: columns with the ids as texts). Their events are detected and stored here,
+    since the worker that sent them left storing them to its detect stage; a version-4 message's
+    events are detected but not stored again (its parse stage stored them). What no version reads
+    goes to the dead letters, and the agent goes on."""
     from aiokafka import AIOKafkaProducer
 
-    from ramparts.streams.decode import parse_bytes
+    from ramparts.streams import wire
+    from ramparts.streams.decode import make_parser, parse_bytes
 
     example = (REPO / "examples" / "envoy-ai-gateway.jsonl").read_bytes()
-    events, dead, _ = parse_bytes("envoy_json", example, config=stack.config)
-    assert events and not dead
+
+    def parsed(origin: str):
+        parser = make_parser("envoy_json", stack.config)
+        parser.stamp_ids = True
+        events, dead, _ = parse_bytes(parser, example, origin=origin)
+        assert events and not dead
+        return events
+
+    v1, v3, v4 = parsed("old-v1"), parsed("old-v3"), parsed("new-v4")
+    v3_message = wire.encode(v3).replace(b'"v":4', b'"v":3', 1)
+    assert b'"lines"' not in v3_message and wire.decode_versioned(v3_message)[1] == 3
+    v4_message = wire.encode(v4)
+    assert wire.decode_versioned(v4_message)[1] == wire.STORED_UPSTREAM_FROM
     bad = [b"\x00not json", b'{"v": 99, "parts": []}']
 
     async def produce():
         producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap)
         await producer.start()
         try:
-            await producer.send_and_wait(stack.names.events, bad[0], partition=0)
-            await producer.send_and_wait(stack.names.events, orjson.dumps(events.events), partition=0)
-            await producer.send_and_wait(stack.names.events, bad[1], partition=0)
+            for value in (bad[0], orjson.dumps(v1.events), bad[1], v3_message, v4_message):
+                await producer.send_and_wait(stack.names.events, value, partition=0)
         finally:
             await producer.stop()
 
@@ -302,12 +316,13 @@ def test_events_messages_of_the_old_format_are_read_and_undecodable_ones_go_to_t
     w = stack.worker("old").start()
     assert stack.wait_consumed(alive=w.alive), w.log_tail()
     assert w.stop() == 0, w.log_tail()
-    # The old message's events were detected (the detect agents store alerts, not events: the
-    # parse stage does, and these never went through it).
-    assert w.stats()["events"] == len(events)
+    stats = w.stats()
+    assert stats["events"] == len(v1) + len(v3) + len(v4)
+    assert stats["older_events_stored"] == len(v1) + len(v3)
     store = open_store(w.store)
     try:
-        assert store.counts()["requests"] == 0
+        ids = {r["id"] for r in store.query("SELECT id FROM ramparts.requests FINAL")}
+        assert ids == set(v1.values("id")) | set(v3.values("id")), sorted(ids)[:5]
         rows = store.query("SELECT source, file, reason FROM ramparts.dead_letters FINAL ORDER BY file")
         assert [(r["source"], r["file"]) for r in rows] == [("events", f"{stack.names.events}:0:0"),
                                                            ("events", f"{stack.names.events}:0:2")]
