@@ -56,9 +56,7 @@ from .pipeline import Pipeline, alert_to_json
 from .raw_consumer import RawConsumer
 from .topics import (HEADER_END, HEADER_FORMAT, HEADER_FRAMING, HEADER_ORIGIN, LogEnds, TopicNames,
                      entity_route_fields, fast_lz4, model_route_fields, model_routed_kinds, raw_group)
-from .wire import STORED_UPSTREAM_FROM
-from .wire import decode_versioned as decode_message
-from .wire import messages
+from .wire import STORED_UPSTREAM_FROM, decode_versioned, messages
 
 log = logging.getLogger("ramparts.worker")
 
@@ -654,8 +652,7 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
         key_serializer="raw",
     )
     app.ramparts_stats = stats = {"raw_messages": 0, "records": 0, "parsed_events": 0, "events": 0,
-                                  "older_events_stored": 0,
-                                  "dead_letters": 0, "alerts": 0,
+                                  "older_events_stored": 0, "dead_letters": 0, "alerts": 0,
                                   "batches": 0, "first_at": None, "last_at": None,
                                   # the process's CPU seconds at the same two moments (bench throughput's
                                   # CPU-time rates: a loaded machine slows wall time, not CPU time)
@@ -879,7 +876,7 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
             for ev in batch:
                 m = ev.message
                 try:
-                    got, version = decode_message(ev.value)
+                    got, version = decode_versioned(ev.value)
                 except ValueError as exc:  # WireError, orjson's JSONDecodeError
                     undecodable.append(DeadLetter("events", f"{m.topic}:{m.partition}:{m.offset}", 1,
                                                   f"undecodable events message: {exc}", ev.value or b""))

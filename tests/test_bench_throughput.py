@@ -9,11 +9,16 @@ import subprocess
 import sys
 
 
-def test_bench_throughput_measures_every_path_in_one_run():
-    proc = subprocess.run([sys.executable, "-m", "ramparts.cli", "bench", "throughput", "--rate", "4",
-                           "--single-records", "300", "--repeat", "1"],
+def _bench(*flags: str) -> subprocess.CompletedProcess:
+    """``ramparts bench throughput --rate 4 FLAGS`` in a child process, which must succeed."""
+    proc = subprocess.run([sys.executable, "-m", "ramparts.cli", "bench", "throughput", "--rate", "4", *flags],
                           capture_output=True, text=True, timeout=400, env={**os.environ})
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    return proc
+
+
+def test_bench_throughput_measures_every_path_in_one_run():
+    proc = _bench("--single-records", "300", "--repeat", "1")
     table = proc.stdout.split("events/s wall", 1)[1].split("\n", 1)[1]
     # each row: the path, events per second of wall time, events per CPU second
     rows = {name: (wall, cpu) for name, wall, cpu in re.findall(r"^([^\d\n]+?)\s+([\d,]+)\s+([\d,]+)\b", table, re.M)}
@@ -26,10 +31,7 @@ def test_bench_throughput_measures_every_path_in_one_run():
 
 
 def test_bench_throughput_formats_times_each_file_of_the_input():
-    proc = subprocess.run([sys.executable, "-m", "ramparts.cli", "bench", "throughput", "--rate", "4",
-                           "--repeat", "1", "--skip-kafka", "--formats"],
-                          capture_output=True, text=True, timeout=400, env={**os.environ})
-    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    proc = _bench("--repeat", "1", "--skip-kafka", "--formats")
     rows = dict(re.findall(r"^  (\w+)\s+([\d,]+) events\s+[\d.]+ s\s+[\d.]+ us/event", proc.stdout, re.M))
     assert set(rows) == {"envoy_json", "kserve", "dcgm", "falco", "k8s_audit", "k8s_pods"}, proc.stdout
     # every file's events, parsed alone, are the events replay reads from them all
@@ -38,10 +40,7 @@ def test_bench_throughput_formats_times_each_file_of_the_input():
 
 
 def test_bench_throughput_hop_fields_times_the_hop_with_and_without_the_unread_fields():
-    proc = subprocess.run([sys.executable, "-m", "ramparts.cli", "bench", "throughput", "--rate", "4",
-                           "--repeat", "1", "--skip-kafka", "--hop-fields"],
-                          capture_output=True, text=True, timeout=400, env={**os.environ})
-    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    proc = _bench("--repeat", "1", "--skip-kafka", "--hop-fields")
     rows = dict(re.findall(r"^  (every field|without the unread Envoy fields)\s+([\d.]+)\s+runs", proc.stdout, re.M))
     assert set(rows) == {"every field", "without the unread Envoy fields"}, proc.stdout
     assert all(float(v) > 0 for v in rows.values()), proc.stdout
