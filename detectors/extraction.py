@@ -337,10 +337,10 @@ def project(xs: np.ndarray, slack: float = 4.0) -> np.ndarray:
     out = xs @ p
     f32 = out.astype(np.float32)
     bound = slack * width * 2.0 ** -53 * (np.abs(xs) @ np.abs(p))
-    below = (f32.astype(np.float64) + np.nextafter(f32, np.float32(-np.inf)).astype(np.float64)) / 2.0
-    above = (f32.astype(np.float64) + np.nextafter(f32, np.float32(np.inf)).astype(np.float64)) / 2.0
-    with np.errstate(invalid="ignore"):
-        safe = ((out - below > bound) & (above - out > bound)).all(axis=1)
+    # Per row whether every value is that far from both float32 rounding boundaries (the midpoints
+    # with the float32's neighbours), in one compiled pass (extraction_stats.projection_safe).
+    safe = np.empty(len(xs), dtype=np.bool_)
+    _projection_safe()(out, f32, bound, safe)
     for i in np.flatnonzero(~safe).tolist():
         f32[i] = (xs[i] @ p).astype(np.float32)
     return f32
@@ -429,6 +429,17 @@ def _observe():
     observe(res, res.astype(np.float64), np.zeros(RESERVOIR), np.zeros((RESERVOIR, RESERVOIR)), 0, 0,
             np.zeros(PROJECTED_DIMS, dtype=np.float32))
     return observe
+
+
+@functools.cache
+def _projection_safe():
+    """:func:`extraction_stats.projection_safe`, loaded (from numba's cache, else compiled) by a first
+    call: see :func:`_observe`."""
+    from .extraction_stats import projection_safe
+
+    projection_safe(np.zeros((1, 1)), np.zeros((1, 1), dtype=np.float32), np.zeros((1, 1)),
+                    np.zeros(1, dtype=np.bool_))
+    return projection_safe
 
 
 @functools.cache
@@ -725,6 +736,7 @@ class ExtractionDetector(Detector):
         _observe()
         _run()
         _crc()
+        _projection_safe()
         self.populations: dict[tuple[str, int], Population] = {}
         self._model_populations: dict[str, list[Population]] = {}  # model -> its populations, in creation order
         self._pops = _Populations()  # their numbers, in arrays

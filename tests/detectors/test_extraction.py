@@ -567,3 +567,47 @@ def test_streams_loaded_at_once_are_the_streams_loaded_one_by_one():
         a, b = getattr(one, name), getattr(alln, name)
         assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), name
     assert one.dicts == alln.dicts
+
+
+def _projection_safe_reference(out, f32, bound):
+    # project's test in numpy before it was compiled (frozen copy)
+    below = (f32.astype(np.float64) + np.nextafter(f32, np.float32(-np.inf)).astype(np.float64)) / 2.0
+    above = (f32.astype(np.float64) + np.nextafter(f32, np.float32(np.inf)).astype(np.float64)) / 2.0
+    with np.errstate(invalid="ignore"):
+        return ((out - below > bound) & (above - out > bound)).all(axis=1)
+
+
+def test_projection_safe_is_the_numpy_test_it_replaced():
+    from ramparts.detectors.extraction_stats import projection_safe
+
+    rng = np.random.default_rng(21)
+    unsafe = safe = 0
+    for trial in range(300):
+        n, d = int(rng.integers(0, 60)), int(rng.integers(1, 14))
+        out = rng.standard_normal((n, d)) * 10.0 ** rng.integers(-40, 40, size=(n, 1))
+        f32 = out.astype(np.float32)
+        # values on, next to and near the rounding boundaries (the midpoints of two float32s)
+        mid = (f32.astype(np.float64) + np.nextafter(f32, np.float32(np.inf)).astype(np.float64)) / 2.0
+        pick = rng.random((n, d))
+        out = np.where(pick < 0.1, mid, out)
+        out = np.where((pick >= 0.1) & (pick < 0.2), np.nextafter(mid, -np.inf), out)
+        out = np.where((pick >= 0.2) & (pick < 0.25), mid * (1 + 1e-12), out)
+        special = rng.random((n, d))
+        out[special < 0.01] = np.nan
+        out[(special >= 0.01) & (special < 0.02)] = np.inf
+        out[(special >= 0.02) & (special < 0.03)] = -np.inf
+        out[(special >= 0.03) & (special < 0.04)] = 0.0
+        out[(special >= 0.04) & (special < 0.05)] = 1e39  # beyond float32: its float32 is inf
+        with np.errstate(over="ignore"):
+            f32 = out.astype(np.float32)
+        scale = 10.0 ** rng.integers(-60, 5)
+        bound = np.abs(out) * scale * rng.random((n, d))
+        bound[rng.random((n, d)) < 0.02] = 0.0
+        bound[rng.random((n, d)) < 0.01] = np.nan
+        want = _projection_safe_reference(out, f32, bound)
+        got = np.empty(n, dtype=np.bool_)
+        projection_safe(out, f32, bound, got)
+        assert got.tolist() == want.tolist(), trial
+        unsafe += int((~want).sum())
+        safe += int(want.sum())
+    assert unsafe > 500 and safe > 500  # both answers, the boundaries reached
