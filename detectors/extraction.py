@@ -675,14 +675,7 @@ class _Streams:
 
     def sync(self, slot: int) -> None:
         """The counts written back into the stream's dict (for the judging, and at the batch's end)."""
-        s, c = self.dicts[slot], self.counts[slot].tolist()
-        s["n"], s["rep"] = int(c[C_N]), int(c[C_REP])
-        s["nd"], s["ood"], s["nj"], s["close"], s["nc"], s["low"] = (c[C_ND], c[C_OOD], c[C_NJ], c[C_CLOSE],
-                                                                     c[C_NC], c[C_LOW])
-        if c[C_EP] or "ep" in s:
-            s["ep"] = int(c[C_EP])
-        if c[C_WSET]:
-            s["w"] = round(c[C_W], 4)
+        _sync(self.dicts[slot], self.counts[slot].tolist())
 
     def packed(self, slot: int) -> dict:
         self.sync(slot)
@@ -693,6 +686,42 @@ class _Streams:
             s["r"] = _pack(self.res[slot, :int(c[C_RES])], np.float32)
             s["d"] = _pack(self.dists[slot, :int(c[C_DISTS])], np.float32)
         return s
+
+    def packed_all(self) -> list[dict]:
+        """:meth:`packed` of every slot, in slot order: the same dicts, written in the same order.
+        Each memory is converted (hashes to uint32, distances to float32) and made bytes once for
+        every slot; a slot's text is encoded from its stretch of those bytes, not from a slice,
+        a conversion and a copy of its own."""
+        counts = self.counts.tolist()
+        tls = self.tl.tolist()
+        h_bytes = self.hashes.astype(np.uint32).tobytes()
+        r_bytes = self.res.tobytes()
+        d_bytes = self.dists.astype(np.float32).tobytes()
+        h_row, r_row, d_row = 4 * HASHES, 4 * RESERVOIR * PROJECTED_DIMS, 4 * DISTANCES
+        out = []
+        for slot, (s, c, tl) in enumerate(zip(self.dicts, counts, tls)):
+            _sync(s, c)
+            s["tl"] = tl
+            if c[C_CHANGED]:
+                a = slot * h_row
+                s["h"] = b2a_base64(h_bytes[a:a + 4 * min(int(c[C_HASHES]), HASHES)], newline=False).decode("ascii")
+                a = slot * r_row
+                end = a + 4 * PROJECTED_DIMS * min(int(c[C_RES]), RESERVOIR)
+                s["r"] = b2a_base64(r_bytes[a:end], newline=False).decode("ascii")
+                a = slot * d_row
+                s["d"] = b2a_base64(d_bytes[a:a + 4 * min(int(c[C_DISTS]), DISTANCES)], newline=False).decode("ascii")
+            out.append(s)
+        return out
+
+
+def _sync(s: dict, c: list[float]) -> None:
+    """A stream's counts (``c``, a row of :attr:`_Streams.counts`) written back into its dict."""
+    s["n"], s["rep"] = int(c[C_N]), int(c[C_REP])
+    s["nd"], s["ood"], s["nj"], s["close"], s["nc"], s["low"] = c[C_ND], c[C_OOD], c[C_NJ], c[C_CLOSE], c[C_NC], c[C_LOW]
+    if c[C_EP] or "ep" in s:
+        s["ep"] = int(c[C_EP])
+    if c[C_WSET]:
+        s["w"] = round(c[C_W], 4)
 
 
 def _share_of(k: float, n: float) -> float:
@@ -830,8 +859,8 @@ class ExtractionDetector(Detector):
                     if s["inc"] is not None:
                         flagged = True
                 phase = 1
-        for slot, key in enumerate(keys):
-            state.set(key, w.packed(slot))
+        for key, s in zip(keys, w.packed_all()):
+            state.set(key, s)
         return merge_alerts(out)
 
     def _read_each(self, ts_col: list, principal_col: list, src_col: list, model_col: list, input_col: list,

@@ -611,3 +611,52 @@ def test_projection_safe_is_the_numpy_test_it_replaced():
         unsafe += int((~want).sum())
         safe += int(want.sum())
     assert unsafe > 500 and safe > 500  # both answers, the boundaries reached
+
+
+def test_streams_packed_at_once_are_the_streams_packed_one_by_one():
+    from ramparts.detectors.extraction import (C_CHANGED, C_DISTS, C_EP, C_HASHES, C_RES, C_W, C_WSET, DISTANCES,
+                                               HASHES, PROJECTED_DIMS, RESERVOIR, ExtractionDetector, _pack, _Streams)
+
+    rng = np.random.default_rng(12)
+    for trial in range(40):
+        states = []
+        for k in range(int(rng.integers(0, 30))):
+            s = ExtractionDetector._fresh(int(rng.integers(0, 2 ** 62)))
+            if k % 3:
+                nh, nr, nd = rng.integers(0, HASHES + 3), rng.integers(0, RESERVOIR + 3), rng.integers(0, DISTANCES + 3)
+                s.update(h=_pack(rng.integers(0, 2 ** 32, nh), np.uint32),
+                         r=_pack(rng.standard_normal((nr, PROJECTED_DIMS)) * 10.0 ** rng.integers(-30, 30), np.float32),
+                         d=_pack(rng.uniform(0, 5, nd), np.float32))
+            if k % 4 == 0:
+                del s["ep"]
+            states.append(s)
+        one, alln = _Streams(len(states)), _Streams(len(states))
+        one.load_all([dict(s) for s in states])
+        alln.load_all([dict(s) for s in states])
+        # what a run leaves: memories changed or not, counts moved, hashes beyond 32 bits (wrapped as before),
+        # distances that round to float32, W set or not, the stamp set or not
+        for w in (one, alln):
+            w.counts[:] = 0.0
+            w.tl[:] = 0
+        for slot in range(len(states)):
+            c = rng.random(one.counts.shape[1]) * 1000.0
+            c[C_CHANGED], c[C_WSET], c[C_EP] = rng.random() < 0.8, rng.random() < 0.5, float(rng.integers(0, 2) * 7)
+            c[C_HASHES], c[C_RES], c[C_DISTS] = rng.integers(0, HASHES + 1), rng.integers(0, RESERVOIR + 1), \
+                rng.integers(0, DISTANCES + 1)
+            c[C_W] = rng.random()
+            hashes = rng.integers(-2 ** 40, 2 ** 40, HASHES)
+            res = (rng.standard_normal((RESERVOIR, PROJECTED_DIMS)) * 100).astype(np.float32)
+            dists = rng.standard_normal(DISTANCES) * 10.0 ** rng.integers(-50, 50)
+            tl = int(rng.integers(0, 2 ** 63))
+            for w in (one, alln):
+                w.counts[slot], w.hashes[slot], w.res[slot], w.dists[slot], w.tl[slot] = c, hashes, res, dists, tl
+        with np.errstate(over="ignore"):
+            want = [orjson_bytes(one.packed(slot)) for slot in range(len(states))]
+            got = [orjson_bytes(s) for s in alln.packed_all()]
+        assert got == want, trial
+
+
+def orjson_bytes(s: dict) -> bytes:
+    import orjson
+
+    return orjson.dumps(s)  # the keys in their order, the values with their types
