@@ -358,6 +358,39 @@ def _unpack(s: str | None, dtype, width: int = 1) -> np.ndarray:
     return a.reshape(-1, width) if width > 1 else a.copy()
 
 
+def _load_memory(target: np.ndarray, texts: list, dtype, width: int, cap: int) -> list[int]:
+    """Each slot's memory (``texts[slot]``: base64 of ``dtype`` values, ``width`` a row; ``None`` or
+    empty: none) placed as :meth:`_Streams.load` places it, its last ``cap`` rows at the start of
+    ``target[slot]`` (``target`` zeroed, its dtype), and the rows placed per slot. The texts that
+    hold exactly ``cap`` rows are placed together, one assignment for all of them; the others one
+    by one as :func:`_unpack` reads them (and raises on a text of no whole rows)."""
+    full = np.dtype(dtype).itemsize * width * cap
+    placed = []
+    full_slots: list[int] = []
+    full_raw: list[bytes] = []
+    for slot, text in enumerate(texts):
+        if not text:
+            placed.append(0)
+            continue
+        raw = a2b_base64(text)
+        if len(raw) == full:
+            full_slots.append(slot)
+            full_raw.append(raw)
+            placed.append(cap)
+            continue
+        a = np.frombuffer(raw, dtype=dtype)
+        a = (a.reshape(-1, width) if width > 1 else a)[-cap:]
+        target[slot, :len(a)] = a
+        placed.append(len(a))
+    if full_slots:
+        rows = np.frombuffer(b"".join(full_raw), dtype=dtype).reshape(len(full_slots), *target.shape[1:])
+        if len(full_slots) == len(target):
+            target[:] = rows
+        else:
+            target[full_slots] = rows
+    return placed
+
+
 _UPPER: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 
@@ -648,28 +681,17 @@ class _Streams:
     def load_all(self, states: list[dict]) -> None:
         """:meth:`load` of every slot of a fresh ``_Streams`` (``states[slot]``), the numbers that
         follow from the reservoirs (their float64 copy, their rows' squared norms) computed for
-        all at once: the same arrays, to the bit."""
-        counts = []
-        for slot, s in enumerate(states):
-            self.dicts[slot], self.tl[slot] = s, s["tl"]
-            h, r, d = s["h"], s["r"], s["d"]
-            nh = nr = nd = 0
-            if h:
-                h = _unpack(h, np.uint32)[-HASHES:]
-                nh = len(h)
-                self.hashes[slot, :nh] = h
-            if r:
-                r = _unpack(r, np.float32, PROJECTED_DIMS)[-RESERVOIR:]
-                nr = len(r)
-                self.res[slot, :nr] = r
-            if d:
-                d = _unpack(d, np.float32)[-DISTANCES:]
-                nd = len(d)
-                self.dists[slot, :nd] = d
-            counts.append((s["n"], s["rep"], s["nd"], s["ood"], s["nj"], s["close"], s["nc"], s["low"],
-                           s.get("ep", 0), nr, nh, nd, 0.0, s["inc"] is not None, 0.0, 0.0, 0.0))
-        if counts:
-            self.counts[:] = counts
+        all at once: the same arrays, to the bit. A memory at its capacity (a grown stream's, the
+        most common) is placed with the others at capacity in one assignment (:func:`_load_memory`)."""
+        self.dicts[:len(states)] = states
+        self.tl[:len(states)] = [s["tl"] for s in states]
+        nh = _load_memory(self.hashes, [s["h"] for s in states], np.uint32, 1, HASHES)
+        nr = _load_memory(self.res, [s["r"] for s in states], np.float32, PROJECTED_DIMS, RESERVOIR)
+        nd = _load_memory(self.dists, [s["d"] for s in states], np.float32, 1, DISTANCES)
+        if states:
+            self.counts[:] = [(s["n"], s["rep"], s["nd"], s["ood"], s["nj"], s["close"], s["nc"], s["low"],
+                               s.get("ep", 0), r, h, d, 0.0, s["inc"] is not None, 0.0, 0.0, 0.0)
+                              for s, h, r, d in zip(states, nh, nr, nd)]
         self.res64[:] = self.res
         self.sq[:] = (self.res64 * self.res64).sum(axis=2)
 

@@ -550,6 +550,10 @@ def test_streams_loaded_at_once_are_the_streams_loaded_one_by_one():
         s = ExtractionDetector._fresh(k)
         if k % 5:  # some streams fresh, the others with memories of every length, over capacity too
             nh, nr, nd = rng.integers(0, HASHES + 3), rng.integers(0, RESERVOIR + 3), rng.integers(0, DISTANCES + 3)
+            if k % 5 == 1:  # memories at their capacity (a grown stream's), placed together
+                nh, nr, nd = HASHES, RESERVOIR, DISTANCES
+            elif k % 5 == 2:
+                nh, nd = HASHES, DISTANCES
             scale = 10.0 ** rng.integers(-20, 20)
             s.update(n=int(rng.integers(0, 2 ** 40)), rep=3, nd=float(rng.uniform(0, 300)), ood=1.5, nj=2.0,
                      close=0.25, nc=7.0, low=0.5, inc={"first": 1, "sev": "medium"} if k % 3 == 0 else None,
@@ -559,14 +563,16 @@ def test_streams_loaded_at_once_are_the_streams_loaded_one_by_one():
             if k % 4 == 0:
                 s["ep"] = 2
         states.append(s)
-    one, alln = _Streams(len(states)), _Streams(len(states))
-    for slot, s in enumerate(states):
-        one.load(slot, dict(s))
-    alln.load_all([dict(s) for s in states])
-    for name in ("counts", "hashes", "res", "res64", "sq", "pd", "dists", "tl"):
-        a, b = getattr(one, name), getattr(alln, name)
-        assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), name
-    assert one.dicts == alln.dicts
+    for some in (states, states[1:2], [s for s in states if s["r"] and len(s["r"]) == len(states[1]["r"])], []):
+        one, alln = _Streams(len(some)), _Streams(len(some))
+        for slot, s in enumerate(some):
+            one.load(slot, dict(s))
+        alln.load_all([dict(s) for s in some])
+        for name in ("counts", "hashes", "res", "res64", "sq", "pd", "dists", "tl"):
+            a, b = getattr(one, name), getattr(alln, name)
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), name
+        assert one.dicts == alln.dicts
+    assert sum(len(s["r"]) == len(states[1]["r"]) for s in states) > 5  # memories at capacity, with others
 
 
 def _projection_safe_reference(out, f32, bound):
