@@ -769,6 +769,24 @@ def prediction_groups(columns: list[list], stored: Callable[[tuple], dict | None
     return predictions, names
 
 
+def _private(s: dict) -> dict:
+    """A copy of a version's stored state that :meth:`DriftDetector._advance` may change without
+    changing the stored value. Before the judged windows (phases 0 and 1, where the first rows,
+    the edges, the reference's counts and the streams' sums change in place) every list and dict
+    is new (orjson's round trip). In phase 2 (a version's usual state) the edges (``e``), the
+    reference's counts (``h``), the window's counts (``c``: replaced whole, never written in
+    place) and the names stay what they are there and are shared with the stored value; only
+    what the windows and the output streams change in place is copied: the dict itself, each
+    stream's list (its chunk, points and their minutes) and the incidents' dicts."""
+    if s["p"] != 2:
+        return orjson.loads(orjson.dumps(s))
+    c = dict(s)
+    c["st"] = [None if st is None else [st[0], st[1], list(st[2]), list(st[3]), list(st[4]), *st[5:]]
+               for st in s["st"]]
+    c["i"] = {family: dict(inc) for family, inc in s["i"].items()}
+    return c
+
+
 class DriftDetector(Detector):
     name = "drift.model"
     kinds = ("prediction", "request")
@@ -834,7 +852,7 @@ class DriftDetector(Detector):
         for (model, version), (ts, x, sv) in requests.items():
             key = self._key("r", model, version)
             s = state.get(key)
-            s = self._fresh_request(int(ts[0])) if s is None else orjson.loads(orjson.dumps(s))
+            s = self._fresh_request(int(ts[0])) if s is None else _private(s)
             alerts += self._advance(s, model, version, ts, x, sv)
             state.set(key, s)
         for (model, version), g in predictions.items():
@@ -845,7 +863,7 @@ class DriftDetector(Detector):
             if s is None:
                 s = self._fresh_prediction(g[0][0], g[0][1], g[0][2], names[(model, version)])
             else:
-                s = orjson.loads(orjson.dumps(s))  # never change the stored value in place
+                s = _private(s)  # never change the stored value in place
             ts, x, sv = self._prediction_columns(g, s)
             alerts += self._advance(s, model, version, ts, x, sv)
             state.set(key, s)

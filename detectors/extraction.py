@@ -337,10 +337,10 @@ def project(xs: np.ndarray, slack: float = 4.0) -> np.ndarray:
     out = xs @ p
     f32 = out.astype(np.float32)
     bound = slack * width * 2.0 ** -53 * (np.abs(xs) @ np.abs(p))
-    below = (f32.astype(np.float64) + np.nextafter(f32, np.float32(-np.inf)).astype(np.float64)) / 2.0
-    above = (f32.astype(np.float64) + np.nextafter(f32, np.float32(np.inf)).astype(np.float64)) / 2.0
-    with np.errstate(invalid="ignore"):
-        safe = ((out - below > bound) & (above - out > bound)).all(axis=1)
+    # Per row whether every value is that far from both float32 rounding boundaries (the midpoints
+    # with the float32's neighbours), in one compiled pass (extraction_stats.projection_safe).
+    safe = np.empty(len(xs), dtype=np.bool_)
+    _projection_safe()(out, f32, bound, safe)
     for i in np.flatnonzero(~safe).tolist():
         f32[i] = (xs[i] @ p).astype(np.float32)
     return f32
@@ -356,6 +356,39 @@ def _unpack(s: str | None, dtype, width: int = 1) -> np.ndarray:
         return np.zeros((0, width) if width > 1 else 0, dtype=dtype)
     a = np.frombuffer(a2b_base64(s), dtype=dtype)  # base64.b64decode(s) without its Python wrapper
     return a.reshape(-1, width) if width > 1 else a.copy()
+
+
+def _load_memory(target: np.ndarray, texts: list, dtype, width: int, cap: int) -> list[int]:
+    """Each slot's memory (``texts[slot]``: base64 of ``dtype`` values, ``width`` a row; ``None`` or
+    empty: none) placed as :meth:`_Streams.load` places it, its last ``cap`` rows at the start of
+    ``target[slot]`` (``target`` zeroed, its dtype), and the rows placed per slot. The texts that
+    hold exactly ``cap`` rows are placed together, one assignment for all of them; the others one
+    by one as :func:`_unpack` reads them (and raises on a text of no whole rows)."""
+    full = np.dtype(dtype).itemsize * width * cap
+    placed = []
+    full_slots: list[int] = []
+    full_raw: list[bytes] = []
+    for slot, text in enumerate(texts):
+        if not text:
+            placed.append(0)
+            continue
+        raw = a2b_base64(text)
+        if len(raw) == full:
+            full_slots.append(slot)
+            full_raw.append(raw)
+            placed.append(cap)
+            continue
+        a = np.frombuffer(raw, dtype=dtype)
+        a = (a.reshape(-1, width) if width > 1 else a)[-cap:]
+        target[slot, :len(a)] = a
+        placed.append(len(a))
+    if full_slots:
+        rows = np.frombuffer(b"".join(full_raw), dtype=dtype).reshape(len(full_slots), *target.shape[1:])
+        if len(full_slots) == len(target):
+            target[:] = rows
+        else:
+            target[full_slots] = rows
+    return placed
 
 
 _UPPER: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -429,6 +462,17 @@ def _observe():
     observe(res, res.astype(np.float64), np.zeros(RESERVOIR), np.zeros((RESERVOIR, RESERVOIR)), 0, 0,
             np.zeros(PROJECTED_DIMS, dtype=np.float32))
     return observe
+
+
+@functools.cache
+def _projection_safe():
+    """:func:`extraction_stats.projection_safe`, loaded (from numba's cache, else compiled) by a first
+    call: see :func:`_observe`."""
+    from .extraction_stats import projection_safe
+
+    projection_safe(np.zeros((1, 1)), np.zeros((1, 1), dtype=np.float32), np.zeros((1, 1)),
+                    np.zeros(1, dtype=np.bool_))
+    return projection_safe
 
 
 @functools.cache
@@ -637,41 +681,23 @@ class _Streams:
     def load_all(self, states: list[dict]) -> None:
         """:meth:`load` of every slot of a fresh ``_Streams`` (``states[slot]``), the numbers that
         follow from the reservoirs (their float64 copy, their rows' squared norms) computed for
-        all at once: the same arrays, to the bit."""
-        counts = []
-        for slot, s in enumerate(states):
-            self.dicts[slot], self.tl[slot] = s, s["tl"]
-            h, r, d = s["h"], s["r"], s["d"]
-            nh = nr = nd = 0
-            if h:
-                h = _unpack(h, np.uint32)[-HASHES:]
-                nh = len(h)
-                self.hashes[slot, :nh] = h
-            if r:
-                r = _unpack(r, np.float32, PROJECTED_DIMS)[-RESERVOIR:]
-                nr = len(r)
-                self.res[slot, :nr] = r
-            if d:
-                d = _unpack(d, np.float32)[-DISTANCES:]
-                nd = len(d)
-                self.dists[slot, :nd] = d
-            counts.append((s["n"], s["rep"], s["nd"], s["ood"], s["nj"], s["close"], s["nc"], s["low"],
-                           s.get("ep", 0), nr, nh, nd, 0.0, s["inc"] is not None, 0.0, 0.0, 0.0))
-        if counts:
-            self.counts[:] = counts
+        all at once: the same arrays, to the bit. A memory at its capacity (a grown stream's, the
+        most common) is placed with the others at capacity in one assignment (:func:`_load_memory`)."""
+        self.dicts[:len(states)] = states
+        self.tl[:len(states)] = [s["tl"] for s in states]
+        nh = _load_memory(self.hashes, [s["h"] for s in states], np.uint32, 1, HASHES)
+        nr = _load_memory(self.res, [s["r"] for s in states], np.float32, PROJECTED_DIMS, RESERVOIR)
+        nd = _load_memory(self.dists, [s["d"] for s in states], np.float32, 1, DISTANCES)
+        if states:
+            self.counts[:] = [(s["n"], s["rep"], s["nd"], s["ood"], s["nj"], s["close"], s["nc"], s["low"],
+                               s.get("ep", 0), r, h, d, 0.0, s["inc"] is not None, 0.0, 0.0, 0.0)
+                              for s, h, r, d in zip(states, nh, nr, nd)]
         self.res64[:] = self.res
         self.sq[:] = (self.res64 * self.res64).sum(axis=2)
 
     def sync(self, slot: int) -> None:
         """The counts written back into the stream's dict (for the judging, and at the batch's end)."""
-        s, c = self.dicts[slot], self.counts[slot].tolist()
-        s["n"], s["rep"] = int(c[C_N]), int(c[C_REP])
-        s["nd"], s["ood"], s["nj"], s["close"], s["nc"], s["low"] = (c[C_ND], c[C_OOD], c[C_NJ], c[C_CLOSE],
-                                                                     c[C_NC], c[C_LOW])
-        if c[C_EP] or "ep" in s:
-            s["ep"] = int(c[C_EP])
-        if c[C_WSET]:
-            s["w"] = round(c[C_W], 4)
+        _sync(self.dicts[slot], self.counts[slot].tolist())
 
     def packed(self, slot: int) -> dict:
         self.sync(slot)
@@ -682,6 +708,42 @@ class _Streams:
             s["r"] = _pack(self.res[slot, :int(c[C_RES])], np.float32)
             s["d"] = _pack(self.dists[slot, :int(c[C_DISTS])], np.float32)
         return s
+
+    def packed_all(self) -> list[dict]:
+        """:meth:`packed` of every slot, in slot order: the same dicts, written in the same order.
+        Each memory is converted (hashes to uint32, distances to float32) and made bytes once for
+        every slot; a slot's text is encoded from its stretch of those bytes, not from a slice,
+        a conversion and a copy of its own."""
+        counts = self.counts.tolist()
+        tls = self.tl.tolist()
+        h_bytes = self.hashes.astype(np.uint32).tobytes()
+        r_bytes = self.res.tobytes()
+        d_bytes = self.dists.astype(np.float32).tobytes()
+        h_row, r_row, d_row = 4 * HASHES, 4 * RESERVOIR * PROJECTED_DIMS, 4 * DISTANCES
+        out = []
+        for slot, (s, c, tl) in enumerate(zip(self.dicts, counts, tls)):
+            _sync(s, c)
+            s["tl"] = tl
+            if c[C_CHANGED]:
+                a = slot * h_row
+                s["h"] = b2a_base64(h_bytes[a:a + 4 * min(int(c[C_HASHES]), HASHES)], newline=False).decode("ascii")
+                a = slot * r_row
+                end = a + 4 * PROJECTED_DIMS * min(int(c[C_RES]), RESERVOIR)
+                s["r"] = b2a_base64(r_bytes[a:end], newline=False).decode("ascii")
+                a = slot * d_row
+                s["d"] = b2a_base64(d_bytes[a:a + 4 * min(int(c[C_DISTS]), DISTANCES)], newline=False).decode("ascii")
+            out.append(s)
+        return out
+
+
+def _sync(s: dict, c: list[float]) -> None:
+    """A stream's counts (``c``, a row of :attr:`_Streams.counts`) written back into its dict."""
+    s["n"], s["rep"] = int(c[C_N]), int(c[C_REP])
+    s["nd"], s["ood"], s["nj"], s["close"], s["nc"], s["low"] = c[C_ND], c[C_OOD], c[C_NJ], c[C_CLOSE], c[C_NC], c[C_LOW]
+    if c[C_EP] or "ep" in s:
+        s["ep"] = int(c[C_EP])
+    if c[C_WSET]:
+        s["w"] = round(c[C_W], 4)
 
 
 def _share_of(k: float, n: float) -> float:
@@ -725,6 +787,7 @@ class ExtractionDetector(Detector):
         _observe()
         _run()
         _crc()
+        _projection_safe()
         self.populations: dict[tuple[str, int], Population] = {}
         self._model_populations: dict[str, list[Population]] = {}  # model -> its populations, in creation order
         self._pops = _Populations()  # their numbers, in arrays
@@ -818,8 +881,8 @@ class ExtractionDetector(Detector):
                     if s["inc"] is not None:
                         flagged = True
                 phase = 1
-        for slot, key in enumerate(keys):
-            state.set(key, w.packed(slot))
+        for key, s in zip(keys, w.packed_all()):
+            state.set(key, s)
         return merge_alerts(out)
 
     def _read_each(self, ts_col: list, principal_col: list, src_col: list, model_col: list, input_col: list,

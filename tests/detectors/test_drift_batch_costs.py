@@ -7,6 +7,7 @@ import copy
 import random
 
 import numpy as np
+import orjson
 
 from ramparts.detectors.base import DictState
 from ramparts.detectors.drift import MINUTE, DriftDetector, _Windows, chunk_closes
@@ -75,3 +76,62 @@ def test_reference_arrays_kept_between_batches_equal_fresh_ones():
             assert reference[0] == want[0] and all(np.array_equal(x, y) for x, y in zip(reference[1:], want[1:]))
             kept += 1
     assert kept > 50
+
+
+class _Watching(DictState):
+    """A state store that checks no stored value is changed in place afterwards: each value's JSON
+    when it was set, compared again with what the value says now."""
+
+    def __init__(self):
+        super().__init__()
+        self.written: list[tuple[object, bytes]] = []
+
+    def set(self, key, value):
+        super().set(key, value)
+        self.written.append((value, orjson.dumps(value)))
+
+    def check(self) -> int:
+        for value, was in self.written:
+            assert orjson.dumps(value) == was
+        return len(self.written)
+
+
+def _drift_batches(seed: int):
+    rng = random.Random(seed)
+    t = 0
+    for b in range(80):
+        events = []
+        shift = 3.0 if b > 40 else 0.0  # the inputs, outputs and tokens move: windows and streams alert
+        for _ in range(rng.randint(1, 60)):
+            t += rng.randint(1, 40) * 10**9
+            if rng.random() < 0.5:
+                events.append({"kind": "request", "ts": t, "model": rng.choice(["m", "n", "o"]),
+                               "status": rng.choice([200, 200, 200, 500, 404, 429]),
+                               "tokens_in": rng.randint(1, 50) + int(shift * 40), "tokens_out": rng.randint(1, 400)})
+            else:
+                rows = [[rng.gauss(shift, 1.0) for _ in range(3)] for _ in range(rng.randint(1, 4))]
+                events.append({"kind": "prediction", "ts": t, "model": rng.choice(["p", "q"]),
+                               "model_version": rng.choice(["v1", "v2", None]), "input": rows,
+                               "output": [min(max(rng.gauss(0.3 + shift / 5, 0.1), 0.0), 1.0) for _ in rows]})
+        yield EventBatch(events)
+
+
+def test_a_version_in_phase_2_is_changed_on_a_copy_as_the_round_trip_did(monkeypatch):
+    import ramparts.detectors.drift as drift
+
+    options = {"window_rows": 20, "chunk_rows": 3, "gap_seconds": 600.0}
+    d, ref = DriftDetector(options), DriftDetector(options)
+    state, state_ref = _Watching(), DictState()
+    round_trip = lambda s: orjson.loads(orjson.dumps(s))  # noqa: E731 - every copy before, the frozen reference
+    phase2 = alerts = 0
+    for batch in _drift_batches(31):
+        phase2 += sum(1 for v in state.data.values() if v["p"] == 2)
+        a = d.update(batch, state)
+        with monkeypatch.context() as m:
+            m.setattr(drift, "_private", round_trip)
+            r = ref.update(batch, state_ref)
+        assert orjson.dumps(a) == orjson.dumps(r)
+        assert orjson.dumps(state.data) == orjson.dumps(state_ref.data)
+        state.check()  # no stored value changed in place, the versions in phase 2 included
+        alerts += len(a)
+    assert phase2 > 200 and alerts > 5

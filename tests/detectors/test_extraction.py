@@ -550,6 +550,10 @@ def test_streams_loaded_at_once_are_the_streams_loaded_one_by_one():
         s = ExtractionDetector._fresh(k)
         if k % 5:  # some streams fresh, the others with memories of every length, over capacity too
             nh, nr, nd = rng.integers(0, HASHES + 3), rng.integers(0, RESERVOIR + 3), rng.integers(0, DISTANCES + 3)
+            if k % 5 == 1:  # memories at their capacity (a grown stream's), placed together
+                nh, nr, nd = HASHES, RESERVOIR, DISTANCES
+            elif k % 5 == 2:
+                nh, nd = HASHES, DISTANCES
             scale = 10.0 ** rng.integers(-20, 20)
             s.update(n=int(rng.integers(0, 2 ** 40)), rep=3, nd=float(rng.uniform(0, 300)), ood=1.5, nj=2.0,
                      close=0.25, nc=7.0, low=0.5, inc={"first": 1, "sev": "medium"} if k % 3 == 0 else None,
@@ -559,11 +563,106 @@ def test_streams_loaded_at_once_are_the_streams_loaded_one_by_one():
             if k % 4 == 0:
                 s["ep"] = 2
         states.append(s)
-    one, alln = _Streams(len(states)), _Streams(len(states))
-    for slot, s in enumerate(states):
-        one.load(slot, dict(s))
-    alln.load_all([dict(s) for s in states])
-    for name in ("counts", "hashes", "res", "res64", "sq", "pd", "dists", "tl"):
-        a, b = getattr(one, name), getattr(alln, name)
-        assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), name
-    assert one.dicts == alln.dicts
+    for some in (states, states[1:2], [s for s in states if s["r"] and len(s["r"]) == len(states[1]["r"])], []):
+        one, alln = _Streams(len(some)), _Streams(len(some))
+        for slot, s in enumerate(some):
+            one.load(slot, dict(s))
+        alln.load_all([dict(s) for s in some])
+        for name in ("counts", "hashes", "res", "res64", "sq", "pd", "dists", "tl"):
+            a, b = getattr(one, name), getattr(alln, name)
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), name
+        assert one.dicts == alln.dicts
+    assert sum(len(s["r"]) == len(states[1]["r"]) for s in states) > 5  # memories at capacity, with others
+
+
+def _projection_safe_reference(out, f32, bound):
+    # project's test in numpy before it was compiled (frozen copy)
+    below = (f32.astype(np.float64) + np.nextafter(f32, np.float32(-np.inf)).astype(np.float64)) / 2.0
+    above = (f32.astype(np.float64) + np.nextafter(f32, np.float32(np.inf)).astype(np.float64)) / 2.0
+    with np.errstate(invalid="ignore"):
+        return ((out - below > bound) & (above - out > bound)).all(axis=1)
+
+
+def test_projection_safe_is_the_numpy_test_it_replaced():
+    from ramparts.detectors.extraction_stats import projection_safe
+
+    rng = np.random.default_rng(21)
+    unsafe = safe = 0
+    for trial in range(300):
+        n, d = int(rng.integers(0, 60)), int(rng.integers(1, 14))
+        out = rng.standard_normal((n, d)) * 10.0 ** rng.integers(-40, 40, size=(n, 1))
+        f32 = out.astype(np.float32)
+        # values on, next to and near the rounding boundaries (the midpoints of two float32s)
+        mid = (f32.astype(np.float64) + np.nextafter(f32, np.float32(np.inf)).astype(np.float64)) / 2.0
+        pick = rng.random((n, d))
+        out = np.where(pick < 0.1, mid, out)
+        out = np.where((pick >= 0.1) & (pick < 0.2), np.nextafter(mid, -np.inf), out)
+        out = np.where((pick >= 0.2) & (pick < 0.25), mid * (1 + 1e-12), out)
+        special = rng.random((n, d))
+        out[special < 0.01] = np.nan
+        out[(special >= 0.01) & (special < 0.02)] = np.inf
+        out[(special >= 0.02) & (special < 0.03)] = -np.inf
+        out[(special >= 0.03) & (special < 0.04)] = 0.0
+        out[(special >= 0.04) & (special < 0.05)] = 1e39  # beyond float32: its float32 is inf
+        with np.errstate(over="ignore"):
+            f32 = out.astype(np.float32)
+        scale = 10.0 ** rng.integers(-60, 5)
+        bound = np.abs(out) * scale * rng.random((n, d))
+        bound[rng.random((n, d)) < 0.02] = 0.0
+        bound[rng.random((n, d)) < 0.01] = np.nan
+        want = _projection_safe_reference(out, f32, bound)
+        got = np.empty(n, dtype=np.bool_)
+        projection_safe(out, f32, bound, got)
+        assert got.tolist() == want.tolist(), trial
+        unsafe += int((~want).sum())
+        safe += int(want.sum())
+    assert unsafe > 500 and safe > 500  # both answers, the boundaries reached
+
+
+def test_streams_packed_at_once_are_the_streams_packed_one_by_one():
+    from ramparts.detectors.extraction import (C_CHANGED, C_DISTS, C_EP, C_HASHES, C_RES, C_W, C_WSET, DISTANCES,
+                                               HASHES, PROJECTED_DIMS, RESERVOIR, ExtractionDetector, _pack, _Streams)
+
+    rng = np.random.default_rng(12)
+    for trial in range(40):
+        states = []
+        for k in range(int(rng.integers(0, 30))):
+            s = ExtractionDetector._fresh(int(rng.integers(0, 2 ** 62)))
+            if k % 3:
+                nh, nr, nd = rng.integers(0, HASHES + 3), rng.integers(0, RESERVOIR + 3), rng.integers(0, DISTANCES + 3)
+                s.update(h=_pack(rng.integers(0, 2 ** 32, nh), np.uint32),
+                         r=_pack(rng.standard_normal((nr, PROJECTED_DIMS)) * 10.0 ** rng.integers(-30, 30), np.float32),
+                         d=_pack(rng.uniform(0, 5, nd), np.float32))
+            if k % 4 == 0:
+                del s["ep"]
+            states.append(s)
+        one, alln = _Streams(len(states)), _Streams(len(states))
+        one.load_all([dict(s) for s in states])
+        alln.load_all([dict(s) for s in states])
+        # what a run leaves: memories changed or not, counts moved, hashes beyond 32 bits (wrapped as before),
+        # distances that round to float32, W set or not, the stamp set or not
+        for w in (one, alln):
+            w.counts[:] = 0.0
+            w.tl[:] = 0
+        for slot in range(len(states)):
+            c = rng.random(one.counts.shape[1]) * 1000.0
+            c[C_CHANGED], c[C_WSET], c[C_EP] = rng.random() < 0.8, rng.random() < 0.5, float(rng.integers(0, 2) * 7)
+            c[C_HASHES], c[C_RES], c[C_DISTS] = rng.integers(0, HASHES + 1), rng.integers(0, RESERVOIR + 1), \
+                rng.integers(0, DISTANCES + 1)
+            c[C_W] = rng.random()
+            hashes = rng.integers(-2 ** 40, 2 ** 40, HASHES)
+            res = (rng.standard_normal((RESERVOIR, PROJECTED_DIMS)) * 100).astype(np.float32)
+            dists = rng.standard_normal(DISTANCES) * 10.0 ** rng.integers(-50, 50)
+            tl = int(rng.integers(0, 2 ** 63))
+            for w in (one, alln):
+                w.counts[slot], w.hashes[slot], w.res[slot], w.dists[slot], w.tl[slot] = c, hashes, res, dists, tl
+        with np.errstate(over="ignore"):
+            want = [orjson_bytes(one.packed(slot)) for slot in range(len(states))]
+            got = [orjson_bytes(s) for s in alln.packed_all()]
+        assert got == want, trial
+
+
+def orjson_bytes(s: dict) -> bytes:
+    import orjson
+
+    return orjson.dumps(s)  # the keys in their order, the values with their types
