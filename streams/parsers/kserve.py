@@ -72,15 +72,32 @@ model a ``source`` names are remembered per their texts (one look-up per line, a
 distinct value kept by the events: fewer objects to free); tests/parsers/test_kserve_loop.py
 holds that loop to a frozen copy of the one before it (e1d5517).
 
-Columns: ``parse_batch`` (what files and replay read) makes no dict per prediction. The join
-gives each prediction as a row, a tuple in ``FIELDS`` order (``STAMPED_FIELDS``, with the
-stamped ``id`` last, when ``stamp_ids``); the chunk's rows are turned into one
-:class:`~ramparts.events.Columns` at its end (``input`` and ``output`` stay the lists they were
-decoded to; the ids, ``<origin>:<line>.0`` unless a line made several predictions, are kept as their
-line numbers and made when first read, a lazy field of the Columns). ``parse_chunk`` (the worker's
-raw stage) and ``parse_record`` make the dicts from the same rows, so both give the same events,
-ids, dead letters and counts (checked in tests/parsers/test_kserve_fastpath.py over chunks the join
-spans). The flush (``finish``) gives
+Blocks: ``parse_batch`` and ``parse_chunk`` read a chunk in blocks of ``_block_lines`` (256) lines
+(``_parse_cols``). A block whose every line is ASCII and fits the lean Struct (``_compile_lean``: the fast
+path's Struct without the options' principal and address attributes, ``type`` one of the two read) is
+decoded with one ``map``, and its halves are made column by column (``_block_halves``): the ids, times,
+metadata texts and service attributes each read with one ``attrgetter`` ``map``, the times of KServe's
+spelling at once with numpy (``_block_times``: each run of one second read by ``parse_iso`` from its
+first time), the principal and address by one ``map`` of the dict per metadata text, the service's
+attributes by one ``map`` of the dict per their texts; only the body (v1 or v2, the tensor's shape) is
+read line by line. The block's halves go through the join with one loop that pairs them and makes no
+row (``_block_join``), and the predictions' columns are made from the pairs' request and response halves
+transposed, each field merged as ``_join`` merges it (``_joined_columns``: a column whose request half
+holds no None taken whole). A block with any other line (blank, another key, an attribute of the
+options, another event type, not JSON or not ASCII, an empty id, another time spelling or too many
+seconds, a body the fast path leaves to the general path) goes line by line through ``_parse_rows``,
+the loop above, unchanged; both paths share the join's one map of waiting halves in line order, so a
+chunk gives the same predictions, ids, dead letters and counts however it is cut into blocks
+(tests/parsers/test_kserve_blocks.py holds both to a frozen copy of 97255b8's loop).
+
+Columns: ``parse_batch`` (what files and replay read) makes no dict per prediction: the blocks'
+columns, and the rows of the blocks read line by line (a tuple in ``FIELDS`` order each: ``_join``,
+``_alone``) transposed, are one :class:`~ramparts.events.Columns` (``input`` and ``output`` stay the
+lists they were decoded to; the ids, ``<origin>:<line>.0`` unless a line made several predictions, are
+kept as their line numbers and made when first read, a lazy field of the Columns). ``parse_chunk`` (the
+worker's raw stage) makes the dicts from the same columns, and ``parse_record`` from the same rows, so
+all give the same events, ids, dead letters and counts (checked in tests/parsers/test_kserve_fastpath.py
+over chunks the join spans). The flush (``finish``) gives
 dicts: it runs once per input. The lists of tensor names are shared by the events that name the
 same tensors (two tracked lists fewer per prediction for the garbage collector; events are not
 changed once made).
@@ -271,10 +288,11 @@ class KServeParser(Parser):
 
     def _parse_rows(self, records: list[bytes], origin: str, first_line: int,
                     dead: list[DeadLetter]) -> tuple[list[tuple], list[int] | None, dict[int, int]]:
-        """The loop of :meth:`Parser.parse_chunk`, over rows (tuples in ``FIELDS`` order) instead of
-        dicts: (the rows, in record order; when ``stamp_ids`` the line of each, else None; the rows
-        whose ``k`` is not 0, with it). Every record is parsed, skipped or dead-lettered and counted as
-        there; ids are ``<origin>:<line>.<k>`` (:func:`_ids`), ``k`` the row's place among its line's."""
+        """The line by line path of :meth:`_parse_cols` (a block the block path does not take): the loop of
+        :meth:`Parser.parse_chunk`, over rows (tuples in ``FIELDS`` order) instead of dicts: (the rows, in
+        record order; when ``stamp_ids`` the line of each, else None; the rows whose ``k`` is not 0, with it).
+        Every record is parsed, skipped or dead-lettered and counted as there; ids are
+        ``<origin>:<line>.<k>`` (:func:`_ids`), ``k`` the row's place among its line's."""
         self._origin = origin
         self._dead = dead
         stats = self.stats
