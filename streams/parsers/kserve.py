@@ -73,22 +73,23 @@ distinct value kept by the events: fewer objects to free); tests/parsers/test_ks
 holds that loop to a frozen copy of the one before it (e1d5517).
 
 Blocks: ``parse_batch`` and ``parse_chunk`` read a chunk in blocks of ``_block_lines`` (256) lines
-(``_parse_cols``). A block whose every line is ASCII and fits the lean Struct (``_compile_lean``: the fast
-path's Struct without the options' principal and address attributes, ``type`` one of the two read) is
-decoded with one ``map``, and its halves are made column by column (``_block_halves``): the ids, times,
-metadata texts and service attributes each read with one ``attrgetter`` ``map``, the times of KServe's
-spelling at once with numpy (``_block_times``: each run of one second read by ``parse_iso`` from its
-first time), the principal and address by one ``map`` of the dict per metadata text, the service's
-attributes by one ``map`` of the dict per their texts; only the body (v1 or v2, the tensor's shape) is
-read line by line. The block's halves go through the join with one loop that pairs them and makes no
-row (``_block_join``), and the predictions' columns are made from the pairs' request and response halves
-transposed, each field merged as ``_join`` merges it (``_joined_columns``: a column whose request half
-holds no None taken whole). A block with any other line (blank, another key, an attribute of the
-options, another event type, not JSON or not ASCII, an empty id, another time spelling or too many
-seconds, a body the fast path leaves to the general path) goes line by line through ``_parse_rows``,
-the loop above, unchanged; both paths share the join's one map of waiting halves in line order, so a
-chunk gives the same predictions, ids, dead letters and counts however it is cut into blocks
-(tests/parsers/test_kserve_blocks.py holds both to a frozen copy of 97255b8's loop).
+(``_parse_cols``). A block of at least ``_block_min_lines`` (64) lines whose every line is ASCII and
+fits the lean Struct (``_compile_lean``: the fast path's Struct without the options' principal and
+address attributes, ``type`` one of the two read) is decoded with one ``map``, and its halves are made
+column by column (``_block_halves``): the ids, times, metadata texts and service attributes each read
+with one ``attrgetter`` ``map``, the times of KServe's spelling at once with numpy (``_block_times``:
+each run of one second read by ``parse_iso`` from its first time), the principal and address by one
+``map`` of the dict per metadata text, the service's attributes by one ``map`` of the dict per their
+texts; only the body (v1 or v2, the tensor's shape) is read line by line. The block's halves go through
+the join with one loop that pairs them and makes no row (``_block_join``), and the predictions' columns
+are made from the pairs' request and response halves transposed, each field merged as ``_join`` merges
+it (``_joined_columns``: a column whose request half holds no None taken whole). A shorter block, or one
+with any other line (blank, another key, an attribute of the options, another event type, not JSON or
+not ASCII, an empty id, another time spelling or too many seconds, a body the fast path leaves to the
+general path) goes line by line through ``_parse_rows``, the loop above, unchanged; both paths share the
+join's one map of waiting halves in line order, so a chunk gives the same predictions, ids, dead letters
+and counts however it is cut into blocks (tests/parsers/test_kserve_blocks.py holds both to a frozen
+copy of 97255b8's loop).
 
 Columns: ``parse_batch`` (what files and replay read) makes no dict per prediction: the blocks'
 columns, and the rows of the blocks read line by line (a tuple in ``FIELDS`` order each: ``_join``,
@@ -145,6 +146,9 @@ class KServeParser(Parser):
     kind = "prediction"
     description = "KServe payload logging CloudEvents (v1 and v2 protocol), request and response joined on id"
     _block_lines = 256  # lines read at once by parse_batch and parse_chunk (_parse_cols)
+    # Fewer lines than this go line by line: the block path's fixed cost (numpy's calls, about 30 µs) would cost a
+    # short block (a forwarder's single record) more than it saves.
+    _block_min_lines = 64
 
     class Options(Parser.Options):
         principal_attribute: str = Field(
@@ -249,10 +253,10 @@ class KServeParser(Parser):
         segments: list[list] = []  # each a list of columns, in FIELDS order
         n = 0
         step = self._block_lines
-        lean = self._lean
+        least = self._block_min_lines if self._lean is not None else len(records) + 1
         for start in range(0, len(records), step):
             block = records[start:start + step]
-            halves = self._block_halves(block) if lean is not None else None
+            halves = self._block_halves(block) if len(block) >= least else None
             if halves is not None:
                 self._origin = origin
                 self._dead = dead

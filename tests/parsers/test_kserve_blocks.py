@@ -237,6 +237,7 @@ class Frozen(KServeParser):
 def _outcome(parser_cls, lines: list[bytes], cuts: list[int], stamp: bool, options, columnar: bool, block: int):
     parser = parser_cls(options, hasher=Hasher(b"t"))
     parser._block_lines = block
+    parser._block_min_lines = 1
     out = _chunked(parser, b"\n".join(lines), stamp, cuts, columnar=columnar)
     return out, list(parser._pending.items())
 
@@ -338,6 +339,21 @@ def test_a_bad_line_sends_its_block_line_by_line(monkeypatch):
 ])
 def test_block_times_refuse_what_the_lines_decide(times):
     assert _block_times(times) is None
+
+
+def test_short_chunks_go_line_by_line(monkeypatch):
+    """A chunk (or its last block) shorter than ``_block_min_lines`` goes line by line: a forwarder's single
+    record pays no block's fixed cost."""
+    lines = _common_lines(40)  # 80 lines: one block of 64 and one of 16
+    seen = []
+    rows = KServeParser._parse_rows
+    monkeypatch.setattr(KServeParser, "_parse_rows", lambda self, records, origin, first, dead:
+                        seen.append((first, len(records))) or rows(self, records, origin, first, dead))
+    parser = KServeParser(None, hasher=Hasher(b"t"))
+    parser._block_lines = 64
+    parser.parse_batch(lines, "t:0", 1, [])
+    parser.parse_batch(lines[:1], "t:0", 81, [])
+    assert seen == [(65, 16), (81, 1)]
 
 
 def test_block_times_are_parse_iso():
