@@ -72,33 +72,15 @@ model a ``source`` names are remembered per their texts (one look-up per line, a
 distinct value kept by the events: fewer objects to free); tests/parsers/test_kserve_loop.py
 holds that loop to a frozen copy of the one before it (e1d5517).
 
-Blocks: ``parse_batch`` and ``parse_chunk`` read a chunk in blocks of ``_block_lines`` (256) lines
-(``_parse_cols``). A block of at least ``_block_min_lines`` (64) lines whose every line is ASCII and
-fits the lean Struct (``_compile_lean``: the fast path's Struct without the options' principal and
-address attributes, ``type`` one of the two read) is decoded with one ``map``, and its halves are made
-column by column (``_block_halves``): the ids, times, metadata texts and service attributes each read
-with one ``attrgetter`` ``map``, the times of KServe's spelling at once with numpy (``_block_times``:
-each run of one second read by ``parse_iso`` from its first time), the principal and address by one
-``map`` of the dict per metadata text, the service's attributes by one ``map`` of the dict per their
-texts; only the body (v1 or v2, the tensor's shape) is read line by line. The block's halves go through
-the join with one loop that pairs them and makes no row (``_block_join``), and the predictions' columns
-are made from the pairs' request and response halves transposed, each field merged as ``_join`` merges
-it (``_joined_columns``: a column whose request half holds no None taken whole). A shorter block, or one
-with any other line (blank, another key, an attribute of the options, another event type, not JSON or
-not ASCII, an empty id, another time spelling or too many seconds, a body the fast path leaves to the
-general path) goes line by line through ``_parse_rows``, the loop above, unchanged; both paths share the
-join's one map of waiting halves in line order, so a chunk gives the same predictions, ids, dead letters
-and counts however it is cut into blocks (tests/parsers/test_kserve_blocks.py holds both to a frozen
-copy of 97255b8's loop).
-
-Columns: ``parse_batch`` (what files and replay read) makes no dict per prediction: the blocks'
-columns, and the rows of the blocks read line by line (a tuple in ``FIELDS`` order each: ``_join``,
-``_alone``) transposed, are one :class:`~ramparts.events.Columns` (``input`` and ``output`` stay the
-lists they were decoded to; the ids, ``<origin>:<line>.0`` unless a line made several predictions, are
-kept as their line numbers and made when first read, a lazy field of the Columns). ``parse_chunk`` (the
-worker's raw stage) makes the dicts from the same columns, and ``parse_record`` from the same rows, so
-all give the same events, ids, dead letters and counts (checked in tests/parsers/test_kserve_fastpath.py
-over chunks the join spans). The flush (``finish``) gives
+Columns: ``parse_batch`` (what files and replay read) makes no dict per prediction. The join
+gives each prediction as a row, a tuple in ``FIELDS`` order (``STAMPED_FIELDS``, with the
+stamped ``id`` last, when ``stamp_ids``); the chunk's rows are turned into one
+:class:`~ramparts.events.Columns` at its end (``input`` and ``output`` stay the lists they were
+decoded to; the ids, ``<origin>:<line>.0`` unless a line made several predictions, are kept as their
+line numbers and made when first read, a lazy field of the Columns). ``parse_chunk`` (the worker's
+raw stage) and ``parse_record`` make the dicts from the same rows, so both give the same events,
+ids, dead letters and counts (checked in tests/parsers/test_kserve_fastpath.py over chunks the join
+spans). The flush (``finish``) gives
 dicts: it runs once per input. The lists of tensor names are shared by the events that name the
 same tensors (two tracked lists fewer per prediction for the garbage collector; events are not
 changed once made).
@@ -110,11 +92,10 @@ import base64
 import binascii
 from functools import lru_cache
 from operator import attrgetter
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import msgspec
-import numpy as np
 import orjson
 from pydantic import Field
 
@@ -145,10 +126,6 @@ class KServeParser(Parser):
     name = "kserve"
     kind = "prediction"
     description = "KServe payload logging CloudEvents (v1 and v2 protocol), request and response joined on id"
-    _block_lines = 256  # lines read at once by parse_batch and parse_chunk (_parse_cols)
-    # Fewer lines than this go line by line: the block path's fixed cost (numpy's calls, about 30 µs) would cost a
-    # short block (a forwarder's single record) more than it saves.
-    _block_min_lines = 64
 
     class Options(Parser.Options):
         principal_attribute: str = Field(
@@ -180,9 +157,6 @@ class KServeParser(Parser):
         # per metadata text (and per principal/address attributes, for lines that carry some).
         self._fast, self._fast_attrs, self._attr_names = _compile_fast(
             dict.fromkeys(self._principal_names + self._ip_names))
-        # The block path's decoder (_block_halves): the fast path's Struct without the principal and address
-        # attributes (a line that has one goes line by line), its type one of the two read.
-        self._lean = _compile_lean() if self._fast is not None else None
         self._no_attrs = (None,) * len(self._attr_names)
         self._idents: dict[Any, tuple[str | None, str | None]] = {}
         self._names: dict[Any, list] = {}  # tensor name(s) -> the list of them events share
@@ -210,93 +184,38 @@ class KServeParser(Parser):
     # -- parsing ------------------------------------------------------------------------
     def parse_batch(self, records: list[bytes], origin: str, first_line: int,
                     dead: list[DeadLetter]) -> EventBatch:
-        """The chunk's predictions as one :class:`~ramparts.events.Columns` part, built column by column
-        (:meth:`_parse_cols`); no dict is made for any of them."""
-        cols, n, ids, ks = self._parse_cols(records, origin, first_line, dead)
-        if not n:
+        """The chunk's predictions as one :class:`~ramparts.events.Columns` part: a row tuple per
+        prediction, turned into columns at the end; no dict is made for any of them."""
+        rows, ids, ks = self._parse_rows(records, origin, first_line, dead)
+        if not rows:
             return EventBatch()
-        cols = dict(zip(FIELDS, cols))
-        # Every row is ("prediction", ts, "kserve", ...): the batch's indices take kind and source so, without
-        # reading their columns.
+        cols = dict(zip(FIELDS, map(list, zip(*rows))))
+        # Every row is ("prediction", ts, "kserve", ...) (_parse_rows): the batch's indices take kind and
+        # source so, without reading their columns.
         if ids is None:
-            return EventBatch.from_columns(FIELDS, cols, n, one=_ONE)
+            return EventBatch.from_columns(FIELDS, cols, len(rows), one=_ONE)
         if ks:
             cols["id"] = _ids(origin, ids, ks)
-            return EventBatch.from_columns(STAMPED_FIELDS, cols, n, one=_ONE)
+            return EventBatch.from_columns(STAMPED_FIELDS, cols, len(rows), one=_ONE)
         # Every id "<origin>:<line>.0": made when first read (a lazy field of the Columns; replay reads few).
-        return EventBatch.from_columns(STAMPED_FIELDS, cols, n, {"id": (LineIds(origin, ".0"), ids)}, one=_ONE)
+        return EventBatch.from_columns(STAMPED_FIELDS, cols, len(rows), {"id": (LineIds(origin, ".0"), ids)},
+                                      one=_ONE)
 
     def parse_chunk(self, records: list[bytes], origin: str, first_line: int,
                     events: list[dict], dead: list[DeadLetter]) -> None:
         """:meth:`parse_batch`'s predictions as dicts (what the worker's raw stage reads)."""
-        cols, n, ids, ks = self._parse_cols(records, origin, first_line, dead)
-        if not n:
-            return
+        rows, ids, ks = self._parse_rows(records, origin, first_line, dead)
         if ids is None:
-            events.extend([dict(zip(FIELDS, r)) for r in zip(*cols)])
+            events.extend([dict(zip(FIELDS, r)) for r in rows])
         else:
-            events.extend([dict(zip(STAMPED_FIELDS, r)) for r in zip(*cols, _ids(origin, ids, ks))])
-
-    def _parse_cols(self, records: list[bytes], origin: str, first_line: int,
-                    dead: list[DeadLetter]) -> tuple[list[list], int, list[int] | None, dict[int, int]]:
-        """The chunk's predictions as columns in ``FIELDS`` order: (the columns, the number of predictions,
-        when ``stamp_ids`` the line of each, else None; the predictions whose ``k`` is not 0, with it).
-
-        The chunk is read in blocks of ``_block_lines`` lines. A block whose every line is a structured
-        CloudEvent of the common shape (:meth:`_block_halves`) is decoded and made into halves column by
-        column, joined with one loop that makes no row (:meth:`_block_join`), and its predictions' columns
-        are built from the halves' columns; any other block goes line by line (:meth:`_parse_rows`, the
-        loop this one replaced). Both keep the join's one map of waiting halves, in line order, so the
-        same lines give the same predictions, ids, dead letters and counts however they are cut."""
-        ids: list[int] | None = [] if self.stamp_ids else None
-        ks: dict[int, int] = {}
-        segments: list[list] = []  # each a list of columns, in FIELDS order
-        n = 0
-        step = self._block_lines
-        least = self._block_min_lines if self._lean is not None else len(records) + 1
-        for start in range(0, len(records), step):
-            block = records[start:start + step]
-            halves = self._block_halves(block) if len(block) >= least else None
-            if halves is not None:
-                self._origin = origin
-                self._dead = dead
-                self._line = first_line + start + len(block) - 1
-                cols, lines = self._block_join(halves)
-                stats = self.stats
-                stats.parsed += len(block)
-                stats.records += len(block)
-                if lines:
-                    stats.events += len(lines)
-                    if ids is not None:
-                        ids.extend(map((first_line + start).__add__, lines))
-                    segments.append(cols)
-                    n += len(lines)
-                continue
-            rows, line_ids, line_ks = self._parse_rows(block, origin, first_line + start, dead)
-            if rows:
-                if ids is not None:
-                    for k, v in line_ks.items():
-                        ks[n + k] = v
-                    ids.extend(line_ids)
-                segments.append(list(zip(*rows)))
-                n += len(rows)
-        if not segments:
-            return [], 0, ids, ks
-        if len(segments) == 1:
-            return list(map(list, segments[0])), n, ids, ks
-        cols = [[] for _ in FIELDS]
-        for seg in segments:
-            for col, part in zip(cols, seg):
-                col += part
-        return cols, n, ids, ks
+            events.extend([dict(zip(STAMPED_FIELDS, (*r, i))) for r, i in zip(rows, _ids(origin, ids, ks))])
 
     def _parse_rows(self, records: list[bytes], origin: str, first_line: int,
                     dead: list[DeadLetter]) -> tuple[list[tuple], list[int] | None, dict[int, int]]:
-        """The line by line path of :meth:`_parse_cols` (a block the block path does not take): the loop of
-        :meth:`Parser.parse_chunk`, over rows (tuples in ``FIELDS`` order) instead of dicts: (the rows, in
-        record order; when ``stamp_ids`` the line of each, else None; the rows whose ``k`` is not 0, with it).
-        Every record is parsed, skipped or dead-lettered and counted as there; ids are
-        ``<origin>:<line>.<k>`` (:func:`_ids`), ``k`` the row's place among its line's."""
+        """The loop of :meth:`Parser.parse_chunk`, over rows (tuples in ``FIELDS`` order) instead of
+        dicts: (the rows, in record order; when ``stamp_ids`` the line of each, else None; the rows
+        whose ``k`` is not 0, with it). Every record is parsed, skipped or dead-lettered and counted as
+        there; ids are ``<origin>:<line>.<k>`` (:func:`_ids`), ``k`` the row's place among its line's."""
         self._origin = origin
         self._dead = dead
         stats = self.stats
@@ -371,135 +290,6 @@ class KServeParser(Parser):
         stats.records += len(records)
         stats.events += len(rows)
         return rows, ids, ks
-
-    def _block_halves(self, block: list[bytes]) -> list[tuple] | None:
-        """The halves of a block of lines (the tuples ``_fast_half`` gives), read column by column, or
-        None for the block to go line by line: a line that is not ASCII, that the lean Struct does not
-        take (``_compile_lean``: another key, an attribute naming the principal or address, an event of
-        another type, not JSON), an empty id, a time not of KServe's spelling or of too many seconds, a
-        principal or address that fails its check, a body the line by line path notes or refuses."""
-        try:
-            if not all(map(bytes.isascii, block)):
-                return None
-            structs = list(map(self._lean, block))
-        except Exception:  # not this shape, or not bytes: the lines decide
-            return None
-        ids = list(map(_GET_ID, structs))
-        if "" in ids:
-            return None
-        ts = _block_times(list(map(_GET_TIME, structs)))
-        if ts is None:
-            return None
-        metas = list(map(_GET_META, structs))
-        idents = list(map(self._idents.get, metas))
-        keys = list(map(_GET_CONTEXT, structs))
-        ctxs = list(map(self._contexts.get, keys))
-        try:
-            if None in idents:
-                for k, v in enumerate(idents):
-                    if v is None:
-                        meta = metas[k]
-                        idents[k] = self._idents.get(meta) or self._ident(meta, _NO_HEADERS)
-            if None in ctxs:
-                for k, v in enumerate(ctxs):
-                    if v is None:
-                        ctxs[k] = self._contexts.get(keys[k]) or self._context(keys[k])
-        except Exception:  # a principal or address that fails its check: the lines decide
-            return None
-        halves: list[tuple] = []
-        append = halves.append
-        names_of = self._names.get
-        try:
-            for d, t, ce_id, ident, ctx in zip(structs, ts, ids, idents, ctxs):
-                is_request = d.type == REQUEST_TYPE
-                body = d.data
-                if body is None:
-                    values = protocol = names = model_name = model_version = None
-                else:
-                    model_name = body.model_name or None
-                    model_version = body.model_version or None
-                    if is_request:
-                        v1, v2 = body.instances, body.inputs
-                    else:
-                        v1, v2 = body.predictions, body.outputs
-                    names = None
-                    if v1 is not _UNSET:
-                        values, protocol = v1, "v1"
-                    elif v2 is not _UNSET:
-                        if not v2:
-                            values, protocol = v2, "v1"  # an empty list: the general path's TF-style reading
-                        else:
-                            protocol = "v2"
-                            if len(v2) == 1:
-                                t0 = v2[0]
-                                values = t0.data
-                                shape = t0.shape
-                                if shape is not None and len(shape) > 1:
-                                    if (len(shape) == 2 and shape[0] == 1 and shape[1] == len(values) and values
-                                            and type(values[0]) is not list):
-                                        values = [values]
-                                    else:
-                                        values = _fast_tensor(t0)
-                                names = names_of(t0.name)
-                                if names is None:
-                                    names = self._shared_names((t0.name,))
-                            else:
-                                values = [_fast_tensor(x) for x in v2]
-                                names = self._shared_names(tuple([x.name for x in v2]))
-                    elif model_name is not None or body.id is not _UNSET:
-                        values, protocol = None, "v2"
-                    else:
-                        return None  # unknown_bodies: noted by the general path
-                append((t, ce_id, ident[0], ident[1], values, protocol, names, model_name, model_version,
-                        ctx[0], ctx[1], ctx[2], ctx[3], ctx[4], is_request))
-        except Exception:  # a tensor whose data does not match its shape (noted line by line), any other
-            return None  # failure: the lines decide
-        return halves
-
-    def _block_join(self, halves: list[tuple]) -> tuple[list, list[int]]:
-        """A block's halves into the join, in line order, as ``_parse_rows`` joins them; (the block's
-        predictions as columns in ``FIELDS`` order, the place in the block of the line that made each).
-
-        The loop only pairs halves (no row is made); the columns are made from the pairs' request and
-        response halves, transposed, each field merged as :meth:`_join` merges it (a column whose common
-        case holds, no None where the request half is read first, taken as it is). A block in which a
-        half was flushed alone (a duplicate id, the map full) makes its rows with ``_join``."""
-        pending = self._pending
-        max_pending = self._max_pending
-        reqs: list[tuple] = []
-        resps: list[tuple | None] = []
-        at: list[int] = []
-        alone = False
-        for i, half in enumerate(halves):
-            ce_id = half[1]
-            other = pending.pop(ce_id, None)
-            if other is None:
-                pending[ce_id] = half
-                if len(pending) <= max_pending:
-                    continue
-                self.note("pending_evicted")
-                reqs.append(self._alone(pending.pop(next(iter(pending)))))
-                resps.append(None)
-                alone = True
-            elif other[14] == half[14]:
-                self.note("duplicate_ids")
-                pending[ce_id] = half
-                reqs.append(self._alone(other))
-                resps.append(None)
-                alone = True
-            elif half[14]:
-                reqs.append(half)
-                resps.append(other)
-            else:
-                reqs.append(other)
-                resps.append(half)
-            at.append(i)
-        if not at:
-            return [], at
-        if alone:
-            join = self._join
-            return list(zip(*[r if p is None else join(r, p) for r, p in zip(reqs, resps)])), at
-        return _joined_columns(reqs, resps), at
 
     def parse_record(self, raw: bytes) -> list[dict] | None:
         rows = self._record_rows(raw)
@@ -849,97 +639,6 @@ def _ids(origin: str, lines: list[int], ks: dict[int, int]) -> list[str]:
     return [f"{origin}:{line}.{ks.get(i, 0)}" for i, line in enumerate(lines)]
 
 
-def _merged(first: tuple, then: tuple) -> tuple | list:
-    """``a if a is not None else b`` of each pair of items (the column ``first`` itself when it holds no None)."""
-    if None not in first:
-        return first
-    return [a if a is not None else b for a, b in zip(first, then)]
-
-
-def _joined_columns(reqs: list[tuple], resps: list[tuple]) -> list:
-    """The predictions of request halves and their responses (``_join`` of each pair) as columns in
-    ``FIELDS`` order, tuples or lists.
-
-    >>> req = (1000000, "a", "p", None, [[1.0]], "v2", None, None, None, "svc", "ns", None, "default", None, True)
-    >>> resp = (3000000, "a", None, "10.0.0.1", [0.5], "v2", None, "m", "3", "svc", "ns", "pred", None, None, False)
-    >>> [list(c) for c in _joined_columns([req], [resp])] == [[v] for v in KServeParser._join(None, req, resp)]
-    True
-    """
-    n = len(reqs)
-    (ts, ce_id, principal, src_ip, values, protocol, names, model_name, model_version, isvc, namespace,
-     component, endpoint, source_model, _req) = zip(*reqs)
-    (r_ts, _id, r_principal, r_src_ip, r_values, r_protocol, r_names, r_model_name, r_model_version, r_isvc,
-     r_namespace, r_component, r_endpoint, r_source_model, _resp) = zip(*resps)
-    isvc = _merged(isvc, r_isvc)
-    endpoint = _merged(endpoint, r_endpoint)
-    if all(r_model_name):
-        model = r_model_name
-    else:
-        model = [rm or (m if m is not None else rm) or i or (s if s is not None else rs)
-                 for rm, m, i, s, rs in zip(r_model_name, model_name, isvc, source_model, r_source_model)]
-    if all(r_model_version):
-        version = r_model_version
-    else:
-        version = [rv or (v if v is not None else rv) or e
-                   for rv, v, e in zip(r_model_version, model_version, endpoint)]
-    return [
-        ["prediction"] * n, ts, ["kserve"] * n, _merged(principal, r_principal), _merged(src_ip, r_src_ip),
-        model, version, values, r_values, ce_id, isvc, _merged(namespace, r_namespace),
-        _merged(component, r_component), endpoint, _merged(protocol, r_protocol), names, r_names,
-        # Both times are stamped when the logger sends each event, from a pool of workers,
-        # so a response may be stamped first: no latency can be told then.
-        [(b - a) / 1e6 if b >= a else None for a, b in zip(ts, r_ts)],
-    ]
-
-
-_FRAC_POWERS = np.array([100000, 10000, 1000, 100, 10, 1], dtype=np.int64)
-
-
-def _block_times(times: list) -> list[int] | None:
-    """``parse_iso`` of a block's times at once, when every one is in KServe's spelling
-    (``2026-11-01T00:00:00.035923Z``: 27 characters, ``T``, ``.``, ``Z`` and six ASCII digits of
-    microseconds) in runs of one second, few for the block; else None (the lines decide). Each run's
-    second is ``parse_iso`` of its first time less that time's fraction (so the same number as each
-    line's own ``parse_iso``), the fractions read with numpy.
-
-    >>> times = ["2026-11-01T00:00:00.035923Z", "2026-11-01T00:00:00.000001Z", "2026-11-01T00:00:00.500000Z"]
-    >>> _block_times(times) == [parse_iso(t) for t in times]
-    True
-    >>> _block_times(["2026-11-01T00:00:00.035923Z", "2026-11-01T00:00:00.03592Z"]) is None
-    True
-    """
-    n = len(times)
-    try:
-        if len(times[0]) != 27 or len(set(map(len, times))) != 1:
-            return None
-        joined = "".join(times)
-        arr = np.frombuffer(joined.encode("ascii"), dtype=np.uint8).reshape(n, 27)
-    except (TypeError, UnicodeEncodeError, IndexError):
-        return None
-    # The separators and the digits of the fractions, each a slice of every time's character at one place.
-    if (joined[10::27] != "T" * n or joined[19::27] != "." * n or joined[26::27] != "Z" * n
-            or not all([joined[k::27].isdigit() for k in range(20, 26)])):  # ASCII: isdigit is 0 to 9
-        return None
-    heads = np.ascontiguousarray(arr[:, :20]).view("S20").ravel()  # byte 19 is ".": no NUL at the end
-    starts = np.flatnonzero(heads[1:] != heads[:-1]) + 1
-    if len(starts) * 8 > n:
-        return None
-    bounds = [0, *starts.tolist(), n]
-    bases = []
-    for a in bounds[:-1]:
-        t = times[a]
-        try:
-            base = parse_iso(t) - int(t[20:26]) * 1000
-        except Exception:  # not a date: each line's own error
-            return None
-        if not -2**62 < base < 2**62:  # beyond int64 nanoseconds: the lines' Python ints
-            return None
-        bases.append(base)
-    out = ((arr[:, 20:26] - 48).astype(np.int64) @ _FRAC_POWERS) * 1000
-    out += np.repeat(np.array(bases, dtype=np.int64), np.diff(bounds))
-    return out.tolist()
-
-
 # -- envelope ---------------------------------------------------------------------------
 def _split_envelope(doc: dict) -> tuple[dict | None, dict | None]:
     """(CloudEvent attributes, other HTTP headers) of one record, either spelling."""
@@ -1118,21 +817,6 @@ def _compile_fast(attr_names: dict):
         return None, None, ()
     getter = attrgetter(*rename) if len(names) > 1 else (lambda d: (d.attr0,))
     return decode, getter, names
-
-
-def _compile_lean():
-    """The decoder of the block path (``_block_halves``): ``_compile_fast``'s Struct with no attribute of
-    the options (a line that has one does not fit: it goes line by line), ``type`` one of the two read."""
-    fields = [(k, Literal[REQUEST_TYPE, RESPONSE_TYPE]) if k == "type" else (k, t) if k in ("id", "time")
-              else (k, t, None) for k, t in _FIXED.items()]
-    struct = msgspec.defstruct("KServeLeanEvent", fields, forbid_unknown_fields=True, gc=False)
-    return msgspec.json.Decoder(struct).decode
-
-
-_GET_ID = attrgetter("id")
-_GET_TIME = attrgetter("time")
-_GET_META = attrgetter("metadata")
-_GET_CONTEXT = attrgetter("source", "inferenceservicename", "namespace", "component", "endpoint")
 
 
 def _fast_tensor(t: _Tensor) -> list:
