@@ -600,9 +600,17 @@ def route_partitions(batch: EventBatch, partitions: int, route: str = "entity",
 
 
 def _fill_one_by_one(out: np.ndarray, batch: EventBatch, idx: list[int], partitions: int) -> None:
+    if not len(idx):
+        return
+    # each event's part and place in it from the batch's part map (``batch[i]`` looks its part up
+    # by a walk over the parts, per event); a columns part makes the event's dict, a list hands it
+    parts = batch.layout()[0]
+    which, local = batch.part_map()
+    ia = np.asarray(idx, dtype=np.intp)
     cache: dict[str, int] = {}
-    for i in idx:
-        key = entity_key(batch[i])
+    for i, k, j in zip(ia.tolist(), which[ia].tolist(), local[ia].tolist()):
+        q = parts[k]
+        key = entity_key(q.row(j) if type(q) is Columns else q[j])
         p = cache.get(key)
         if p is None:
             p = cache[key] = partition_for(key, partitions)
