@@ -492,25 +492,56 @@ def partition_groups(keys: list[str | None], partitions: int) -> dict[int, list[
     return out
 
 
-def _codes(vals: list) -> tuple[list, np.ndarray] | None:
-    """``vals``' distinct values (in order of first appearance) and each value's index among
-    them, as an array; ``None`` unless every value is a text or ``None`` (a key's text is
-    ``f"{v}"``, and 1, 1.0 and True would share a code but not a text)."""
-    try:
-        d = dict.fromkeys(vals)
+# What the partition picking has seen of each key field's values (texts and None), kept across
+# batches: per (key prefix, partition count), a value -> its key's partition and two flags,
+# packed as ``partition << 2 | _NONE | _FALSY``. A batch's column is then one lookup per value,
+# in C, and only values not seen before are hashed (:func:`_keyed`). ``partition_for`` is a pure
+# function of the key's text, so what this keeps changes no partition: it only saves the
+# second pass over the column that coding it by its distinct values took (a ``dict.fromkeys`` of
+# the column, then a lookup per value) and each batch's hashing of its distinct keys.
+_KEYED: dict[tuple[str, int], dict] = {}
+_KEYED_MAX = 1 << 16  # values kept per key field; past it that field's memo starts again
+_NONE, _FALSY = 1, 2  # the value is None; the value is not a key's (None or empty)
+_FAILED: dict = {}  # status -> whether it is 401 (a request that failed authentication)
+
+
+def _keyed(vals: list, prefix: str, partitions: int) -> np.ndarray | None:
+    """Per value ``v`` of ``vals``, as an int64 array: ``partition_for(f"{prefix}:{v}", partitions) << 2``,
+    with ``_NONE`` set when ``v`` is None and ``_FALSY`` when it is None or empty (no key of its own).
+    ``None`` unless every value is a text or ``None`` (a key's text is ``f"{v}"``, and 1, 1.0 and True
+    are equal as dict keys but not as texts).
+
+    >>> _keyed(["a", None, "", "a"], "principal", 7).tolist() == [
+    ...     partition_for("principal:a", 7) << 2, partition_for("principal:None", 7) << 2 | 3,
+    ...     partition_for("principal:", 7) << 2 | 2, partition_for("principal:a", 7) << 2]
+    True
+    >>> _keyed(["a", 1], "principal", 7) is None, _keyed([["a"]], "principal", 7) is None
+    (True, True)
+    """
+    memo = _KEYED.get((prefix, partitions))
+    if memo is None:
+        memo = _KEYED[(prefix, partitions)] = {}
+    n = len(vals)
+    try:  # every value seen before: one pass (the memo holds texts and None only)
+        return np.fromiter(map(memo.__getitem__, vals), dtype=np.int64, count=n)
+    except KeyError:
+        pass
     except TypeError:  # an unhashable value
         return None
-    distinct = list(d)
-    for i, v in enumerate(distinct):
+    try:
+        distinct = dict.fromkeys(vals)
+    except TypeError:
+        return None
+    new = [v for v in distinct if v not in memo]
+    for v in new:
         if v is not None and type(v) is not str:
             return None
-        d[v] = i
-    return distinct, np.fromiter(map(d.__getitem__, vals), dtype=np.intp, count=len(vals))
-
-
-def _truthy(distinct: list) -> np.ndarray:
-    """Whether each distinct value is a key's (not empty, not ``None``)."""
-    return np.array([bool(v) for v in distinct], dtype=bool)
+    if len(memo) + len(new) > _KEYED_MAX:
+        memo.clear()
+        new = list(distinct)
+    for v in new:
+        memo[v] = partition_for(f"{prefix}:{v}", partitions) << 2 | (_NONE if v is None else 0) | (0 if v else _FALSY)
+    return np.fromiter(map(memo.__getitem__, vals), dtype=np.int64, count=n)
 
 
 def route_partitions(batch: EventBatch, partitions: int, route: str = "entity",
@@ -518,10 +549,13 @@ def route_partitions(batch: EventBatch, partitions: int, route: str = "entity",
     """The partition of every event's ``route`` key (:func:`route_key`, :func:`partition_for`),
     in batch order, as an int64 array; -1 for an event with no key, and (``kinds``) for every
     event of another kind. The same as hashing :func:`route_keys` event by event, without a key
-    text per event: each field the keys read is coded by its distinct values (a batch holds
-    few principals, addresses, nodes, models), each distinct key hashed once, and the
-    events' partitions picked with numpy. A field of other values than texts (rare: not what
-    the parsers write) takes the keys of :func:`route_keys` for that kind instead.
+    text per event: each field a kind's keys read is read of that kind's events only
+    (``EventBatch.values_where``) and looked up, value by value in C, in what this process has
+    seen of it (:func:`_keyed`: the values seen, texts and ``None``, with their key's partition;
+    a batch holds few principals, addresses, nodes, models, mostly seen before), each value not
+    seen before hashed once, and the events' partitions picked with numpy. A field of other
+    values than texts (rare: not what the parsers write) takes the keys of :func:`route_keys`
+    for that kind instead.
 
     >>> b = EventBatch.from_columns(("kind", "principal", "status", "src_ip", "model"),
     ...     {"kind": ["request", "request", "prediction"], "principal": ["a", "k", None],
@@ -543,8 +577,10 @@ def route_partitions(batch: EventBatch, partitions: int, route: str = "entity",
         picker = pickers.get(kind)
         if picker is None:
             continue
-        idx = np.asarray(batch.indices_where("kind", kind), dtype=np.intp)
-        got = picker(fields, idx)
+        # both routes index the same kinds of one batch: the array is made once
+        idx = batch.shared(("wire.kind_indices", kind),
+                           lambda b, kind=kind: np.asarray(b.indices_where("kind", kind), dtype=np.intp))
+        got = picker(fields, kind)
         if got is None:  # a field the key reads holds something else than texts
             keys = route_keys(batch, route)
             got = np.array([-1 if keys[i] is None else partition_for(keys[i], partitions) for i in idx.tolist()],
@@ -564,9 +600,17 @@ def route_partitions(batch: EventBatch, partitions: int, route: str = "entity",
 
 
 def _fill_one_by_one(out: np.ndarray, batch: EventBatch, idx: list[int], partitions: int) -> None:
+    if not len(idx):
+        return
+    # each event's part and place in it from the batch's part map (``batch[i]`` looks its part up
+    # by a walk over the parts, per event); a columns part makes the event's dict, a list hands it
+    parts = batch.layout()[0]
+    which, local = batch.part_map()
+    ia = np.asarray(idx, dtype=np.intp)
     cache: dict[str, int] = {}
-    for i in idx:
-        key = entity_key(batch[i])
+    for i, k, j in zip(ia.tolist(), which[ia].tolist(), local[ia].tolist()):
+        q = parts[k]
+        key = entity_key(q.row(j) if type(q) is Columns else q[j])
         p = cache.get(key)
         if p is None:
             p = cache[key] = partition_for(key, partitions)
@@ -574,74 +618,79 @@ def _fill_one_by_one(out: np.ndarray, batch: EventBatch, idx: list[int], partiti
 
 
 class _Coded:
-    """A batch's fields as codes of their distinct values (:func:`_codes`), each made once."""
+    """The key fields of a batch's events of each kind as their values' partitions and flags
+    (:func:`_keyed`), each read once, of that kind's events only (``EventBatch.values_where``:
+    in the order of ``indices_where("kind", kind)``)."""
 
     def __init__(self, batch: EventBatch, partitions: int) -> None:
         self.batch, self.partitions = batch, partitions
-        self._codes: dict[str, tuple[list, np.ndarray] | None] = {}
+        self._keyed: dict[tuple[str, str], np.ndarray | None] = {}
 
-    def codes(self, field: str) -> tuple[list, np.ndarray] | None:
-        if field not in self._codes:
-            self._codes[field] = _codes(self.batch.values(field))
-        return self._codes[field]
+    def keyed(self, field: str, kind: str) -> np.ndarray | None:
+        got = self._keyed.get((field, kind), False)
+        if got is False:
+            got = self._keyed[(field, kind)] = _keyed(self.batch.values_where(field, "kind", kind),
+                                                      _PREFIX.get(field, field), self.partitions)
+        return got
 
-    def failed(self) -> np.ndarray | None:
-        """Whether each event's status is 401 (``None`` for an unhashable status)."""
-        status = self.batch.values("status")
+    def failed(self, kind: str) -> np.ndarray | None:
+        """Whether the status of each event of ``kind`` is 401 (``None`` for an unhashable status)."""
+        status = self.batch.values_where("status", "kind", kind)
+        n = len(status)
         if not status.count(401):  # the same test as ``==``, in C: most batches hold no failure
-            return np.zeros(len(status), dtype=bool)
+            return np.zeros(n, dtype=bool)
+        try:
+            return np.fromiter(map(_FAILED.__getitem__, status), dtype=bool, count=n)
+        except KeyError:
+            pass
+        except TypeError:
+            return None
         try:
             d = dict.fromkeys(status)
         except TypeError:
             return None
+        if len(_FAILED) + len(d) > _KEYED_MAX:
+            _FAILED.clear()
         for v in d:
-            d[v] = v == 401
-        return np.fromiter(map(d.__getitem__, status), dtype=bool, count=len(status))
+            if v not in _FAILED:
+                _FAILED[v] = bool(v == 401)
+        return np.fromiter(map(_FAILED.__getitem__, status), dtype=bool, count=n)
 
-    def pick(self, idx: np.ndarray, first: str, second: str, use_first: np.ndarray | None = None) -> np.ndarray | None:
-        """Per event at ``idx``: the partition of ``first:<its first field>`` where
-        ``use_first`` (``None``: where that field is not empty), else of ``second:<its second>``."""
-        a, b = self.codes(first), self.codes(second)
+    def pick(self, kind: str, first: str, second: str, use_first: np.ndarray | None = None) -> np.ndarray | None:
+        """Per event of ``kind``: the partition of ``first:<its first field>`` where ``use_first``
+        (``None``: where that field is not empty), else of ``second:<its second>``."""
+        a, b = self.keyed(first, kind), self.keyed(second, kind)
         if a is None or b is None:
             return None
-        (ad, ac), (bd, bc) = a, b
-        ac, bc = ac[idx], bc[idx]
         if use_first is None:
-            use_first = _truthy(ad)[ac]
-        return np.where(use_first, self.partition_of(first, ad)[ac], self.partition_of(second, bd)[bc])
-
-    def partition_of(self, field: str, distinct: list) -> np.ndarray:
-        prefix = _PREFIX.get(field, field)
-        return np.array([partition_for(f"{prefix}:{v}", self.partitions) for v in distinct], dtype=np.int64)
+            use_first = (a & _FALSY) == 0
+        return np.where(use_first, a >> 2, b >> 2)
 
 
 _PREFIX = {"gpu_uuid": "gpu"}  # a key's text: ``<prefix>:<value>``, the prefix the field's name but for these
 
 
-def _requests(c: _Coded, idx: np.ndarray) -> np.ndarray | None:
+def _requests(c: _Coded, kind: str) -> np.ndarray | None:
     # by principal; by source address when there is none or the request failed authentication
-    principal, failed = c.codes("principal"), c.failed()
+    principal, failed = c.keyed("principal", kind), c.failed(kind)
     if principal is None or failed is None:
         return None
-    pd, pc = principal
-    by_src = np.array([v is None for v in pd], dtype=bool)[pc[idx]] | failed[idx]
-    return c.pick(idx, "src_ip", "principal", by_src)
+    return c.pick(kind, "src_ip", "principal", (principal & _NONE).astype(bool) | failed)
 
 
-def _predictions(c: _Coded, idx: np.ndarray) -> np.ndarray | None:
-    return c.pick(idx, "src_ip", "principal")  # by source address; by principal when there is none
+def _predictions(c: _Coded, kind: str) -> np.ndarray | None:
+    return c.pick(kind, "src_ip", "principal")  # by source address; by principal when there is none
 
 
-def _nodes(c: _Coded, idx: np.ndarray) -> np.ndarray | None:
-    return c.pick(idx, "node", "gpu_uuid")  # by node; by GPU when the node is not known
+def _nodes(c: _Coded, kind: str) -> np.ndarray | None:
+    return c.pick(kind, "node", "gpu_uuid")  # by node; by GPU when the node is not known
 
 
-def _models(c: _Coded, idx: np.ndarray) -> np.ndarray | None:
-    model = c.codes("model")  # by model; no key (-1) when the event names none
+def _models(c: _Coded, kind: str) -> np.ndarray | None:
+    model = c.keyed("model", kind)  # by model; no key (-1) when the event names none
     if model is None:
         return None
-    md, mc = model
-    return np.where(_truthy(md), c.partition_of("model", md), -1)[mc[idx]]
+    return np.where(model & _FALSY, -1, model >> 2)
 
 
 _ENTITY = {"request": _requests, "prediction": _predictions, "gpu": _nodes, "workload": _nodes}

@@ -231,6 +231,29 @@ def test_route_partitions_are_those_of_each_events_key(events, dict_every, parti
 
 
 @PROPERTY
+@given(first=st.lists(st.one_of(_event, _odd_event), max_size=40),
+       then=st.lists(st.one_of(_event, _odd_event), max_size=40), partitions=st.sampled_from([1, 3, 7]),
+       route=st.sampled_from(["entity", "model"]), bound=st.sampled_from([1, 2, 3, 1 << 16]))
+def test_route_partitions_kept_across_batches_are_those_of_each_events_key(first, then, partitions, route, bound):
+    # what wire._keyed keeps of the values seen (a memo across batches): whether a value was
+    # seen in an earlier batch, or forgotten when the memo overflowed, changes no partition
+    saved = wire._KEYED_MAX
+    wire._KEYED.clear()
+    wire._FAILED.clear()
+    try:
+        wire._KEYED_MAX = bound
+        for events in (first, then, first + then, first):
+            batch = _as_parsed(events, 0)
+            want = [-1 if (k := route_key(e, route)) is None else partition_for(k, partitions) for e in events]
+            assert wire.route_partitions(batch, partitions, route).tolist() == want
+            assert all(len(m) <= max(bound, len(first) + len(then)) for m in wire._KEYED.values())  # bounded
+    finally:
+        wire._KEYED_MAX = saved
+        wire._KEYED.clear()
+        wire._FAILED.clear()
+
+
+@PROPERTY
 @given(parts=st.lists(st.integers(min_value=-1, max_value=40), max_size=300))
 def test_groups_of_keeps_each_partitions_events_in_order_and_the_partitions_by_first_event(parts):
     got = wire.groups_of(np.array(parts, dtype=np.int64))
