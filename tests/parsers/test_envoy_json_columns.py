@@ -13,7 +13,6 @@ import msgspec
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from msgspec.structs import astuple
 
 from ramparts.bench import corpus
 from ramparts.redact import Hasher
@@ -53,7 +52,9 @@ def frozen_floats(col: list) -> list | None:
 
 
 def frozen_transpose(objs: list, no_dash: frozenset = frozenset()) -> list[list]:
-    cols = [list(c) for c in list(zip(*map(astuple, objs)))[:envoy_json._N_FIELDS]]
+    # c8a4406's structs held the fields of _FAST_ORDER first (``astuple(o)[:_N_FIELDS]``); since the twelfth
+    # session their order is the key set's, so the frozen copy reads the same fields by name.
+    cols = [list(c) for c in zip(*([getattr(o, f) for f in envoy_json._FAST_ORDER] for o in objs))]
     for at in range(1, envoy_json._N_FIELDS):
         if at not in no_dash:
             c = cols[at]
@@ -124,7 +125,7 @@ def test_negative_zero_and_absent_values_keep_their_reading():
     assert envoy_json._floats(["1", "inf"]) is None
 
 
-def _decoded(lines):
+def _decoded(lines, with_order=False):
     p = EnvoyJsonParser(hasher=Hasher(b"t"))
     p.parse_batch(lines[:2], "f.log", 1, [])  # the key set's decoder
     out = []
@@ -133,7 +134,7 @@ def _decoded(lines):
             out.append(p._fast(line))
         except msgspec.ValidationError:  # a type the fast struct does not take: the general path's line
             pass
-    return out
+    return (out, p._fast_lit.order) if with_order else out
 
 
 _changes = st.dictionaries(
@@ -149,11 +150,39 @@ def test_transpose_gives_the_frozen_copy_s_columns(changes, no_dash):
     """The same values in every column (tuples or lists), "-" as None where it is looked for."""
     base = orjson.loads(corpus.lines("envoy_json", 1)[0])
     lines = [orjson.dumps(base)] * 2 + [orjson.dumps({**base, **c}) for c in changes]
-    objs = _decoded(lines)
-    got = envoy_json._transpose(objs, frozenset(no_dash))
+    objs, order = _decoded(lines, with_order=True)
     want = frozen_transpose(objs, frozenset(no_dash))
-    assert [_typed(c) for c in got] == [_typed(c) for c in want]
-    assert all(type(c) in (tuple, list) for c in got)
+    # Found per struct (runs of one type), and given as the key set's order, as parse_batch gives it.
+    no_dash = frozenset(no_dash)
+    for got in (envoy_json._transpose(objs, no_dash), envoy_json._transpose(objs, no_dash, order)):
+        assert [_typed(c) for c in got] == [_typed(c) for c in want]
+        assert all(type(c) in (tuple, list) for c in got)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(cuts=st.lists(st.integers(0, 12), min_size=1, max_size=4), seed=st.integers(0, 2**16))
+def test_transpose_of_structs_of_several_key_orders(cuts, seed):
+    """Structs of key sets whose keys come in other orders (so other field orders), in runs: the columns of
+    ``_FAST_ORDER`` as read by name, whatever the runs."""
+    import random
+    rnd = random.Random(seed)
+    base = orjson.loads(corpus.lines("envoy_json", 1)[0])
+    objs = []
+    for k, n in enumerate(cuts):
+        keys = list(base)
+        rnd.shuffle(keys)
+        doc = {key: base[key] for key in keys}
+        if k % 2:
+            doc["route_name"] = "r"  # an unused key among them
+        p = EnvoyJsonParser(hasher=Hasher(b"t"))
+        line = orjson.dumps(doc)
+        p.parse_batch([line, line], "f.log", 1, [])
+        objs += [p._fast(line) for _ in range(n)]
+    if not objs:
+        return
+    assert len({type(o).__struct_fields__ for o in objs}) >= min(2, sum(1 for n in cuts if n))  # orders differ
+    got = envoy_json._transpose(objs, frozenset())
+    assert [_typed(c) for c in got] == [_typed(c) for c in frozen_transpose(objs)]
 
 
 _ust = st.one_of(_number_texts, _odd_texts, st.none(), st.floats(allow_nan=False, allow_infinity=False),
