@@ -529,8 +529,9 @@ class EnvoyJsonParser(Parser):
                 # finds each struct's).
                 one = state is not None and state is slice_state
                 no_dash = state.no_dash() if one else _NONE
-                part, taken, times = self._columns(_transpose(objs, no_dash, state.order if one else None),
-                                                   taken, records, first_line, failed)
+                # The times, upstream times and API keys are searched for "-" by _columns, only where needed.
+                raw_cols = _transpose(objs, no_dash | _DASH_LATER, state.order if one else None)
+                part, taken, times = self._columns(raw_cols, taken, records, first_line, failed)
                 objs.clear()
                 if times_parts is not None:
                     if times is None:
@@ -585,6 +586,12 @@ class EnvoyJsonParser(Parser):
         fails. Each column's common case is tested on the whole column first (no ``?`` in any
         path, every upstream time a finite number, ...); only a column that has an exception
         is walked value by value.
+
+        The times, the upstream times and the API keys may still hold Envoy's absent value ``"-"``
+        (``_DASH_LATER``: :func:`_transpose` leaves them, a search of every line's value, about 0.02 µs per line
+        each): a column of times read at once (:func:`_times_array`) holds none (``"-"`` is not a time), another
+        has its ``"-"`` made None first; :func:`_floats` reads the upstream times' ``"-"`` as None (one search
+        instead of two: for ``"-"`` here and for None there), and :meth:`_principals` the API keys'.
         """
         flags, *vals = raw_cols
         (ts, status, latency, bytes_in, bytes_out, ust, tokens_in, tokens_out, method, path, protocol, src_ip,
@@ -599,17 +606,17 @@ class EnvoyJsonParser(Parser):
             ts = times.tolist()
         else:
             times = None
-            ts = list(ts)
+            ts = _dashes_none(ts)
             self._times_one_by_one(ts, bad)
         principal = self._principals(api_key, identity, bad)
         if _any_in("\x00".join(filter(None, src_ip)), ", :") or (None in src_ip and remote.count(None) != n):
             src_ip = list(src_ip)
             self._addresses(src_ip, remote, bad)
-        floats = _floats(ust)
+        floats = _floats(ust, dashes=True)
         if floats is not None:
             ust = floats
         else:
-            ust = list(ust)
+            ust = _dashes_none(ust)
             _each(ust, lambda u: u if u is None or type(u) is float else _upstream_ms(u), bad)
         if "?" in "".join(filter(None, path)):
             scrub_path = self.hasher.scrub_path
@@ -660,7 +667,8 @@ class EnvoyJsonParser(Parser):
         self._ts_head, self._ts_base = head, base
 
     def _principals(self, api_key: list, identity: list, bad: dict[int, str]) -> list:
-        """The identity (``prefer_identity``) else the API key's hash (cached per key) else the identity."""
+        """The identity (``prefer_identity``) else the API key's hash (cached per key) else the identity. An API
+        key ``"-"`` is Envoy's absent value, as None (never hashed, so never a key of the cache)."""
         principal = list(map(self._keys_seen.get, api_key))  # the hashes of keys seen before, else None
         if self._prefer_identity and identity.count(None) != len(identity):
             principal = [p if k is None else k for k, p in zip(identity, principal)]
@@ -668,7 +676,7 @@ class EnvoyJsonParser(Parser):
             for i, p in enumerate(principal):
                 if p is None:
                     k = api_key[i]
-                    if k is None:
+                    if k is None or k == "-":
                         principal[i] = identity[i]
                     else:
                         try:
@@ -806,6 +814,9 @@ _EVENT_FIELDS = tuple(f for f in _FIELDS if f not in ("remote_addr", "api_key", 
 _EVENT_FIELDS_ID = _EVENT_FIELDS + ("id",)
 
 _ONE = {"kind": "request", "source": "envoy_json"}  # what _columns writes in every event
+# The columns (places in _FAST_ORDER) whose "-" _columns finds itself, only where needed: the times, the upstream
+# times and the API keys.
+_DASH_LATER = frozenset(_FAST_ORDER.index(f) for f in ("ts", "upstream_ms", "api_key"))
 
 
 class _Literals:
@@ -1008,9 +1019,11 @@ def _any_in(text: str, chars: str) -> bool:
 _FLOAT_ARRAY = msgspec.json.Decoder(list[float]).decode
 
 
-def _floats(col: list | tuple) -> list | None:
+def _floats(col: list | tuple, dashes: bool = False) -> list | None:
     """:func:`_upstream_ms` of every value (None kept) when each is a finite number or text of one
-    (float() takes it): else None, and the values go one by one.
+    (float() takes it): else None, and the values go one by one. With ``dashes``, a ``"-"`` (Envoy's absent
+    value) is read as None too (the column as :func:`_transpose` would have made it: one search of the column
+    for ``"-"``, and for None only when the column's texts do not join).
 
     The header's values are texts of JSON numbers (``"4543"``): all of them are read at once as one
     JSON array of floats (a quarter of ``map(float, ...)``'s cost). That read takes only JSON's number
@@ -1018,13 +1031,24 @@ def _floats(col: list | tuple) -> list | None:
     (a text with a comma or a bracket makes another count, or no array of numbers), and reads each as
     float() does; any column it does not take (a number among the texts, any other text) is read by
     ``map(float, ...)`` as before. A zero is float()'s (msgspec reads ``"-0"`` as 0.0, float() as -0.0)."""
-    nones = _positions(col, None)  # few (absent values), found in C
+    nones = _positions(col, "-") if dashes else []  # few (absent values), found in C
     if nones:
         col = list(col)
         for i in nones:
             col[i] = "0"
+    text = ""
     try:
-        out = _FLOAT_ARRAY("[" + ",".join(col) + "]")
+        try:
+            text = ",".join(col)
+        except TypeError:  # a None (JSON null) or a number among the texts
+            nulls = _positions(col, None)
+            if nulls:
+                col = list(col)
+                for i in nulls:
+                    col[i] = "0"
+                nones = sorted(nones + nulls)
+            text = ",".join(col)
+        out = _FLOAT_ARRAY("[" + text + "]")
         if len(out) != len(col):
             out = None
     except Exception:  # a number among the values (join), or a text JSON does not read as a number
@@ -1034,8 +1058,9 @@ def _floats(col: list | tuple) -> list | None:
             out = list(map(float, col))
         except Exception:  # a value float() does not take: _upstream_ms gives its error
             return None
-    else:
-        # msgspec reads the integer "-0" as 0.0 where float() gives -0.0: every zero is float()'s.
+    elif "-" in text:
+        # msgspec reads the integer "-0" as 0.0 where float() gives -0.0: every zero is float()'s (a text with no
+        # "-" reads as a zero of float()'s sign, +0.0, either way).
         for i in _positions(out, 0.0):
             out[i] = float(col[i])
     total = sum(out)
@@ -1159,6 +1184,14 @@ def _fast_order(names: tuple[str, ...]) -> Callable[[Any], tuple]:
             _ORDERS.clear()
         got = _ORDERS[names] = itemgetter(*(at[name] for name in _FAST_ORDER))
     return got
+
+
+def _dashes_none(col: list | tuple) -> list:
+    """``col`` as a list with Envoy's absent value ``"-"`` as None."""
+    col = list(col)
+    for i in _positions(col, "-"):
+        col[i] = None
+    return col
 
 
 def _positions(col: list, value: Any) -> list[int]:

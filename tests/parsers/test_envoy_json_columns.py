@@ -104,6 +104,16 @@ def test_floats_agree_with_the_frozen_copy(col, as_tuple):
     assert _typed(got) == _typed(want)
 
 
+@settings(max_examples=1500, deadline=None, derandomize=True, database=None)
+@given(col=st.lists(st.one_of(_values, st.just("-")), min_size=1, max_size=12), as_tuple=st.booleans())
+def test_floats_read_dashes_as_none_as_the_frozen_copy_of_the_column_with_none(col, as_tuple):
+    """``dashes=True`` (the parser's call since the twelfth session: _transpose leaves the upstream times'
+    "-"): the frozen copy's result for the column with every "-" made None first, as _transpose made it."""
+    want = frozen_floats([None if v == "-" else v for v in col])
+    got = envoy_json._floats(tuple(col) if as_tuple else list(col), dashes=True)
+    assert _typed(got) == _typed(want)
+
+
 @settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(col=st.lists(_number_texts, min_size=1, max_size=40))
 def test_a_column_of_number_texts_is_read_at_once_as_float_reads_each(col):
