@@ -460,6 +460,7 @@ class EnvoyJsonParser(Parser):
                         fresh += got
                     part = range(len(got))  # (its length)
                     done = len(got)
+                    got = None  # (the structs freed with objs', while in the CPU's cache, not at the next slice)
                 else:
                     part = _cut(region)
             rest = iter(part)
@@ -532,6 +533,7 @@ class EnvoyJsonParser(Parser):
                 # The times, upstream times and API keys are searched for "-" by _columns, only where needed.
                 raw_cols = _transpose(objs, no_dash | _DASH_LATER, state.order if one else None)
                 part, taken, times = self._columns(raw_cols, taken, records, first_line, failed)
+                raw_cols = None  # the times' and keys' texts and the structs freed now, while in the CPU's cache
                 objs.clear()
                 if times_parts is not None:
                     if times is None:
