@@ -440,9 +440,10 @@ class EnvoyJsonParser(Parser):
             done = 0  # lines of the slice handled
             if region is not None:
                 # A slice of a block's lines, decoded by one decode_lines call when each of its lines is one
-                # JSON object (_one_per_line); else, or when the decoder does not take every line (a value the
-                # literal decoder has not learned yet), its lines are cut and go the way below. After a miss the
-                # next 1, 2, 4 ... 16 slices go that way without the try (no second decode of every slice).
+                # JSON object (_one_per_line); when the literal decoder does not take every line (a value it has not
+                # learned yet: a new address, agent ...), by the plain decoder's call, whose values are learned below;
+                # else its lines are cut and go the way below. After such a miss the next 1, 2, 4 ... 16 slices go
+                # that way without the try (no second decode of every slice).
                 first = lit if lit is not None else decode
                 got = None
                 if first is not None:
@@ -450,6 +451,9 @@ class EnvoyJsonParser(Parser):
                         self._block_wait -= 1
                     else:
                         got = _one_per_line(first, region, errors)
+                        if got is None and first is lit and decode is not None:
+                            first = decode
+                            got = _one_per_line(first, region, errors)
                         if got is None:
                             self._block_wait = self._block_backoff = min(2 * self._block_backoff or 1, _BACKOFF_MAX)
                         else:
