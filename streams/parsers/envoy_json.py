@@ -35,19 +35,23 @@ chunk's events as one :class:`~ramparts.events.Columns` part, never a dict per e
 the worker's packed messages come as a :class:`~ramparts.streams.parsers.base.LineBlock` (the
 blocks read and their newlines' positions, no bytes object per line): a slice of it whose every
 inner newline sits between ``}`` and ``{`` is decoded by one ``decode_lines`` call, kept when it
-gives one value per line (:func:`_one_per_line`); any other slice is cut into lines and goes as a
-list does (and, after such a miss, the next 1, 2, 4 ... 16 slices). A slice of 1,024 lines at a
-time is decoded by the msgspec struct of the last key set seen (the fast path; one
-``list.extend(map(decode, lines))`` up to the first line it does not take), first by
+gives one value per line (:func:`_one_per_line`; when the literal decoder below does not take
+every line, by the plain decoder's call, whose values are then learned); any other slice is cut into
+lines and goes as a list does (and, after such a miss, the next 1, 2, 4 ... 16 slices). A slice of
+1,024 lines at a time is decoded by the msgspec struct of the last key set seen (the fast path; one
+``list.extend(map(decode, lines))`` up to the first line it does not take; the struct's fields in
+the order of the key set's keys, so that msgspec finds each key at its first comparison), first by
 the struct that reads each text field of few values as a ``Literal`` of the values seen so far
 (:class:`_Literals`: one str per distinct value instead of one per line; the API key excepted),
 turned into columns with one ``zip`` over the structs' tuples, and normalized column by
 column while its values are still in the CPU's cache: ``"-"`` to None (found per column with
 ``list.index``, in C; not looked for in a column of numbers only, nor in a literal field none of
-whose values is ``"-"``), the times with numpy when the slice holds one time format in runs of one second (else
-line by line from the last second seen), the principal through the per-key hash cache, the
-source address, the upstream time (a column of texts of numbers, the header's spelling, read as one JSON
-array of floats by msgspec), the path's query and the flags, each column's common case
+whose values is ``"-"``, nor where a later reading finds it: the times read at once hold none, the
+upstream times' and API keys' are read as absent there), the times with numpy when the slice
+holds one time format in runs of one second (else line by line from the last second seen), the
+principal through the per-key hash cache, the source address, the upstream time (a column of texts
+of numbers, the header's spelling, read as one JSON array of floats by msgspec), the path's query
+and the flags, each column's common case
 tested on the whole column first. The columns are ``zip``'s tuples, made lists only where values change.
 A line the fast decoder does not take (another key set, a
 type its struct does not take, not JSON, not UTF-8) goes through the general path and its
