@@ -369,13 +369,14 @@ class EnvoyJsonParser(Parser):
             except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
                 pass  # another key set, a rare type, not JSON or not UTF-8: the general path decides
             else:
-                return self._typed(_fast_order(type(obj).__struct_fields__)(astuple(obj)), raw)
+                # (the key set's pick of _FIELDS, kept with its literals: no look-up of the struct's fields per record)
+                return self._typed(self._fast_lit.event_order(astuple(obj)), raw)
         return self._general(raw)
 
     def _typed(self, t: tuple, raw: bytes) -> dict:
-        """A line the fast decoder took (its struct's fields in ``_FAST_ORDER``), through the checks its types do
+        """A line the fast decoder took (its struct's fields in ``_FIELDS`` order), through the checks its types do
         not make."""
-        d = dict(zip(_FIELDS, t[1:_FLAGS_AT + 1] + t[:1] + t[_FLAGS_AT + 1:_N_FIELDS]))
+        d = dict(zip(_FIELDS, t))
         return self._finish(d, raw, True)
 
     def _general(self, raw: bytes) -> dict:
@@ -848,12 +849,15 @@ class _Literals:
     when enough lines missed it for what it costs (about 0.5 ms per 1,000 values).
     """
 
-    __slots__ = ("fields", "rename", "known", "decode", "missed", "learned", "_no_dash", "_absent", "order")
+    __slots__ = ("fields", "rename", "known", "decode", "missed", "learned", "_no_dash", "_absent", "order",
+                 "event_order")
 
     def __init__(self, fields: list[tuple], rename: dict[str, str]):
         self.fields = fields  # the structs' fields, in their order (the key set's: _compile)
         self.rename = rename
         self.order = _fast_order(tuple(name for name, _, _ in fields))  # a struct's tuple to _FAST_ORDER
+        at = {name: i for i, (name, _, _) in enumerate(fields)}
+        self.event_order = itemgetter(*(at[name] for name in _FIELDS))  # and to _FIELDS (parse_record)
         # The text fields read from a key of the set (an absent role's field is always None), but the API
         # key: a raw credential, kept nowhere but the hash cache's keys.
         self.known: dict[int, set[str]] = {i: set() for i, (name, tp, _) in enumerate(fields)
