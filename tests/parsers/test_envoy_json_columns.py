@@ -13,7 +13,6 @@ import msgspec
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from msgspec.structs import astuple
 
 from ramparts.bench import corpus
 from ramparts.redact import Hasher
@@ -53,7 +52,9 @@ def frozen_floats(col: list) -> list | None:
 
 
 def frozen_transpose(objs: list, no_dash: frozenset = frozenset()) -> list[list]:
-    cols = [list(c) for c in list(zip(*map(astuple, objs)))[:envoy_json._N_FIELDS]]
+    # c8a4406's structs held the fields of _FAST_ORDER first (``astuple(o)[:_N_FIELDS]``); since the twelfth
+    # session their order is the key set's, so the frozen copy reads the same fields by name.
+    cols = [list(c) for c in zip(*([getattr(o, f) for f in envoy_json._FAST_ORDER] for o in objs))]
     for at in range(1, envoy_json._N_FIELDS):
         if at not in no_dash:
             c = cols[at]
@@ -103,6 +104,16 @@ def test_floats_agree_with_the_frozen_copy(col, as_tuple):
     assert _typed(got) == _typed(want)
 
 
+@settings(max_examples=1500, deadline=None, derandomize=True, database=None)
+@given(col=st.lists(st.one_of(_values, st.just("-")), min_size=1, max_size=12), as_tuple=st.booleans())
+def test_floats_read_dashes_as_none_as_the_frozen_copy_of_the_column_with_none(col, as_tuple):
+    """``dashes=True`` (the parser's call since the twelfth session: _transpose leaves the upstream times'
+    "-"): the frozen copy's result for the column with every "-" made None first, as _transpose made it."""
+    want = frozen_floats([None if v == "-" else v for v in col])
+    got = envoy_json._floats(tuple(col) if as_tuple else list(col), dashes=True)
+    assert _typed(got) == _typed(want)
+
+
 @settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(col=st.lists(_number_texts, min_size=1, max_size=40))
 def test_a_column_of_number_texts_is_read_at_once_as_float_reads_each(col):
@@ -124,7 +135,7 @@ def test_negative_zero_and_absent_values_keep_their_reading():
     assert envoy_json._floats(["1", "inf"]) is None
 
 
-def _decoded(lines):
+def _decoded(lines, with_order=False):
     p = EnvoyJsonParser(hasher=Hasher(b"t"))
     p.parse_batch(lines[:2], "f.log", 1, [])  # the key set's decoder
     out = []
@@ -133,7 +144,7 @@ def _decoded(lines):
             out.append(p._fast(line))
         except msgspec.ValidationError:  # a type the fast struct does not take: the general path's line
             pass
-    return out
+    return (out, p._fast_lit.order) if with_order else out
 
 
 _changes = st.dictionaries(
@@ -149,11 +160,39 @@ def test_transpose_gives_the_frozen_copy_s_columns(changes, no_dash):
     """The same values in every column (tuples or lists), "-" as None where it is looked for."""
     base = orjson.loads(corpus.lines("envoy_json", 1)[0])
     lines = [orjson.dumps(base)] * 2 + [orjson.dumps({**base, **c}) for c in changes]
-    objs = _decoded(lines)
-    got = envoy_json._transpose(objs, frozenset(no_dash))
+    objs, order = _decoded(lines, with_order=True)
     want = frozen_transpose(objs, frozenset(no_dash))
-    assert [_typed(c) for c in got] == [_typed(c) for c in want]
-    assert all(type(c) in (tuple, list) for c in got)
+    # Found per struct (runs of one type), and given as the key set's order, as parse_batch gives it.
+    no_dash = frozenset(no_dash)
+    for got in (envoy_json._transpose(objs, no_dash), envoy_json._transpose(objs, no_dash, order)):
+        assert [_typed(c) for c in got] == [_typed(c) for c in want]
+        assert all(type(c) in (tuple, list) for c in got)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(cuts=st.lists(st.integers(0, 12), min_size=1, max_size=4), seed=st.integers(0, 2**16))
+def test_transpose_of_structs_of_several_key_orders(cuts, seed):
+    """Structs of key sets whose keys come in other orders (so other field orders), in runs: the columns of
+    ``_FAST_ORDER`` as read by name, whatever the runs."""
+    import random
+    rnd = random.Random(seed)
+    base = orjson.loads(corpus.lines("envoy_json", 1)[0])
+    objs = []
+    for k, n in enumerate(cuts):
+        keys = list(base)
+        rnd.shuffle(keys)
+        doc = {key: base[key] for key in keys}
+        if k % 2:
+            doc["route_name"] = "r"  # an unused key among them
+        p = EnvoyJsonParser(hasher=Hasher(b"t"))
+        line = orjson.dumps(doc)
+        p.parse_batch([line, line], "f.log", 1, [])
+        objs += [p._fast(line) for _ in range(n)]
+    if not objs:
+        return
+    assert len({type(o).__struct_fields__ for o in objs}) >= min(2, sum(1 for n in cuts if n))  # orders differ
+    got = envoy_json._transpose(objs, frozenset())
+    assert [_typed(c) for c in got] == [_typed(c) for c in frozen_transpose(objs)]
 
 
 _ust = st.one_of(_number_texts, _odd_texts, st.none(), st.floats(allow_nan=False, allow_infinity=False),
@@ -186,6 +225,35 @@ def test_chunks_with_any_upstream_times_agree_with_the_reference(values, chunk, 
         return events, [(d.line, d.reason, d.raw) for d in dead], (s.records, s.parsed, s.failed, s.events)
 
     assert outcome(EnvoyJsonParser(hasher=Hasher(b"t"))) == outcome(reference.EnvoyJsonParser(hasher=Hasher(b"t")))
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(rows=st.lists(st.fixed_dictionaries({}, optional={
+    "start_time": st.sampled_from(["-", None, "2026-11-01T00:00:01.250Z", "1772442000"]),
+    "x_api_key": st.sampled_from(["-", None, "", "sk-1", "Bearer sk-2"]),
+    "upstream_service_time": st.sampled_from(["-", None, "-0", "12", "x", 7]),
+    "user": st.sampled_from(["-", None, "alice"]),
+}), min_size=1, max_size=40), chunk=st.sampled_from([1, 3, 1000]), prefer=st.booleans())
+def test_dashes_of_the_columns_searched_later_agree_with_the_reference(rows, chunk, prefer):
+    """Envoy's absent value "-" in the times, the API keys and the upstream times (left by _transpose since the
+    twelfth session, found where _columns needs it): the same events, principals, dead letters and reasons as
+    the reference module, an identity beside them or not."""
+    first = orjson.loads(corpus.lines("envoy_json", 1)[0])
+    lines = [orjson.dumps(first)] + [orjson.dumps({**first, **r}) for r in rows]
+    chunks = [lines[i:i + chunk] for i in range(0, len(lines), chunk)]
+
+    def outcome(parser):
+        events, dead, at = [], [], 1
+        for c in chunks:
+            batch = parser.parse_batch(c, "f.log", at, dead)
+            events.extend([(k, type(v).__name__, repr(v)) for k, v in e.items()] for e in batch.events)
+            at += len(c)
+        return events, [(d.line, d.reason, d.raw) for d in dead]
+
+    options = {"prefer_identity": prefer}
+    got = outcome(EnvoyJsonParser(EnvoyJsonParser.Options(**options), hasher=Hasher(b"t")))
+    assert got == outcome(reference.EnvoyJsonParser(reference.EnvoyJsonParser.Options(**options), hasher=Hasher(b"t")))
+    assert got[0]  # (the first line is whole)
 
 
 def test_msgspec_float_array_reads_what_the_fast_path_relies_on():
