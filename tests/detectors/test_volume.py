@@ -4,6 +4,7 @@ the model's other callers, on hand-made gateway and prediction streams (seeded).
 from __future__ import annotations
 
 import random
+from operator import itemgetter
 
 from ramparts.detectors.base import DictState
 from ramparts.detectors.volume import VolumeDetector
@@ -233,3 +234,26 @@ def test_query_counts_of_predictions_are_the_per_prediction_rule():
 
     check()
     assert _query_counts([[[1.0]], [[1.0], [2.0]]]) == [1, 2]  # the common shape, by columns
+
+
+def test_columns_write_each_state_as_a_new_dict_with_every_stored_key_in_its_order():
+    # The compiled count writes each stream's state back as a new dict: a key it does not know (here
+    # "x", first, and "y", last) stays where it was, with its value, as the event loop's copy keeps it,
+    # and the stored dict itself is not changed (a guard for a cheaper read or write of the states).
+    rng = random.Random(7)
+    events = sorted(background(rng, 3) + minute_of("key-c", 2, 30, rng), key=lambda e: e["ts"])
+    first, rest = events[:900], events[900:]
+    states = []
+    for per_event in (True, False):
+        det, state = VolumeDetector(), DictState()
+        det.update(EventBatch(first), state)
+        stored = {}
+        for key, s in list(state.data.items()):
+            state.data[key] = stored[key] = {"x": key, **s, "y": [1, 2]}
+        before = {key: (list(s.items()), id(s)) for key, s in stored.items()}
+        (det._update_events if per_event else det.update)(EventBatch(rest), state)
+        assert {key: (list(s.items()), id(s)) for key, s in stored.items()} == before  # not changed in place
+        assert all(state.data[key] is not s for key, s in stored.items())
+        states.append(list(map(list, map(dict.items, state.data.values()))))
+        assert all(list(s)[0] == "x" and list(s)[-1] == "y" for s in state.data.values() if "y" in s)
+    assert states[0] == states[1] and sum("y" in map(itemgetter(0), s) for s in states[1]) >= 3
