@@ -904,6 +904,7 @@ class _Learned:
     def learn(self, d: Any) -> bool:
         """The values of ``d`` (a struct of the plain decoder); True when the decoder was rebuilt."""
         known = self.known
+        before = self.learned
         for f in _LEARNED_TOP:
             self._add(f, getattr(d, f))
         body = d.data
@@ -915,9 +916,12 @@ class _Learned:
                     for t in tensors:
                         self._add("name", t.name)
                         self._add("datatype", t.datatype)
+        # A line with a principal or address attribute, or one the decoder missed though it knew all its values
+        # (it holds such an attribute's key, with null): the structs read them from now on.
         rebuild = False
-        if not self.with_attrs and self.attr_names and any(getattr(d, f"attr{i}") is not None
-                                                           for i in range(len(self.attr_names))):
+        if not self.with_attrs and self.attr_names and (
+                (self.decode is not None and self.learned == before == 0)
+                or any(getattr(d, f"attr{i}") is not None for i in range(len(self.attr_names)))):
             self.with_attrs = rebuild = True
         self.missed += 1
         if rebuild or (self.learned and self.missed >= max(16, sum(len(v) for v in known.values() if v) // 8)):
