@@ -59,7 +59,12 @@ None unless joined, or when the response was stamped first).
 
 Speed: a structured-mode line is first decoded with msgspec into Structs of exactly the
 attributes and body keys read (``_compile_fast``; tensors' data straight to lists of scalars),
-and the principal and source address are remembered per ``metadata`` text. Anything those
+and the principal and source address are remembered per ``metadata`` text. Before that plain
+decoder, the learned one (:class:`_Learned`) is tried: the same Structs with the text fields of few
+values (event type, spec version, content type, source, the service's attributes, the body's model
+name and version, the tensors' names and datatypes) read as Literals of the values seen, and the
+principal and address attributes not read until a line had one; a line it does not take goes to
+the plain decoder, which teaches it (tests/parsers/test_kserve_learned.py). Anything those
 types do not fit (another key, a value of another type, a binary-mode dump, a batch, an
 integer orjson would read differently, bad JSON) goes to the general path, orjson and dicts,
 which decides; tests/parsers/test_kserve_fastpath.py checks that both give the same events,
