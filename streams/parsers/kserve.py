@@ -59,7 +59,12 @@ None unless joined, or when the response was stamped first).
 
 Speed: a structured-mode line is first decoded with msgspec into Structs of exactly the
 attributes and body keys read (``_compile_fast``; tensors' data straight to lists of scalars),
-and the principal and source address are remembered per ``metadata`` text. Anything those
+and the principal and source address are remembered per ``metadata`` text. Before that plain
+decoder, the learned one (:class:`_Learned`) is tried: the same Structs with the text fields of few
+values (event type, spec version, content type, source, the service's attributes, the body's model
+name and version, the tensors' names and datatypes) read as Literals of the values seen, and the
+principal and address attributes not read until a line had one; a line it does not take goes to
+the plain decoder, which teaches it (tests/parsers/test_kserve_learned.py). Anything those
 types do not fit (another key, a value of another type, a binary-mode dump, a batch, an
 integer orjson would read differently, bad JSON) goes to the general path, orjson and dicts,
 which decides; tests/parsers/test_kserve_fastpath.py checks that both give the same events,
@@ -90,9 +95,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from functools import lru_cache
 from operator import attrgetter
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
@@ -158,6 +164,9 @@ class KServeParser(Parser):
         self._fast, self._fast_attrs, self._attr_names = _compile_fast(
             dict.fromkeys(self._principal_names + self._ip_names))
         self._no_attrs = (None,) * len(self._attr_names)
+        # The fast path's first try: the same Structs with the text fields of few values read as Literals of the
+        # values seen (_Learned); None until it is built, and never without the fast path.
+        self._learned = _Learned(self._attr_names) if self._fast is not None else None
         self._idents: dict[Any, tuple[str | None, str | None]] = {}
         self._names: dict[Any, list] = {}  # tensor name(s) -> the list of them events share
         # (source, inferenceservicename, namespace, component, endpoint) texts -> _context of them
@@ -220,7 +229,12 @@ class KServeParser(Parser):
         self._dead = dead
         stats = self.stats
         fast = self._fast
+        fast_attrs = self._fast_attrs
         fast_half = self._fast_half
+        learned = self._learned
+        lean = lean_attrs = None
+        if learned is not None:
+            lean, lean_attrs = learned.decode, learned.attrs
         general = self._general_rows
         pending = self._pending
         max_pending = self._max_pending
@@ -235,12 +249,29 @@ class KServeParser(Parser):
             line += 1
             # The fast path (``_fast_half_of``, inline): msgspec may not check the UTF-8 of every
             # byte it reads past, orjson does, so a line that is not UTF-8 goes to the general path.
+            # First the learned decoder (its Literals' strs, no attributes to read unless lines had some);
+            # a line it does not take goes to the plain one, whose values are learned.
             half = None
             if fast is not None and (raw.isascii() or is_utf8(raw)):
                 try:
-                    half = fast_half(fast(raw))
-                except Exception:  # not this shape, a type the Structs do not take, bad JSON or data
-                    pass  # (None for a blank line too: msgspec reads no JSON there)
+                    d = lean(raw)
+                except Exception:  # a value not learned yet, or a line the plain decoder decides
+                    try:
+                        d = fast(raw)
+                    except Exception:  # not this shape, a type the Structs do not take, bad JSON
+                        pass  # (a blank line too: msgspec reads no JSON there)
+                    else:
+                        if learned.learn(d):
+                            lean, lean_attrs = learned.decode, learned.attrs
+                        try:
+                            half = fast_half(d, fast_attrs(d))
+                        except Exception:  # data the fast path leaves to the general path
+                            pass
+                else:
+                    try:
+                        half = fast_half(d, None if lean_attrs is None else lean_attrs(d))
+                    except Exception:  # data the fast path leaves to the general path
+                        pass
             if half is not None:
                 parsed += 1
                 # The join (``_pair``, its common cases inline): a half whose partner is waiting
@@ -309,9 +340,20 @@ class KServeParser(Parser):
         # msgspec may not check the UTF-8 of every byte it reads past, orjson does: a line that
         # is not UTF-8 is left to the general path (which dead-letters it).
         if fast is not None and (raw.isascii() or is_utf8(raw)):
+            learned = self._learned
             try:
-                return self._fast_half(fast(raw))
-            except Exception:  # not this shape, a type the Structs do not take, bad JSON or data
+                d = learned.decode(raw)
+                attrs = None if learned.attrs is None else learned.attrs(d)
+            except Exception:  # not learned yet: the plain decoder, and its values learned
+                try:
+                    d = fast(raw)
+                except Exception:  # not this shape, a type the Structs do not take, bad JSON
+                    return None
+                learned.learn(d)
+                attrs = self._fast_attrs(d)
+            try:
+                return self._fast_half(d, attrs)
+            except Exception:  # data the fast path leaves to the general path
                 return None
         return None
 
@@ -389,10 +431,12 @@ class KServeParser(Parser):
         self._pending.clear()
         return out
 
-    def _fast_half(self, d: Any) -> tuple | None:
-        """A line decoded by the fast path (``_compile_fast``) to its half, as ``_one`` and
-        ``_half`` would give it; None for the general path to decide (other event types,
-        bodies it would note or reject). Nothing is noted here, so a fallback counts nothing twice."""
+    def _fast_half(self, d: Any, attrs: tuple | None) -> tuple | None:
+        """A line decoded by the fast path (``_compile_fast``, or :class:`_Learned`'s decoder) to its half, as
+        ``_one`` and ``_half`` would give it; None for the general path to decide (other event types, bodies it
+        would note or reject). ``attrs``: the principal and address attributes' values, None for a struct
+        without them (the learned decoder before any line had one). Nothing is noted here, so a fallback
+        counts nothing twice."""
         t = d.type
         if t == REQUEST_TYPE:
             is_request = True
@@ -422,8 +466,7 @@ class KServeParser(Parser):
                 ts = parse_iso(t)
 
         meta = d.metadata
-        attrs = self._fast_attrs(d)
-        if attrs == self._no_attrs:  # the common case: who and where come from the metadata alone
+        if attrs is None or attrs == self._no_attrs:  # the common case: who and where come from the metadata alone
             ident = self._idents.get(meta)
             if ident is None:
                 ident = self._ident(meta, _NO_HEADERS)
@@ -817,6 +860,119 @@ def _compile_fast(attr_names: dict):
         return None, None, ()
     getter = attrgetter(*rename) if len(names) > 1 else (lambda d: (d.attr0,))
     return decode, getter, names
+
+
+# The text fields of few values that the learned decoder reads as Literals: the CloudEvent's (the event type,
+# the spec version, the content type, the source and the service's attributes), the body's model name and
+# version, a tensor's name and datatype. Not the id, the time (one per line) or the metadata and the principal
+# and address attributes (they may hold a credential, kept nowhere but the parser's cache of who and where).
+_LEARNED_TOP = ("type", "specversion", "datacontenttype", "source", "inferenceservicename", "namespace", "component",
+                "endpoint")
+_LEARNED_BODY = ("model_name", "model_version")
+_LEARNED_TENSOR = ("name", "datatype")
+_LITERAL_MAX = 1024  # values of one field the learned decoder reads as Literals; past that, plain text
+# Literal[...] of the values, built without typing's cache (which would keep the last 128 sets of values read
+# from logs alive after their parsers); msgspec reads None in a Literal as JSON null.
+_literal = functools.partial(getattr(Literal._getitem, "__wrapped__", lambda form, *values: form[values]), Literal)
+
+
+class _Learned:
+    """The fast path's Structs with the text fields of few values (``_LEARNED_*``) read as ``Literal`` s of the
+    values seen so far, and the principal and address attributes read only once a line had one.
+
+    msgspec hands on the one str it keeps per literal value instead of a new str per line: ten to twelve
+    strings per line not made and not freed, their hashes computed once (the parser's memos of the service's
+    attributes and tensor names look them up per line; the events keep the model's name and version), and no
+    tuple of the attributes to build and compare while no line has any. The values are equal, so the halves
+    are the same.
+
+    A line this decoder does not take (a value not seen yet, before it is built, or a line the plain decoder
+    would not take either) goes to the plain decoder (``_compile_fast``) and on to the general path as
+    before; a line the plain decoder takes teaches its values here. The decoder is rebuilt when enough lines
+    missed it for what that costs (as the Envoy parser's ``_Literals``); a field with more than
+    ``_LITERAL_MAX`` values is read as plain text from then on. No line fits this decoder that the plain one
+    refuses, and every line the plain one takes fits it once its values are learned.
+    """
+
+    __slots__ = ("attr_names", "known", "with_attrs", "decode", "attrs", "missed", "learned")
+
+    def __init__(self, attr_names: tuple[str, ...]):
+        self.attr_names = attr_names
+        # field -> its values seen, or None once read as plain text
+        self.known: dict[str, set | None] = {f: set() for f in _LEARNED_TOP + _LEARNED_BODY + _LEARNED_TENSOR}
+        self.with_attrs = False  # whether the structs read the principal and address attributes
+        self.decode: Any = None  # built after the first lines
+        self.attrs: Any = None  # the getter of those attributes (with_attrs), else None
+        self.missed = 0  # lines the plain decoder read since the decoder was built
+        self.learned = 0  # values learned since then
+
+    def learn(self, d: Any) -> bool:
+        """The values of ``d`` (a struct of the plain decoder); True when the decoder was rebuilt."""
+        known = self.known
+        before = self.learned
+        for f in _LEARNED_TOP:
+            self._add(f, getattr(d, f))
+        body = d.data
+        if body is not None:
+            self._add("model_name", body.model_name)
+            self._add("model_version", body.model_version)
+            for tensors in (body.inputs, body.outputs):
+                if tensors is not _UNSET:
+                    for t in tensors:
+                        self._add("name", t.name)
+                        self._add("datatype", t.datatype)
+        # A line with a principal or address attribute, or one the decoder missed though it knew all its values
+        # (it holds such an attribute's key, with null): the structs read them from now on.
+        rebuild = False
+        if not self.with_attrs and self.attr_names and (
+                (self.decode is not None and self.learned == before == 0)
+                or any(getattr(d, f"attr{i}") is not None for i in range(len(self.attr_names)))):
+            self.with_attrs = rebuild = True
+        self.missed += 1
+        if rebuild or (self.learned and self.missed >= max(16, sum(len(v) for v in known.values() if v) // 8)):
+            self._build()
+            return True
+        return False
+
+    def _add(self, field: str, v: Any) -> None:
+        values = self.known[field]
+        if v is None or values is None or v in values:
+            return
+        if len(values) >= _LITERAL_MAX:
+            self.known[field] = None  # plain text from now on
+        else:
+            values.add(REQUEST_TYPE if v == REQUEST_TYPE else RESPONSE_TYPE if v == RESPONSE_TYPE else v)
+        self.learned += 1
+
+    def _text(self, field: str, optional: bool = True) -> Any:
+        values = self.known[field]
+        if values is None or (not values and not optional):
+            return str | None if optional else str
+        return _literal(*sorted(values), None) if optional else _literal(*sorted(values))
+
+    def _build(self) -> None:
+        self.missed = self.learned = 0
+        text = self._text
+        tensor = msgspec.defstruct("KServeTensor", [
+            ("data", _VALUES), ("name", text("name"), None), ("shape", list[_DIM] | None, None),
+            ("datatype", text("datatype"), None), ("parameters", _PARAMS, None)], forbid_unknown_fields=True, gc=False)
+        body = msgspec.defstruct("KServeBody", [
+            ("instances", _VALUES | _Unset, _UNSET), ("predictions", _VALUES | _Unset, _UNSET),
+            ("inputs", list[tensor] | _Unset, _UNSET), ("outputs", list[tensor] | _Unset, _UNSET),
+            ("model_name", text("model_name"), None), ("model_version", text("model_version"), None),
+            ("id", str | None | _Unset, _UNSET), ("parameters", _PARAMS, None)], forbid_unknown_fields=True, gc=False)
+        types = {**_FIXED, "data": body | None}
+        for f in _LEARNED_TOP:
+            types[f] = text(f, f != "type")
+        fields = [(k, t) if k in ("id", "type", "time") else (k, t, None) for k, t in types.items()]
+        rename = {}
+        if self.with_attrs:
+            for i, n in enumerate(self.attr_names):
+                fields.append((f"attr{i}", str | None, None))
+                rename[f"attr{i}"] = n
+        struct = msgspec.defstruct("KServeEvent", fields, rename=rename, forbid_unknown_fields=True, gc=False)
+        self.decode = msgspec.json.Decoder(struct).decode
+        self.attrs = None if not rename else attrgetter(*rename) if len(rename) > 1 else (lambda d: (d.attr0,))
 
 
 def _fast_tensor(t: _Tensor) -> list:

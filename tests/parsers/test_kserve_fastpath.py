@@ -189,10 +189,38 @@ def _batch_agrees(data: bytes, options=None, stamp=False, cuts=None, parser=KSer
     return by_batch
 
 
+def taught(options=None, with_attrs=False):
+    """A parser whose learned decoder (``kserve._Learned``) is built before its first line, with every text
+    value of the tables below and of PAIRS learned (and the principal and address attributes read or not):
+    lines then take it from the first one, instead of after the lines that teach it."""
+    p = KServeParser(options, hasher=Hasher(b"t"))
+    learned = p._learned
+    if learned is not None:
+        known = learned.known
+        docs = [d for pair in PAIRS for d in pair]
+        for f, values in known.items():
+            table = TENSOR if f in ("name", "datatype") else BODY if f in ("model_name", "model_version") else ATTRS
+            values.update(v for v in table.get(f, ()) if type(v) is str)
+            values.update(d[f] for d in docs if type(d.get(f)) is str)
+        for d in docs:
+            body = d["data"]
+            known["model_name"].add(body.get("model_name", "m"))
+            known["model_version"].add(body.get("model_version", "v1"))
+            known["name"].update(t["name"] for t in body.get("inputs", []) + body.get("outputs", []))
+            known["datatype"].update(t["datatype"] for t in body.get("inputs", []) + body.get("outputs", []))
+        learned.with_attrs = with_attrs
+        learned._build()
+    return p
+
+
 def _agree(data: bytes, options=None, stamp=False):
     fast = KServeParser(options, hasher=Hasher(b"t"))
     general = GeneralOnly(options, hasher=Hasher(b"t"))
-    assert _outcome(fast, data, stamp) == _outcome(general, data, stamp)
+    expected = _outcome(general, data, stamp)
+    assert _outcome(fast, data, stamp) == expected
+    # The learned decoder built before the first line (the attributes read or not): the same again.
+    assert _outcome(taught(options), data, stamp) == expected
+    assert _outcome(taught(options, with_attrs=True), data, stamp) == expected
     _batch_agrees(data, options, stamp)
     return fast
 
