@@ -261,6 +261,7 @@ def values_of(events: list[dict], field: str) -> list:
 
 
 _ABSENT: list = [None]
+_LAZY: list = []  # EventBatch._of's order when it is the array given, made a list when read (EventBatch._order)
 
 
 def _same(vals: list, n: int) -> tuple | None:
@@ -318,13 +319,13 @@ class EventBatch(Sequence):
     ([3, 5], [None, None], [{'kind': 'request', 'ts': 3}, {'kind': 'gpu', 'ts': 5}])
     """
 
-    __slots__ = ("_parts", "_order", "_n", "_events", "_values", "_index", "_shared", "_oarr", "_ts", "_pmap",
+    __slots__ = ("_parts", "_olist", "_n", "_events", "_values", "_index", "_shared", "_oarr", "_ts", "_pmap",
                  "_psame")
 
     def __init__(self, events: list[dict] | None = None):
         events = events if events is not None else []
         self._parts: list[list[dict] | Columns] = [events]
-        self._order: list[int] | None = None
+        self._olist: list[int] | None = None  # _order
         self._n = len(events)
         self._events: list[dict] | None = events
         self._values: dict[str, list] = {}
@@ -340,8 +341,8 @@ class EventBatch(Sequence):
             ts: np.ndarray | None = None, psame: dict[int, tuple] | None = None) -> "EventBatch":
         b = cls.__new__(cls)
         b._parts = parts
-        b._order = order
-        b._n = len(order) if order is not None else sum(len(p) for p in parts)
+        b._olist = order
+        b._n = len(oarr) if order is _LAZY else len(order) if order is not None else sum(len(p) for p in parts)
         b._events = None
         b._values, b._index, b._shared = {}, {}, {}
         b._oarr, b._ts, b._pmap = oarr, ts, None
@@ -361,6 +362,17 @@ class EventBatch(Sequence):
             return found
         return {id(p): e for p in parts if (e := found.get(id(p))) is not None and e[0] is p}
 
+    @property
+    def _order(self) -> list[int] | None:
+        """The order over the parts' events (None: none), as a list. A batch made by ``select``, ``concat`` or
+        ``compact`` holds it as an array (``_oarr``) and makes the list when first read: replay's merge makes
+        pools and remainders whose order no one reads as a list (about 0.5 million ints per replay of the
+        benchmark's mix, made and freed), and its batches' is made when a detector reads it."""
+        o = self._olist
+        if o is _LAZY:
+            o = self._olist = self._oarr.tolist()
+        return o
+
     def _order_array(self) -> np.ndarray:
         """The order as an int64 array (made once; ``select`` hands its own on)."""
         a = self._oarr
@@ -374,7 +386,7 @@ class EventBatch(Sequence):
         pm = self._pmap
         if pm is None:
             sizes = [len(p) for p in self._parts]
-            if self._order is None:
+            if self._olist is None:
                 which = np.repeat(np.arange(len(sizes), dtype=np.intp), sizes)
                 local = np.arange(self._n, dtype=np.int64) - np.repeat(np.cumsum([0] + sizes[:-1]), sizes)
             else:
@@ -404,7 +416,7 @@ class EventBatch(Sequence):
         """The events of ``batches``, one after the other (their parts kept, none copied)."""
         batches = [b for b in batches if b._n]
         ts = np.concatenate([b._ts for b in batches]) if batches and all(b._ts is not None for b in batches) else None
-        if all(b._order is None for b in batches):
+        if all(b._olist is None for b in batches):
             parts = [p for b in batches for p in b._parts if len(p)]
             return cls._of(parts, None, ts=ts, psame=cls._psame_of(batches, parts))
         parts: list = []
@@ -413,10 +425,10 @@ class EventBatch(Sequence):
         for b in batches:
             size = sum(len(p) for p in b._parts)
             parts.extend(b._parts)
-            orders.append(np.arange(at, at + size, dtype=np.int64) if b._order is None else b._order_array() + at)
+            orders.append(np.arange(at, at + size, dtype=np.int64) if b._olist is None else b._order_array() + at)
             at += size
         oarr = np.concatenate(orders)
-        return cls._of(parts, oarr.tolist(), oarr, ts, cls._psame_of(batches, parts))
+        return cls._of(parts, _LAZY, oarr, ts, cls._psame_of(batches, parts))
 
     def compact(self) -> "EventBatch":
         """The same events in the same order, over only the parts they are in (the others are
@@ -428,7 +440,7 @@ class EventBatch(Sequence):
         >>> len(c.layout()[0]), c.layout()[1], c.values("ts")
         (1, [1, 0], [3, 2])
         """
-        if self._order is None:
+        if self._olist is None:
             if all(len(p) for p in self._parts):
                 return self
             parts = [p for p in self._parts if len(p)]
@@ -441,7 +453,7 @@ class EventBatch(Sequence):
         new_start = np.cumsum(np.where(used, sizes, 0)) - np.where(used, sizes, 0)
         oarr = local + new_start[which]
         parts = [p for p, u in zip(self._parts, used.tolist()) if u]
-        return EventBatch._of(parts, oarr.tolist(), oarr, self._ts, self._psame)
+        return EventBatch._of(parts, _LAZY, oarr, self._ts, self._psame)
 
     @property
     def holds_dicts(self) -> bool:
@@ -505,8 +517,9 @@ class EventBatch(Sequence):
             i += self._n
         if not 0 <= i < self._n:
             raise IndexError("event index out of range")
-        if self._order is not None:
-            i = self._order[i]
+        o = self._olist
+        if o is not None:
+            i = int(self._oarr[i]) if o is _LAZY else o[i]  # (one event: the order's list not made for it)
         for p in self._parts:
             if i < len(p):
                 return p.row(i) if type(p) is Columns else p[i]
@@ -521,9 +534,9 @@ class EventBatch(Sequence):
 
     def _mutable(self) -> list[dict]:
         ev = self.events
-        if self._parts != [ev] or self._order is not None:  # the parts may be another batch's
+        if self._parts != [ev] or self._olist is not None:  # the parts may be another batch's
             ev = list(ev)
-        self._parts, self._order, self._events = [ev], None, ev
+        self._parts, self._olist, self._events = [ev], None, ev
         self._oarr = self._ts = self._pmap = None
         self._psame = {}
         self._values.clear()
@@ -550,14 +563,14 @@ class EventBatch(Sequence):
         v = self._values.get(field)
         if v is None:
             parts = self._parts
-            if self._order is None and len(parts) == 1:
+            if self._olist is None and len(parts) == 1:
                 p = parts[0]
                 v = p.values(field) if type(p) is Columns else values_of(p, field)
             else:
                 base: list = []
                 for p in parts:
                     base.extend(p.values(field) if type(p) is Columns else values_of(p, field))
-                v = base if self._order is None else _getter(self._order)(base) if self._order else []
+                v = base if self._olist is None else _getter(self._order)(base) if self._order else []
             self._values[field] = v
         return v
 
@@ -607,7 +620,7 @@ class EventBatch(Sequence):
     def _values_where(self, field: str, by: str, values: tuple) -> list:
         idx = self.indices_where(by, *values)
         vals = self._values.get(field)
-        if vals is None and (self._order is None and len(self._parts) == 1 or self._events is not None):
+        if vals is None and (self._olist is None and len(self._parts) == 1 or self._events is not None):
             vals = self.values(field)
         if vals is not None:
             if len(idx) == len(vals):  # indices_where keeps batch order: every event
@@ -674,7 +687,7 @@ class EventBatch(Sequence):
             parts = self._parts
             # One list of dicts, in its order: the loop over its values is the index (a batch of
             # dicts, the worker's and the tests'; no part to take one value from).
-            one_list = self._order is None and len(parts) == 1 and type(parts[0]) is not Columns
+            one_list = self._olist is None and len(parts) == 1 and type(parts[0]) is not Columns
             index = None if one_list else self._by_parts(field)
             if index is None:
                 index = _index_of(self.values(field))
@@ -705,7 +718,7 @@ class EventBatch(Sequence):
             same.append(s)
         index: dict[Any, list[int]] = {}
         try:
-            if self._order is None:
+            if self._olist is None:
                 at = 0
                 for p, s in zip(parts, same):
                     if s is not None:
@@ -818,8 +831,8 @@ class EventBatch(Sequence):
         idx = idx.astype(np.int64, copy=False) if len(idx) else np.zeros(0, dtype=np.int64)
         if len(idx) and (idx[0] < 0 or len(idx) > 1 and idx.min() < 0):
             idx = np.where(idx < 0, idx + self._n, idx)
-        oarr = idx if self._order is None else self._order_array()[idx]
-        return EventBatch._of(self._parts, oarr.tolist(), oarr, None if self._ts is None else self._ts[idx],
+        oarr = idx if self._olist is None else self._order_array()[idx]
+        return EventBatch._of(self._parts, _LAZY, oarr, None if self._ts is None else self._ts[idx],
                               self._psame)
 
     def pooled(self) -> "EventBatch":
@@ -829,7 +842,7 @@ class EventBatch(Sequence):
         ``self`` is sorted by time (events of one instant stay in the order they were read).
         Copies every column of the events' parts: :func:`~ramparts.streams.replay.merge_by_time`
         keeps its pool with :meth:`compact` instead, which copies nothing."""
-        if self._order is None:
+        if self._olist is None:
             return self
         starts, at = [], 0
         for p in self._parts:
