@@ -700,8 +700,8 @@ class EventBatch(Sequence):
         several values, or values of another type. The same dict as the loop over every event builds:
         the same keys (each as its first event holds it), in the order of their first events.
         A ``Columns`` part answers from what its parser vouched for (``one``), else by testing its
-        column once (kept with the part, which replay's batches share); a list of dicts is read in
-        every batch. The positions of a set of parts are made once per batch (:meth:`_positions`):
+        column once (kept with the part, which replay's batches share); a list of dicts is read once
+        for the batches that share it (:meth:`_list_same`). The positions of a set of parts are made once per batch (:meth:`_positions`):
         a parser's part has one kind and one source, so both indices share their lists."""
         parts = self._parts
         same = []
