@@ -261,6 +261,7 @@ def values_of(events: list[dict], field: str) -> list:
 
 
 _ABSENT: list = [None]
+_LAZY: list = []  # EventBatch._of's order when it is the array given, made a list when read (EventBatch._order)
 
 
 def _same(vals: list, n: int) -> tuple | None:
@@ -318,12 +319,13 @@ class EventBatch(Sequence):
     ([3, 5], [None, None], [{'kind': 'request', 'ts': 3}, {'kind': 'gpu', 'ts': 5}])
     """
 
-    __slots__ = ("_parts", "_order", "_n", "_events", "_values", "_index", "_shared", "_oarr", "_ts", "_pmap")
+    __slots__ = ("_parts", "_olist", "_n", "_events", "_values", "_index", "_shared", "_oarr", "_ts", "_pmap",
+                 "_psame")
 
     def __init__(self, events: list[dict] | None = None):
         events = events if events is not None else []
         self._parts: list[list[dict] | Columns] = [events]
-        self._order: list[int] | None = None
+        self._olist: list[int] | None = None  # _order
         self._n = len(events)
         self._events: list[dict] | None = events
         self._values: dict[str, list] = {}
@@ -332,18 +334,44 @@ class EventBatch(Sequence):
         self._oarr: np.ndarray | None = None  # the order as an int64 array, when one was made
         self._ts: np.ndarray | None = None  # ts(), once read (or carried over by select and concat)
         self._pmap: tuple[np.ndarray, np.ndarray] | None = None  # part_map()
+        self._psame: dict[int, tuple] = {}  # _list_same()
 
     @classmethod
     def _of(cls, parts: list, order: list[int] | None, oarr: np.ndarray | None = None,
-            ts: np.ndarray | None = None) -> "EventBatch":
+            ts: np.ndarray | None = None, psame: dict[int, tuple] | None = None) -> "EventBatch":
         b = cls.__new__(cls)
         b._parts = parts
-        b._order = order
-        b._n = len(order) if order is not None else sum(len(p) for p in parts)
+        b._olist = order
+        b._n = len(oarr) if order is _LAZY else len(order) if order is not None else sum(len(p) for p in parts)
         b._events = None
         b._values, b._index, b._shared = {}, {}, {}
         b._oarr, b._ts, b._pmap = oarr, ts, None
+        b._psame = {} if psame is None else psame
         return b
+
+    @staticmethod
+    def _psame_of(batches: Iterable["EventBatch"], parts: list) -> dict[int, tuple]:
+        """What :meth:`_list_same` found of the lists of dicts among ``parts`` in ``batches`` (whose parts they
+        are). An entry holds its part (so its id is no other object's while the entry lives); those of parts
+        not kept here are dropped."""
+        found: dict[int, tuple] = {}
+        for b in batches:
+            if b._psame:
+                found.update(b._psame)
+        if not found:
+            return found
+        return {id(p): e for p in parts if (e := found.get(id(p))) is not None and e[0] is p}
+
+    @property
+    def _order(self) -> list[int] | None:
+        """The order over the parts' events (None: none), as a list. A batch made by ``select``, ``concat`` or
+        ``compact`` holds it as an array (``_oarr``) and makes the list when first read: replay's merge makes
+        pools and remainders whose order no one reads as a list (about 0.5 million ints per replay of the
+        benchmark's mix, made and freed), and its batches' is made when a detector reads it."""
+        o = self._olist
+        if o is _LAZY:
+            o = self._olist = self._oarr.tolist()
+        return o
 
     def _order_array(self) -> np.ndarray:
         """The order as an int64 array (made once; ``select`` hands its own on)."""
@@ -358,7 +386,7 @@ class EventBatch(Sequence):
         pm = self._pmap
         if pm is None:
             sizes = [len(p) for p in self._parts]
-            if self._order is None:
+            if self._olist is None:
                 which = np.repeat(np.arange(len(sizes), dtype=np.intp), sizes)
                 local = np.arange(self._n, dtype=np.int64) - np.repeat(np.cumsum([0] + sizes[:-1]), sizes)
             else:
@@ -388,18 +416,19 @@ class EventBatch(Sequence):
         """The events of ``batches``, one after the other (their parts kept, none copied)."""
         batches = [b for b in batches if b._n]
         ts = np.concatenate([b._ts for b in batches]) if batches and all(b._ts is not None for b in batches) else None
-        if all(b._order is None for b in batches):
-            return cls._of([p for b in batches for p in b._parts if len(p)], None, ts=ts)
+        if all(b._olist is None for b in batches):
+            parts = [p for b in batches for p in b._parts if len(p)]
+            return cls._of(parts, None, ts=ts, psame=cls._psame_of(batches, parts))
         parts: list = []
         orders: list[np.ndarray] = []
         at = 0
         for b in batches:
             size = sum(len(p) for p in b._parts)
             parts.extend(b._parts)
-            orders.append(np.arange(at, at + size, dtype=np.int64) if b._order is None else b._order_array() + at)
+            orders.append(np.arange(at, at + size, dtype=np.int64) if b._olist is None else b._order_array() + at)
             at += size
         oarr = np.concatenate(orders)
-        return cls._of(parts, oarr.tolist(), oarr, ts)
+        return cls._of(parts, _LAZY, oarr, ts, cls._psame_of(batches, parts))
 
     def compact(self) -> "EventBatch":
         """The same events in the same order, over only the parts they are in (the others are
@@ -411,10 +440,11 @@ class EventBatch(Sequence):
         >>> len(c.layout()[0]), c.layout()[1], c.values("ts")
         (1, [1, 0], [3, 2])
         """
-        if self._order is None:
+        if self._olist is None:
             if all(len(p) for p in self._parts):
                 return self
-            return EventBatch._of([p for p in self._parts if len(p)], None, ts=self._ts)
+            parts = [p for p in self._parts if len(p)]
+            return EventBatch._of(parts, None, ts=self._ts, psame=self._psame)
         which, local = self.part_map()
         used = np.bincount(which, minlength=len(self._parts)) > 0
         if used.all():
@@ -423,7 +453,7 @@ class EventBatch(Sequence):
         new_start = np.cumsum(np.where(used, sizes, 0)) - np.where(used, sizes, 0)
         oarr = local + new_start[which]
         parts = [p for p, u in zip(self._parts, used.tolist()) if u]
-        return EventBatch._of(parts, oarr.tolist(), oarr, self._ts)
+        return EventBatch._of(parts, _LAZY, oarr, self._ts, self._psame)
 
     @property
     def holds_dicts(self) -> bool:
@@ -487,8 +517,9 @@ class EventBatch(Sequence):
             i += self._n
         if not 0 <= i < self._n:
             raise IndexError("event index out of range")
-        if self._order is not None:
-            i = self._order[i]
+        o = self._olist
+        if o is not None:
+            i = int(self._oarr[i]) if o is _LAZY else o[i]  # (one event: the order's list not made for it)
         for p in self._parts:
             if i < len(p):
                 return p.row(i) if type(p) is Columns else p[i]
@@ -503,10 +534,11 @@ class EventBatch(Sequence):
 
     def _mutable(self) -> list[dict]:
         ev = self.events
-        if self._parts != [ev] or self._order is not None:  # the parts may be another batch's
+        if self._parts != [ev] or self._olist is not None:  # the parts may be another batch's
             ev = list(ev)
-        self._parts, self._order, self._events = [ev], None, ev
+        self._parts, self._olist, self._events = [ev], None, ev
         self._oarr = self._ts = self._pmap = None
+        self._psame = {}
         self._values.clear()
         self._index.clear()
         self._shared.clear()
@@ -531,14 +563,14 @@ class EventBatch(Sequence):
         v = self._values.get(field)
         if v is None:
             parts = self._parts
-            if self._order is None and len(parts) == 1:
+            if self._olist is None and len(parts) == 1:
                 p = parts[0]
                 v = p.values(field) if type(p) is Columns else values_of(p, field)
             else:
                 base: list = []
                 for p in parts:
                     base.extend(p.values(field) if type(p) is Columns else values_of(p, field))
-                v = base if self._order is None else _getter(self._order)(base) if self._order else []
+                v = base if self._olist is None else _getter(self._order)(base) if self._order else []
             self._values[field] = v
         return v
 
@@ -588,7 +620,7 @@ class EventBatch(Sequence):
     def _values_where(self, field: str, by: str, values: tuple) -> list:
         idx = self.indices_where(by, *values)
         vals = self._values.get(field)
-        if vals is None and (self._order is None and len(self._parts) == 1 or self._events is not None):
+        if vals is None and (self._olist is None and len(self._parts) == 1 or self._events is not None):
             vals = self.values(field)
         if vals is not None:
             if len(idx) == len(vals):  # indices_where keeps batch order: every event
@@ -655,7 +687,7 @@ class EventBatch(Sequence):
             parts = self._parts
             # One list of dicts, in its order: the loop over its values is the index (a batch of
             # dicts, the worker's and the tests'; no part to take one value from).
-            one_list = self._order is None and len(parts) == 1 and type(parts[0]) is not Columns
+            one_list = self._olist is None and len(parts) == 1 and type(parts[0]) is not Columns
             index = None if one_list else self._by_parts(field)
             if index is None:
                 index = _index_of(self.values(field))
@@ -668,8 +700,8 @@ class EventBatch(Sequence):
         several values, or values of another type. The same dict as the loop over every event builds:
         the same keys (each as its first event holds it), in the order of their first events.
         A ``Columns`` part answers from what its parser vouched for (``one``), else by testing its
-        column once (kept with the part, which replay's batches share); a list of dicts is read in
-        every batch. The positions of a set of parts are made once per batch (:meth:`_positions`):
+        column once (kept with the part, which replay's batches share); a list of dicts is read once
+        for the batches that share it (:meth:`_list_same`). The positions of a set of parts are made once per batch (:meth:`_positions`):
         a parser's part has one kind and one source, so both indices share their lists."""
         parts = self._parts
         same = []
@@ -680,13 +712,13 @@ class EventBatch(Sequence):
             if type(p) is Columns:
                 s = p.same(field)
             else:
-                s = _same(values_of(p, field), len(p))
+                s = self._list_same(p, field)
             if s is None:
                 return None
             same.append(s)
         index: dict[Any, list[int]] = {}
         try:
-            if self._order is None:
+            if self._olist is None:
                 at = 0
                 for p, s in zip(parts, same):
                     if s is not None:
@@ -724,6 +756,25 @@ class EventBatch(Sequence):
             index[key] = pos
             parts_of[key] = ks
         return index
+
+    def _list_same(self, p: list[dict], field: str) -> tuple | None:
+        """:func:`_same` of ``field`` in a list of dicts ``p`` (one of the parts), found once for the batches
+        that share the part: a batch's selections and compactions share what it finds (``select``, ``compact``:
+        replay's merge compacts its pool before the batches it releases are read), and ``concat`` keeps it for
+        the parts it keeps. Replay's merge hands the same parts of the small parsers
+        (GPU samples, audit, Falco, workloads) on from batch to batch, and every batch's kind and source
+        indices read them: their dicts were read again per batch (about 0.07 µs per event of the benchmark's
+        mix). An entry holds its part and its length: a part grown since (:meth:`append` on a batch whose
+        only part it is) is read again."""
+        got = self._psame.get(id(p))
+        if got is None or got[0] is not p or got[1] != len(p):
+            got = self._psame[id(p)] = (p, len(p), {})
+        memo = got[2]
+        try:
+            return memo[field]
+        except KeyError:
+            s = memo[field] = _same(values_of(p, field), len(p))
+            return s
 
     def _positions(self, ks: tuple[int, ...]) -> list[int]:
         """The positions, in batch order, of the events of the parts ``ks`` (indices into the parts),
@@ -780,8 +831,9 @@ class EventBatch(Sequence):
         idx = idx.astype(np.int64, copy=False) if len(idx) else np.zeros(0, dtype=np.int64)
         if len(idx) and (idx[0] < 0 or len(idx) > 1 and idx.min() < 0):
             idx = np.where(idx < 0, idx + self._n, idx)
-        oarr = idx if self._order is None else self._order_array()[idx]
-        return EventBatch._of(self._parts, oarr.tolist(), oarr, None if self._ts is None else self._ts[idx])
+        oarr = idx if self._olist is None else self._order_array()[idx]
+        return EventBatch._of(self._parts, _LAZY, oarr, None if self._ts is None else self._ts[idx],
+                              self._psame)
 
     def pooled(self) -> "EventBatch":
         """These events as parts without an order, each part's events in their order here: the
@@ -790,7 +842,7 @@ class EventBatch(Sequence):
         ``self`` is sorted by time (events of one instant stay in the order they were read).
         Copies every column of the events' parts: :func:`~ramparts.streams.replay.merge_by_time`
         keeps its pool with :meth:`compact` instead, which copies nothing."""
-        if self._order is None:
+        if self._olist is None:
             return self
         starts, at = [], 0
         for p in self._parts:

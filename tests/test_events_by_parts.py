@@ -184,3 +184,69 @@ def test_the_parsers_vouch_for_what_their_columns_hold(tmp_path):
                     seen.add((fmt, f, s))
     assert seen == {("envoy_json", "kind", ("request",)), ("envoy_json", "source", ("envoy_json",)),
                     ("kserve", "kind", ("prediction",)), ("kserve", "source", ("kserve",))}
+
+
+def _ops_read_between(data, b, rows):
+    """:func:`_ops`, with the kind or source index read between the steps: what a batch finds of its lists of
+    dicts (``_list_same``) is then handed on through the steps (shared by selections and compactions, kept
+    by concat), as replay's merge hands its pool on from batch to batch."""
+    for _ in range(data.draw(st.integers(1, 4))):
+        if data.draw(st.booleans()):
+            b._by(data.draw(st.sampled_from(["kind", "source"])))
+        b, rows = _ops(data, b, rows)
+    return b, rows
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(_parts(), st.data())
+def test_what_a_batch_found_of_its_lists_of_dicts_holds_in_the_batches_made_from_it(parts, data):
+    parts, rows = parts
+    b, rows = _ops_read_between(data, EventBatch._of(list(parts), None), rows)
+    for f in data.draw(st.permutations(["kind", "source", "ts"])):
+        loop = _index_of([r.get(f) for r in rows])
+        _same_index(b._by(f), loop)
+        for v in {v for v in loop if v is not None and type(v) is str} | {None}:
+            assert b.indices_where(f, v) == [i for i, r in enumerate(rows) if r.get(f) == v]
+
+
+class _Counted(dict):
+    """An event that counts the reads of each of its fields (values_of calls an event's own ``get``)."""
+
+    reads: dict = {}
+
+    def get(self, key, default=None):
+        _Counted.reads[key] = _Counted.reads.get(key, 0) + 1
+        return super().get(key, default)
+
+
+def test_replay_s_merge_reads_a_list_of_dicts_kind_once_per_part():
+    """The small parsers' parts (lists of dicts) stay in the merge's pool from batch to batch: their kind and
+    source are read once per part, not once per batch, and every batch's index is the loop's."""
+    from ramparts.streams.replay import merge_by_time
+
+    gpu = [[_Counted(kind="gpu", source="dcgm", ts=t) for t in range(k, 400, 7)] for k in range(2)]
+    req = [EventBatch.from_columns(("kind", "source", "ts"), {"kind": ["request"] * 50, "source": ["envoy_json"] * 50,
+                                                             "ts": list(range(k * 50, k * 50 + 50))})
+           for k in range(8)]
+    _Counted.reads = {}
+    batches = 0
+    for batch in merge_by_time([iter(gpu), iter(req)], 16):
+        rows = batch.events
+        for f in ("kind", "source"):
+            _same_index(batch._by(f), _index_of([r.get(f) for r in rows]))
+        batches += 1
+    n_gpu = sum(map(len, gpu))
+    assert batches > 20
+    # Once per part in the indices; once more per event where the test itself read the rows (r.get above).
+    assert _Counted.reads["kind"] == n_gpu + n_gpu and _Counted.reads["source"] == n_gpu + n_gpu
+
+
+def test_a_list_grown_since_its_kind_was_found_is_read_again():
+    b = EventBatch([{"kind": "gpu", "ts": 1}])
+    s = b.select([0])
+    assert s._by_parts("kind") == {"gpu": [0]}
+    b.append({"kind": "request", "ts": 2})  # in place: s shares the list
+    assert b._parts[0] is s._parts[0] and len(s._parts[0]) == 2
+    twin = EventBatch._of(s._parts, None, psame=s._psame)  # what was found of it, at one event, is not reused
+    assert twin._by_parts("kind") is None
+    assert twin.indices_where("kind", "request") == [1] and b.indices_where("kind", "gpu") == [0]
