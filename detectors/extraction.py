@@ -105,10 +105,11 @@ NORMALITY_EVERY = 8  # distinct queries between two Shapiro-Wilk tests (the test
 # A stream's counts (the stored counts are floats that halve, or integers well under 2**53), its
 # packed memories' lengths, whether they changed, whether it has an open incident, the reservoir's rows
 # whose pairwise distances are kept (``_Streams.pd``), the Shapiro-Wilk W last computed (compiled, in
-# ``extraction_stats.run``) and whether there is one since the stream was loaded (0/1):
+# ``extraction_stats.run``), whether there is one since the stream was loaded (0/1) and the reservoir's
+# oldest row (a ring during a run: ``extraction_stats.observe_ring``; 0 before and after it):
 C_N, C_REP, C_ND, C_OOD, C_NJ, C_CLOSE, C_NC, C_LOW, C_EP, C_RES, C_HASHES, C_DISTS, C_CHANGED, C_INC, \
-    C_PAIRS, C_W, C_WSET = range(17)
-N_COUNTS = 17
+    C_PAIRS, C_W, C_WSET, C_HEAD = range(18)
+N_COUNTS = 18
 # A query row: has a vector (0/1), its input hash, has a top confidence (0/1), that confidence,
 # its population ready (0/1), that population's epoch, the row out of its range (0/1), the
 # population (-1: no vector), the vector's offset in the batch's values and its width.
@@ -676,7 +677,7 @@ class _Streams:
         self.dists[slot, :len(d)] = d
         c = self.counts[slot]
         c[:] = (s["n"], s["rep"], s["nd"], s["ood"], s["nj"], s["close"], s["nc"], s["low"], s.get("ep", 0),
-                len(packed), len(h), len(d), 0.0, s["inc"] is not None, 0.0, 0.0, 0.0)
+                len(packed), len(h), len(d), 0.0, s["inc"] is not None, 0.0, 0.0, 0.0, 0.0)
 
     def load_all(self, states: list[dict]) -> None:
         """:meth:`load` of every slot of a fresh ``_Streams`` (``states[slot]``), the numbers that
@@ -690,7 +691,7 @@ class _Streams:
         nd = _load_memory(self.dists, [s["d"] for s in states], np.float32, 1, DISTANCES)
         if states:
             self.counts[:] = [(s["n"], s["rep"], s["nd"], s["ood"], s["nj"], s["close"], s["nc"], s["low"],
-                               s.get("ep", 0), r, h, d, 0.0, s["inc"] is not None, 0.0, 0.0, 0.0)
+                               s.get("ep", 0), r, h, d, 0.0, s["inc"] is not None, 0.0, 0.0, 0.0, 0.0)
                               for s, h, r, d in zip(states, nh, nr, nd)]
         self.res64[:] = self.res
         self.sq[:] = (self.res64 * self.res64).sum(axis=2)
