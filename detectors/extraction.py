@@ -267,6 +267,15 @@ def _query_arrays(vecs: list[list | None], confs: list[float | None],
     return rows, x, vals
 
 
+def _rows_array(rows, width: int, m: int) -> np.ndarray:
+    """``np.array(list(rows), dtype=np.float64)`` of ``m`` rows of ``width`` numbers (ints and floats,
+    checked by the caller): their numbers one after the other into an (m, width) array, each
+    converted as ``np.array`` converts it (the same float64 item conversion; an int beyond a float's
+    range raises ``OverflowError`` alike), without ``np.array``'s discovery of the nesting (about 8 ns a
+    number less; tests/detectors/test_extraction.py compares them)."""
+    return np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=m * width).reshape(m, width)
+
+
 def _row_hashes(xs: np.ndarray, width: int) -> np.ndarray:
     """Per row of ``xs`` (float64, ``width`` wide) the CRC-32 of its bytes xor its width,
     ``zlib.crc32(row) ^ width``, computed in compiled code (:func:`extraction_stats.row_crc32`:
@@ -975,13 +984,13 @@ class ExtractionDetector(Detector):
             blocks = []
             order = dict.fromkeys(widths)
             if len(order) == 1:
-                blocks.append((widths[0], slice(None), np.array(inputs, dtype=np.float64)))
+                blocks.append((widths[0], slice(None), _rows_array(inputs, widths[0], len(inputs))))
             else:
                 width_of = np.array(widths, dtype=np.int64)
                 for width in order:
                     members = np.flatnonzero(width_of == width)
-                    blocks.append((width, members, np.array(list(map(inputs.__getitem__, members.tolist())),
-                                                            dtype=np.float64)))
+                    blocks.append((width, members, _rows_array(map(inputs.__getitem__, members.tolist()), width,
+                                                               len(members))))
             for _width, _members, xs in blocks:
                 if not np.isfinite(xs).all():
                     return None

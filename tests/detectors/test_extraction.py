@@ -529,6 +529,31 @@ def test_read_common_reads_a_batch_as_the_event_loop_did(monkeypatch):
     assert taken[0] > 300, taken  # the batches read at once are many of them (else the test says little)
 
 
+def test_rows_array_is_np_array_of_the_rows():
+    """_read_common's conversion of a block of rows (``_rows_array``: the numbers one after the other)
+    against ``np.array(rows, dtype=np.float64)``, to the bit, on ints and floats of every size; an int
+    beyond a float's range raises OverflowError alike (the batch is then read event by event)."""
+    from ramparts.detectors.extraction import _rows_array
+
+    rng = np.random.default_rng(8)
+    odd = [0, -0.0, 5e-324, 1e308, -1e308, 2 ** 53 + 1, -(2 ** 53) - 1, 2 ** 63 + 7, -(2 ** 70) + 3, 2 ** 1000,
+           math.nan, math.inf, -math.inf, 1.5, 3]
+    for trial in range(300):
+        m, width = int(rng.integers(1, 20)), int(rng.integers(1, 9))
+        rows = [[odd[int(rng.integers(0, len(odd)))] if rng.random() < 0.3 else
+                 (float(rng.standard_normal() * 10.0 ** rng.integers(-300, 300)) if rng.random() < 0.6
+                  else int(rng.integers(-2 ** 62, 2 ** 62))) for _ in range(width)] for _ in range(m)]
+        want = np.array(rows, dtype=np.float64)
+        for got in (_rows_array(rows, width, m), _rows_array(iter(rows), width, m)):
+            assert got.dtype == want.dtype and got.shape == want.shape and got.tobytes() == want.tobytes(), trial
+    for huge in (10 ** 400, -(10 ** 309)):
+        rows = [[1.0, 2.0], [huge, 0.5]]
+        with pytest.raises(OverflowError):
+            np.array(rows, dtype=np.float64)
+        with pytest.raises(OverflowError):
+            _rows_array(rows, 2, 2)
+
+
 def test_row_hashes_are_zlibs_crc32_of_each_row():
     from ramparts.detectors.extraction import _row_hashes
 
