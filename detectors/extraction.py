@@ -369,6 +369,43 @@ def _unpack(s: str | None, dtype, width: int = 1) -> np.ndarray:
 
 
 def _load_memory(target: np.ndarray, texts: list, dtype, width: int, cap: int) -> list[int]:
+    """:func:`_load_memory_each`, with the texts that hold exactly ``cap`` rows as ``b2a_base64``
+    writes them (a grown stream's: most of them) decoded in one compiled call
+    (:func:`extraction_stats.b64_decode_texts`, about three times faster than a call of
+    ``a2b_base64`` per text) and placed together. Any other text goes through ``a2b_base64`` as
+    before; when a text of that length is not such a text, all of them do (the same placement and
+    the same errors, whatever the text)."""
+    full = np.dtype(dtype).itemsize * width * cap
+    chars = 4 * ((full + 2) // 3)
+    picked = [slot for slot, text in enumerate(texts) if type(text) is str and len(text) == chars]
+    if len(picked) < 2:  # one text: a2b_base64 costs no more than the compiled call
+        return _load_memory_each(target, texts, dtype, width, cap)
+    try:
+        data = "".join([texts[slot] for slot in picked]).encode("ascii")
+    except UnicodeEncodeError:  # not ASCII: a2b_base64's error, from the loop
+        return _load_memory_each(target, texts, dtype, width, cap)
+    out = np.empty(len(picked) * full, dtype=np.uint8)
+    from .extraction_stats import B64_TABLE
+
+    if not _b64()(np.frombuffer(data, dtype=np.uint8), chars, full, B64_TABLE, out):
+        return _load_memory_each(target, texts, dtype, width, cap)
+    rows = out.view(dtype).reshape(len(picked), *target.shape[1:])
+    if len(picked) == len(target):
+        target[:] = rows
+    else:
+        target[picked] = rows
+    if len(picked) == len(texts):
+        return [cap] * len(texts)
+    rest = list(texts)
+    for slot in picked:
+        rest[slot] = None
+    placed = _load_memory_each(target, rest, dtype, width, cap)
+    for slot in picked:
+        placed[slot] = cap
+    return placed
+
+
+def _load_memory_each(target: np.ndarray, texts: list, dtype, width: int, cap: int) -> list[int]:
     """Each slot's memory (``texts[slot]``: base64 of ``dtype`` values, ``width`` a row; ``None`` or
     empty: none) placed as :meth:`_Streams.load` places it, its last ``cap`` rows at the start of
     ``target[slot]`` (``target`` zeroed, its dtype), and the rows placed per slot. The texts that
@@ -472,6 +509,16 @@ def _observe():
     observe(res, res.astype(np.float64), np.zeros(RESERVOIR), np.zeros((RESERVOIR, RESERVOIR)), 0, 0,
             np.zeros(PROJECTED_DIMS, dtype=np.float32))
     return observe
+
+
+@functools.cache
+def _b64():
+    """:func:`extraction_stats.b64_decode_texts`, loaded (from numba's cache, else compiled) by a first
+    call: see :func:`_observe`."""
+    from .extraction_stats import B64_TABLE, b64_decode_texts
+
+    b64_decode_texts(np.frombuffer(b"AAAA", dtype=np.uint8), 4, 3, B64_TABLE, np.zeros(3, dtype=np.uint8))
+    return b64_decode_texts
 
 
 @functools.cache
@@ -797,6 +844,7 @@ class ExtractionDetector(Detector):
         _observe()
         _run()
         _crc()
+        _b64()
         _projection_safe()
         self.populations: dict[tuple[str, int], Population] = {}
         self._model_populations: dict[str, list[Population]] = {}  # model -> its populations, in creation order

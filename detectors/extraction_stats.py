@@ -1033,3 +1033,61 @@ def row_crc32(data, table, out):
         for k in range(data.shape[1]):
             c = table[(c ^ data[i, k]) & np.uint32(0xFF)] ^ (c >> np.uint32(8))
         out[i] = c ^ np.uint32(0xFFFFFFFF)
+
+
+def _b64_table() -> np.ndarray:
+    """Each byte's value in base64's standard alphabet (``A-Z a-z 0-9 + /``), 255 for any other."""
+    table = np.full(256, 255, dtype=np.uint8)
+    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    for k, c in enumerate(alphabet):
+        table[c] = k
+    return table
+
+
+B64_TABLE = _b64_table()
+
+
+@_jit
+def b64_decode_texts(data, chars, size, table, out):
+    """Texts of ``chars`` base64 characters each, one after the other in ``data`` (uint8), each
+    decoded into ``size`` bytes of ``out``, one after the other: what ``binascii.a2b_base64`` gives
+    for a text that is ``size`` bytes exactly as ``b2a_base64`` writes them (only the alphabet, the
+    padding only at the end: ``=`` when ``size % 3 == 2``, ``==`` when 1). Returns False, leaving
+    ``out`` undefined, as soon as a text is not such a text (a character out of the alphabet, padding
+    elsewhere or missing, a wrong length): the caller then decodes every text with ``a2b_base64``
+    as before, so the result never depends on how this reads odd text."""
+    if chars != 4 * ((size + 2) // 3) or data.shape[0] % chars != 0:
+        return False
+    tail = size % 3
+    pad = 0 if tail == 0 else 3 - tail  # '=' at the end of each text
+    whole = size // 3  # full groups of 3 bytes
+    n = data.shape[0] // chars
+    for t in range(n):
+        a = t * chars
+        o = t * size
+        for g in range(whole):
+            v0 = table[data[a]]
+            v1 = table[data[a + 1]]
+            v2 = table[data[a + 2]]
+            v3 = table[data[a + 3]]
+            if (v0 | v1 | v2 | v3) > 63:
+                return False
+            out[o] = (v0 << 2) | (v1 >> 4)
+            out[o + 1] = ((v1 & 15) << 4) | (v2 >> 2)
+            out[o + 2] = ((v2 & 3) << 6) | v3
+            a += 4
+            o += 3
+        if pad:
+            v0 = table[data[a]]
+            v1 = table[data[a + 1]]
+            if (v0 | v1) > 63 or data[a + 3] != 61:  # 61: '='
+                return False
+            out[o] = (v0 << 2) | (v1 >> 4)
+            if pad == 1:
+                v2 = table[data[a + 2]]
+                if v2 > 63:
+                    return False
+                out[o + 1] = ((v1 & 15) << 4) | (v2 >> 2)
+            elif data[a + 2] != 61:
+                return False
+    return True

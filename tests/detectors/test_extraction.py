@@ -554,6 +554,52 @@ def test_rows_array_is_np_array_of_the_rows():
             _rows_array(rows, 2, 2)
 
 
+def test_memories_decoded_at_once_are_a2b_base64s():
+    """``_load_memory`` (the texts of a full memory decoded in one compiled call) against
+    ``_load_memory_each`` (``a2b_base64`` per text): the same placement, rows and counts, or the same
+    error, on full, partial, empty and missing texts, and on texts of the full length that are not
+    what ``b2a_base64`` writes (a character out of the alphabet, padding in the middle or missing, a
+    newline, not ASCII): those send every text through ``a2b_base64``."""
+    from ramparts.detectors.extraction import (DISTANCES, HASHES, PROJECTED_DIMS, RESERVOIR, _load_memory,
+                                               _load_memory_each, _pack)
+
+    rng = np.random.default_rng(17)
+    kinds = ((np.uint32, 1, HASHES, np.int64), (np.float32, PROJECTED_DIMS, RESERVOIR, np.float32),
+             (np.float32, 1, DISTANCES, np.float64))
+    fast = odd = 0
+    for trial in range(400):
+        dtype, width, cap, into = kinds[trial % 3]
+        texts = []
+        for _ in range(int(rng.integers(0, 12))):
+            r = rng.random()
+            rows = cap if r < 0.6 else int(rng.integers(0, cap + 4))
+            a = (rng.integers(0, 2 ** 32, rows * width) if dtype is np.uint32
+                 else rng.standard_normal(rows * width) * 10.0 ** rng.integers(-30, 30))
+            texts.append(_pack(a, dtype) if rng.random() < 0.9 else rng.choice([None, ""]))
+        full = [k for k, t in enumerate(texts) if t and len(t) == len(_pack(np.zeros(cap * width), dtype))]
+        fast += len(full) >= 2
+        if full and rng.random() < 0.25:  # one full-length text that is not b2a_base64's
+            k = full[int(rng.integers(0, len(full)))]
+            t = texts[k]
+            at = int(rng.integers(0, len(t) - 4))
+            texts[k] = t[:at] + str(rng.choice(["!", "=", "\n", "-", "\u00e9", " "])) + t[at + 1:]
+            if rng.random() < 0.3:
+                texts[k] = t[:-1] + "A"  # the padding missing (hashes) or a last character changed
+            odd += 1
+        shape = (len(texts), cap, width) if width > 1 else (len(texts), cap)
+        want_t, got_t = np.zeros(shape, dtype=into), np.zeros(shape, dtype=into)
+        try:
+            want = _load_memory_each(want_t, list(texts), dtype, width, cap)
+        except Exception as e:  # noqa: BLE001 - the same error either way
+            with pytest.raises(type(e)):
+                _load_memory(got_t, list(texts), dtype, width, cap)
+            continue
+        got = _load_memory(got_t, list(texts), dtype, width, cap)
+        assert got == want, trial
+        assert got_t.tobytes() == want_t.tobytes(), trial
+    assert fast > 150 and odd > 40
+
+
 def test_row_hashes_are_zlibs_crc32_of_each_row():
     from ramparts.detectors.extraction import _row_hashes
 
