@@ -378,7 +378,7 @@ def _load_memory(target: np.ndarray, texts: list, dtype, width: int, cap: int) -
     full = np.dtype(dtype).itemsize * width * cap
     chars = 4 * ((full + 2) // 3)
     picked = [slot for slot, text in enumerate(texts) if type(text) is str and len(text) == chars]
-    if len(picked) < 2:  # one text: a2b_base64 costs no more than the compiled call
+    if len(picked) * chars < _B64_AT_ONCE:  # a few texts: the call's fixed cost (about 2 us) is more than it saves
         return _load_memory_each(target, texts, dtype, width, cap)
     try:
         data = "".join([texts[slot] for slot in picked]).encode("ascii")
@@ -403,6 +403,9 @@ def _load_memory(target: np.ndarray, texts: list, dtype, width: int, cap: int) -
     for slot in picked:
         placed[slot] = cap
     return placed
+
+
+_B64_AT_ONCE = 4096  # characters: 4 reservoirs, 16 distances' or 24 hashes' texts (about where both cost the same)
 
 
 def _load_memory_each(target: np.ndarray, texts: list, dtype, width: int, cap: int) -> list[int]:
