@@ -554,15 +554,17 @@ def test_rows_array_is_np_array_of_the_rows():
             _rows_array(rows, 2, 2)
 
 
-def test_memories_decoded_at_once_are_a2b_base64s():
+def test_memories_decoded_at_once_are_a2b_base64s(monkeypatch):
     """``_load_memory`` (the texts of a full memory decoded in one compiled call) against
     ``_load_memory_each`` (``a2b_base64`` per text): the same placement, rows and counts, or the same
     error, on full, partial, empty and missing texts, and on texts of the full length that are not
     what ``b2a_base64`` writes (a character out of the alphabet, padding in the middle or missing, a
     newline, not ASCII): those send every text through ``a2b_base64``."""
+    from ramparts.detectors import extraction
     from ramparts.detectors.extraction import (DISTANCES, HASHES, PROJECTED_DIMS, RESERVOIR, _load_memory,
                                                _load_memory_each, _pack)
 
+    monkeypatch.setattr(extraction, "_B64_AT_ONCE", 0)  # two full texts are decoded at once too
     rng = np.random.default_rng(17)
     kinds = ((np.uint32, 1, HASHES, np.int64), (np.float32, PROJECTED_DIMS, RESERVOIR, np.float32),
              (np.float32, 1, DISTANCES, np.float64))
