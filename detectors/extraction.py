@@ -55,14 +55,19 @@ Implementation: the per-event loop (streams fed, populations noted and taught) i
 compiled call per batch, ``extraction_stats.run``, which stops for the Python parts (a stream
 idle past the gap, the judging); Shapiro-Wilk's W and the populations' ranges are computed in it
 too (``extraction_stats.shapiro_w``, ``refresh_ranges``: scipy's W and numpy's quantiles to the
-bit); see docs/benchmarks.md, "2026-11-23
-(fourth session)" and "(sixth session)". The predictions' fields are read as columns of the batch
+bit), and each stream's reservoir is a ring while it runs (``extraction_stats.observe_ring``: no
+rows shifted when one is dropped; put back oldest first at its end); see docs/benchmarks.md,
+"2026-11-23 (fourth session)", "(sixth session)" and "2026-11-24 (thirteenth session)". The
+predictions' fields are read as columns of the batch
 (``EventBatch.values``): a batch of columns makes no event dict here; a batch's rows of one
 width are converted and projected at once (:func:`project`) and hashed in compiled code
 (:func:`_row_hashes`). A batch whose every prediction has the common shape (rows of numbers,
 one output per row) is read per column (:meth:`ExtractionDetector._read_common`: one hash per
-prediction of its streams, the types of all its numbers in one pass), others event by event
-(``_read_each``), with the same results (docs/benchmarks.md, "(eighth session)").
+prediction of its streams, the types of all its numbers in one pass, each width's rows converted
+from their numbers one after the other), others event by event (``_read_each``), with the same
+results (docs/benchmarks.md, "(eighth session)"). The streams' memories are base64 texts in the
+state; those at capacity are decoded together in compiled code (``_load_memory``), the others, and
+any text not as ``b2a_base64`` writes it, by ``a2b_base64``.
 
 Alerts: ``extraction.queries`` on the principal (or on the source address, for a split that
 no single principal shows), with the statistic, its value, the threshold, the query counts and

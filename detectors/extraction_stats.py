@@ -21,7 +21,10 @@ a difference in its last bit changes a count only if the two are within an ulp o
 ``tests/detectors/test_extraction_stats.py`` holds the kernel to numpy's figures. The detector
 does not select the median at all (:func:`observe_close`): the comparison is monotonic in it,
 so counting the pairs on either side of the threshold gives the same answer
-(:func:`_close`; tests/detectors/test_extraction_close.py).
+(:func:`_close`; tests/detectors/test_extraction_close.py). And during a run each stream's
+reservoir is a ring (:func:`observe_ring`): a query pushed when it is full takes the oldest row's
+place instead of every row moving up one (with its float64 copy, norm and pairs), the pairs are
+read oldest first as before, and :func:`unroll` puts the rows back oldest first at the run's end.
 
 Compiled functions are cached next to this module (``__pycache__``, numba's ``cache=True``); where
 that is not writable numba falls back to its user-wide cache, and where neither is, functions
