@@ -55,14 +55,19 @@ Implementation: the per-event loop (streams fed, populations noted and taught) i
 compiled call per batch, ``extraction_stats.run``, which stops for the Python parts (a stream
 idle past the gap, the judging); Shapiro-Wilk's W and the populations' ranges are computed in it
 too (``extraction_stats.shapiro_w``, ``refresh_ranges``: scipy's W and numpy's quantiles to the
-bit); see docs/benchmarks.md, "2026-11-23
-(fourth session)" and "(sixth session)". The predictions' fields are read as columns of the batch
+bit), and each stream's reservoir is a ring while it runs (``extraction_stats.observe_ring``: no
+rows shifted when one is dropped; put back oldest first at its end); see docs/benchmarks.md,
+"2026-11-23 (fourth session)", "(sixth session)" and "2026-11-24 (thirteenth session)". The
+predictions' fields are read as columns of the batch
 (``EventBatch.values``): a batch of columns makes no event dict here; a batch's rows of one
 width are converted and projected at once (:func:`project`) and hashed in compiled code
 (:func:`_row_hashes`). A batch whose every prediction has the common shape (rows of numbers,
 one output per row) is read per column (:meth:`ExtractionDetector._read_common`: one hash per
-prediction of its streams, the types of all its numbers in one pass), others event by event
-(``_read_each``), with the same results (docs/benchmarks.md, "(eighth session)").
+prediction of its streams, the types of all its numbers in one pass, each width's rows converted
+from their numbers one after the other), others event by event (``_read_each``), with the same
+results (docs/benchmarks.md, "(eighth session)"). The streams' memories are base64 texts in the
+state; those at capacity are decoded together in compiled code (``_load_memory``), the others, and
+any text not as ``b2a_base64`` writes it, by ``a2b_base64``.
 
 Alerts: ``extraction.queries`` on the principal (or on the source address, for a split that
 no single principal shows), with the statistic, its value, the threshold, the query counts and
@@ -105,10 +110,11 @@ NORMALITY_EVERY = 8  # distinct queries between two Shapiro-Wilk tests (the test
 # A stream's counts (the stored counts are floats that halve, or integers well under 2**53), its
 # packed memories' lengths, whether they changed, whether it has an open incident, the reservoir's rows
 # whose pairwise distances are kept (``_Streams.pd``), the Shapiro-Wilk W last computed (compiled, in
-# ``extraction_stats.run``) and whether there is one since the stream was loaded (0/1):
+# ``extraction_stats.run``), whether there is one since the stream was loaded (0/1) and the reservoir's
+# oldest row (a ring during a run: ``extraction_stats.observe_ring``; 0 before and after it):
 C_N, C_REP, C_ND, C_OOD, C_NJ, C_CLOSE, C_NC, C_LOW, C_EP, C_RES, C_HASHES, C_DISTS, C_CHANGED, C_INC, \
-    C_PAIRS, C_W, C_WSET = range(17)
-N_COUNTS = 17
+    C_PAIRS, C_W, C_WSET, C_HEAD = range(18)
+N_COUNTS = 18
 # A query row: has a vector (0/1), its input hash, has a top confidence (0/1), that confidence,
 # its population ready (0/1), that population's epoch, the row out of its range (0/1), the
 # population (-1: no vector), the vector's offset in the batch's values and its width.
@@ -266,6 +272,15 @@ def _query_arrays(vecs: list[list | None], confs: list[float | None],
     return rows, x, vals
 
 
+def _rows_array(rows, width: int, m: int) -> np.ndarray:
+    """``np.array(list(rows), dtype=np.float64)`` of ``m`` rows of ``width`` numbers (ints and floats,
+    checked by the caller): their numbers one after the other into an (m, width) array, each
+    converted as ``np.array`` converts it (the same float64 item conversion; an int beyond a float's
+    range raises ``OverflowError`` alike), without ``np.array``'s discovery of the nesting (about 8 ns a
+    number less; tests/detectors/test_extraction.py compares them)."""
+    return np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=m * width).reshape(m, width)
+
+
 def _row_hashes(xs: np.ndarray, width: int) -> np.ndarray:
     """Per row of ``xs`` (float64, ``width`` wide) the CRC-32 of its bytes xor its width,
     ``zlib.crc32(row) ^ width``, computed in compiled code (:func:`extraction_stats.row_crc32`:
@@ -359,6 +374,46 @@ def _unpack(s: str | None, dtype, width: int = 1) -> np.ndarray:
 
 
 def _load_memory(target: np.ndarray, texts: list, dtype, width: int, cap: int) -> list[int]:
+    """:func:`_load_memory_each`, with the texts that hold exactly ``cap`` rows as ``b2a_base64``
+    writes them (a grown stream's: most of them) decoded in one compiled call
+    (:func:`extraction_stats.b64_decode_texts`, about three times faster than a call of
+    ``a2b_base64`` per text) and placed together. Any other text goes through ``a2b_base64`` as
+    before; when a text of that length is not such a text, all of them do (the same placement and
+    the same errors, whatever the text)."""
+    full = np.dtype(dtype).itemsize * width * cap
+    chars = 4 * ((full + 2) // 3)
+    picked = [slot for slot, text in enumerate(texts) if type(text) is str and len(text) == chars]
+    if len(picked) * chars < _B64_AT_ONCE:  # a few texts: the call's fixed cost (about 2 us) is more than it saves
+        return _load_memory_each(target, texts, dtype, width, cap)
+    try:
+        data = "".join([texts[slot] for slot in picked]).encode("ascii")
+    except UnicodeEncodeError:  # not ASCII: a2b_base64's error, from the loop
+        return _load_memory_each(target, texts, dtype, width, cap)
+    out = np.empty(len(picked) * full, dtype=np.uint8)
+    from .extraction_stats import B64_TABLE
+
+    if not _b64()(np.frombuffer(data, dtype=np.uint8), chars, full, B64_TABLE, out):
+        return _load_memory_each(target, texts, dtype, width, cap)
+    rows = out.view(dtype).reshape(len(picked), *target.shape[1:])
+    if len(picked) == len(target):
+        target[:] = rows
+    else:
+        target[picked] = rows
+    if len(picked) == len(texts):
+        return [cap] * len(texts)
+    rest = list(texts)
+    for slot in picked:
+        rest[slot] = None
+    placed = _load_memory_each(target, rest, dtype, width, cap)
+    for slot in picked:
+        placed[slot] = cap
+    return placed
+
+
+_B64_AT_ONCE = 4096  # characters: 4 reservoirs, 16 distances' or 24 hashes' texts (about where both cost the same)
+
+
+def _load_memory_each(target: np.ndarray, texts: list, dtype, width: int, cap: int) -> list[int]:
     """Each slot's memory (``texts[slot]``: base64 of ``dtype`` values, ``width`` a row; ``None`` or
     empty: none) placed as :meth:`_Streams.load` places it, its last ``cap`` rows at the start of
     ``target[slot]`` (``target`` zeroed, its dtype), and the rows placed per slot. The texts that
@@ -462,6 +517,16 @@ def _observe():
     observe(res, res.astype(np.float64), np.zeros(RESERVOIR), np.zeros((RESERVOIR, RESERVOIR)), 0, 0,
             np.zeros(PROJECTED_DIMS, dtype=np.float32))
     return observe
+
+
+@functools.cache
+def _b64():
+    """:func:`extraction_stats.b64_decode_texts`, loaded (from numba's cache, else compiled) by a first
+    call: see :func:`_observe`."""
+    from .extraction_stats import B64_TABLE, b64_decode_texts
+
+    b64_decode_texts(np.frombuffer(b"AAAA", dtype=np.uint8), 4, 3, B64_TABLE, np.zeros(3, dtype=np.uint8))
+    return b64_decode_texts
 
 
 @functools.cache
@@ -676,7 +741,7 @@ class _Streams:
         self.dists[slot, :len(d)] = d
         c = self.counts[slot]
         c[:] = (s["n"], s["rep"], s["nd"], s["ood"], s["nj"], s["close"], s["nc"], s["low"], s.get("ep", 0),
-                len(packed), len(h), len(d), 0.0, s["inc"] is not None, 0.0, 0.0, 0.0)
+                len(packed), len(h), len(d), 0.0, s["inc"] is not None, 0.0, 0.0, 0.0, 0.0)
 
     def load_all(self, states: list[dict]) -> None:
         """:meth:`load` of every slot of a fresh ``_Streams`` (``states[slot]``), the numbers that
@@ -690,7 +755,7 @@ class _Streams:
         nd = _load_memory(self.dists, [s["d"] for s in states], np.float32, 1, DISTANCES)
         if states:
             self.counts[:] = [(s["n"], s["rep"], s["nd"], s["ood"], s["nj"], s["close"], s["nc"], s["low"],
-                               s.get("ep", 0), r, h, d, 0.0, s["inc"] is not None, 0.0, 0.0, 0.0)
+                               s.get("ep", 0), r, h, d, 0.0, s["inc"] is not None, 0.0, 0.0, 0.0, 0.0)
                               for s, h, r, d in zip(states, nh, nr, nd)]
         self.res64[:] = self.res
         self.sq[:] = (self.res64 * self.res64).sum(axis=2)
@@ -787,6 +852,7 @@ class ExtractionDetector(Detector):
         _observe()
         _run()
         _crc()
+        _b64()
         _projection_safe()
         self.populations: dict[tuple[str, int], Population] = {}
         self._model_populations: dict[str, list[Population]] = {}  # model -> its populations, in creation order
@@ -974,13 +1040,13 @@ class ExtractionDetector(Detector):
             blocks = []
             order = dict.fromkeys(widths)
             if len(order) == 1:
-                blocks.append((widths[0], slice(None), np.array(inputs, dtype=np.float64)))
+                blocks.append((widths[0], slice(None), _rows_array(inputs, widths[0], len(inputs))))
             else:
                 width_of = np.array(widths, dtype=np.int64)
                 for width in order:
                     members = np.flatnonzero(width_of == width)
-                    blocks.append((width, members, np.array(list(map(inputs.__getitem__, members.tolist())),
-                                                            dtype=np.float64)))
+                    blocks.append((width, members, _rows_array(map(inputs.__getitem__, members.tolist()), width,
+                                                               len(members))))
             for _width, _members, xs in blocks:
                 if not np.isfinite(xs).all():
                     return None

@@ -21,7 +21,10 @@ a difference in its last bit changes a count only if the two are within an ulp o
 ``tests/detectors/test_extraction_stats.py`` holds the kernel to numpy's figures. The detector
 does not select the median at all (:func:`observe_close`): the comparison is monotonic in it,
 so counting the pairs on either side of the threshold gives the same answer
-(:func:`_close`; tests/detectors/test_extraction_close.py).
+(:func:`_close`; tests/detectors/test_extraction_close.py). And during a run each stream's
+reservoir is a ring (:func:`observe_ring`): a query pushed when it is full takes the oldest row's
+place instead of every row moving up one (with its float64 copy, norm and pairs), the pairs are
+read oldest first as before, and :func:`unroll` puts the rows back oldest first at the run's end.
 
 Compiled functions are cached next to this module (``__pycache__``, numba's ``cache=True``); where
 that is not writable numba falls back to its user-wide cache, and where neither is, functions
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ramparts.detectors.extraction import (C_CHANGED, C_CLOSE, C_DISTS, C_EP, C_HASHES, C_INC, C_LOW, C_N, C_NC,
+from ramparts.detectors.extraction import (C_CHANGED, C_CLOSE, C_DISTS, C_EP, C_HASHES, C_HEAD, C_INC, C_LOW, C_N, C_NC,
                                            C_ND, C_NJ, C_OOD, C_PAIRS, C_REP, C_RES, C_W, C_WSET, MAX_PEERS,
                                            P_BASE_FLOOR, P_CLOSE_RATIO,
                                            P_CLOSE_THR, P_GAP, P_GAP_NS, P_LOW_CONF, P_LOW_THR, P_MIN_POPULATION,
@@ -290,6 +293,166 @@ def _push(res, res64, sq, pd, covered, n, x):
 
 
 @_jit
+def observe_ring(res, res64, sq, pd, covered, n, head, x, close_ratio):
+    """:func:`observe_close` on a reservoir kept as a ring: the same distance, the same answer and
+    the same rows, to the bit, without shifting the rows when one is dropped. The reservoir's
+    ``n`` rows, oldest first, are at ``(head + k) % cap`` (``head`` is 0 until it is full and
+    only moves once it is); ``pd`` is kept by those positions, both ways (``pd[a, b]`` and
+    ``pd[b, a]``: each pair's value is what observe computes for it, a product and a sum being
+    the same either way round). Returns (distance, close, rows now, rows covered now, head now).
+    The nearest distance is a minimum (the same whatever the rows' order); the pairs are read
+    in observe's order (oldest first), so a NaN among them is met where it was
+    (:func:`_close_ring`). :func:`unroll` puts the rows back oldest first.
+    (tests/detectors/test_extraction_close.py: against the frozen observe.)"""
+    nn = -1.0
+    close = False
+    if n >= 4:
+        nn = _nearest(res, n, x)  # the first n rows: all of them once full, else the rows from 0 (head is 0)
+        covered = _pairs_ring(res64, sq, pd, covered, n, head)
+        close = _close_ring(pd, n, head, nn, close_ratio)
+    n, covered, head = _push_ring(res, res64, sq, covered, n, head, x)
+    return nn, close, n, covered, head
+
+
+@_jit
+def _pairs_ring(res64, sq, pd, covered, n, head):
+    """:func:`_pairs` on the ring: the pairs of the rows from ``covered`` to ``n`` (oldest first)
+    with every older row, each computed as there (the older row first), kept both ways."""
+    width = res64.shape[1]
+    cap = res64.shape[0]
+    for b in range(covered, n):
+        pb = head + b
+        if pb >= cap:
+            pb -= cap
+        for a in range(b):
+            pa = head + a
+            if pa >= cap:
+                pa -= cap
+            g = 0.0
+            for k in range(width):
+                g += res64[pa, k] * res64[pb, k]
+            v = sq[pa] + sq[pb] - 2.0 * g
+            pd[pa, pb] = v
+            pd[pb, pa] = v
+    return n
+
+
+@_jit
+def _close_ring(pd, n, head, nn, close_ratio):
+    """:func:`_close` on the ring: the pairs read in the same order (rows oldest first); a NaN
+    among them selects the median of them in that order, as :func:`_close_by_select` does."""
+    cap = pd.shape[0]
+    m = n * (n - 1) // 2
+    need = m - m // 2
+    fail_max = m // 2
+    t = (nn / close_ratio) ** 2 if close_ratio > 0 else np.inf
+    screen = 0.0 < nn < np.inf and 1e-250 < t < 1e250
+    hi = t * (1.0 + 1e-9)
+    lo = t * (1.0 - 1e-9)
+    ok = 0
+    bad = 0
+    for a in range(n):
+        pa = head + a
+        if pa >= cap:
+            pa -= cap
+        for b in range(a + 1, n):
+            pb = head + b
+            if pb >= cap:
+                pb -= cap
+            v = pd[pa, pb]
+            if v != v:
+                return _close_by_select_ring(pd, n, head, nn, close_ratio)
+            if screen and v > hi:
+                passed = True
+            elif screen and v < lo:
+                passed = False
+            else:
+                passed = _is_close(v, nn, close_ratio)
+            if passed:
+                ok += 1
+                if ok >= need:
+                    return True
+            else:
+                bad += 1
+                if bad > fail_max:
+                    return False
+    return ok >= need
+
+
+@_jit
+def _close_by_select_ring(pd, n, head, nn, close_ratio):
+    """:func:`_close_by_select` on the ring: the pairs gathered oldest first, as there."""
+    cap = pd.shape[0]
+    m = n * (n - 1) // 2
+    d2 = np.empty(m)
+    c = 0
+    for a in range(n):
+        pa = head + a
+        if pa >= cap:
+            pa -= cap
+        for b in range(a + 1, n):
+            pb = head + b
+            if pb >= cap:
+                pb -= cap
+            d2[c] = pd[pa, pb]
+            c += 1
+    scale = np.sqrt(max(_select(d2, m // 2), 0.0))
+    return scale > 0 and nn < close_ratio * scale
+
+
+@_jit
+def _push_ring(res, res64, sq, covered, n, head, x):
+    """``x`` pushed onto the ring: into the oldest row's place when it is full (that row and its
+    pairs dropped, the head moved on), else after the last row; returns (rows now, rows covered
+    now, head now). The row's numbers are :func:`_push`'s."""
+    width = res.shape[1]
+    cap = res.shape[0]
+    if n >= cap:
+        at = head
+        head += 1
+        if head == cap:
+            head = 0
+        n = cap - 1
+        covered = max(covered - 1, 0)
+    else:
+        at = head + n
+        if at >= cap:
+            at -= cap
+    e = np.empty(width)
+    for k in range(width):
+        res[at, k] = x[k]
+        v = np.float64(x[k])
+        res64[at, k] = v
+        e[k] = v * v
+    sq[at] = _row_sum(e, width)
+    return n + 1, covered, head
+
+
+@_jit
+def unroll(counts, res):
+    """Every stream's reservoir rows put back oldest first from 0 (its ``C_HEAD`` back to 0), as
+    the packing reads them; the other arrays of the ring (float64 copy, norms, pairs) are the
+    batch's scratch and are not read after the run."""
+    cap = res.shape[1]
+    width = res.shape[2]
+    tmp = np.empty((cap, width), dtype=res.dtype)
+    for slot in range(counts.shape[0]):
+        head = int(counts[slot, C_HEAD])
+        if head == 0:
+            continue
+        for k in range(cap):
+            src = head + k
+            if src >= cap:
+                src -= cap
+            for j in range(width):
+                tmp[k, j] = res[slot, src, j]
+        for k in range(cap):
+            for j in range(width):
+                res[slot, k, j] = tmp[k, j]
+        counts[slot, C_HEAD] = 0.0
+
+
+@_jit
 def feed_stream(slot, counts, hashes, res, res64, sq, pd, dists, x, rows, r0, r1, params, snap):
     """Feed the query rows ``r0:r1`` of one event to the stream in ``slot``, in order: what the
     detector's ``_feed`` did row by row in Python (commit fbccdbf), with the same arithmetic.
@@ -347,10 +510,11 @@ def feed_stream(slot, counts, hashes, res, res64, sq, pd, dists, x, rows, r0, r1
             c[C_NC] += 1
             if rows[r, R_CONF] < low_conf:
                 c[C_LOW] += 1
-        nn, close, n, covered = observe_close(res[slot], res64[slot], sq[slot], pd[slot], int(c[C_PAIRS]),
-                                              int(c[C_RES]), x[r], close_ratio)
+        nn, close, n, covered, head = observe_ring(res[slot], res64[slot], sq[slot], pd[slot], int(c[C_PAIRS]),
+                                                   int(c[C_RES]), int(c[C_HEAD]), x[r], close_ratio)
         c[C_RES] = n
         c[C_PAIRS] = covered
+        c[C_HEAD] = head
         if nn >= 0.0:
             if close:
                 c[C_CLOSE] += 1
@@ -824,6 +988,7 @@ def run(i, phase, j, ev, tls, counts, hashes, res, res64, sq, pd, dists, x, rows
                                    ood_share)
         i += 1
         phase = 0
+    unroll(counts, res)
     return 0, i, 0, -1
 
 
@@ -871,3 +1036,61 @@ def row_crc32(data, table, out):
         for k in range(data.shape[1]):
             c = table[(c ^ data[i, k]) & np.uint32(0xFF)] ^ (c >> np.uint32(8))
         out[i] = c ^ np.uint32(0xFFFFFFFF)
+
+
+def _b64_table() -> np.ndarray:
+    """Each byte's value in base64's standard alphabet (``A-Z a-z 0-9 + /``), 255 for any other."""
+    table = np.full(256, 255, dtype=np.uint8)
+    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    for k, c in enumerate(alphabet):
+        table[c] = k
+    return table
+
+
+B64_TABLE = _b64_table()
+
+
+@_jit
+def b64_decode_texts(data, chars, size, table, out):
+    """Texts of ``chars`` base64 characters each, one after the other in ``data`` (uint8), each
+    decoded into ``size`` bytes of ``out``, one after the other: what ``binascii.a2b_base64`` gives
+    for a text that is ``size`` bytes exactly as ``b2a_base64`` writes them (only the alphabet, the
+    padding only at the end: ``=`` when ``size % 3 == 2``, ``==`` when 1). Returns False, leaving
+    ``out`` undefined, as soon as a text is not such a text (a character out of the alphabet, padding
+    elsewhere or missing, a wrong length): the caller then decodes every text with ``a2b_base64``
+    as before, so the result never depends on how this reads odd text."""
+    if chars != 4 * ((size + 2) // 3) or data.shape[0] % chars != 0:
+        return False
+    tail = size % 3
+    pad = 0 if tail == 0 else 3 - tail  # '=' at the end of each text
+    whole = size // 3  # full groups of 3 bytes
+    n = data.shape[0] // chars
+    for t in range(n):
+        a = t * chars
+        o = t * size
+        for g in range(whole):
+            v0 = table[data[a]]
+            v1 = table[data[a + 1]]
+            v2 = table[data[a + 2]]
+            v3 = table[data[a + 3]]
+            if (v0 | v1 | v2 | v3) > 63:
+                return False
+            out[o] = (v0 << 2) | (v1 >> 4)
+            out[o + 1] = ((v1 & 15) << 4) | (v2 >> 2)
+            out[o + 2] = ((v2 & 3) << 6) | v3
+            a += 4
+            o += 3
+        if pad:
+            v0 = table[data[a]]
+            v1 = table[data[a + 1]]
+            if (v0 | v1) > 63 or data[a + 3] != 61:  # 61: '='
+                return False
+            out[o] = (v0 << 2) | (v1 >> 4)
+            if pad == 1:
+                v2 = table[data[a + 2]]
+                if v2 > 63:
+                    return False
+                out[o + 1] = ((v1 & 15) << 4) | (v2 >> 2)
+            elif data[a + 2] != 61:
+                return False
+    return True

@@ -529,6 +529,79 @@ def test_read_common_reads_a_batch_as_the_event_loop_did(monkeypatch):
     assert taken[0] > 300, taken  # the batches read at once are many of them (else the test says little)
 
 
+def test_rows_array_is_np_array_of_the_rows():
+    """_read_common's conversion of a block of rows (``_rows_array``: the numbers one after the other)
+    against ``np.array(rows, dtype=np.float64)``, to the bit, on ints and floats of every size; an int
+    beyond a float's range raises OverflowError alike (the batch is then read event by event)."""
+    from ramparts.detectors.extraction import _rows_array
+
+    rng = np.random.default_rng(8)
+    odd = [0, -0.0, 5e-324, 1e308, -1e308, 2 ** 53 + 1, -(2 ** 53) - 1, 2 ** 63 + 7, -(2 ** 70) + 3, 2 ** 1000,
+           math.nan, math.inf, -math.inf, 1.5, 3]
+    for trial in range(300):
+        m, width = int(rng.integers(1, 20)), int(rng.integers(1, 9))
+        rows = [[odd[int(rng.integers(0, len(odd)))] if rng.random() < 0.3 else
+                 (float(rng.standard_normal() * 10.0 ** rng.integers(-300, 300)) if rng.random() < 0.6
+                  else int(rng.integers(-2 ** 62, 2 ** 62))) for _ in range(width)] for _ in range(m)]
+        want = np.array(rows, dtype=np.float64)
+        for got in (_rows_array(rows, width, m), _rows_array(iter(rows), width, m)):
+            assert got.dtype == want.dtype and got.shape == want.shape and got.tobytes() == want.tobytes(), trial
+    for huge in (10 ** 400, -(10 ** 309)):
+        rows = [[1.0, 2.0], [huge, 0.5]]
+        with pytest.raises(OverflowError):
+            np.array(rows, dtype=np.float64)
+        with pytest.raises(OverflowError):
+            _rows_array(rows, 2, 2)
+
+
+def test_memories_decoded_at_once_are_a2b_base64s(monkeypatch):
+    """``_load_memory`` (the texts of a full memory decoded in one compiled call) against
+    ``_load_memory_each`` (``a2b_base64`` per text): the same placement, rows and counts, or the same
+    error, on full, partial, empty and missing texts, and on texts of the full length that are not
+    what ``b2a_base64`` writes (a character out of the alphabet, padding in the middle or missing, a
+    newline, not ASCII): those send every text through ``a2b_base64``."""
+    from ramparts.detectors import extraction
+    from ramparts.detectors.extraction import (DISTANCES, HASHES, PROJECTED_DIMS, RESERVOIR, _load_memory,
+                                               _load_memory_each, _pack)
+
+    monkeypatch.setattr(extraction, "_B64_AT_ONCE", 0)  # two full texts are decoded at once too
+    rng = np.random.default_rng(17)
+    kinds = ((np.uint32, 1, HASHES, np.int64), (np.float32, PROJECTED_DIMS, RESERVOIR, np.float32),
+             (np.float32, 1, DISTANCES, np.float64))
+    fast = odd = 0
+    for trial in range(400):
+        dtype, width, cap, into = kinds[trial % 3]
+        texts = []
+        for _ in range(int(rng.integers(0, 12))):
+            r = rng.random()
+            rows = cap if r < 0.6 else int(rng.integers(0, cap + 4))
+            a = (rng.integers(0, 2 ** 32, rows * width) if dtype is np.uint32
+                 else rng.standard_normal(rows * width) * 10.0 ** rng.integers(-30, 30))
+            texts.append(_pack(a, dtype) if rng.random() < 0.9 else rng.choice([None, ""]))
+        full = [k for k, t in enumerate(texts) if t and len(t) == len(_pack(np.zeros(cap * width), dtype))]
+        fast += len(full) >= 2
+        if full and rng.random() < 0.25:  # one full-length text that is not b2a_base64's
+            k = full[int(rng.integers(0, len(full)))]
+            t = texts[k]
+            at = int(rng.integers(0, len(t) - 4))
+            texts[k] = t[:at] + str(rng.choice(["!", "=", "\n", "-", "\u00e9", " "])) + t[at + 1:]
+            if rng.random() < 0.3:
+                texts[k] = t[:-1] + "A"  # the padding missing (hashes) or a last character changed
+            odd += 1
+        shape = (len(texts), cap, width) if width > 1 else (len(texts), cap)
+        want_t, got_t = np.zeros(shape, dtype=into), np.zeros(shape, dtype=into)
+        try:
+            want = _load_memory_each(want_t, list(texts), dtype, width, cap)
+        except Exception as e:  # noqa: BLE001 - the same error either way
+            with pytest.raises(type(e)):
+                _load_memory(got_t, list(texts), dtype, width, cap)
+            continue
+        got = _load_memory(got_t, list(texts), dtype, width, cap)
+        assert got == want, trial
+        assert got_t.tobytes() == want_t.tobytes(), trial
+    assert fast > 150 and odd > 40
+
+
 def test_row_hashes_are_zlibs_crc32_of_each_row():
     from ramparts.detectors.extraction import _row_hashes
 

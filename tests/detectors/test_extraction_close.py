@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ramparts.detectors import extraction_stats
-from ramparts.detectors.extraction import PROJECTED_DIMS, RESERVOIR
+from ramparts.detectors.extraction import C_HEAD, N_COUNTS, PROJECTED_DIMS, RESERVOIR
 
 _row_sum = extraction_stats._row_sum
 _select = extraction_stats._select
@@ -179,3 +179,71 @@ def test_state_packing_is_base64s():
             _unpack(bad, np.float32)
         with pytest.raises(type(got.value)):
             base64.b64decode(bad)
+
+
+def _logical(a: np.ndarray, head: int) -> np.ndarray:
+    """A ring's rows oldest first (rows ``head``, ``head + 1``, ... wrapping)."""
+    return np.roll(a, -head, axis=0)
+
+
+@pytest.mark.parametrize("odd", [False, True])
+def test_the_ring_is_the_frozen_observe_to_the_bit(odd):
+    """``observe_ring`` (the run's reservoir, no rows shifted) against ``observe_close`` (the shifting
+    reservoir the run used before) and the frozen observe: the same distance and close answer, the
+    same rows, norms and pairs read oldest first, and
+    ``unroll`` putting the rows back in the frozen order. ``odd`` adds queries with infinities
+    (NaN pairs: the selection in the pairs' order decides) and repeated rows (ties)."""
+    rng = np.random.default_rng(34 + odd)
+    cap = RESERVOIR
+    moved = nans = closes = 0
+    for trial in range(80):
+        old, ring, shifted = _reservoir(), _reservoir(), _reservoir()
+        n_old = n_ring = c_old = c_ring = head = n_sh = c_sh = 0
+        ratio = float(rng.choice([0.15, 0.5, 0.9, 1e-3]))
+        scale_of_data = 10.0 ** rng.uniform(-3, 3)
+        last = None
+        for _ in range(int(rng.integers(1, 4 * cap))):
+            x = (rng.standard_normal(PROJECTED_DIMS) * scale_of_data).astype(np.float32)
+            if last is not None and rng.random() < 0.3:  # a near copy: a close query
+                x = (last + np.float32(1e-3 * scale_of_data) * rng.standard_normal(PROJECTED_DIMS)).astype(np.float32)
+            if odd and rng.random() < 0.1:
+                x[int(rng.integers(0, PROJECTED_DIMS))] = np.float32(rng.choice([np.inf, -np.inf]))
+            if odd and last is not None and rng.random() < 0.15:
+                x = last.copy()
+            last = x
+            with np.errstate(all="ignore"):
+                nn0, scale0, n_old, c_old = frozen_observe(*old, c_old, n_old, x)
+                nn1, close, n_ring, c_ring, head = extraction_stats.observe_ring(*ring, c_ring, n_ring, head, x,
+                                                                                 ratio)
+                nn2, close2, n_sh, c_sh = extraction_stats.observe_close(*shifted, c_sh, n_sh, x, ratio)
+            # The run's answer before the ring (observe_close): the frozen observe's but where a NaN pair
+            # lies past the point where the count decides (it stops there; the frozen one selects).
+            want = close2
+            closes += want
+            nans += bool(np.isnan(old[3][:n_old, :n_old][np.triu_indices(n_old, 1)]).any())
+            moved += head != 0
+            assert (nn1 == nn0 or (math.isnan(nn1) and math.isnan(nn0))) and close == want, trial
+            assert (nn2 == nn0 or (math.isnan(nn2) and math.isnan(nn0))) and (n_sh, c_sh) == (n_old, c_old)
+            if not odd:
+                assert want == bool(scale0 > 0 and nn0 < ratio * scale0)
+            assert (n_ring, c_ring) == (n_old, c_old), trial
+            assert head == 0 or n_ring == cap  # the ring turns only once full
+            for a, b in zip(old[:3], ring[:3]):  # rows, float64 rows, norms
+                assert np.array_equal(a[:n_old], _logical(b, head)[:n_old], equal_nan=True), trial
+            pd_old, pd_ring = old[3], ring[3]
+            for a in range(c_ring):
+                for b in range(a + 1, c_ring):
+                    pa, pb = (head + a) % cap, (head + b) % cap
+                    assert pd_ring[pa, pb] == pd_old[a, b] or np.isnan(pd_ring[pa, pb]) and np.isnan(pd_old[a, b])
+                    assert pd_ring[pb, pa] == pd_ring[pa, pb] or np.isnan(pd_ring[pb, pa]) and np.isnan(pd_ring[pa, pb])
+        # unroll: the rows back oldest first from 0, the head back to 0
+        counts = np.zeros((2, N_COUNTS))
+        counts[1, C_HEAD] = head
+        res = np.stack([ring[0], ring[0]])
+        extraction_stats.unroll(counts, res)
+        assert counts[1, C_HEAD] == 0.0 and np.array_equal(res[1], _logical(ring[0], head), equal_nan=True)
+        assert np.array_equal(res[0], ring[0], equal_nan=True)  # head 0: left as it is
+        assert np.array_equal(res[1][:n_old], old[0][:n_old], equal_nan=True)
+    assert moved > 500 and closes > 50
+    if odd:
+        assert nans > 50
