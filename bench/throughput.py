@@ -165,8 +165,8 @@ def _column_runs(events: list[dict]):
 
 
 # The stages' messages, and so their detect batches, hold 500 events, as the worker's did until
-# the tenth session (it sends 2,000 since: ``streams.app.EVENTS_PER_MESSAGE``), so that these
-# figures stay comparable with the earlier sessions'. In the worker a detect batch is a take of
+# the tenth session (it sends 2,000 since, 8,000 since the thirteenth:
+# ``streams.app.EVENTS_PER_MESSAGE``), so that these figures stay comparable with the earlier sessions'. In the worker a detect batch is a take of
 # several messages per partition, whatever their size.
 STAGE_EVENTS_PER_MESSAGE = 500
 

@@ -63,10 +63,12 @@ log = logging.getLogger("ramparts.worker")
 # Events per message on the events topics: enough to pay the per-message costs rarely (Faust's
 # delivery to the detect agents, the acknowledgements, aiokafka's record batches and produce
 # requests, both ways): 2,000 instead of 500 made the batched worker about 1.3 us of CPU per
-# event cheaper (docs/benchmarks.md, tenth session). A message is also cut at
-# ``wire.MAX_MESSAGE_BYTES`` (1 MiB before compression): on the benchmark's mix the largest
-# message of 2,000 events was 1.08 MB, of 500 events 363 KB.
-EVENTS_PER_MESSAGE = 2000
+# event cheaper (docs/benchmarks.md, tenth session), and 8,000 instead of 2,000 about 0.4 more
+# (thirteenth session), once the routes carried only what their detectors read (about 114
+# bytes of JSON per event). A message is also cut at ``wire.MAX_MESSAGE_BYTES`` (1 MiB before
+# compression): on the benchmark's mix, as one batch, 31 messages of up to 8,000 events per
+# route (the largest 0.99 MB, some cut in halves), against 114 and 113 of up to 2,000.
+EVENTS_PER_MESSAGE = 8000
 UNRECOGNISED = "unrecognised"
 MAX_OPEN_PARSERS = 1024
 MAX_HELD_MESSAGES = 256

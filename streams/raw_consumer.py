@@ -6,7 +6,7 @@ event built for the stream's queue, the per-message acknowledgement) cost the wo
 71 µs of CPU per message, as much as a whole no-op Faust agent, and four times our own parsing
 (docs/benchmarks.md, "The single-record path: a profile"). Here a micro-batch is one
 ``getmany`` call and one list of records. The detect agents stay Faust agents: their messages
-carry 2,000 events each, so Faust's cost per message is small there, and they need its tables.
+carry up to 8,000 events each, so Faust's cost per message is small there, and they need its tables.
 
 :class:`RawConsumer` is a mode ``Service`` registered with the app (``app.service``): it starts
 after the app's producer and is stopped with the app. Its guarantees, the ones the Faust agent
