@@ -229,35 +229,7 @@ def _close(pd, n, nn, close_ratio):
     comparison; near it, and wherever that threshold is not a normal number or nn is not a
     positive finite number, by ``_is_close`` itself. A NaN among the values (where select's answer depends on the
     order) makes it select the median as before."""
-    m = n * (n - 1) // 2
-    need = m - m // 2  # values that must pass for the median to pass
-    fail_max = m // 2  # more failing than this: the median fails
-    t = (nn / close_ratio) ** 2 if close_ratio > 0 else np.inf
-    screen = 0.0 < nn < np.inf and 1e-250 < t < 1e250
-    hi = t * (1.0 + 1e-9)
-    lo = t * (1.0 - 1e-9)
-    ok = 0
-    bad = 0
-    for a in range(n):
-        for b in range(a + 1, n):
-            v = pd[a, b]
-            if v != v:
-                return _close_by_select(pd, n, nn, close_ratio)
-            if screen and v > hi:
-                passed = True
-            elif screen and v < lo:
-                passed = False
-            else:
-                passed = _is_close(v, nn, close_ratio)
-            if passed:
-                ok += 1
-                if ok >= need:
-                    return True
-            else:
-                bad += 1
-                if bad > fail_max:
-                    return False
-    return ok >= need
+    return _close_ring(pd, n, 0, nn, close_ratio)  # a ring whose oldest row is the first: the same pairs, in order
 
 
 @_jit
@@ -271,7 +243,6 @@ def _close_by_select(pd, n, nn, close_ratio):
 def _push(res, res64, sq, pd, covered, n, x):
     """``x`` pushed onto the reservoir (the oldest row, and its pairs, dropped when it is full);
     returns (rows now, rows covered now)."""
-    width = res.shape[1]
     cap = res.shape[0]
     if n >= cap:
         for a in range(cap - 1):
@@ -282,14 +253,21 @@ def _push(res, res64, sq, pd, covered, n, x):
                 pd[a, b] = pd[a + 1, b + 1]
         n = cap - 1
         covered = max(covered - 1, 0)
+    _put_row(res, res64, sq, n, x)
+    return n + 1, covered
+
+
+@_jit
+def _put_row(res, res64, sq, at, x):
+    """``x`` written into row ``at`` of the reservoir (its float64 copy and its squared norm too)."""
+    width = res.shape[1]
     e = np.empty(width)
     for k in range(width):
-        res[n, k] = x[k]
+        res[at, k] = x[k]
         v = np.float64(x[k])
-        res64[n, k] = v
+        res64[at, k] = v
         e[k] = v * v
-    sq[n] = _row_sum(e, width)
-    return n + 1, covered
+    sq[at] = _row_sum(e, width)
 
 
 @_jit
@@ -404,8 +382,7 @@ def _close_by_select_ring(pd, n, head, nn, close_ratio):
 def _push_ring(res, res64, sq, covered, n, head, x):
     """``x`` pushed onto the ring: into the oldest row's place when it is full (that row and its
     pairs dropped, the head moved on), else after the last row; returns (rows now, rows covered
-    now, head now). The row's numbers are :func:`_push`'s."""
-    width = res.shape[1]
+    now, head now). The row's numbers are :func:`_push`'s (:func:`_put_row`)."""
     cap = res.shape[0]
     if n >= cap:
         at = head
@@ -418,13 +395,7 @@ def _push_ring(res, res64, sq, covered, n, head, x):
         at = head + n
         if at >= cap:
             at -= cap
-    e = np.empty(width)
-    for k in range(width):
-        res[at, k] = x[k]
-        v = np.float64(x[k])
-        res64[at, k] = v
-        e[k] = v * v
-    sq[at] = _row_sum(e, width)
+    _put_row(res, res64, sq, at, x)
     return n + 1, covered, head
 
 
