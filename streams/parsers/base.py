@@ -20,9 +20,10 @@ line ending, to an event, a list of events, or ``None`` for "not data") and
 from __future__ import annotations
 
 import base64
+import functools
 from dataclasses import dataclass, field
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import orjson
@@ -31,6 +32,11 @@ from ramparts.config import StrictModel
 from ramparts.errors import ParseError
 from ramparts.events import EventBatch
 from ramparts.redact import Hasher
+
+# Literal[...] of the values, for the learned decoders (the Envoy parser's ``_Literals``, the KServe
+# parser's ``_Learned``), built without typing's cache (which would keep the last 128 sets of values
+# read from logs alive after their parsers); msgspec reads None in a Literal as JSON null.
+literal_of = functools.partial(getattr(Literal._getitem, "__wrapped__", lambda form, *values: form[values]), Literal)
 
 # Joins keep at most this many records waiting for their partner; the oldest is flushed
 # (emitted unjoined, and counted) when the limit is reached, so memory stays bounded.

@@ -68,7 +68,6 @@ ids, dead letters and counts as the base loop over ``parse_record``
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from itertools import groupby
 from operator import itemgetter, length_hint
@@ -84,7 +83,8 @@ from ramparts.errors import ParseError
 from ramparts.events import EventBatch, LineIds
 from ramparts.timeutil import from_epoch, parse_iso
 
-from .base import DeadLetter, LineBlock, Parser, as_float, as_int, as_str, describe, dig, sniff_json_lines
+from .base import (DeadLetter, LineBlock, Parser, as_float, as_int, as_str, describe, dig, literal_of,
+                   sniff_json_lines)
 from .envoy_text import first_forwarded, host_of
 
 DEFAULT_FIELDS: dict[str, list[str]] = {
@@ -907,7 +907,7 @@ class _Literals:
 
     def _build(self) -> None:
         known = self.known
-        fields = [(name, _literal(*known[i], None) if i in known else tp, default)
+        fields = [(name, literal_of(*known[i], None) if i in known else tp, default)
                   for i, (name, tp, default) in enumerate(self.fields)]
         self.missed = self.learned = 0
         try:
@@ -916,11 +916,6 @@ class _Literals:
         except (TypeError, ValueError):  # pragma: no cover (the plain struct of these fields was built)
             self.decode = None
             known.clear()
-
-
-# Literal[...] of the values, built without typing's cache (which would keep the last 128 sets of
-# values read from logs alive after their parsers); msgspec reads None in a Literal as JSON null.
-_literal = functools.partial(getattr(Literal._getitem, "__wrapped__", lambda form, *values: form[values]), Literal)
 
 
 def _list_slices(records: list[bytes]):

@@ -95,10 +95,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 from functools import lru_cache
 from operator import attrgetter
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -110,7 +109,7 @@ from ramparts.events import EventBatch, LineIds
 from ramparts.timeutil import _UTC_SECONDS, parse_iso
 
 from .base import (DEFAULT_MAX_PENDING, DeadLetter, Parser, as_object, as_str, describe, is_utf8,
-                   load_json_object, sniff_json_lines)
+                   literal_of, load_json_object, sniff_json_lines)
 
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
@@ -871,9 +870,6 @@ _LEARNED_TOP = ("type", "specversion", "datacontenttype", "source", "inferencese
 _LEARNED_BODY = ("model_name", "model_version")
 _LEARNED_TENSOR = ("name", "datatype")
 _LITERAL_MAX = 1024  # values of one field the learned decoder reads as Literals; past that, plain text
-# Literal[...] of the values, built without typing's cache (which would keep the last 128 sets of values read
-# from logs alive after their parsers); msgspec reads None in a Literal as JSON null.
-_literal = functools.partial(getattr(Literal._getitem, "__wrapped__", lambda form, *values: form[values]), Literal)
 
 
 class _Learned:
@@ -948,7 +944,7 @@ class _Learned:
         values = self.known[field]
         if values is None or (not values and not optional):
             return str | None if optional else str
-        return _literal(*sorted(values), None) if optional else _literal(*sorted(values))
+        return literal_of(*sorted(values), None) if optional else literal_of(*sorted(values))
 
     def _build(self) -> None:
         self.missed = self.learned = 0
