@@ -613,6 +613,30 @@ def test_row_hashes_are_zlibs_crc32_of_each_row():
         assert _row_hashes(xs[:0], width).tolist() == []
 
 
+def test_row_crc32_kernels_are_zlibs_eight_bytes_and_one_byte_a_step():
+    # _row_hashes takes eight bytes a step on a little-endian machine and a byte a step elsewhere:
+    # both kernels against zlib on rows of any bits (every byte value, NaN payloads, -0.0), and
+    # _row_hashes on a view that is not contiguous.
+    from ramparts.detectors.extraction import _crc, _crc_words, _row_hashes
+    from ramparts.detectors.extraction_stats import CRC_TABLE, CRC_TABLES8
+
+    rng = np.random.default_rng(11)
+    for width in (1, 2, 3, 6, 8, 16):
+        words = rng.integers(0, 2**64, size=(300, width), dtype=np.uint64)
+        words[::9] = 0
+        words[::13] = np.uint64(2**64 - 1)
+        words[::17, 0] = np.array([-0.0]).view(np.uint64)[0]
+        want = [zlib.crc32(r.tobytes()) for r in words]
+        by_word = np.empty(len(words), dtype=np.uint32)
+        by_byte = np.empty(len(words), dtype=np.uint32)
+        _crc_words()(words, CRC_TABLES8, by_word)
+        _crc()(words.view(np.uint8).reshape(len(words), 8 * width), CRC_TABLE, by_byte)
+        assert by_word.tolist() == want, width
+        assert by_byte.tolist() == want, width
+    xs = rng.standard_normal((200, 16))
+    assert _row_hashes(xs[:, ::2], 8).tolist() == [zlib.crc32(np.ascontiguousarray(r)) ^ 8 for r in xs[:, ::2]]
+
+
 def test_streams_loaded_at_once_are_the_streams_loaded_one_by_one():
     from ramparts.detectors.extraction import (DISTANCES, HASHES, PROJECTED_DIMS, RESERVOIR, ExtractionDetector,
                                                _pack, _Streams)
