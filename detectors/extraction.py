@@ -61,8 +61,8 @@ rows shifted when one is dropped; put back oldest first at its end); see docs/be
 predictions' fields are read as columns of the batch
 (``EventBatch.values``): a batch of columns makes no event dict here; a batch's rows of one
 width are converted and projected at once (:func:`project`) and hashed in compiled code, a
-value's eight bytes a step (:func:`_row_hashes`). A batch whose every prediction has the common shape (rows of numbers,
-one output per row) is read per column (:meth:`ExtractionDetector._read_common`: one hash per
+value's eight bytes a step (:func:`_row_hashes`). A batch whose every prediction has the common
+shape (rows of numbers, one output per row) is read per column (:meth:`ExtractionDetector._read_common`: one hash per
 prediction of its streams, the types of all its numbers in one pass, each width's rows converted
 from their numbers one after the other), others event by event (``_read_each``), with the same
 results (docs/benchmarks.md, "(eighth session)"). The streams' memories are base64 texts in the
