@@ -102,7 +102,7 @@ class CredentialStuffing(IncidentRule):
         # all): when every one is an int, compared as an int64 array (TypedColumns.ints; None when one
         # is beyond 64 bits).
         typed = TypedColumns(batch, ("request",))
-        if _INT.issuperset(typed.types("status")):
+        if _INT.issuperset(typed.types("status", _INT)):
             status = typed.ints("status")
             if status is not None:
                 return [req[i] for i in np.flatnonzero((status == 401) | (status == 403)).tolist()]

@@ -451,7 +451,7 @@ def _numbers(values, types: frozenset | None = None, floats: np.ndarray | None =
 
 def _column_numbers(columns: TypedColumns, field: str) -> np.ndarray:
     """:func:`_numbers` of a field, from its conversions shared with the batch's other detectors."""
-    return _numbers(columns.values(field), columns.types(field), columns.floats(field))
+    return _numbers(columns.values(field), columns.types(field, _NUMBER_TYPES), columns.floats(field))
 
 
 class _Codes(dict):
@@ -584,7 +584,7 @@ class _MetricSeries(Detector):
         # same kinds
         cols = TypedColumns(batch, self.kinds)
         codes, names, minutes = _entity_codes(cols.values(self.entity_field), cols.values("ts"),
-                                              cols.codes(self.entity_field), cols.types("ts"), cols.ints("ts"))
+                                              cols.codes(self.entity_field), cols.types("ts", _TIME_TYPES), cols.ints("ts"))
         points = self.points(cols)
         metrics, k = self.METRICS, len(self.METRICS)
         first_points, accumulate = _kernels()

@@ -511,8 +511,8 @@ def request_column_groups(models: list, versions: list, times: list, status: lis
         return {}
     failed = code >= 400
     x = np.empty((len(ids), 3))
-    x[:, 0] = _counts(tokens_in, columns.types("tokens_in"), columns.floats("tokens_in"))[rows]
-    x[:, 1] = np.where(failed, math.nan, _counts(tokens_out, columns.types("tokens_out"),
+    x[:, 0] = _counts(tokens_in, columns.types("tokens_in", _COUNT_TYPES), columns.floats("tokens_in"))[rows]
+    x[:, 1] = np.where(failed, math.nan, _counts(tokens_out, columns.types("tokens_out", _COUNT_TYPES),
                                                  columns.floats("tokens_out"))[rows])
     x[:, 2] = failed
     sv = np.column_stack([np.log1p(x[:, 1]), x[:, 2]])
@@ -558,6 +558,9 @@ def _ints(values: list, types: frozenset | None = None, array: np.ndarray | None
     ok = np.fromiter((type(v) is int for v in values), dtype=bool, count=n)
     return np.fromiter((min(max(v, lo), hi) if type(v) is int else 0 for v in values), dtype=np.int64,
                        count=n), ok
+
+
+_COUNT_TYPES = frozenset((int, type(None)))  # the types _counts reads in one conversion (TypedColumns.types' within)
 
 
 def _counts(values: list, types: frozenset | None = None, floats: np.ndarray | None = None) -> np.ndarray:

@@ -74,7 +74,7 @@ def _request_rows(batch: EventBatch) -> RequestRows | None:
     counts = np.bincount(first_arr, minlength=n)
     # The statuses' types as anomaly.model and drift.model read them (made once per batch for all).
     typed = TypedColumns(batch, _REQUEST)
-    plain = _PLAIN_STATUS.issuperset(typed.types("status"))
+    plain = _PLAIN_STATUS.issuperset(typed.types("status", _PLAIN_STATUS))
     # The models' codes as TypedColumns.codes numbers them (in the order first met) from the distinct
     # rows, which are in the order of their first requests: no second dict lookup per request.
     typed.put_codes("model", *_model_codes(distinct, first_arr))

@@ -14,6 +14,15 @@ requests' model codes those :mod:`.request_rows` numbers from its distinct rows
 Over plain lists (:meth:`TypedColumns.of_lists`: tests and callers without a batch) the same
 conversions are made, not shared.
 
+The types of a field's values are not scanned where the parsers vouch for them
+(:meth:`EventBatch.vouched`: the Envoy parser's numbers, from its structs' types): a vouch is a
+superset of the values' types, so it answers the decisions it can answer exactly and no other.
+:meth:`types` stays the exact set: the vouch when it is one type (and there are values: a
+non-empty subset of one type is that type), else a scan. ``types(field, within)`` gives the vouch
+itself when ``within`` holds it (``within.issuperset`` of it then answers as of the exact set:
+true), else the exact set: for a reader whose only test is ``within.issuperset(types)``. The
+arrays' decisions are made so (:meth:`_array`).
+
 >>> from ramparts.events import columnar
 >>> b = columnar([{"kind": "request", "ts": 1, "model": "m", "status": 200},
 ...               {"kind": "gpu", "ts": 2},
@@ -81,9 +90,32 @@ class TypedColumns:
             return self._lists[field]
         return kind_values(self.batch, self.kinds, field)
 
-    def types(self, field: str) -> frozenset:
-        """The types of the field's values (``NoneType`` for an absent one)."""
-        return self._get(f"{field}/types", lambda: frozenset(map(type, self.values(field))))
+    def vouched(self, field: str) -> frozenset | None:
+        """The types the parsers vouch the field's values are among (a superset of :meth:`types`;
+        :meth:`EventBatch.vouched`), or ``None``: no vouch (a part of dicts, plain lists)."""
+        if self.batch is None:
+            return None
+        return self._get(f"{field}/vouched", lambda: self.batch.vouched(field, self.kinds))
+
+    def types(self, field: str, within: frozenset | None = None) -> frozenset:
+        """The types of the field's values (``NoneType`` for an absent one): exact, from the
+        parsers' vouch when that is one type, else from a scan of the values.
+
+        With ``within``: the vouch when ``within`` holds every type of it (no scan: a superset of
+        the exact set, for which ``within.issuperset`` is true as it is of the exact set), else the
+        exact set. Only for a test ``within.issuperset(...)`` of the result."""
+        if within is not None:
+            vouch = self.vouched(field)
+            if vouch is not None and within.issuperset(vouch):
+                return vouch
+        return self._get(f"{field}/types", lambda: self._exact(field))
+
+    def _exact(self, field: str) -> frozenset:
+        values = self.values(field)
+        vouch = self.vouched(field)
+        if vouch is not None and len(vouch) == 1:
+            return vouch if values else frozenset()
+        return frozenset(map(type, values))
 
     def floats(self, field: str) -> np.ndarray | None:
         """``np.array(values, float64)`` (``None`` read as nan) when every value is an int, a float or
@@ -101,9 +133,11 @@ class TypedColumns:
 
         The floats of ints only are their ``int64`` array cast (exact: ``int64`` to ``float64``
         rounds to nearest as Python's ``float(int)`` does; cheaper than converting the list again,
-        and the status's ints are read first anyway)."""
+        and the status's ints are read first anyway). The types are the vouch when ``types`` holds it
+        (:meth:`types`): a vouch of ints and ``None`` is not "ints only", and the list is converted
+        (the same floats as the cast, bit for bit)."""
         def build():
-            found = self.types(field)
+            found = self.types(field, types)
             if not types.issuperset(found):
                 return None
             if dtype is np.float64 and found == _INT_ONLY:

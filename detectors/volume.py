@@ -126,8 +126,9 @@ class VolumeDetector(Detector):
             # The times' and token counts' types and arrays as anomaly.model and drift.model read them
             # (TypedColumns: made once per batch for the three).
             typed = TypedColumns(batch, _REQUEST)
-            if not (_INTS.issuperset(typed.types("ts")) and _INTS_OR_NONE.issuperset(typed.types("tokens_in"))
-                    and _INTS_OR_NONE.issuperset(typed.types("tokens_out"))):
+            if not (_INTS.issuperset(typed.types("ts", _INTS))
+                    and _INTS_OR_NONE.issuperset(typed.types("tokens_in", _INTS_OR_NONE))
+                    and _INTS_OR_NONE.issuperset(typed.types("tokens_out", _INTS_OR_NONE))):
                 return None
             # A stream code per distinct (principal, status, source, model): -1 for refused or
             # failed requests (status 400 or over, or none) and requests of no principal.

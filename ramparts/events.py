@@ -121,6 +121,14 @@ class Columns:
     :attr:`cols` makes every such field first, :meth:`values`, :meth:`row`, :meth:`dicts` and
     :meth:`take` make what they read.
 
+    A parser may vouch for the types of a column's values (``types``: field -> a frozenset of
+    types; msgspec's typed structs decide them, an ``int | None`` field holds only those): every
+    value's type is one of them. A superset, not the exact set: a part taken from the events
+    (:meth:`take`, and the selections of an :class:`EventBatch`, which keep the parts) holds a
+    subset of them, so the vouch holds of it too. :class:`~ramparts.detectors.typed_columns.TypedColumns`
+    then skips the scan of the types it would have made (:meth:`EventBatch.vouched`); the caller
+    vouches for it, and nothing checks it.
+
     >>> c = Columns(("kind", "ts"), {"kind": ["gpu", "gpu"], "ts": [2, 1]}, 2)
     >>> c.dicts(), c.take([1]).dicts()
     ([{'kind': 'gpu', 'ts': 2}, {'kind': 'gpu', 'ts': 1}], [{'kind': 'gpu', 'ts': 1}])
@@ -129,11 +137,11 @@ class Columns:
     ({'kind': 'gpu', 'id': 'f:8'}, ['f:8'], ['f:7', 'f:8'])
     """
 
-    __slots__ = ("fields", "_cols", "n", "_same", "_lazy")
+    __slots__ = ("fields", "_cols", "n", "_same", "_lazy", "types")
 
     def __init__(self, fields: tuple[str, ...], cols: dict[str, list], n: int,
                  lazy: dict[str, tuple[Callable[[Any], list], Any]] | None = None,
-                 one: dict[str, str] | None = None):
+                 one: dict[str, str] | None = None, types: dict[str, frozenset] | None = None):
         self.fields = fields
         self._cols = cols
         self.n = n
@@ -141,6 +149,7 @@ class Columns:
         # parser wrote the column: ``[text] * n``) answers it up front, without a pass over the column.
         self._same: dict[str, tuple | None] = {f: (v,) for f, v in one.items()} if one and n else {}
         self._lazy = lazy or None  # field -> (make, arg): not in _cols until read
+        self.types = types or None  # field -> the types its parser vouches its values are among
 
     @property
     def cols(self) -> dict[str, list]:
@@ -201,13 +210,14 @@ class Columns:
 
     def take(self, idx: list[int]) -> "Columns":
         if not idx:
-            return Columns(self.fields, {f: [] for f in self.fields}, 0)
+            return Columns(self.fields, {f: [] for f in self.fields}, 0, types=self.types)
         get = _getter(idx)
         lazy = self._lazy
-        # What holds of every event holds of those taken (one text, or none: ``(None,)``).
+        # What holds of every event holds of those taken (one text, or none: ``(None,)``; the types
+        # vouched for, a superset of the taken values' types).
         one = {f: s[0] for f, s in self._same.items() if s is not None}
         return Columns(self.fields, {f: get(c) for f, c in self._cols.items()}, len(idx),
-                       {f: (make, get(arg)) for f, (make, arg) in lazy.items()} if lazy else None, one)
+                       {f: (make, get(arg)) for f, (make, arg) in lazy.items()} if lazy else None, one, self.types)
 
 
 class LineIds:
@@ -400,16 +410,18 @@ class EventBatch(Sequence):
     @classmethod
     def from_columns(cls, fields: tuple[str, ...], cols: dict[str, list], n: int | None = None,
                      lazy: dict[str, tuple[Callable[[Any], list], Any]] | None = None,
-                     ts: np.ndarray | None = None, one: dict[str, str] | None = None) -> "EventBatch":
+                     ts: np.ndarray | None = None, one: dict[str, str] | None = None,
+                     types: dict[str, frozenset] | None = None) -> "EventBatch":
         """A batch of one :class:`Columns` part (``n``: the events, by default the first column's length;
         ``lazy``: fields made on first read, see :class:`Columns`). ``ts``: the events' times as the
         int64 array :meth:`ts` would read from ``cols["ts"]``, when the parser has it already. ``one``:
         fields whose every event holds one text (field -> that text: a parser's ``kind`` and ``source``,
         written ``[text] * n``), which the batch's indices then take without reading the column; the
-        caller vouches for it."""
+        caller vouches for it. ``types``: the types the caller vouches each of those fields' values are
+        among (:class:`Columns`, :meth:`vouched`)."""
         if n is None:
             n = len(cols[fields[0]]) if fields else 0
-        return cls._of([Columns(fields, cols, n, lazy, one)], None, ts=ts)
+        return cls._of([Columns(fields, cols, n, lazy, one, types)], None, ts=ts)
 
     @classmethod
     def concat(cls, batches: Iterable["EventBatch"]) -> "EventBatch":
@@ -454,6 +466,32 @@ class EventBatch(Sequence):
         oarr = local + new_start[which]
         parts = [p for p, u in zip(self._parts, used.tolist()) if u]
         return EventBatch._of(parts, _LAZY, oarr, self._ts, self._psame)
+
+    def vouched(self, field: str, kinds: tuple[str, ...]) -> frozenset | None:
+        """The types the parsers vouch for in ``field`` of the events of ``kinds`` (:class:`Columns`'
+        ``types``): every such value's type is one of them, a superset (a selection holds a subset of its
+        parts' values). ``None`` when a part that may hold events of ``kinds`` vouches nothing for it (a list
+        of dicts, a part of several kinds that does not). A part whose events are all of another kind
+        (its kind index, which the batch's kind index reads anyway) is left out.
+
+        >>> b = EventBatch.concat([EventBatch.from_columns(("kind", "n"), {"kind": ["a"], "n": [1]},
+        ...                                                types={"n": frozenset((int,))}),
+        ...                        EventBatch([{"kind": "b", "n": "x"}])])
+        >>> b.vouched("n", ("a",)) == {int}, b.vouched("n", ("a", "b")), b.vouched("m", ("a",))
+        (True, None, None)
+        """
+        got: frozenset = frozenset()
+        for p in self._parts:
+            if not len(p):
+                continue
+            s = p.same("kind") if type(p) is Columns else self._list_same(p, "kind")
+            if s is not None and s[0] not in kinds:
+                continue  # none of kinds here (an unhashable or odd kind is not one text: s is None)
+            vouch = p.types.get(field) if type(p) is Columns and p.types is not None else None
+            if vouch is None:
+                return None
+            got = got | vouch
+        return got
 
     @property
     def holds_dicts(self) -> bool:

@@ -5,8 +5,8 @@ to ``EVENTS_PER_MESSAGE`` events and ``MAX_MESSAGE_BYTES`` bytes (a message over
 halves); the detect agents read them back into one
 :class:`~ramparts.events.EventBatch` per partition. A message is the orjson of::
 
-    {"v": 4, "parts": [{"n": 500, "fields": ["kind", "ts", "id", ...], "cols": {"ts": [...], ...},
-                        "same": {"kind": "request", ...},
+    {"v": 5, "parts": [{"n": 500, "fields": ["kind", "ts", "id", ...], "cols": {"ts": [...], ...},
+                        "same": {"kind": "request", ...}, "types": {"ts": ["int"], ...},
                         "lines": {"id": {"origin": "ramparts.raw.gateway:0:17", "suffix": "", "from": 1, "to": 501}}},
                        {"events": [{...}, ...]}]}
 
@@ -23,9 +23,17 @@ what it is made from, its origin, its suffix and its line numbers (``from`` and 
 range up to ``to``, when they follow one another, else the list ``lines``), and read back as a
 lazy field again: neither side makes an id text per event unless something reads it (version
 4; a column already made, by the parse stage's store say, goes as texts as before). Every field
-is in exactly one of ``cols``, ``same`` and ``lines``.
+is in exactly one of ``cols``, ``same`` and ``lines``. The types a parser vouched for in a column
+of ``cols`` (:class:`~ramparts.events.Columns`' ``types``: every value's type is one of them) go
+under ``types``, as names (``"int"``, ``"float"``, ``"str"``, ``"bool"``, ``"null"``: what orjson
+writes and reads back as the same type), and are read back as the part's vouch, so that the detect
+stage's :class:`~ramparts.detectors.typed_columns.TypedColumns` need not scan them either (version 5).
+A float vouch goes with ``"null"`` added (orjson writes NaN and the infinities as null); a vouch
+of another type does not go. The message's vouch is its sender's word, as its ``same`` is: the
+reader does not check it against the values (that would be the scan it saves).
 
-Version 3 (the seventh to eleventh sessions' workers) is the same without ``lines``, version 2
+Version 4 (the twelfth and thirteenth sessions' workers) is the same without ``types``, version 3
+(the seventh to eleventh sessions') without ``lines`` either, version 2
 (the fifth and sixth sessions') without ``same`` either, and version 1, what workers before it
 wrote, a bare JSON array of event dicts; all are still read (a topic may hold such messages
 after an upgrade; a worker of an older version sends the newer messages to its dead letters, so
@@ -41,10 +49,10 @@ letters instead of the detectors.
 >>> b = EventBatch.concat([EventBatch.from_columns(("kind", "ts"), {"kind": ["gpu", "gpu"], "ts": [1, 2]}),
 ...                        EventBatch([{"kind": "runtime", "ts": 3, "pod": "p"}])])
 >>> encode(b.select([1, 2]))
-b'{"v":4,"parts":[{"n":1,"fields":["kind","ts"],"cols":{"kind":["gpu"],"ts":[2]}},{"events":[{"kind":"runtime","ts":3,"pod":"p"}]}]}'
+b'{"v":5,"parts":[{"n":1,"fields":["kind","ts"],"cols":{"kind":["gpu"],"ts":[2]}},{"events":[{"kind":"runtime","ts":3,"pod":"p"}]}]}'
 >>> m = encode(b)
 >>> m
-b'{"v":4,"parts":[{"n":2,"fields":["kind","ts"],"cols":{"ts":[1,2]},"same":{"kind":"gpu"}},{"events":[{"kind":"runtime","ts":3,"pod":"p"}]}]}'
+b'{"v":5,"parts":[{"n":2,"fields":["kind","ts"],"cols":{"ts":[1,2]},"same":{"kind":"gpu"}},{"events":[{"kind":"runtime","ts":3,"pod":"p"}]}]}'
 >>> decode(m).events == b.events, decode(b'[{"kind":"gpu","ts":1}]').values("ts")
 (True, [1])
 """
@@ -61,13 +69,17 @@ from ramparts.events import Columns, EventBatch, LineIds
 
 from .keys import MODEL_KINDS, entity_key, partition_for, route_key
 
-VERSION = 4
+VERSION = 5
 # From version 4 on the worker that sends a message has stored its events (the parse stage
 # writes them before the hop); a detect stage stores the events of an older worker's messages on
 # ``events``, as that worker's detect stage would have, so none is missing from the store after
 # an upgrade.
 STORED_UPSTREAM_FROM = 4
-READ_VERSIONS = (2, 3, 4)  # and version 1, a bare array
+READ_VERSIONS = (2, 3, 4, 5)  # and version 1, a bare array
+# The types a message's vouch may name (version 5, ``types``), each read back by orjson as itself.
+_TYPE_NAME = {int: "int", float: "float", str: "str", bool: "bool", type(None): "null"}
+_NAMED_TYPE = {name: tp for tp, name in _TYPE_NAME.items()}
+_FLOAT_WIRED = frozenset((float, type(None)))  # what a float becomes through orjson: NaN and inf are null
 
 
 class WireError(ValueError):
@@ -188,9 +200,28 @@ def _entry(p: Columns | list, n: int, get, fields: Fields,
             out["same"] = same
         if lines:
             out["lines"] = lines
+        if p.types is not None:
+            types = _wired_types(p.types, plain)
+            if types:
+                out["types"] = types
         return out
     evs = p if get is None else get(p)
     return {"events": _project(evs, fields)}
+
+
+def _wired_types(vouched: dict[str, frozenset], plain: dict) -> dict[str, list[str]]:
+    """The vouch of each column written under ``cols`` (of a part whose types ``vouched``), as type names:
+    with ``"null"`` beside ``"float"`` (orjson writes NaN and the infinities as null), and none for a
+    column vouched with a type orjson would not read back as itself."""
+    out = {}
+    for f, types in vouched.items():
+        if f in plain:
+            if float in types:
+                types = types | _FLOAT_WIRED
+            names = [_TYPE_NAME.get(t) for t in types]
+            if None not in names:
+                out[f] = sorted(names)
+    return out
 
 
 def _plan(p: Columns, fields: Fields) -> tuple[tuple[str, ...], dict, frozenset]:
@@ -313,7 +344,7 @@ def _encode_selected(parts: list, starts: list[int], ends: np.ndarray, sel: np.n
 
 
 def decode(value: bytes | None) -> EventBatch:
-    """A message of the events topics (versions 2 to 4, or a version-1 array of dicts) as a batch.
+    """A message of the events topics (versions 2 to 5, or a version-1 array of dicts) as a batch.
 
     Raises :class:`WireError` (or orjson's ``JSONDecodeError``, also a ``ValueError``) for
     anything else."""
@@ -324,7 +355,7 @@ def decode_versioned(value: bytes | None) -> tuple[EventBatch, int]:
     """:func:`decode`, and the message's version (1 for a bare array).
 
     >>> decode_versioned(b'[{"kind": "gpu"}]')[1], decode_versioned(encode(EventBatch([{"kind": "gpu"}])))[1]
-    (1, 4)
+    (1, 5)
     """
     if not value:
         raise WireError("empty message")
@@ -349,14 +380,14 @@ def decode_versioned(value: bytes | None) -> tuple[EventBatch, int]:
             fields, n = part.get("fields"), part.get("n")
             if type(fields) is not list or type(cols) is not dict or type(n) is not int or n < 0:
                 raise WireError("a columns part without fields, cols and n")
-            lazy = None
+            lazy = types = None
             if len(part) > 3:
-                cols, lazy = _extras(part, cols, n, doc["v"])
+                cols, lazy, types = _extras(part, cols, n, doc["v"])
             if len(cols) + (len(lazy) if lazy else 0) != len(fields) or any(
                     type(cols.get(f)) is not list or len(cols[f]) != n for f in fields if not lazy or f not in lazy):
                 raise WireError("a columns part whose columns do not match its fields and n")
             if n:
-                batches.append(EventBatch.from_columns(tuple(fields), cols, n, lazy))
+                batches.append(EventBatch.from_columns(tuple(fields), cols, n, lazy, types=types))
             continue
         events = part.get("events")
         if type(events) is not list or any(type(e) is not dict for e in events):
@@ -368,16 +399,19 @@ def decode_versioned(value: bytes | None) -> tuple[EventBatch, int]:
     return EventBatch.concat(batches), doc["v"]
 
 
-def _extras(part: dict, cols: dict, n: int, version: int) -> tuple[dict, dict | None]:
-    """The columns of a part that writes some under ``same`` (version 3), each a list of ``n``, and
-    its lazy id columns, those it writes under ``lines`` (version 4: field -> ``(LineIds, lines)``)."""
+def _extras(part: dict, cols: dict, n: int, version: int) -> tuple[dict, dict | None, dict | None]:
+    """The columns of a part that writes some under ``same`` (version 3), each a list of ``n``, its
+    lazy id columns, those it writes under ``lines`` (version 4: field -> ``(LineIds, lines)``), and
+    the types vouched for in its ``cols`` (version 5: field -> a frozenset of types)."""
     lines = part.get("lines")
-    extra = 3 + ("same" in part) + (lines is not None)
-    if len(part) > extra or (lines is not None and version < 4):
-        raise WireError("a columns part with something else than n, fields, cols, same and lines")
+    wired = part.get("types")
+    extra = 3 + ("same" in part) + (lines is not None) + (wired is not None)
+    if len(part) > extra or (lines is not None and version < 4) or (wired is not None and version < 5):
+        raise WireError("a columns part with something else than n, fields, cols, same, lines and types")
     out = _unsame(part, cols, n) if "same" in part else cols
+    types = None if wired is None else _types(wired, cols)
     if lines is None:
-        return out, None
+        return out, None, types
     if type(lines) is not dict:
         raise WireError("a columns part whose lines is not an object")
     lazy = {}
@@ -385,7 +419,22 @@ def _extras(part: dict, cols: dict, n: int, version: int) -> tuple[dict, dict | 
         lazy[f] = _line_ids(f, spec, n)
     if any(f in out for f in lazy):
         raise WireError("a columns part with a field both in lines and in cols or same")
-    return out, lazy
+    return out, lazy, types
+
+
+def _types(wired, cols: dict) -> dict[str, frozenset]:
+    """A part's ``types`` (:func:`_wired_types`) as its vouch: field -> the types named."""
+    if type(wired) is not dict:
+        raise WireError("a columns part whose types is not an object")
+    out = {}
+    for f, names in wired.items():
+        if f not in cols or type(names) is not list:
+            raise WireError(f"a columns part whose types of {f!r} are not a list for one of its cols")
+        try:
+            out[f] = frozenset(_NAMED_TYPE[name] for name in names)
+        except (KeyError, TypeError):
+            raise WireError(f"a columns part whose types of {f!r} name other types") from None
+    return out
 
 
 def _line_ids(field: str, spec, n: int) -> tuple[LineIds, range | list]:

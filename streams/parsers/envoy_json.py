@@ -433,6 +433,7 @@ class EnvoyJsonParser(Parser):
         cols: dict[str, list] = {f: [] for f in _EVENT_FIELDS}
         pieces: list = []  # the lines of the events in the columns, a range or a list per slice
         times_parts: list | None = []  # their times as arrays, while every slice's were read at once
+        nulls: set[int] = set()  # the vouched columns (_VOUCH_AT) that may hold None: _transpose's sum failed there
         line = first_line - 1
         # A slice of lines at a time, decoded and normalized while its values are in the CPU's cache:
         # column by column over a whole 16,384-line chunk cost twice as much per line.
@@ -540,7 +541,9 @@ class EnvoyJsonParser(Parser):
                 one = state is not None and state is slice_state
                 no_dash = state.no_dash() if one else _NONE
                 # The times, upstream times and API keys are searched for "-" by _columns, only where needed.
-                raw_cols = _transpose(objs, no_dash | _DASH_LATER, state.order if one else None)
+                summed: set[int] = set()
+                raw_cols = _transpose(objs, no_dash | _DASH_LATER, state.order if one else None, summed)
+                nulls.update(_VOUCH_AT.difference(summed))
                 part, taken, times = self._columns(raw_cols, taken, records, first_line, failed)
                 raw_cols = None  # the times' and keys' texts and the structs freed now, while in the CPU's cache
                 objs.clear()
@@ -580,12 +583,13 @@ class EnvoyJsonParser(Parser):
         lazy = {} if general else {"response_flags": (_flag_lists, flags)}
         # The columns' kind and source are [text] * n (_columns): the batch's indices take them so.
         one = None if general else _ONE
+        types = _vouch(nulls, general)
         if self.stamp_ids:
             # The ids ("<origin>:<line>") are made when first read (Columns' lazy fields): in replay only
             # the events made whole and the store read them; the worker's events messages make them all.
             lazy["id"] = (LineIds(origin), lines)
-            return EventBatch.from_columns(_EVENT_FIELDS_ID, cols, n, lazy, times, one)
-        return EventBatch.from_columns(_EVENT_FIELDS, cols, n, lazy, times, one)
+            return EventBatch.from_columns(_EVENT_FIELDS_ID, cols, n, lazy, times, one, types)
+        return EventBatch.from_columns(_EVENT_FIELDS, cols, n, lazy, times, one, types)
 
     def _columns(self, raw_cols: list[list], lines, records: list[bytes], first_line: int,
                  failed: list[tuple[int, str, bytes]]) -> tuple[dict[str, list], Any, np.ndarray | None]:
@@ -825,6 +829,31 @@ _EVENT_FIELDS = tuple(f for f in _FIELDS if f not in ("remote_addr", "api_key", 
 _EVENT_FIELDS_ID = _EVENT_FIELDS + ("id",)
 
 _ONE = {"kind": "request", "source": "envoy_json"}  # what _columns writes in every event
+
+# The types parse_batch vouches for (Columns' ``types``) in the numeric columns, as the fast structs
+# (_FAST_TYPES) and _columns make them: msgspec gives an ``int`` field only ints (never a bool, never a
+# float) and a ``float`` field only floats (an integer duration read as a float); "-" and an absent or
+# null value are None; the times are ints (_times_array, _times_one_by_one), the upstream times floats
+# or None (_floats, _upstream_ms). None is added where the column may hold one (_transpose could not
+# sum it), so that a column of numbers only is vouched as its one type: TypedColumns.types then needs no
+# scan for the exact set (a batch's requests hold a subset of it).
+_NONE_TYPE = type(None)
+_VOUCH = {"ts": frozenset((int,)), "status": frozenset((int,)), "latency_ms": frozenset((float,)),
+          "bytes_in": frozenset((int,)), "bytes_out": frozenset((int,)), "tokens_in": frozenset((int,)),
+          "tokens_out": frozenset((int,)), "upstream_ms": frozenset((float, _NONE_TYPE))}
+# Their places in _FAST_ORDER (what _transpose's ``summed`` holds), but the times': _columns reads those.
+_VOUCH_PLACE = {f: _FAST_ORDER.index(f) for f in _VOUCH if f != "ts"}
+_VOUCH_AT = frozenset(_VOUCH_PLACE.values())
+
+
+def _vouch(nulls: set[int], general: list[tuple[int, dict]]) -> dict[str, frozenset]:
+    """The types vouched for in each numeric column of a chunk (``_VOUCH``), with None where a slice's
+    column may hold one (``nulls``: places in _FAST_ORDER), and the types of the general path's
+    events' values (few lines: their values are looked at, whatever _finish made of them)."""
+    out = {f: t | {_NONE_TYPE} if _VOUCH_PLACE.get(f) in nulls else t for f, t in _VOUCH.items()}
+    if general:
+        out = {f: t | frozenset(type(ev[f]) for _, ev in general) for f, t in out.items()}
+    return out
 # The columns (places in _FAST_ORDER) whose "-" _columns finds itself, only where needed: the times, the upstream
 # times and the API keys.
 _DASH_LATER = frozenset(_FAST_ORDER.index(f) for f in ("ts", "upstream_ms", "api_key"))
@@ -1140,7 +1169,8 @@ def _times_array(ts: list | tuple, parse_iso: Callable[[str], int]) -> tuple[np.
     return out, head, base
 
 
-def _transpose(objs: list, no_dash: frozenset[int] = frozenset(), order: Callable | None = None) -> list[tuple | list]:
+def _transpose(objs: list, no_dash: frozenset[int] = frozenset(), order: Callable | None = None,
+               summed: set[int] | None = None) -> list[tuple | list]:
     """The fast structs' fields as columns (one per field of _FAST_ORDER); Envoy's absent
     value "-" (the fast types take no "", and "-" only where a value may be absent) as None, but in
     response_flags (the first) and in the fields of ``no_dash``, known to hold no "-" (:meth:`_Literals.no_dash`).
@@ -1152,7 +1182,10 @@ def _transpose(objs: list, no_dash: frozenset[int] = frozenset(), order: Callabl
 
     A column is the tuple zip made, copied to a list only where a "-" is replaced (or where
     :meth:`EnvoyJsonParser._columns` changes values in place): most are copied once, into the chunk's
-    columns, instead of twice."""
+    columns, instead of twice.
+
+    ``summed``: the places of the columns found to hold numbers only (``sum`` took them: no "-", no None)
+    are added to it (:func:`_vouch` reads it)."""
     if order is not None:
         cols: list = list(order(list(zip(*map(astuple, objs)))))
     else:
@@ -1164,6 +1197,8 @@ def _transpose(objs: list, no_dash: frozenset[int] = frozenset(), order: Callabl
             c = cols[at]
             try:
                 sum(c)  # a column of numbers only holds no "-" (a third of the search's cost; text fails at once)
+                if summed is not None:
+                    summed.add(at)
                 continue
             except TypeError:
                 pass

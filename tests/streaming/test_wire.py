@@ -130,7 +130,7 @@ def test_a_batch_in_another_order_than_its_parts_keeps_its_order():
 def test_columns_come_back_as_columns_and_version_1_arrays_as_dicts():
     batch = _as_parsed([{"kind": "gpu", "ts": 1, "node": "n"}, {"kind": "gpu", "ts": 2, "node": "m"}], 0)
     doc = orjson.loads(wire.encode(batch))
-    assert doc == {"v": 4, "parts": [{"n": 2, "fields": ["kind", "ts", "node"],
+    assert doc == {"v": 5, "parts": [{"n": 2, "fields": ["kind", "ts", "node"],
                                       "cols": {"ts": [1, 2], "node": ["n", "m"]}, "same": {"kind": "gpu"}}]}
     back = wire.decode(wire.encode(batch))
     assert back.values("node") == ["n", "m"] and not back.holds_dicts  # no dict made to read a column
@@ -161,7 +161,7 @@ def test_a_column_of_one_text_goes_once_and_comes_back_whole():
 
 
 @pytest.mark.parametrize("value", [
-    b"", b"not json", b"42", b'["not an event"]', b'{"v": 5, "parts": []}', b'{"parts": []}',
+    b"", b"not json", b"42", b'["not an event"]', b'{"v": 6, "parts": []}', b'{"parts": []}',
     b'{"v": 2}', b'{"v": 2, "parts": [7]}', b'{"v": 2, "parts": [{"stuff": []}]}',
     b'{"v": 2, "parts": [{"events": [1]}]}',
     b'{"v": 2, "parts": [{"n": 2, "fields": ["kind"], "cols": {"kind": ["gpu"]}}]}',
@@ -191,6 +191,15 @@ def test_a_column_of_one_text_goes_once_and_comes_back_whole():
     b'{"v": 4, "parts": [{"n": 1, "fields": ["id"], "cols": {}, "lines": {"ts": {"origin": "o", "suffix": "", '
     b'"lines": [1]}}}]}',
     b'{"v": 4, "parts": [{"n": 1, "fields": ["id"], "cols": {}, "lines": [1]}]}',
+    # version 5's types: only there, an object of lists of the names orjson reads back, for columns of cols
+    b'{"v": 4, "parts": [{"n": 1, "fields": ["ts"], "cols": {"ts": [1]}, "types": {"ts": ["int"]}}]}',
+    b'{"v": 5, "parts": [{"n": 1, "fields": ["ts"], "cols": {"ts": [1]}, "types": [["int"]]}]}',
+    b'{"v": 5, "parts": [{"n": 1, "fields": ["ts"], "cols": {"ts": [1]}, "types": {"ts": "int"}}]}',
+    b'{"v": 5, "parts": [{"n": 1, "fields": ["ts"], "cols": {"ts": [1]}, "types": {"ts": ["list"]}}]}',
+    b'{"v": 5, "parts": [{"n": 1, "fields": ["ts"], "cols": {"ts": [1]}, "types": {"ts": [["int"]]}}]}',
+    b'{"v": 5, "parts": [{"n": 1, "fields": ["ts"], "cols": {"ts": [1]}, "types": {"n": ["int"]}}]}',
+    b'{"v": 5, "parts": [{"n": 2, "fields": ["kind", "ts"], "cols": {"ts": [1, 2]}, "same": {"kind": "gpu"}, '
+    b'"types": {"kind": ["str"]}}]}',
 ])
 def test_what_is_not_a_batch_of_events_is_refused(value):
     with pytest.raises(ValueError):
@@ -375,7 +384,7 @@ def test_ids_go_as_their_line_numbers_and_come_back_the_same_texts_made_when_rea
                         assert type(q) is list or "id" not in q.fields or "id" in q._lazy
         # a message of version 3 (ids as texts) still reads: the same events
         for p, payloads in old.items():
-            assert _json(_read([m.replace(b'{"v":4,', b'{"v":3,', 1) for m in payloads])) == _json(_read(payloads))
+            assert _json(_read([m.replace(b'{"v":5,', b'{"v":3,', 1) for m in payloads])) == _json(_read(payloads))
 
 
 def test_consecutive_lines_go_as_a_range_and_others_as_a_list():
