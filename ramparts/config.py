@@ -70,7 +70,13 @@ class KafkaConfig(StrictModel):
     session_timeout_seconds: float = Field(
         default=10.0, gt=0, description="A worker that stops heartbeating loses its partitions after this long.")
     compression: str = Field(default="lz4", pattern=r"^(none|gzip|lz4|zstd|snappy)$",
-                             description="Compression of the messages `ramparts ship` and the worker produce.")
+                             description="Compression of the messages `ramparts ship` produces, and of the worker's "
+                                         "unless worker_compression says otherwise.")
+    worker_compression: str | None = Field(
+        default=None, pattern=r"^(none|gzip|lz4|zstd|snappy)$",
+        description="Compression of the messages the worker produces (the events topics, the tables' changelogs, "
+                    "alerts, dead letters); unset: as compression. `none` saves the worker's CPU on a cluster-local "
+                    "hop at the price of several times the bytes on the broker (docs/streaming.md).")
 
 
 SEVERITY_NAMES = ("info", "low", "medium", "high", "critical")

@@ -608,6 +608,21 @@ def _limit_fetch_wait(max_wait_ms: int) -> None:
     driver.aiokafka.AIOKafkaConsumer = CappedConsumer
 
 
+def producer_compression(k) -> str | None:
+    """The compression of everything the worker produces (aiokafka's ``compression_type``; ``None``:
+    none): ``kafka.worker_compression``, else ``kafka.compression``, the shipper's.
+
+    One setting for the worker's one producer: the events topics are nearly all of its bytes (the
+    changelogs, alerts and dead letters are a few thousand records per run of the benchmark).
+    Those bytes never leave the cluster and are read back by the same workers, so compressing them
+    trades the workers' CPU (lz4 both ways, a few tenths of a microsecond per event,
+    docs/benchmarks.md, fourteenth session) against the broker's disk and network; the default
+    keeps lz4, the raw topics' choice, as before.
+    """
+    c = k.worker_compression or k.compression
+    return None if c == "none" else c
+
+
 def build_app(config, *, sink: Any | None = None, datadir: str | None = None, noop: bool = False,
               stats_file: str | None = None, outbox: Any | None = None, deliverer: Any | None = None) -> faust.App:
     """The worker's Faust app. ``noop=True`` builds the benchmark's no-op agent instead.
@@ -636,7 +651,7 @@ def build_app(config, *, sink: Any | None = None, datadir: str | None = None, no
         topic_partitions=k.partitions,
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
-        producer_compression_type=None if k.compression == "none" else k.compression,
+        producer_compression_type=producer_compression(k),
         producer_max_request_size=4 * 1024 * 1024,
         broker_session_timeout=k.session_timeout_seconds,
         # Faust's default waits, on a rebalance, until every message read is acknowledged:
