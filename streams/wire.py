@@ -59,6 +59,7 @@ b'{"v":5,"parts":[{"n":2,"fields":["kind","ts"],"cols":{"ts":[1,2]},"same":{"kin
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from operator import itemgetter
 
@@ -209,19 +210,27 @@ def _entry(p: Columns | list, n: int, get, fields: Fields,
     return {"events": _project(evs, fields)}
 
 
-def _wired_types(vouched: dict[str, frozenset], plain: dict) -> dict[str, list[str]]:
-    """The vouch of each column written under ``cols`` (of a part whose types ``vouched``), as type names:
-    with ``"null"`` beside ``"float"`` (orjson writes NaN and the infinities as null), and none for a
-    column vouched with a type orjson would not read back as itself."""
+def _wired_types(vouched: dict[str, frozenset], plain: dict) -> dict[str, tuple[str, ...]]:
+    """The vouch of each column written under ``cols`` (of a part whose types ``vouched``), as type names
+    (:func:`_wired_names`), and none for a column vouched with a type orjson would not read back as itself."""
     out = {}
     for f, types in vouched.items():
         if f in plain:
-            if float in types:
-                types = types | _FLOAT_WIRED
-            names = [_TYPE_NAME.get(t) for t in types]
-            if None not in names:
-                out[f] = sorted(names)
+            names = _wired_names(types)
+            if names is not None:
+                out[f] = names
     return out
+
+
+@functools.cache
+def _wired_names(types: frozenset) -> tuple[str, ...] | None:
+    """A vouch as the sorted names a message writes: with ``"null"`` beside ``"float"`` (orjson writes
+    NaN and the infinities as null); ``None`` when it holds a type orjson would not read back as itself.
+    Made once per vouch (the parsers' few), not per part of every message."""
+    if float in types:
+        types = types | _FLOAT_WIRED
+    names = [_TYPE_NAME.get(t) for t in types]
+    return None if None in names else tuple(sorted(names))
 
 
 def _plan(p: Columns, fields: Fields) -> tuple[tuple[str, ...], dict, frozenset]:
