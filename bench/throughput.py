@@ -384,6 +384,21 @@ class _KafkaRun:
         time.sleep(0.5)  # the stats file is written four times a second
 
 
+def verdict(wall: float, cpu: float, target: float | None) -> str:
+    """A path's mark against its target: judged per CPU second, as docs/benchmarks.md judges it (the steadier
+    rate on a shared machine), and by wall time too when that says otherwise.
+
+    >>> verdict(140e3, 155e3, 150e3), verdict(160e3, 170e3, 150e3), verdict(1.0, 2.0, None)
+    ('  met per CPU s (missed by wall)', '  met per CPU s', '')
+    """
+    if target is None:
+        return ""
+    out = f"  {'met' if cpu >= target else 'missed'} per CPU s"
+    if (wall >= target) != (cpu >= target):
+        out += f" ({'met' if wall >= target else 'missed'} by wall)"
+    return out
+
+
 def _runs(runs: list[tuple[float, float]]) -> str:
     return ", ".join(f"{w / 1000:,.1f}k/{c / 1000:,.1f}k" for w, c in runs)
 
@@ -491,8 +506,7 @@ def run(args) -> int:
         print(f"{'path':40} {'events/s wall':>14} {'per CPU s':>12} {'target':>10}  (medians)")
         for name, runs, target in rows:
             wall, cpu = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
-            mark = "" if target is None else ("  met" if wall >= target else "  missed")
-            print(f"{name:40} {wall:14,.0f} {cpu:12,.0f} {target or '':>10}{mark}")
+            print(f"{name:40} {wall:14,.0f} {cpu:12,.0f} {target or '':>10}{verdict(wall, cpu, target)}")
         if not args.skip_kafka:
             # Judged on CPU time: wall rates of two processes on a shared machine say more about
             # the neighbours than about the code (a run here showed 94% by wall, 57% by CPU).
