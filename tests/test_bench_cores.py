@@ -58,10 +58,10 @@ def test_pin_moves_a_child_process_threads():
     child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "up"
-        assert len(threads(child.pid)) == 4
+        assert len(threads(child.pid)) >= 4
         pin(child.pid, target)
         got = _affinities(child.pid)
-        assert len(got) == 4 and all(a == {target} for a in got.values()), got
+        assert len(got) >= 4 and all(a == {target} for a in got.values()), got
     finally:
         child.stdin.close()
         child.wait(10)
