@@ -693,6 +693,8 @@ class EventBatch(Sequence):
                 return [(self._parts[k], _run(local[pos]), None)]
         ia = np.asarray(idx, dtype=np.int64)
         w, loc = which[ia], local[ia]
+        if self._olist is None and len(ia) > 1 and bool(np.all(ia[1:] > ia[:-1])):
+            return self._plan_in_order(w, loc)
         parts = np.unique(w).tolist()
         if len(parts) == 1:
             return [(self._parts[parts[0]], _run(loc), None)]
@@ -700,6 +702,29 @@ class EventBatch(Sequence):
         for k in parts:
             pos = np.flatnonzero(w == k)
             plan.append((self._parts[k], _run(loc[pos]), pos))
+        return plan
+
+    def _plan_in_order(self, w: np.ndarray, loc: np.ndarray) -> list[tuple[Any, list[int] | range, np.ndarray | None]]:
+        """:meth:`_plan` of increasing indices of a batch in its parts' own order (the worker's: a
+        ``concat`` of the messages of a partition), their parts ``w`` and indices in them ``loc``. Each
+        part's events are then one run of ``w``, found in one pass (not a pass per part: a message holds
+        a part per raw message its events came from), and their indices in the part increase, so they
+        are a ``range`` when the first and the last span them.
+
+        >>> b = EventBatch.concat([EventBatch([{"k": 1}, {"k": 2}]), EventBatch.from_columns(("k",), {"k": [3, 4, 5]})])
+        >>> [(len(p), local, pos) for p, local, pos in b._plan([0, 2, 4], "k", ())]
+        [(2, range(0, 1), array([0])), (3, [0, 2], array([1, 2]))]
+        >>> b.values_where("k", "k", 1, 3, 5)
+        [1, 3, 5]
+        """
+        bounds = [0, *(np.flatnonzero(w[1:] != w[:-1]) + 1).tolist(), len(w)]
+        firsts, lasts = loc[bounds[:-1]].tolist(), loc[np.array(bounds[1:]) - 1].tolist()
+        plan: list[tuple[Any, list[int] | range, np.ndarray | None]] = []
+        for k, a, b, lo, hi in zip(w[bounds[:-1]].tolist(), bounds, bounds[1:], firsts, lasts):
+            plan.append((self._parts[k], range(lo, hi + 1) if hi - lo == b - a - 1 else loc[a:b].tolist(),
+                         np.arange(a, b)))
+        if len(plan) == 1:
+            return [(plan[0][0], plan[0][1], None)]
         return plan
 
     def where(self, field: str, *values: Any) -> list[dict]:

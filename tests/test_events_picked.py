@@ -65,3 +65,23 @@ def test_kind_values_reads_values_where():
     got = kind_values(b, ("request",), "model")
     assert got == ["d", "c", "a"]
     assert b.values_where("model", "kind", "request") is got
+
+
+def test_a_batch_in_its_parts_order_plans_its_picks_as_any_batch_does():
+    # The worker's batches (a concat of messages, no order) take a one-pass plan (_plan_in_order):
+    # the same parts, indices and positions as the general plan of the same events in an order.
+    rng = random.Random(20261125)
+    several = 0
+    for _ in range(400):
+        b = EventBatch.concat([_part(rng, 100 * k) for k in range(rng.randint(1, 8))])
+        if not len(b):
+            continue
+        idx = sorted(rng.sample(range(len(b)), rng.randint(1, len(b))))
+        ordered = b.select(list(range(len(b))))  # the same parts, with an order: the general plan
+        assert b._olist is None and ordered._olist is not None
+        got, want = b._plan(idx), ordered._plan(idx)
+        assert [(id(p), list(local), None if pos is None else pos.tolist()) for p, local, pos in got] == \
+               [(id(p), list(local), None if pos is None else pos.tolist()) for p, local, pos in want]
+        assert [type(local) for _, local, _ in got] == [type(local) for _, local, _ in want]  # ranges stay ranges
+        several += len(got) > 1
+    assert several > 100
