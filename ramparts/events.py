@@ -241,6 +241,34 @@ class LineIds:
         return [f"{origin}:{k}" for k in lines]
 
 
+# A line number of a LineIdRuns column carries its run's index in the bits above these.
+RUN_SHIFT = 40
+LINE_MASK = (1 << RUN_SHIFT) - 1
+
+
+class LineIdRuns:
+    """The ``make`` of a lazy id column whose events come from several runs of lines, each with its own
+    :class:`LineIds` (``makes``): the number ``k`` is line ``k & LINE_MASK`` of run ``k >> RUN_SHIFT``,
+    and its id the one ``makes[k >> RUN_SHIFT]`` makes of that line. What an events message's part
+    joined from several raw messages' events carries (``streams/wire.py``, version 6): the numbers are
+    an int64 array, made without an int object per event, or what is taken of it.
+
+    >>> LineIdRuns((LineIds("a.log"), LineIds("b", ".0")))(np.array([3, 1 << RUN_SHIFT | 7, 4]))
+    ['a.log:3', 'b:7.0', 'a.log:4']
+    """
+
+    __slots__ = ("makes",)
+
+    def __init__(self, makes: tuple[LineIds, ...]):
+        self.makes = makes
+
+    def __call__(self, lines: Iterable[int]) -> list[str]:
+        ends = [(m.origin, m.suffix) for m in self.makes]
+        if type(lines) is np.ndarray:
+            lines = lines.tolist()
+        return [f"{o}:{k & LINE_MASK}{s}" for k in lines for o, s in (ends[k >> RUN_SHIFT],)]
+
+
 def _part_reader(part: list[dict] | Columns, local: list[int] | range) -> Callable[[str], list]:
     """A function reading a field of a part's events at ``local`` (a ``range``: a slice of the part),
     with what does not depend on the field made once: the gather of ``local`` (an ``itemgetter``),

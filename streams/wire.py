@@ -32,7 +32,17 @@ A float vouch goes with ``"null"`` added (orjson writes NaN and the infinities a
 of another type does not go. The message's vouch is its sender's word, as its ``same`` is: the
 reader does not check it against the values (that would be the scan it saves).
 
-Version 4 (the twelfth and thirteenth sessions' workers) is the same without ``types``, version 3
+Consecutive columns parts of a message with the same fields (and the same fields under ``lines``)
+are written as one part (version 6): the parse stage's batch holds a part per raw message, a
+partition's message a share of tens of them, and the detect stage pays for every part it reads.
+The joined part's lazy ids go as the parts' own entries, one after the other, under ``runs``
+(``"lines": {"id": {"runs": [{"origin": ..., "suffix": "", "from": 1, "to": 201}, ...]}}``), and
+are read back as one lazy field (:class:`~ramparts.events.LineIdRuns`: a line number and its run's
+index in one int64). A column is under ``same`` when every joined part held that one value; a
+column's types are vouched for when every part vouched for them.
+
+Version 5 (the fourteenth to eighteenth sessions' workers) is the same without ``runs``, version 4
+(the twelfth and thirteenth sessions') without ``types`` either, version 3
 (the seventh to eleventh sessions') without ``lines`` either, version 2
 (the fifth and sixth sessions') without ``same`` either, and version 1, what workers before it
 wrote, a bare JSON array of event dicts; all are still read (a topic may hold such messages
@@ -49,10 +59,10 @@ letters instead of the detectors.
 >>> b = EventBatch.concat([EventBatch.from_columns(("kind", "ts"), {"kind": ["gpu", "gpu"], "ts": [1, 2]}),
 ...                        EventBatch([{"kind": "runtime", "ts": 3, "pod": "p"}])])
 >>> encode(b.select([1, 2]))
-b'{"v":5,"parts":[{"n":1,"fields":["kind","ts"],"cols":{"kind":["gpu"],"ts":[2]}},{"events":[{"kind":"runtime","ts":3,"pod":"p"}]}]}'
+b'{"v":6,"parts":[{"n":1,"fields":["kind","ts"],"cols":{"kind":["gpu"],"ts":[2]}},{"events":[{"kind":"runtime","ts":3,"pod":"p"}]}]}'
 >>> m = encode(b)
 >>> m
-b'{"v":5,"parts":[{"n":2,"fields":["kind","ts"],"cols":{"ts":[1,2]},"same":{"kind":"gpu"}},{"events":[{"kind":"runtime","ts":3,"pod":"p"}]}]}'
+b'{"v":6,"parts":[{"n":2,"fields":["kind","ts"],"cols":{"ts":[1,2]},"same":{"kind":"gpu"}},{"events":[{"kind":"runtime","ts":3,"pod":"p"}]}]}'
 >>> decode(m).events == b.events, decode(b'[{"kind":"gpu","ts":1}]').values("ts")
 (True, [1])
 """
@@ -66,17 +76,17 @@ from operator import itemgetter
 import numpy as np
 import orjson
 
-from ramparts.events import Columns, EventBatch, LineIds
+from ramparts.events import LINE_MASK, RUN_SHIFT, Columns, EventBatch, LineIdRuns, LineIds
 
 from .keys import MODEL_KINDS, entity_key, partition_for, route_key
 
-VERSION = 5
+VERSION = 6
 # From version 4 on the worker that sends a message has stored its events (the parse stage
 # writes them before the hop); a detect stage stores the events of an older worker's messages on
 # ``events``, as that worker's detect stage would have, so none is missing from the store after
 # an upgrade.
 STORED_UPSTREAM_FROM = 4
-READ_VERSIONS = (2, 3, 4, 5)  # and version 1, a bare array
+READ_VERSIONS = (2, 3, 4, 5, 6)  # and version 1, a bare array
 # The types a message's vouch may name (version 5, ``types``), each read back by orjson as itself.
 _TYPE_NAME = {int: "int", float: "float", str: "str", bool: "bool", type(None): "null"}
 _NAMED_TYPE = {name: tp for tp, name in _TYPE_NAME.items()}
@@ -166,7 +176,7 @@ def encode(batch: EventBatch, fields: Fields = None) -> bytes:
 
 
 def _encode_parts(parts: list, fields: Fields) -> bytes:
-    return orjson.dumps({"v": VERSION, "parts": [_entry(p, len(p), None, fields) for p in parts]})
+    return orjson.dumps({"v": VERSION, "parts": _joined([_entry(p, len(p), None, fields) for p in parts])})
 
 
 def _entry(p: Columns | list, n: int, get, fields: Fields,
@@ -349,7 +359,98 @@ def _encode_selected(parts: list, starts: list[int], ends: np.ndarray, sel: np.n
         lo = hi
         if lo == len(sel):
             break
-    return orjson.dumps({"v": VERSION, "parts": out})
+    return orjson.dumps({"v": VERSION, "parts": _joined(out)})
+
+
+_EMPTY: dict = {}  # read only: what a missing lines or types entry holds
+
+
+def _joined(entries: list[dict]) -> list[dict]:
+    """A message's part entries with each run of consecutive columns entries of the same fields (and
+    the same fields under ``lines``) joined into one entry (:func:`_join`).
+
+    The parse stage's batch holds a part per raw message (about 800 Envoy lines), and a partition's
+    message takes a share of each: tens of parts per message, each a part of the batch the detect
+    stage reads, which pays for every part (docs/benchmarks.md, seventeenth and eighteenth sessions).
+    """
+    out: list[dict] = []
+    run: list[dict] = []
+    for e in entries:
+        if run and "n" in e and e["fields"] == run[0]["fields"] and \
+                e.get("lines", _EMPTY).keys() == run[0].get("lines", _EMPTY).keys():
+            run.append(e)
+            continue
+        if run:
+            out.append(run[0] if len(run) == 1 else _join(run))
+            run = []
+        if "n" in e:
+            run.append(e)
+        else:
+            out.append(e)
+    if run:
+        out.append(run[0] if len(run) == 1 else _join(run))
+    return out
+
+
+def _join(run: list[dict]) -> dict:
+    """One entry of the events of ``run`` (columns entries of the same fields), in order: a column one
+    text (or ``None``) in every entry, the same one, goes under ``same``; the others as one list each;
+    the lazy ids under ``lines`` as the entries' own, one after the other (``runs``, version 6); a
+    column's types vouched when every entry vouches for them (a ``same`` value for its own type)."""
+    fields = run[0]["fields"]
+    n = 0
+    for e in run:
+        n += e["n"]
+    lines = run[0].get("lines")
+    plain: dict = {}
+    same: dict = {}
+    types: dict = {}
+    for f in fields:
+        if lines is not None and f in lines:
+            continue
+        one: list = []  # each entry's one value of f, while there is one
+        for e in run:
+            s = e.get("same")
+            if s is not None and f in s:
+                one.append(s[f])
+                continue
+            if e["n"] == 1:
+                v = e["cols"][f][0]
+                if v is None or type(v) is str:
+                    one.append(v)
+                    continue
+            break
+        if len(one) == len(run) and one.count(one[0]) == len(one):
+            same[f] = one[0]
+            continue
+        col: list = []
+        names: set | None = set()
+        for e in run:
+            c = e["cols"].get(f)
+            if c is None:
+                v = e["same"][f]
+                col.extend([v] * e["n"])
+                if names is not None:
+                    names.add("null" if v is None else "str")
+            else:
+                col.extend(c)
+                if names is not None:
+                    got = e.get("types", _EMPTY).get(f)
+                    if got is None:
+                        names = None
+                    else:
+                        names.update(got)
+        plain[f] = col
+        if names:
+            types[f] = tuple(sorted(names))
+    out: dict = {"n": n, "fields": fields, "cols": plain}
+    if same:
+        out["same"] = same
+    if lines is not None:
+        out["lines"] = {f: {"runs": [e["lines"][f] for e in run]} for f in lines}
+    if types:
+        out["types"] = types
+    return out
 
 
 def decode(value: bytes | None) -> EventBatch:
@@ -364,7 +465,7 @@ def decode_versioned(value: bytes | None) -> tuple[EventBatch, int]:
     """:func:`decode`, and the message's version (1 for a bare array).
 
     >>> decode_versioned(b'[{"kind": "gpu"}]')[1], decode_versioned(encode(EventBatch([{"kind": "gpu"}])))[1]
-    (1, 5)
+    (1, 6)
     """
     if not value:
         raise WireError("empty message")
@@ -425,7 +526,7 @@ def _extras(part: dict, cols: dict, n: int, version: int) -> tuple[dict, dict | 
         raise WireError("a columns part whose lines is not an object")
     lazy = {}
     for f, spec in lines.items():
-        lazy[f] = _line_ids(f, spec, n)
+        lazy[f] = _line_ids(f, spec, n, version)
     if any(f in out for f in lazy):
         raise WireError("a columns part with a field both in lines and in cols or same")
     return out, lazy, types
@@ -446,10 +547,16 @@ def _types(wired, cols: dict) -> dict[str, frozenset]:
     return out
 
 
-def _line_ids(field: str, spec, n: int) -> tuple[LineIds, range | list]:
-    """A lazy id column of a message (:func:`_lines_entry`) as a Columns' lazy field."""
+def _line_ids(field: str, spec, n: int,
+              version: int = VERSION) -> tuple[LineIds | LineIdRuns, range | list | np.ndarray]:
+    """A lazy id column of a message (:func:`_lines_entry`, or the ``runs`` of them that :func:`_join`
+    writes) as a Columns' lazy field."""
     if type(spec) is not dict:
         raise WireError(f"a columns part whose lines of {field!r} is not an object")
+    if "runs" in spec:
+        if version < 6 or len(spec) != 1:
+            raise WireError(f"a columns part whose lines of {field!r} hold runs and more, or before version 6")
+        return _line_id_runs(field, spec["runs"], n)
     origin, suffix = spec.get("origin"), spec.get("suffix")
     if type(origin) is not str or type(suffix) is not str:
         raise WireError(f"a columns part whose lines of {field!r} have no origin and suffix texts")
@@ -462,6 +569,37 @@ def _line_ids(field: str, spec, n: int) -> tuple[LineIds, range | list]:
     if len(spec) != 3 or type(lines) is not list or len(lines) != n or (n and set(map(type, lines)) != {int}):
         raise WireError(f"a columns part whose lines of {field!r} are not n line numbers")
     return LineIds(origin, suffix), lines
+
+
+def _line_id_runs(field: str, runs, n: int) -> tuple[LineIdRuns, np.ndarray]:
+    """The ``runs`` of a joined part's id column (:func:`_join`): each a column's own ``lines`` entry."""
+    if type(runs) is not list or not runs or len(runs) >= 1 << (63 - RUN_SHIFT):
+        raise WireError(f"a columns part whose lines of {field!r} are not a list of runs (at most 2**23)")
+    makes, numbers, total = [], [], 0
+    for k, run in enumerate(runs):
+        if type(run) is not dict:
+            raise WireError(f"a columns part whose lines of {field!r} have a run that is not an object")
+        m = len(run["lines"]) if len(run) == 3 and type(run.get("lines")) is list else (
+            run["to"] - run["from"] if type(run.get("to")) is int and type(run.get("from")) is int else -1)
+        if m < 1:
+            raise WireError(f"a columns part whose lines of {field!r} have an empty or malformed run")
+        make, lines = _line_ids(field, run, m, 5)
+        total += m
+        if type(lines) is range:
+            lo, hi = lines.start, lines.stop - 1
+            a = np.arange(lines.start, lines.stop, dtype=np.int64)
+        else:
+            lo, hi = min(lines), max(lines)
+            a = np.array(lines, dtype=np.int64)
+        if lo < 0 or hi > LINE_MASK:
+            raise WireError(f"a columns part whose lines of {field!r} hold a line number out of 0 to 2**40 - 1")
+        if k:
+            a += k << RUN_SHIFT
+        makes.append(make)
+        numbers.append(a)
+    if total != n:
+        raise WireError(f"a columns part whose runs of lines of {field!r} do not hold n line numbers")
+    return LineIdRuns(tuple(makes)), np.concatenate(numbers)
 
 
 def _unsame(part: dict, cols: dict, n: int) -> dict:

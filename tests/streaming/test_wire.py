@@ -130,7 +130,7 @@ def test_a_batch_in_another_order_than_its_parts_keeps_its_order():
 def test_columns_come_back_as_columns_and_version_1_arrays_as_dicts():
     batch = _as_parsed([{"kind": "gpu", "ts": 1, "node": "n"}, {"kind": "gpu", "ts": 2, "node": "m"}], 0)
     doc = orjson.loads(wire.encode(batch))
-    assert doc == {"v": 5, "parts": [{"n": 2, "fields": ["kind", "ts", "node"],
+    assert doc == {"v": 6, "parts": [{"n": 2, "fields": ["kind", "ts", "node"],
                                       "cols": {"ts": [1, 2], "node": ["n", "m"]}, "same": {"kind": "gpu"}}]}
     back = wire.decode(wire.encode(batch))
     assert back.values("node") == ["n", "m"] and not back.holds_dicts  # no dict made to read a column
@@ -161,7 +161,7 @@ def test_a_column_of_one_text_goes_once_and_comes_back_whole():
 
 
 @pytest.mark.parametrize("value", [
-    b"", b"not json", b"42", b'["not an event"]', b'{"v": 6, "parts": []}', b'{"parts": []}',
+    b"", b"not json", b"42", b'["not an event"]', b'{"v": 7, "parts": []}', b'{"parts": []}',
     b'{"v": 2}', b'{"v": 2, "parts": [7]}', b'{"v": 2, "parts": [{"stuff": []}]}',
     b'{"v": 2, "parts": [{"events": [1]}]}',
     b'{"v": 2, "parts": [{"n": 2, "fields": ["kind"], "cols": {"kind": ["gpu"]}}]}',
@@ -384,7 +384,7 @@ def test_ids_go_as_their_line_numbers_and_come_back_the_same_texts_made_when_rea
                         assert type(q) is list or "id" not in q.fields or "id" in q._lazy
         # a message of version 3 (ids as texts) still reads: the same events
         for p, payloads in old.items():
-            assert _json(_read([m.replace(b'{"v":5,', b'{"v":3,', 1) for m in payloads])) == _json(_read(payloads))
+            assert _json(_read([m.replace(b'{"v":6,', b'{"v":3,', 1) for m in payloads])) == _json(_read(payloads))
 
 
 def test_consecutive_lines_go_as_a_range_and_others_as_a_list():
@@ -402,3 +402,127 @@ def test_consecutive_lines_go_as_a_range_and_others_as_a_list():
     # ids already made (a store read them): they go as texts, as before
     b.values("id")
     assert orjson.loads(wire.encode(b))["parts"][0]["cols"]["id"][0] == "t:0:5:1"
+
+
+def _as_raw_messages(events: list[dict], sizes: list[int], gaps: int, vouch_every: int) -> EventBatch:
+    """``events`` as the parse stage holds them when each raw message's lines are a part of their own:
+    each run of events with the same keys cut into parts of ``sizes`` (taken in turn), each with lazy
+    ids of its own origin (``LineIds``; with ``gaps`` a list that skips lines, else a range), every
+    ``vouch_every``-th vouching for the types of its ``ts`` and ``seq`` (0: none does)."""
+    parts, start, k = [], 0, 0
+    for i in range(1, len(events) + 1):
+        if i < len(events) and events[i].keys() == events[start].keys():
+            continue
+        run, at = events[start:i], 0
+        while at < len(run):
+            rows = run[at:at + sizes[k % len(sizes)]]
+            fields = tuple(rows[0])
+            lines = range(1, 1 + len(rows)) if not gaps else [1 + j + j // gaps for j in range(len(rows))]
+            types = {"ts": frozenset({int}), "seq": frozenset({int})} if vouch_every and k % vouch_every == 0 else None
+            parts.append(EventBatch.from_columns(fields + ("id",), {f: [e[f] for e in rows] for f in fields},
+                                                 len(rows), {"id": (LineIds(f"raw:0:{k}", ".0" if k % 3 else ""),
+                                                                    lines)}, types=types))
+            at, k = at + len(rows), k + 1
+        start = i
+    return EventBatch.concat(parts)
+
+
+@PROPERTY
+@given(events=st.lists(_event, max_size=80), sizes=st.lists(st.integers(min_value=1, max_value=9), min_size=1,
+                                                             max_size=4),
+       gaps=st.sampled_from([0, 2]), vouch_every=st.sampled_from([0, 1, 2]),
+       partitions=st.integers(min_value=1, max_value=4), per=st.sampled_from([2, 7, 500]),
+       route=st.sampled_from(["entity", "model"]), project_to=st.sampled_from([None, ("kind", "id", "ts", "seq")]))
+def test_parts_of_several_raw_messages_go_as_one_and_come_back_the_same_events(events, sizes, gaps, vouch_every,
+                                                                                partitions, per, route, project_to):
+    # runs of up to 12 events with the same keys (a raw message's lines are mostly of one shape)
+    events = [dict.fromkeys(sorted(keys)) | e for i in range(0, len(events), 12)
+              for keys in [set().union(*events[i:i + 12])] for e in events[i:i + 12]]
+    want_batch = _as_raw_messages(events, sizes, gaps, vouch_every)
+    want = group_by_partition(want_batch.events, partitions, route)  # the ids made here, as texts
+    got = wire.messages(_as_raw_messages(events, sizes, gaps, vouch_every), partitions, per, route, project_to)
+    assert set(got) == set(want)
+    for p, payloads in got.items():
+        fields = project_to or ()
+        assert _json(_read(payloads)) == _json(project(want[p], project_to) if project_to else want[p])
+        for m in payloads:
+            back = wire.decode(m)
+            parts = back.layout()[0]
+            # joined: no two parts in a row of the same fields; the ids not made until read
+            assert all(a.fields != b.fields for a, b in zip(parts, parts[1:]))
+            assert all("id" in q._lazy for q in parts if "id" in q.fields)
+            for q in parts:
+                for f, types in (q.types or {}).items():
+                    assert f not in fields or f in ("ts", "seq")
+                    assert {type(v) for v in q.values(f)} <= types
+                if vouch_every == 1 and "seq" in q.fields:  # every part vouched: so does the joined one
+                    assert q.types["seq"] == frozenset({int})
+            # what is taken of a joined part, or read of one event, has the ids it had
+            ids = back.values("id")
+            if len(back) > 1:
+                assert back.select([len(back) - 1, 0]).values("id") == [ids[-1], ids[0]]
+                assert back[len(back) - 1]["id"] == ids[-1]
+
+
+def test_a_joined_part_keeps_a_text_common_to_its_parts_once_and_the_types_they_all_vouch_for():
+    def part(k, n, path, vouch_flag):
+        types = {"ts": frozenset({int}), **({"flag": frozenset({int, type(None)})} if vouch_flag else {})}
+        return EventBatch.from_columns(
+            ("kind", "ts", "path", "flag", "id"),
+            {"kind": ["request"] * n, "ts": list(range(n)), "path": [path] * n, "flag": [1] * (n - 1) + [None]},
+            n, {"id": (LineIds(f"raw:1:{k}"), range(5, 5 + n))}, types=types)
+
+    batch = EventBatch.concat([part(0, 3, "/a", True), part(1, 2, "/a", False), part(2, 4, "/b", True)])
+    doc = orjson.loads(wire.encode(batch))
+    assert doc["v"] == 6 and len(doc["parts"]) == 1
+    joined = doc["parts"][0]
+    assert joined["n"] == 9 and joined["same"] == {"kind": "request"}
+    assert joined["cols"]["path"] == ["/a"] * 5 + ["/b"] * 4  # one text in each part, not the same one
+    # flag: one part vouches for nothing; path: each part one text (under same), the type of that text
+    assert joined["types"] == {"ts": ["int"], "path": ["str"]}
+    assert joined["lines"] == {"id": {"runs": [{"origin": f"raw:1:{k}", "suffix": "", "from": 5, "to": 5 + n}
+                                               for k, n in enumerate((3, 2, 4))]}}
+    back = wire.decode(wire.encode(batch))
+    assert back.events == batch.events
+    (q,) = back.layout()[0]
+    assert q.types == {"ts": frozenset({int}), "path": frozenset({str})} and q.same("kind") == ("request",)
+    # a part whose path is a text and another's the same text: once; vouched types of a text column
+    # with a part of one text (written under same) count that text's type
+    two = [EventBatch.from_columns(("kind", "path"), {"kind": ["gpu"] * n, "path": [p] * n}, n,
+                                   types={"path": frozenset({str})}) for n, p in ((1, "/x"), (3, "/x"))]
+    assert orjson.loads(wire.encode(EventBatch.concat(two)))["parts"][0]["same"] == {"kind": "gpu", "path": "/x"}
+    mixed = [EventBatch.from_columns(("kind", "path"), {"kind": ["gpu"] * 2, "path": p}, 2,
+                                     types={"path": frozenset({str, type(None)})}) for p in (["/x", None], ["/y"] * 2)]
+    entry = orjson.loads(wire.encode(EventBatch.concat(mixed)))["parts"][0]
+    assert entry["cols"]["path"] == ["/x", None, "/y", "/y"] and entry["types"]["path"] == ["null", "str"]
+    # ids made in one part (a store read them) and not in the next: two parts, each as it is
+    made, lazy = part(0, 2, "/a", True), part(1, 2, "/a", True)
+    made.values("id")
+    entries = orjson.loads(wire.encode(EventBatch.concat([made, lazy])))["parts"]
+    assert [("lines" in e, "id" in e["cols"]) for e in entries] == [(False, True), (True, False)]
+
+
+_RUN = b'{"origin": "o", "suffix": "", "from": 1, "to": 2}'
+
+
+@pytest.mark.parametrize("value", [
+    b'{"v": 5, "parts": [{"n": 1, "fields": ["id"], "cols": {}, "lines": {"id": {"runs": [' + _RUN + b']}}}]}',
+    b'{"v": 6, "parts": [{"n": 1, "fields": ["id"], "cols": {}, "lines": {"id": {"runs": []}}}]}',
+    b'{"v": 6, "parts": [{"n": 1, "fields": ["id"], "cols": {}, "lines": {"id": {"runs": ' + _RUN + b'}}}]}',
+    b'{"v": 6, "parts": [{"n": 2, "fields": ["id"], "cols": {}, "lines": {"id": {"runs": [' + _RUN + b']}}}]}',
+    b'{"v": 6, "parts": [{"n": 1, "fields": ["id"], "cols": {}, "lines": {"id": {"runs": [' + _RUN + b'], '
+    b'"origin": "o"}}}]}',
+    b'{"v": 6, "parts": [{"n": 1, "fields": ["id"], "cols": {}, "lines": {"id": {"runs": [[1]]}}}]}',
+    b'{"v": 6, "parts": [{"n": 1, "fields": ["id"], "cols": {}, "lines": {"id": {"runs": [{"runs": []}]}}}]}',
+    b'{"v": 6, "parts": [{"n": 2, "fields": ["id"], "cols": {}, "lines": {"id": {"runs": [' + _RUN + b', {"origin": '
+    b'"o", "suffix": "", "from": 2, "to": 2}]}}}]}',
+    b'{"v": 6, "parts": [{"n": 1, "fields": ["id"], "cols": {}, "lines": {"id": {"runs": [{"origin": "o", '
+    b'"suffix": "", "lines": [-1]}]}}}]}',
+    b'{"v": 6, "parts": [{"n": 1, "fields": ["id"], "cols": {}, "lines": {"id": {"runs": [{"origin": "o", '
+    b'"suffix": "", "from": 1099511627776, "to": 1099511627777}]}}}]}',
+    b'{"v": 6, "parts": [{"n": 1, "fields": ["id"], "cols": {}, "lines": {"id": {"runs": [{"origin": "o", '
+    b'"suffix": "", "lines": ["1"]}]}}}]}',
+])
+def test_runs_of_lines_that_do_not_hold_together_are_refused(value):
+    with pytest.raises(wire.WireError):
+        wire.decode(value)
