@@ -3,7 +3,7 @@
 This is where an event enters Ramparts from a file. ``ramparts parse`` prints what it
 yields; replay and ``ramparts ship`` feed the same batches onward. A line format's chunks are
 lists of lines (:func:`iter_lines`), or for a parser that reads blocks (``Parser.reads_blocks``:
-the Envoy JSON parser) the same lines as :class:`LineBlock`\ s (:func:`iter_blocks`).
+the Envoy JSON parser) the same lines as :class:`LineBlock`\\ s (:func:`iter_blocks`).
 """
 
 from __future__ import annotations
