@@ -585,14 +585,13 @@ def _line_id_runs(field: str, runs, n: int) -> tuple[LineIdRuns, np.ndarray]:
             raise WireError(f"a columns part whose lines of {field!r} have an empty or malformed run")
         make, lines = _line_ids(field, run, m, 5)
         total += m
+        lo, hi = (lines.start, lines.stop - 1) if type(lines) is range else (min(lines), max(lines))
+        if lo < 0 or hi > LINE_MASK:  # checked before numpy sees them: a JSON number may exceed int64
+            raise WireError(f"a columns part whose lines of {field!r} hold a line number out of 0 to 2**40 - 1")
         if type(lines) is range:
-            lo, hi = lines.start, lines.stop - 1
             a = np.arange(lines.start, lines.stop, dtype=np.int64)
         else:
-            lo, hi = min(lines), max(lines)
             a = np.array(lines, dtype=np.int64)
-        if lo < 0 or hi > LINE_MASK:
-            raise WireError(f"a columns part whose lines of {field!r} hold a line number out of 0 to 2**40 - 1")
         if k:
             a += k << RUN_SHIFT
         makes.append(make)

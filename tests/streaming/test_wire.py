@@ -522,6 +522,11 @@ _RUN = b'{"origin": "o", "suffix": "", "from": 1, "to": 2}'
     b'"suffix": "", "from": 1099511627776, "to": 1099511627777}]}}}]}',
     b'{"v": 6, "parts": [{"n": 1, "fields": ["id"], "cols": {}, "lines": {"id": {"runs": [{"origin": "o", '
     b'"suffix": "", "lines": ["1"]}]}}}]}',
+    # over int64 (orjson reads up to 2**64 - 1): refused before numpy would overflow
+    b'{"v": 6, "parts": [{"n": 1, "fields": ["id"], "cols": {}, "lines": {"id": {"runs": [{"origin": "o", '
+    b'"suffix": "", "lines": [18446744073709551615]}]}}}]}',
+    b'{"v": 6, "parts": [{"n": 1, "fields": ["id"], "cols": {}, "lines": {"id": {"runs": [{"origin": "o", '
+    b'"suffix": "", "from": 18446744073709551614, "to": 18446744073709551615}]}}}]}',
 ])
 def test_runs_of_lines_that_do_not_hold_together_are_refused(value):
     with pytest.raises(wire.WireError):
