@@ -583,7 +583,7 @@ def _line_id_runs(field: str, runs, n: int) -> tuple[LineIdRuns, np.ndarray]:
             run["to"] - run["from"] if type(run.get("to")) is int and type(run.get("from")) is int else -1)
         if m < 1:
             raise WireError(f"a columns part whose lines of {field!r} have an empty or malformed run")
-        make, lines = _line_ids(field, run, m, 5)
+        make, lines = _line_ids(field, run, m, 5)  # read as version 5 reads lines: a run holds no runs
         total += m
         lo, hi = (lines.start, lines.stop - 1) if type(lines) is range else (min(lines), max(lines))
         if lo < 0 or hi > LINE_MASK:  # checked before numpy sees them: a JSON number may exceed int64
